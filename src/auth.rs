@@ -1,0 +1,203 @@
+//! App authentication: who a request acts as (credential precedence) and the headers that say so
+//! upstream (`X-User-Id`, `X-Date`, `Host`, `Authorization`, `language`). Signing is the last step
+//! before the upstream call so that the signature covers exactly what is sent.
+
+pub mod sign;
+
+use http::header::{AUTHORIZATION, HOST};
+use http::{HeaderMap, HeaderValue};
+use sha2::{Digest, Sha256};
+use time::OffsetDateTime;
+
+use crate::config::{AuthConfig, AuthMode, SecretSource};
+use crate::error::GatewayError;
+use crate::headers::{LANGUAGE, X_DATE, X_USER_ID};
+use crate::secret::SecretCell;
+
+const X_DATE_FORMAT: &[time::format_description::BorrowedFormatItem<'static>] =
+    time::macros::format_description!("[year][month][day]T[hour][minute][second]Z");
+
+/// The effective identity of a request after credential precedence: what a cached page belongs to.
+/// The credential is only kept as a SHA-256, never in clear.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Identity {
+    pub user_id: HeaderValue,
+    pub credential_sha256: [u8; 32],
+    pub language: HeaderValue,
+}
+
+#[derive(Debug)]
+pub struct Auth {
+    mode: AuthMode,
+    user_id: HeaderValue,
+    app_id: String,
+    secret: SecretCell,
+    language: HeaderValue,
+    override_client: bool,
+}
+
+impl Auth {
+    /// Builds the authenticator; a secret file is read now and then watched for rotation.
+    pub async fn new(config: &AuthConfig) -> Result<Auth, String> {
+        let secret = match &config.secret {
+            SecretSource::Inline(secret) => SecretCell::fixed(secret.clone()),
+            SecretSource::File(path) => {
+                SecretCell::watch_file(path.clone(), config.file_poll_interval).await?
+            }
+        };
+        Ok(Auth {
+            mode: config.mode,
+            user_id: config.user_id.clone(),
+            app_id: config.app_id.clone(),
+            secret,
+            language: config.language.clone(),
+            override_client: config.override_client,
+        })
+    }
+
+    /// True when the client's own `Authorization` is forwarded instead of the configured one.
+    fn client_credential<'h>(&self, headers: &'h HeaderMap) -> Option<&'h HeaderValue> {
+        if self.override_client {
+            return None;
+        }
+        headers.get(AUTHORIZATION)
+    }
+
+    /// True when the request will be signed, so its body must be read whole first.
+    pub fn signs(&self, headers: &HeaderMap) -> bool {
+        self.mode == AuthMode::AppSignature && self.client_credential(headers).is_none()
+    }
+
+    /// Who the client request acts as, computed before any header is injected.
+    pub fn identity(&self, headers: &HeaderMap) -> Identity {
+        let user_id = match headers.get(X_USER_ID) {
+            Some(v) if !self.override_client => v.clone(),
+            _ => self.user_id.clone(),
+        };
+        let mut hash = Sha256::new();
+        match self.client_credential(headers) {
+            Some(client) => {
+                hash.update(b"client\0");
+                hash.update(client.as_bytes());
+            }
+            None if self.mode == AuthMode::Token => {
+                hash.update(b"token\0");
+                hash.update(self.secret.get().expose().as_bytes());
+            }
+            None => {
+                hash.update(b"app\0");
+                hash.update(self.app_id.as_bytes());
+            }
+        }
+        Identity {
+            user_id,
+            credential_sha256: hash.finalize().into(),
+            language: headers
+                .get(LANGUAGE)
+                .cloned()
+                .unwrap_or_else(|| self.language.clone()),
+        }
+    }
+
+    /// Writes the app-authentication headers into an outgoing request. `body_sha256` is the hex
+    /// SHA-256 of the body when [`Auth::signs`] said so.
+    pub fn apply(
+        &self,
+        method: &http::Method,
+        uri: &http::Uri,
+        headers: &mut HeaderMap,
+        host: &HeaderValue,
+        body_sha256: Option<&str>,
+        now: OffsetDateTime,
+    ) -> Result<(), GatewayError> {
+        if self.override_client {
+            headers.remove(AUTHORIZATION);
+            headers.remove(X_USER_ID);
+        }
+        if !headers.contains_key(X_USER_ID) {
+            headers.insert(X_USER_ID, self.user_id.clone());
+        }
+        if !headers.contains_key(LANGUAGE) {
+            headers.insert(LANGUAGE, self.language.clone());
+        }
+        headers.insert(HOST, host.clone());
+        let client_signed = headers.contains_key(AUTHORIZATION);
+        if !client_signed || !headers.contains_key(X_DATE) {
+            headers.insert(X_DATE, x_date(now));
+        }
+        if client_signed {
+            return Ok(());
+        }
+        let secret = self.secret.get();
+        let authorization = match self.mode {
+            AuthMode::Token => bearer(secret.expose()),
+            AuthMode::AppSignature => {
+                let text = |name| {
+                    headers
+                        .get(&name)
+                        .and_then(|v| v.to_str().ok())
+                        .ok_or(GatewayError::BadRequest("X-User-Id must be visible ASCII"))
+                };
+                let signed = [
+                    ("host", text(HOST)?),
+                    ("x-date", text(X_DATE)?),
+                    ("x-user-id", text(X_USER_ID)?),
+                ];
+                let input = sign::SignInput {
+                    method: method.as_str(),
+                    path: uri.path(),
+                    query: uri.query(),
+                    headers: &signed,
+                    payload_sha256: body_sha256.unwrap_or(sign::EMPTY_PAYLOAD_SHA256),
+                };
+                let signature = sign::signature(secret.expose().as_bytes(), &input);
+                sign::authorization(&self.app_id, &input, &signature)
+            }
+        };
+        let mut value = HeaderValue::from_str(&authorization)
+            .map_err(|e| GatewayError::Internal(Box::new(e)))?;
+        value.set_sensitive(true);
+        headers.insert(AUTHORIZATION, value);
+        Ok(())
+    }
+}
+
+/// `X-Date` in KooDrive's form, `YYYYMMDDTHHMMSSZ`, UTC.
+pub fn x_date(now: OffsetDateTime) -> HeaderValue {
+    let text = now
+        .to_offset(time::UtcOffset::UTC)
+        .format(X_DATE_FORMAT)
+        .unwrap_or_default();
+    HeaderValue::from_str(&text).unwrap_or_else(|_| HeaderValue::from_static("19700101T000000Z"))
+}
+
+/// `Bearer <token>`, unless the configured token already starts with a scheme word.
+pub fn bearer(token: &str) -> String {
+    let has_scheme = token.split_once(' ').is_some_and(|(scheme, rest)| {
+        !rest.is_empty() && scheme.bytes().all(|b| b.is_ascii_alphabetic())
+    });
+    if has_scheme {
+        token.to_owned()
+    } else {
+        format!("Bearer {token}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn x_date_is_basic_iso8601_utc() {
+        let t = time::macros::datetime!(2024-09-09 11:33:25 +08:00);
+        assert_eq!(x_date(t), "20240909T033325Z");
+    }
+
+    #[test]
+    fn bearer_keeps_an_explicit_scheme() {
+        assert_eq!(bearer("6ebb12"), "Bearer 6ebb12");
+        assert_eq!(bearer("Bearer 6ebb12"), "Bearer 6ebb12");
+        assert_eq!(bearer("AT 6ebb12"), "AT 6ebb12");
+        assert_eq!(bearer("Bearer+6ebb"), "Bearer Bearer+6ebb");
+    }
+}

@@ -1,0 +1,406 @@
+//! Configuration: TOML file, then `KOODRIVE_GATEWAY__SECTION__KEY` environment overrides, then
+//! validation into [`Config`], where every duration, size, address and URL is parsed once.
+//! Errors name the offending key.
+
+mod raw;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use http::uri::{Authority, Scheme};
+use http::{HeaderValue, Uri};
+
+pub use raw::RawConfig;
+
+use crate::normalize::NormalizeConfig;
+use crate::secret::Secret;
+
+/// Prefix of environment overrides: `KOODRIVE_GATEWAY__AUTH__APP_SECRET` sets `auth.app_secret`.
+pub const ENV_PREFIX: &str = "KOODRIVE_GATEWAY__";
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("config is not valid TOML")]
+    Toml(#[source] toml::de::Error),
+    #[error("{key}: {message}")]
+    Invalid { key: String, message: String },
+}
+
+fn invalid(key: &str, message: impl std::fmt::Display) -> ConfigError {
+    ConfigError::Invalid {
+        key: key.to_owned(),
+        message: message.to_string(),
+    }
+}
+
+/// The validated configuration the gateway runs on.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub server: ServerConfig,
+    pub upstream: UpstreamConfig,
+    pub auth: AuthConfig,
+    pub cache: CacheConfig,
+    pub normalize: NormalizeConfig,
+    pub admin: AdminConfig,
+    pub log: LogConfig,
+}
+
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    pub listen: SocketAddr,
+    pub admin_listen: SocketAddr,
+    pub shutdown_grace: Duration,
+    pub max_in_flight: usize,
+    pub header_read_timeout: Duration,
+    pub max_header_bytes: usize,
+}
+
+#[derive(Debug, Clone)]
+pub struct UpstreamConfig {
+    pub scheme: Scheme,
+    pub authority: Authority,
+    /// The `Host` header sent upstream (and signed): the URL's authority.
+    pub host: HeaderValue,
+    pub connect_timeout: Duration,
+    pub timeout: Duration,
+    pub max_signed_body: u64,
+    pub ca_file: Option<PathBuf>,
+    pub pool_idle_timeout: Duration,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuthMode {
+    AppSignature,
+    Token,
+}
+
+/// Where a secret comes from: inline (config or environment) or a file that is watched.
+#[derive(Debug, Clone)]
+pub enum SecretSource {
+    Inline(Secret),
+    File(PathBuf),
+}
+
+#[derive(Debug, Clone)]
+pub struct AuthConfig {
+    pub mode: AuthMode,
+    pub user_id: HeaderValue,
+    pub app_id: String,
+    /// The app secret (app_signature mode) or the access token (token mode).
+    pub secret: SecretSource,
+    pub file_poll_interval: Duration,
+    pub language: HeaderValue,
+    pub override_client: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct CacheConfig {
+    pub max_bytes: u64,
+    pub max_entry_bytes: u64,
+    pub ttl: Duration,
+    pub stale_while_revalidate: Duration,
+    pub stale_if_error: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct AdminConfig {
+    pub token: Option<Secret>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Json,
+    Pretty,
+}
+
+#[derive(Debug, Clone)]
+pub struct LogConfig {
+    pub format: LogFormat,
+    pub level: Option<String>,
+}
+
+impl Config {
+    /// Reads a file and applies the process environment's overrides.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        Config::from_table(Config::layered(path, std::env::vars())?)
+    }
+
+    /// The file's TOML table after environment overrides, before validation (the demo edits it).
+    pub fn layered(
+        path: &Path,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<toml::Table, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        Config::layered_str(&text, env)
+    }
+
+    /// TOML text with environment overrides applied, before validation.
+    pub fn layered_str(
+        text: &str,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<toml::Table, ConfigError> {
+        let mut table: toml::Table = toml::from_str(text).map_err(ConfigError::Toml)?;
+        apply_env(&mut table, env)?;
+        Ok(table)
+    }
+
+    /// Parses TOML text with the given environment, for tests and `--check-config`.
+    pub fn parse(
+        text: &str,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Config, ConfigError> {
+        Config::from_table(Config::layered_str(text, env)?)
+    }
+
+    pub fn from_table(table: toml::Table) -> Result<Config, ConfigError> {
+        let raw: RawConfig = serde_path_to_error::deserialize(toml::Value::Table(table))
+            .map_err(|e| invalid(&e.path().to_string(), e.inner()))?;
+        Config::from_raw(raw)
+    }
+
+    fn from_raw(raw: RawConfig) -> Result<Config, ConfigError> {
+        let server = ServerConfig {
+            listen: parse_addr("server.listen", &raw.server.listen)?,
+            admin_listen: parse_addr("server.admin_listen", &raw.server.admin_listen)?,
+            shutdown_grace: raw.server.shutdown_grace,
+            max_in_flight: positive("server.max_in_flight", raw.server.max_in_flight)?,
+            header_read_timeout: nonzero(
+                "server.header_read_timeout",
+                raw.server.header_read_timeout,
+            )?,
+            max_header_bytes: usize::try_from(raw.server.max_header_bytes.as_u64())
+                .ok()
+                .filter(|n| (8 * 1024..=16 * 1024 * 1024).contains(n))
+                .ok_or_else(|| {
+                    invalid("server.max_header_bytes", "must be between 8KiB and 16MiB")
+                })?,
+        };
+        let url = raw
+            .upstream
+            .url
+            .as_deref()
+            .ok_or_else(|| invalid("upstream.url", "is required"))?;
+        let (scheme, authority) = parse_upstream_url(url)?;
+        let host = HeaderValue::from_str(authority_without_default_port(&scheme, &authority))
+            .map_err(|e| invalid("upstream.url", e))?;
+        let upstream = UpstreamConfig {
+            scheme,
+            authority,
+            host,
+            connect_timeout: nonzero("upstream.connect_timeout", raw.upstream.connect_timeout)?,
+            timeout: nonzero("upstream.timeout", raw.upstream.timeout)?,
+            max_signed_body: raw.upstream.max_signed_body.as_u64(),
+            ca_file: raw.upstream.ca_file,
+            pool_idle_timeout: raw.upstream.pool_idle_timeout,
+        };
+        let auth = auth_from_raw(raw.auth)?;
+        let cache = CacheConfig {
+            max_bytes: raw.cache.max_bytes.as_u64(),
+            max_entry_bytes: raw.cache.max_entry_bytes.as_u64(),
+            ttl: nonzero("cache.ttl", raw.cache.ttl)?,
+            stale_while_revalidate: raw.cache.stale_while_revalidate,
+            stale_if_error: raw.cache.stale_if_error,
+        };
+        let normalize = raw
+            .normalize
+            .validate()
+            .map_err(|e| invalid("normalize", e))?;
+        let log = LogConfig {
+            format: match raw.log.format.as_str() {
+                "json" => LogFormat::Json,
+                "pretty" => LogFormat::Pretty,
+                other => {
+                    return Err(invalid(
+                        "log.format",
+                        format!("\"{other}\": expected \"json\" or \"pretty\""),
+                    ))
+                }
+            },
+            level: raw.log.level,
+        };
+        if let Some(level) = &log.level {
+            tracing_subscriber::EnvFilter::try_new(level).map_err(|e| invalid("log.level", e))?;
+        }
+        let admin = AdminConfig {
+            token: nonempty_secret("admin.token", raw.admin.token)?,
+        };
+        Ok(Config {
+            server,
+            upstream,
+            auth,
+            cache,
+            normalize,
+            admin,
+            log,
+        })
+    }
+}
+
+fn auth_from_raw(raw: raw::RawAuth) -> Result<AuthConfig, ConfigError> {
+    let mode = match raw.mode.as_str() {
+        "app_signature" => AuthMode::AppSignature,
+        "token" => AuthMode::Token,
+        other => {
+            return Err(invalid(
+                "auth.mode",
+                format!("\"{other}\": expected \"app_signature\" or \"token\""),
+            ))
+        }
+    };
+    let user_id = raw
+        .user_id
+        .filter(|s| !s.trim().is_empty())
+        .ok_or_else(|| invalid("auth.user_id", "is required"))?;
+    let user_id = HeaderValue::from_str(user_id.trim()).map_err(|e| invalid("auth.user_id", e))?;
+    let (inline, file, key) = match mode {
+        AuthMode::AppSignature => (raw.app_secret, raw.app_secret_file, "auth.app_secret"),
+        AuthMode::Token => (raw.access_token, raw.access_token_file, "auth.access_token"),
+    };
+    let secret = match (nonempty_secret(key, inline)?, file) {
+        (Some(_), Some(_)) => {
+            return Err(invalid(
+                key,
+                format!("set either {key} or {key}_file, not both"),
+            ))
+        }
+        (Some(secret), None) => SecretSource::Inline(secret),
+        (None, Some(path)) => SecretSource::File(path),
+        (None, None) => {
+            return Err(invalid(
+                key,
+                format!("is required in {} mode (or {key}_file)", raw.mode),
+            ))
+        }
+    };
+    let app_id = raw.app_id.unwrap_or_default();
+    if mode == AuthMode::AppSignature
+        && (app_id.is_empty() || app_id.contains([',', ' ', '=']) || !app_id.is_ascii())
+    {
+        return Err(invalid(
+            "auth.app_id",
+            "is required in app_signature mode: ASCII without spaces, commas or '='",
+        ));
+    }
+    if raw.file_poll_interval < Duration::from_millis(10) {
+        return Err(invalid("auth.file_poll_interval", "must be at least 10ms"));
+    }
+    Ok(AuthConfig {
+        mode,
+        user_id,
+        app_id,
+        secret,
+        file_poll_interval: raw.file_poll_interval,
+        language: HeaderValue::from_str(&raw.language).map_err(|e| invalid("auth.language", e))?,
+        override_client: raw.override_client,
+    })
+}
+
+fn nonempty_secret(key: &str, value: Option<String>) -> Result<Option<Secret>, ConfigError> {
+    match value {
+        None => Ok(None),
+        Some(v) if v.trim().is_empty() => Err(invalid(key, "is empty")),
+        Some(v) => Secret::new(v.trim()).map(Some).map_err(|e| invalid(key, e)),
+    }
+}
+
+fn parse_addr(key: &str, value: &str) -> Result<SocketAddr, ConfigError> {
+    value
+        .parse()
+        .map_err(|e| invalid(key, format!("\"{value}\" is not an IP:port address ({e})")))
+}
+
+fn positive(key: &str, value: usize) -> Result<usize, ConfigError> {
+    if value == 0 {
+        return Err(invalid(key, "must be at least 1"));
+    }
+    Ok(value)
+}
+
+fn nonzero(key: &str, value: Duration) -> Result<Duration, ConfigError> {
+    if value.is_zero() {
+        return Err(invalid(key, "must be greater than zero"));
+    }
+    Ok(value)
+}
+
+fn parse_upstream_url(url: &str) -> Result<(Scheme, Authority), ConfigError> {
+    let key = "upstream.url";
+    let uri: Uri = url
+        .parse()
+        .map_err(|e| invalid(key, format!("\"{url}\" is not a URL ({e})")))?;
+    let scheme = uri
+        .scheme()
+        .filter(|s| **s == Scheme::HTTP || **s == Scheme::HTTPS)
+        .cloned()
+        .ok_or_else(|| invalid(key, format!("\"{url}\": scheme must be http or https")))?;
+    let authority = uri
+        .authority()
+        .filter(|a| !a.host().is_empty())
+        .cloned()
+        .ok_or_else(|| invalid(key, format!("\"{url}\" has no host")))?;
+    if authority.as_str().contains('@') {
+        return Err(invalid(key, "must not carry user info"));
+    }
+    if uri
+        .path_and_query()
+        .is_some_and(|pq| pq.as_str() != "/" && !pq.as_str().is_empty())
+    {
+        return Err(invalid(
+            key,
+            format!("\"{url}\": a path or query is not supported, give the origin only"),
+        ));
+    }
+    Ok((scheme, authority))
+}
+
+fn authority_without_default_port<'a>(scheme: &Scheme, authority: &'a Authority) -> &'a str {
+    let default = if *scheme == Scheme::HTTPS { 443 } else { 80 };
+    match authority.port_u16() {
+        Some(port) if port == default => authority.host(),
+        _ => authority.as_str(),
+    }
+}
+
+/// Writes `KOODRIVE_GATEWAY__SECTION__KEY=value` over the table as `section.key = "value"`.
+fn apply_env(
+    table: &mut toml::Table,
+    env: impl IntoIterator<Item = (String, String)>,
+) -> Result<(), ConfigError> {
+    for (name, value) in env {
+        let Some(path) = name.strip_prefix(ENV_PREFIX) else {
+            continue;
+        };
+        let keys: Vec<String> = path.split("__").map(str::to_ascii_lowercase).collect();
+        if keys.iter().any(String::is_empty) {
+            return Err(invalid(&name, "malformed override name"));
+        }
+        let (last, sections) = keys
+            .split_last()
+            .ok_or_else(|| invalid(&name, "malformed override name"))?;
+        let mut node = &mut *table;
+        for section in sections {
+            let entry = node
+                .entry(section.clone())
+                .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+            node = entry
+                .as_table_mut()
+                .ok_or_else(|| invalid(&name, format!("{section} is not a section")))?;
+        }
+        node.insert(last.clone(), toml::Value::String(value));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests;

@@ -1,0 +1,203 @@
+//! The config file as written: serde structs that mirror the TOML, with defaults and no checks.
+//! `Config::from_raw` turns them into the validated form the gateway runs on.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use bytesize::ByteSize;
+use serde::{Deserialize, Deserializer};
+
+use crate::normalize::RawNormalizeConfig;
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawConfig {
+    #[serde(default)]
+    pub server: RawServer,
+    #[serde(default)]
+    pub upstream: RawUpstream,
+    #[serde(default)]
+    pub auth: RawAuth,
+    #[serde(default)]
+    pub cache: RawCache,
+    #[serde(default)]
+    pub normalize: RawNormalizeConfig,
+    #[serde(default)]
+    pub admin: RawAdmin,
+    #[serde(default)]
+    pub log: RawLog,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawServer {
+    pub listen: String,
+    pub admin_listen: String,
+    #[serde(with = "humantime_serde")]
+    pub shutdown_grace: Duration,
+    #[serde(deserialize_with = "lenient")]
+    pub max_in_flight: usize,
+    #[serde(with = "humantime_serde")]
+    pub header_read_timeout: Duration,
+    pub max_header_bytes: ByteSize,
+}
+
+impl Default for RawServer {
+    fn default() -> Self {
+        Self {
+            listen: "127.0.0.1:8080".into(),
+            admin_listen: "127.0.0.1:9901".into(),
+            shutdown_grace: Duration::from_secs(10),
+            max_in_flight: 1024,
+            header_read_timeout: Duration::from_secs(10),
+            max_header_bytes: ByteSize::kib(64),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawUpstream {
+    pub url: Option<String>,
+    #[serde(with = "humantime_serde")]
+    pub connect_timeout: Duration,
+    #[serde(with = "humantime_serde")]
+    pub timeout: Duration,
+    pub max_signed_body: ByteSize,
+    pub ca_file: Option<PathBuf>,
+    #[serde(with = "humantime_serde")]
+    pub pool_idle_timeout: Duration,
+}
+
+impl Default for RawUpstream {
+    fn default() -> Self {
+        Self {
+            url: None,
+            connect_timeout: Duration::from_secs(2),
+            timeout: Duration::from_secs(10),
+            max_signed_body: ByteSize::mib(12),
+            ca_file: None,
+            pool_idle_timeout: Duration::from_secs(60),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawAuth {
+    pub mode: String,
+    #[serde(deserialize_with = "lenient_string")]
+    pub user_id: Option<String>,
+    #[serde(deserialize_with = "lenient_string")]
+    pub app_id: Option<String>,
+    #[serde(deserialize_with = "lenient_string")]
+    pub app_secret: Option<String>,
+    pub app_secret_file: Option<PathBuf>,
+    #[serde(deserialize_with = "lenient_string")]
+    pub access_token: Option<String>,
+    pub access_token_file: Option<PathBuf>,
+    #[serde(with = "humantime_serde")]
+    pub file_poll_interval: Duration,
+    pub language: String,
+    #[serde(deserialize_with = "lenient")]
+    pub override_client: bool,
+}
+
+impl Default for RawAuth {
+    fn default() -> Self {
+        Self {
+            mode: "app_signature".into(),
+            user_id: None,
+            app_id: None,
+            app_secret: None,
+            app_secret_file: None,
+            access_token: None,
+            access_token_file: None,
+            file_poll_interval: Duration::from_secs(1),
+            language: "en-US".into(),
+            override_client: false,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawCache {
+    pub max_bytes: ByteSize,
+    pub max_entry_bytes: ByteSize,
+    #[serde(with = "humantime_serde")]
+    pub ttl: Duration,
+    #[serde(with = "humantime_serde")]
+    pub stale_while_revalidate: Duration,
+    #[serde(with = "humantime_serde")]
+    pub stale_if_error: Duration,
+}
+
+impl Default for RawCache {
+    fn default() -> Self {
+        Self {
+            max_bytes: ByteSize::mib(64),
+            max_entry_bytes: ByteSize::mib(1),
+            ttl: Duration::from_secs(3),
+            stale_while_revalidate: Duration::from_secs(10),
+            stale_if_error: Duration::from_secs(60),
+        }
+    }
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawAdmin {
+    #[serde(deserialize_with = "lenient_string")]
+    pub token: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawLog {
+    pub format: String,
+    pub level: Option<String>,
+}
+
+impl Default for RawLog {
+    fn default() -> Self {
+        Self {
+            format: "json".into(),
+            level: None,
+        }
+    }
+}
+
+/// Accepts the native TOML type or its text, since environment overrides are always text.
+fn lenient<'de, D, T>(de: D) -> Result<T, D::Error>
+where
+    D: Deserializer<'de>,
+    T: Deserialize<'de> + std::str::FromStr,
+    T::Err: std::fmt::Display,
+{
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Either<T> {
+        Native(T),
+        Text(String),
+    }
+    match Either::<T>::deserialize(de)? {
+        Either::Native(v) => Ok(v),
+        Either::Text(s) => s.trim().parse().map_err(serde::de::Error::custom),
+    }
+}
+
+/// Accepts a string or a number (a user id written without quotes is still a string).
+fn lenient_string<'de, D: Deserializer<'de>>(de: D) -> Result<Option<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Either {
+        Text(String),
+        Int(i64),
+    }
+    Ok(match Option::<Either>::deserialize(de)? {
+        None => None,
+        Some(Either::Text(s)) => Some(s),
+        Some(Either::Int(i)) => Some(i.to_string()),
+    })
+}

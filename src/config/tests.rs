@@ -1,0 +1,164 @@
+use super::*;
+
+const MINIMAL: &str = r#"
+[upstream]
+url = "https://intl.myhuaweicloud-koodrive.com"
+[auth]
+user_id = "1505084218764547200"
+app_id = "app"
+app_secret = "secret"
+"#;
+
+fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+fn error_of(text: &str, pairs: &[(&str, &str)]) -> String {
+    match Config::parse(text, env(pairs)) {
+        Ok(_) => panic!("accepted: {text} {pairs:?}"),
+        Err(e) => e.to_string(),
+    }
+}
+
+#[test]
+fn defaults_fill_everything_but_upstream_and_auth() {
+    let config = Config::parse(MINIMAL, env(&[])).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        config.server.listen,
+        "127.0.0.1:8080".parse().unwrap_or_else(|_| unreachable!())
+    );
+    assert_eq!(config.server.max_in_flight, 1024);
+    assert_eq!(config.upstream.timeout, Duration::from_secs(10));
+    assert_eq!(config.upstream.max_signed_body, 12 * 1024 * 1024);
+    assert_eq!(config.upstream.host, "intl.myhuaweicloud-koodrive.com");
+    assert_eq!(config.cache.max_bytes, 64 * 1024 * 1024);
+    assert_eq!(config.cache.ttl, Duration::from_secs(3));
+    assert_eq!(config.auth.mode, AuthMode::AppSignature);
+    assert_eq!(config.auth.language, "en-US");
+    assert!(!config.auth.override_client);
+    assert_eq!(config.log.format, LogFormat::Json);
+}
+
+#[test]
+fn the_host_header_keeps_only_non_default_ports() {
+    let with_port = MINIMAL.replace(
+        "https://intl.myhuaweicloud-koodrive.com",
+        "http://127.0.0.1:8443",
+    );
+    let config = Config::parse(&with_port, env(&[])).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(config.upstream.host, "127.0.0.1:8443");
+    let default_port = MINIMAL.replace(".com\"", ".com:443\"");
+    let config = Config::parse(&default_port, env(&[])).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(config.upstream.host, "intl.myhuaweicloud-koodrive.com");
+}
+
+#[test]
+fn environment_overrides_win_and_are_typed() {
+    let config = Config::parse(
+        MINIMAL,
+        env(&[
+            ("KOODRIVE_GATEWAY__AUTH__APP_SECRET", "from-env"),
+            ("KOODRIVE_GATEWAY__SERVER__MAX_IN_FLIGHT", "12"),
+            ("KOODRIVE_GATEWAY__AUTH__OVERRIDE_CLIENT", "true"),
+            ("KOODRIVE_GATEWAY__CACHE__TTL", "250ms"),
+            ("KOODRIVE_GATEWAY__AUTH__USER_ID", "42"),
+            ("UNRELATED", "x"),
+        ]),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let SecretSource::Inline(secret) = &config.auth.secret else {
+        panic!("not inline")
+    };
+    assert_eq!(secret.expose(), "from-env");
+    assert_eq!(config.server.max_in_flight, 12);
+    assert!(config.auth.override_client);
+    assert_eq!(config.cache.ttl, Duration::from_millis(250));
+    assert_eq!(config.auth.user_id, "42");
+}
+
+#[test]
+fn errors_name_the_key_and_why() {
+    type Case<'a> = (&'a str, &'a [(&'a str, &'a str)], &'a str);
+    let cases: &[Case] = &[
+        ("[server]\nlistn = 1", &[], "server.listn: unknown field"),
+        ("[nope]\nx = 1", &[], "nope: unknown field"),
+        (
+            "",
+            &[("KOODRIVE_GATEWAY__UPSTREAM__TIMEOUT", "soon")],
+            "upstream.timeout",
+        ),
+        (
+            "",
+            &[("KOODRIVE_GATEWAY__UPSTREAM__URL", "ftp://x")],
+            "upstream.url",
+        ),
+        (
+            "",
+            &[("KOODRIVE_GATEWAY__UPSTREAM__URL", "https://x/base")],
+            "upstream.url",
+        ),
+        (
+            "",
+            &[("KOODRIVE_GATEWAY__UPSTREAM__URL", "not a url")],
+            "upstream.url",
+        ),
+        (
+            "",
+            &[("KOODRIVE_GATEWAY__CACHE__MAX_BYTES", "lots")],
+            "cache.max_bytes",
+        ),
+        ("", &[("KOODRIVE_GATEWAY__CACHE__TTL", "0s")], "cache.ttl"),
+        (
+            "",
+            &[("KOODRIVE_GATEWAY__SERVER__MAX_IN_FLIGHT", "0")],
+            "server.max_in_flight",
+        ),
+        (
+            "",
+            &[("KOODRIVE_GATEWAY__SERVER__LISTEN", "localhost:80")],
+            "server.listen",
+        ),
+        (
+            "",
+            &[("KOODRIVE_GATEWAY__AUTH__MODE", "magic")],
+            "auth.mode",
+        ),
+        (
+            "",
+            &[("KOODRIVE_GATEWAY__AUTH__MODE", "token")],
+            "auth.access_token",
+        ),
+        (
+            "",
+            &[("KOODRIVE_GATEWAY__AUTH__APP_SECRET_FILE", "/x")],
+            "auth.app_secret",
+        ),
+        (
+            "",
+            &[("KOODRIVE_GATEWAY__LOG__FORMAT", "xml")],
+            "log.format",
+        ),
+        ("", &[("KOODRIVE_GATEWAY__LOG__LEVEL", "[[[")], "log.level"),
+        ("", &[("KOODRIVE_GATEWAY__SERVER", "x")], "server"),
+    ];
+    for (extra, pairs, expected) in cases {
+        let text = format!("{MINIMAL}\n{extra}");
+        let message = error_of(&text, pairs);
+        assert!(message.contains(expected), "{extra:?} {pairs:?}: {message}");
+    }
+    let no_user = MINIMAL.replace("user_id = \"1505084218764547200\"", "");
+    assert!(error_of(&no_user, &[]).contains("auth.user_id"));
+    assert!(error_of("[upstream]\n", &[]).contains("upstream.url"));
+}
+
+#[test]
+fn secrets_never_show_in_debug_output() {
+    let config = Config::parse(MINIMAL, env(&[("KOODRIVE_GATEWAY__ADMIN__TOKEN", "adm1n")]))
+        .unwrap_or_else(|e| panic!("{e}"));
+    let debug = format!("{config:?}");
+    assert!(!debug.contains("secret\""), "{debug}");
+    assert!(!debug.contains("adm1n"), "{debug}");
+}

@@ -1,0 +1,221 @@
+//! The embedded mock KooDrive: what `koodrive-gateway --demo` runs and the integration tests
+//! call. It checks authentication like KooDrive, answers in KooDrive's wire shape (not the
+//! documented schema), pages by cursor, and lets tasks move NEW -> EXECUTING -> SUCCESS/FAILED.
+
+pub mod auth_check;
+pub mod list;
+pub mod reply;
+pub mod routes;
+pub mod store;
+pub mod tasks;
+
+use std::convert::Infallible;
+use std::fmt;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{Request, Response, StatusCode};
+use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::GracefulShutdown;
+use time::OffsetDateTime;
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+use tokio::task::{JoinHandle, JoinSet};
+
+use reply::{codes, ApiError, Lang};
+use store::Store;
+
+/// Largest request body the mock reads (KooDrive's task bodies are tiny).
+pub const MAX_BODY_BYTES: usize = 1024 * 1024;
+/// How long `shutdown` lets open connections finish their requests.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The credentials the mock accepts: one app signature and any of `tokens` as a bearer token.
+#[derive(Clone, Default)]
+pub struct MockAuth {
+    pub app_id: String,
+    pub app_secret: String,
+    /// Compared after stripping a leading `Bearer ` (or the docs' `Bearer+`).
+    pub tokens: Vec<String>,
+}
+
+impl fmt::Debug for MockAuth {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("MockAuth")
+            .field("app_id", &self.app_id)
+            .field("app_secret", &"<redacted>")
+            .field("tokens", &format_args!("<{} redacted>", self.tokens.len()))
+            .finish()
+    }
+}
+
+/// A running mock; dropping it stops the server without waiting.
+#[derive(Debug)]
+pub struct MockKooDrive {
+    addr: SocketAddr,
+    shared: Arc<Shared>,
+    shutdown: Option<oneshot::Sender<()>>,
+    server: Option<JoinHandle<()>>,
+}
+
+#[derive(Debug)]
+struct Shared {
+    auth: MockAuth,
+    store: Store,
+    requests: AtomicU64,
+}
+
+impl MockKooDrive {
+    /// Serves on `listener` (bind `127.0.0.1:0` in tests) from a spawned task, HTTP/1.1 and h2c.
+    pub async fn start(listener: TcpListener, auth: MockAuth) -> std::io::Result<MockKooDrive> {
+        let addr = listener.local_addr()?;
+        let shared = Arc::new(Shared {
+            auth,
+            store: Store::new(now_ms(OffsetDateTime::now_utc())),
+            requests: AtomicU64::new(0),
+        });
+        let (tx, rx) = oneshot::channel();
+        let server = tokio::spawn(serve(listener, Arc::clone(&shared), rx));
+        tracing::info!(%addr, "mock KooDrive listening");
+        Ok(MockKooDrive {
+            addr,
+            shared,
+            shutdown: Some(tx),
+            server: Some(server),
+        })
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// How many requests it has answered, errors included.
+    pub fn requests(&self) -> u64 {
+        self.shared.requests.load(Ordering::SeqCst)
+    }
+
+    /// Stops accepting, lets in-flight requests finish (up to 5 s), then closes every connection.
+    pub async fn shutdown(mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(server) = self.server.take() {
+            let _ = server.await;
+        }
+    }
+}
+
+impl Drop for MockKooDrive {
+    fn drop(&mut self) {
+        if let Some(server) = self.server.take() {
+            server.abort();
+        }
+    }
+}
+
+async fn serve(listener: TcpListener, shared: Arc<Shared>, mut stop: oneshot::Receiver<()>) {
+    let builder = auto::Builder::new(TokioExecutor::new());
+    let graceful = GracefulShutdown::new();
+    // Connection tasks live in the set, so aborting this task (on drop) closes them all.
+    let mut connections = JoinSet::new();
+    loop {
+        tokio::select! {
+            _ = &mut stop => break,
+            Some(_) = connections.join_next(), if !connections.is_empty() => {}
+            accepted = listener.accept() => {
+                let stream = match accepted {
+                    Ok((stream, _)) => stream,
+                    Err(error) => {
+                        // e.g. too many open files: back off instead of spinning.
+                        tracing::warn!(%error, "mock KooDrive accept failed");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                };
+                let shared = Arc::clone(&shared);
+                let service = service_fn(move |req| {
+                    let shared = Arc::clone(&shared);
+                    async move { Ok::<_, Infallible>(answer(&shared, req).await) }
+                });
+                let connection = builder.serve_connection(TokioIo::new(stream), service).into_owned();
+                let connection = graceful.watch(connection);
+                connections.spawn(async move {
+                    if let Err(error) = connection.await {
+                        tracing::debug!(%error, "mock KooDrive connection ended");
+                    }
+                });
+            }
+        }
+    }
+    drop(listener);
+    let _ = tokio::time::timeout(DRAIN_TIMEOUT, graceful.shutdown()).await;
+}
+
+/// One request: route, read the bounded body, authenticate, then the endpoint.
+async fn answer(shared: &Shared, req: Request<Incoming>) -> Response<Full<Bytes>> {
+    let lang = Lang::from_headers(req.headers());
+    let response = match respond(shared, req).await {
+        Ok(fields) => reply::success(fields, lang),
+        Err(error) => error.response(),
+    };
+    shared.requests.fetch_add(1, Ordering::SeqCst);
+    response
+}
+
+async fn respond(
+    shared: &Shared,
+    req: Request<Incoming>,
+) -> Result<serde_json::Map<String, serde_json::Value>, ApiError> {
+    let (parts, body) = req.into_parts();
+    let route = routes::route(&parts.method, parts.uri.path()).ok_or_else(|| {
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            codes::NOT_FOUND,
+            format!("not found: {} {}", parts.method, clip(parts.uri.path())),
+        )
+    })?;
+    let body = read_body(body).await?;
+    let now = OffsetDateTime::now_utc();
+    let user_id = auth_check::check(&parts, &body, &shared.auth, now)?;
+    routes::dispatch(
+        &route,
+        &shared.store,
+        &user_id,
+        parts.uri.query(),
+        &body,
+        now_ms(now),
+    )
+}
+
+async fn read_body(body: Incoming) -> Result<Bytes, ApiError> {
+    match Limited::new(body, MAX_BODY_BYTES).collect().await {
+        Ok(collected) => Ok(collected.to_bytes()),
+        Err(error) if error.downcast_ref::<LengthLimitError>().is_some() => Err(ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            codes::TOO_LARGE,
+            "request body exceeds 1 MiB",
+        )),
+        Err(error) => Err(ApiError::bad_request(
+            codes::BAD_BODY,
+            format!("could not read request body: {error}"),
+        )),
+    }
+}
+
+fn now_ms(now: OffsetDateTime) -> i64 {
+    i64::try_from(now.unix_timestamp_nanos() / 1_000_000).unwrap_or(i64::MAX)
+}
+
+fn clip(value: &str) -> String {
+    value.chars().take(100).collect()
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,162 @@
+//! One error type for everything the gateway can refuse or fail at, and the ONE place where an
+//! error becomes an HTTP response: a JSON body `{"code", "msg"}` with a status, marked with the
+//! `koodrive-gateway-error` header so callers can tell it from KooDrive's own answers.
+
+use std::time::Duration;
+
+use http::{header, HeaderValue, Response, StatusCode};
+
+use crate::body::{self, Body, BoxError};
+use crate::headers::GATEWAY_ERROR;
+
+#[derive(Debug, thiserror::Error)]
+pub enum GatewayError {
+    #[error("X-Traceid must be 1 to 128 visible ASCII characters")]
+    BadTraceId,
+    #[error("invalid query parameter {param}={value:?}: {allowed}")]
+    BadQuery {
+        param: String,
+        value: String,
+        allowed: &'static str,
+    },
+    #[error("malformed request: {0}")]
+    BadRequest(&'static str),
+    #[error("request body exceeds the {limit}-byte limit for signed requests")]
+    BodyTooLarge { limit: u64 },
+    #[error("reading the request body failed")]
+    ClientBody(#[source] BoxError),
+    #[error("KooDrive is unreachable")]
+    UpstreamConnect(#[source] BoxError),
+    #[error("KooDrive did not answer within {0:?}")]
+    UpstreamTimeout(Duration),
+    #[error("KooDrive's response was malformed or cut off")]
+    UpstreamProtocol(#[source] BoxError),
+    #[error("KooDrive's response body is too large to normalize")]
+    UpstreamBodyTooLarge,
+    #[error("the gateway is at its limit of {0} requests in flight")]
+    Overloaded(usize),
+    #[error("internal gateway error")]
+    Internal(#[source] BoxError),
+}
+
+impl GatewayError {
+    pub fn status(&self) -> StatusCode {
+        use GatewayError::*;
+        match self {
+            BadTraceId | BadQuery { .. } | BadRequest(_) | ClientBody(_) => StatusCode::BAD_REQUEST,
+            BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            UpstreamConnect(_) | UpstreamProtocol(_) | UpstreamBodyTooLarge => {
+                StatusCode::BAD_GATEWAY
+            }
+            UpstreamTimeout(_) => StatusCode::GATEWAY_TIMEOUT,
+            Overloaded(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// The gateway's own error code: never a KooDrive number.
+    pub fn code(&self) -> &'static str {
+        use GatewayError::*;
+        match self {
+            BadTraceId => "GATEWAY_BAD_TRACEID",
+            BadQuery { .. } => "GATEWAY_BAD_QUERY",
+            BadRequest(_) => "GATEWAY_BAD_REQUEST",
+            BodyTooLarge { .. } => "GATEWAY_BODY_TOO_LARGE",
+            ClientBody(_) => "GATEWAY_CLIENT_BODY",
+            UpstreamConnect(_) => "GATEWAY_UPSTREAM_UNREACHABLE",
+            UpstreamTimeout(_) => "GATEWAY_UPSTREAM_TIMEOUT",
+            UpstreamProtocol(_) => "GATEWAY_UPSTREAM_PROTOCOL",
+            UpstreamBodyTooLarge => "GATEWAY_UPSTREAM_BODY_TOO_LARGE",
+            Overloaded(_) => "GATEWAY_OVERLOADED",
+            Internal(_) => "GATEWAY_INTERNAL",
+        }
+    }
+
+    /// True when KooDrive (not the client) failed: the stale-if-error condition.
+    pub fn is_upstream_failure(&self) -> bool {
+        use GatewayError::*;
+        matches!(
+            self,
+            UpstreamConnect(_) | UpstreamTimeout(_) | UpstreamProtocol(_) | UpstreamBodyTooLarge
+        )
+    }
+
+    pub fn to_response(&self) -> Response<Body> {
+        let json = serde_json::json!({ "code": self.code(), "msg": self.to_string() });
+        let mut response = Response::new(body::full(json.to_string()));
+        *response.status_mut() = self.status();
+        let headers = response.headers_mut();
+        headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
+        headers.insert(GATEWAY_ERROR, HeaderValue::from_static(self.code()));
+        if let GatewayError::Overloaded(_) = self {
+            headers.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        }
+        response
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_error_has_its_status_and_code() {
+        let io = || -> BoxError { Box::new(std::io::Error::other("x")) };
+        let table: Vec<(GatewayError, u16, &str)> = vec![
+            (GatewayError::BadTraceId, 400, "GATEWAY_BAD_TRACEID"),
+            (
+                GatewayError::BadQuery {
+                    param: "pageSize".into(),
+                    value: "0".into(),
+                    allowed: "1..=100",
+                },
+                400,
+                "GATEWAY_BAD_QUERY",
+            ),
+            (GatewayError::BadRequest("x"), 400, "GATEWAY_BAD_REQUEST"),
+            (GatewayError::ClientBody(io()), 400, "GATEWAY_CLIENT_BODY"),
+            (
+                GatewayError::BodyTooLarge { limit: 1 },
+                413,
+                "GATEWAY_BODY_TOO_LARGE",
+            ),
+            (
+                GatewayError::UpstreamConnect(io()),
+                502,
+                "GATEWAY_UPSTREAM_UNREACHABLE",
+            ),
+            (
+                GatewayError::UpstreamProtocol(io()),
+                502,
+                "GATEWAY_UPSTREAM_PROTOCOL",
+            ),
+            (
+                GatewayError::UpstreamBodyTooLarge,
+                502,
+                "GATEWAY_UPSTREAM_BODY_TOO_LARGE",
+            ),
+            (
+                GatewayError::UpstreamTimeout(Duration::from_secs(1)),
+                504,
+                "GATEWAY_UPSTREAM_TIMEOUT",
+            ),
+            (GatewayError::Overloaded(1), 503, "GATEWAY_OVERLOADED"),
+            (GatewayError::Internal(io()), 500, "GATEWAY_INTERNAL"),
+        ];
+        for (error, status, code) in table {
+            let response = error.to_response();
+            assert_eq!(response.status().as_u16(), status, "{error:?}");
+            assert_eq!(response.headers()[GATEWAY_ERROR], code);
+            assert_eq!(response.headers()[header::CONTENT_TYPE], "application/json");
+        }
+    }
+
+    #[test]
+    fn overloaded_says_when_to_retry() {
+        let response = GatewayError::Overloaded(8).to_response();
+        assert_eq!(response.headers()[header::RETRY_AFTER], "1");
+    }
+}

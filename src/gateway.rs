@@ -1,0 +1,206 @@
+//! Binds the proxy and admin listeners and serves them until shutdown: what `main` and the
+//! integration tests call. Shutdown stops accepting, flips readiness to 503, and lets requests in
+//! flight finish within `server.shutdown_grace`.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::GracefulShutdown;
+use tokio::net::TcpListener;
+use tokio::sync::{watch, Semaphore};
+use tokio::task::JoinHandle;
+
+use crate::admin::{self, Admin};
+use crate::auth::Auth;
+use crate::config::{Config, ServerConfig};
+use crate::pipeline::{self, State};
+use crate::upstream::{TlsSetupError, Upstream};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("cannot listen on {addr}")]
+    Bind {
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("upstream TLS setup failed")]
+    Tls(#[from] TlsSetupError),
+    #[error("auth secret: {0}")]
+    Secret(String),
+}
+
+/// A started gateway: its bound addresses and the handle that stops it.
+pub struct Running {
+    pub addr: SocketAddr,
+    pub admin_addr: SocketAddr,
+    shutdown: watch::Sender<bool>,
+    task: JoinHandle<()>,
+}
+
+impl Running {
+    /// Begins a graceful shutdown; `wait` returns when it is over.
+    pub fn shutdown(&self) {
+        self.shutdown.send_replace(true);
+    }
+
+    pub async fn wait(self) {
+        if let Err(e) = self.task.await {
+            tracing::error!(error = %e, "gateway task failed");
+        }
+    }
+}
+
+pub async fn run(config: Config) -> Result<Running, StartError> {
+    let listener = bind(config.server.listen).await?;
+    let admin_listener = bind(config.server.admin_listen).await?;
+    let addr = local_addr(&listener, config.server.listen)?;
+    let admin_addr = local_addr(&admin_listener, config.server.admin_listen)?;
+
+    let state = Arc::new(State {
+        upstream: Upstream::new(&config.upstream)?,
+        auth: Auth::new(&config.auth).await.map_err(StartError::Secret)?,
+        host: config.upstream.host.clone(),
+        max_signed_body: config.upstream.max_signed_body,
+        in_flight: Arc::new(Semaphore::new(config.server.max_in_flight)),
+        max_in_flight: config.server.max_in_flight,
+    });
+    let ready = Arc::new(AtomicBool::new(true));
+    let admin = Arc::new(Admin {
+        ready: Arc::clone(&ready),
+    });
+
+    let (shutdown, shutdown_rx) = watch::channel(false);
+    let server = config.server.clone();
+    let task = tokio::spawn(async move {
+        let (admin_stop, admin_stop_rx) = watch::channel(false);
+        let admin_task = tokio::spawn(serve(
+            admin_listener,
+            builder(&server),
+            admin_stop_rx,
+            Duration::from_secs(1),
+            move |req| {
+                let admin = Arc::clone(&admin);
+                async move { Ok::<_, Infallible>(admin::handle(&admin, req).await) }
+            },
+        ));
+        let mut stop = shutdown_rx.clone();
+        let proxy = serve(
+            listener,
+            builder(&server),
+            shutdown_rx,
+            server.shutdown_grace,
+            move |req| {
+                let state = Arc::clone(&state);
+                async move { Ok::<_, Infallible>(pipeline::handle(state, req).await) }
+            },
+        );
+        tokio::pin!(proxy);
+        tokio::select! {
+            () = &mut proxy => {}
+            () = stopped(&mut stop) => {
+                ready.store(false, Ordering::SeqCst);
+                tracing::info!("shutting down: draining requests in flight");
+                proxy.await;
+            }
+        }
+        admin_stop.send_replace(true);
+        let _ = admin_task.await;
+        tracing::info!("shutdown complete");
+    });
+    tracing::info!(%addr, %admin_addr, "koodrive-gateway listening");
+    Ok(Running {
+        addr,
+        admin_addr,
+        shutdown,
+        task,
+    })
+}
+
+async fn bind(addr: SocketAddr) -> Result<TcpListener, StartError> {
+    TcpListener::bind(addr)
+        .await
+        .map_err(|source| StartError::Bind { addr, source })
+}
+
+fn local_addr(listener: &TcpListener, addr: SocketAddr) -> Result<SocketAddr, StartError> {
+    listener
+        .local_addr()
+        .map_err(|source| StartError::Bind { addr, source })
+}
+
+/// HTTP/1.1 and cleartext HTTP/2 (prior knowledge), with a header-read timeout and size bound.
+fn builder(server: &ServerConfig) -> auto::Builder<TokioExecutor> {
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(server.header_read_timeout)
+        .max_buf_size(server.max_header_bytes);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_header_list_size(u32::try_from(server.max_header_bytes).unwrap_or(u32::MAX));
+    builder
+}
+
+/// Accepts connections until `stop` turns true, then waits up to `grace` for them to finish.
+async fn serve<S, F>(
+    listener: TcpListener,
+    builder: auto::Builder<TokioExecutor>,
+    mut stop: watch::Receiver<bool>,
+    grace: Duration,
+    service: S,
+) where
+    S: Fn(hyper::Request<hyper::body::Incoming>) -> F + Clone + Send + 'static,
+    F: std::future::Future<Output = Result<hyper::Response<crate::body::Body>, Infallible>>
+        + Send
+        + 'static,
+{
+    let graceful = GracefulShutdown::new();
+    loop {
+        tokio::select! {
+            biased;
+            () = stopped(&mut stop) => break,
+            accepted = listener.accept() => {
+                let stream = match accepted {
+                    Ok((stream, _)) => stream,
+                    Err(error) => {
+                        // Out of file descriptors and the like: back off instead of spinning.
+                        tracing::warn!(%error, "accept failed");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                };
+                let _ = stream.set_nodelay(true);
+                let connection = builder
+                    .serve_connection(TokioIo::new(stream), service_fn(service.clone()))
+                    .into_owned();
+                let connection = graceful.watch(connection);
+                tokio::spawn(async move {
+                    if let Err(error) = connection.await {
+                        tracing::debug!(error = %error, "connection closed with an error");
+                    }
+                });
+            }
+        }
+    }
+    drop(listener);
+    tokio::select! {
+        () = graceful.shutdown() => {}
+        () = tokio::time::sleep(grace) => {
+            tracing::warn!(?grace, "shutdown grace elapsed; closing connections still open");
+        }
+    }
+}
+
+/// Resolves once the stop flag is true (or its sender is gone), holding no lock across awaits.
+async fn stopped(stop: &mut watch::Receiver<bool>) {
+    let _ = stop.wait_for(|s| *s).await;
+}

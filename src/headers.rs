@@ -1,0 +1,73 @@
+//! Header names the gateway reads or writes, and hop-by-hop stripping (RFC 9110 section 7.6.1).
+
+use http::header::{self, HeaderMap, HeaderName};
+
+pub const X_TRACEID: HeaderName = HeaderName::from_static("x-traceid");
+pub const X_USER_ID: HeaderName = HeaderName::from_static("x-user-id");
+pub const X_DATE: HeaderName = HeaderName::from_static("x-date");
+pub const LANGUAGE: HeaderName = HeaderName::from_static("language");
+/// Marks a response the gateway made itself (linkerd's `l5d-proxy-error` idea); holds the code.
+pub const GATEWAY_ERROR: HeaderName = HeaderName::from_static("koodrive-gateway-error");
+pub const CACHE_STATUS: HeaderName = HeaderName::from_static("cache-status");
+
+const KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
+const PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
+
+/// Headers that describe one connection, never the message: not forwarded in either direction.
+const HOP_BY_HOP: [HeaderName; 9] = [
+    header::CONNECTION,
+    KEEP_ALIVE,
+    PROXY_CONNECTION,
+    header::PROXY_AUTHENTICATE,
+    header::PROXY_AUTHORIZATION,
+    header::TE,
+    header::TRAILER,
+    header::TRANSFER_ENCODING,
+    header::UPGRADE,
+];
+
+/// Removes the hop-by-hop headers, including every header the `Connection` header names.
+pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    let named: Vec<HeaderName> = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok())
+        .collect();
+    for name in named.iter().chain(HOP_BY_HOP.iter()) {
+        headers.remove(name);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http::HeaderValue;
+
+    #[test]
+    fn strips_listed_and_connection_named_headers() {
+        let mut headers = HeaderMap::new();
+        for (name, value) in [
+            ("connection", "keep-alive, X-Secret-Hop , upgrade"),
+            ("keep-alive", "timeout=5"),
+            ("proxy-authenticate", "Basic"),
+            ("proxy-authorization", "Basic abc"),
+            ("te", "trailers"),
+            ("trailer", "x-checksum"),
+            ("transfer-encoding", "chunked"),
+            ("upgrade", "h2c"),
+            ("x-secret-hop", "1"),
+            ("x-end-to-end", "kept"),
+            ("content-type", "application/json"),
+        ] {
+            headers.append(
+                HeaderName::from_static(name),
+                HeaderValue::from_static(value),
+            );
+        }
+        strip_hop_by_hop(&mut headers);
+        let left: Vec<&str> = headers.keys().map(|k| k.as_str()).collect();
+        assert_eq!(left, ["x-end-to-end", "content-type"]);
+    }
+}

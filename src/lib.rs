@@ -1,0 +1,19 @@
+//! koodrive-gateway: a caching sidecar gateway for the KooDrive Open API.
+//!
+//! The request path lives in [`pipeline`]; [`gateway::run`] starts the listeners.
+
+pub mod admin;
+pub mod auth;
+pub mod body;
+pub mod config;
+pub mod demo;
+pub mod error;
+pub mod gateway;
+pub mod headers;
+pub mod normalize;
+pub mod pipeline;
+pub mod route;
+pub mod secret;
+pub mod telemetry;
+pub mod trace_id;
+pub mod upstream;

@@ -1,0 +1,133 @@
+//! Command line: parse, load and validate config (exiting non-zero before any port is bound when
+//! it is bad), start, and drain on SIGTERM/SIGINT.
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::Parser;
+
+use koodrive_gateway::config::{Config, SecretSource};
+use koodrive_gateway::demo::{MockAuth, MockKooDrive};
+use koodrive_gateway::{gateway, telemetry};
+
+/// The embedded demo config: the gateway on 127.0.0.1:8080, pointed at the embedded mock.
+const DEMO_CONFIG: &str = include_str!("../config/demo.toml");
+
+/// Caching sidecar gateway for the KooDrive Open API.
+///
+/// Every config key can be overridden from the environment as KOODRIVE_GATEWAY__SECTION__KEY,
+/// e.g. KOODRIVE_GATEWAY__AUTH__APP_SECRET=... so that secrets need not sit in files.
+/// SIGTERM or SIGINT drains requests in flight (within server.shutdown_grace) and exits 0.
+#[derive(Debug, Parser)]
+#[command(version, about, long_about)]
+struct Cli {
+    /// TOML config file (see config/koodrive-gateway.toml).
+    #[arg(long, env = "KOODRIVE_GATEWAY_CONFIG", value_name = "PATH")]
+    config: Option<PathBuf>,
+
+    /// Start an embedded mock KooDrive on a loopback port and point the gateway at it. Without
+    /// --config it uses the built-in demo config; with it, that config with the mock as upstream.
+    #[arg(long)]
+    demo: bool,
+
+    /// Validate the config and exit: 0 when it is good, non-zero with the offending key otherwise.
+    #[arg(long)]
+    check_config: bool,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    if cli.check_config {
+        let path = cli.config.context("--check-config needs --config PATH")?;
+        Config::load(&path).with_context(|| format!("invalid config {}", path.display()))?;
+        println!("{}: ok", path.display());
+        return Ok(());
+    }
+    let (config, mock) = if cli.demo {
+        let (config, mock) = demo_config(cli.config).await?;
+        (config, Some(mock))
+    } else {
+        let path = cli
+            .config
+            .context("no config: pass --config PATH (or KOODRIVE_GATEWAY_CONFIG), or try --demo")?;
+        let config =
+            Config::load(&path).with_context(|| format!("invalid config {}", path.display()))?;
+        (config, None)
+    };
+    telemetry::init(&config.log);
+    let running = gateway::run(config)
+        .await
+        .context("cannot start the gateway")?;
+    if let Some(mock) = &mock {
+        let url = format!(
+            "http://{}/koodrive/ose/v1/task/list?taskType=0&pageSize=5",
+            running.addr
+        );
+        println!();
+        println!(
+            "koodrive-gateway demo: gateway on http://{}, admin on http://{}",
+            running.addr, running.admin_addr
+        );
+        println!("mock KooDrive on http://{}", mock.addr());
+        println!("try:  curl -si '{url}'");
+        println!();
+    }
+    shutdown_signal().await;
+    running.shutdown();
+    running.wait().await;
+    Ok(())
+}
+
+/// The demo's config: the given file (or the built-in one) with the mock as its upstream, and the
+/// mock accepting the credentials that config holds.
+async fn demo_config(path: Option<PathBuf>) -> anyhow::Result<(Config, MockKooDrive)> {
+    let mut table = match &path {
+        Some(path) => Config::layered(path, std::env::vars())?,
+        None => Config::layered_str(DEMO_CONFIG, std::env::vars())?,
+    };
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let mock_addr = listener.local_addr()?;
+    let upstream = table
+        .entry("upstream")
+        .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+    if let Some(upstream) = upstream.as_table_mut() {
+        upstream.insert(
+            "url".into(),
+            toml::Value::String(format!("http://{mock_addr}")),
+        );
+    }
+    let config = Config::from_table(table).context("invalid demo config")?;
+    let secret = match &config.auth.secret {
+        SecretSource::Inline(secret) => secret.expose().to_owned(),
+        SecretSource::File(path) => std::fs::read_to_string(path)?.trim().to_owned(),
+    };
+    let auth = MockAuth {
+        app_id: config.auth.app_id.clone(),
+        app_secret: secret.clone(),
+        tokens: vec![secret],
+    };
+    let mock = MockKooDrive::start(listener, auth).await?;
+    Ok((config, mock))
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {}
+        () = term => {}
+    }
+}

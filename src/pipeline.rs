@@ -1,0 +1,175 @@
+//! The request path, top to bottom. `handle` is the outer layer (trace id, span, load shedding,
+//! errors into responses, access log); `proxy` is the inner one that returns `Result` and reads
+//! as one step per line.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::Bytes;
+use http::{header, HeaderValue, Method, Request, Response, Version};
+use http_body_util::{BodyExt, Limited};
+use hyper::body::Incoming;
+use tokio::sync::Semaphore;
+use tracing::{field::Empty, Instrument};
+
+use crate::auth::{sign, Auth};
+use crate::body::{self, Body};
+use crate::error::GatewayError;
+use crate::headers::{self, X_TRACEID};
+use crate::route::Route;
+use crate::trace_id;
+use crate::upstream::Upstream;
+
+/// Everything a request needs, shared by all connections.
+pub struct State {
+    pub upstream: Upstream,
+    pub auth: Auth,
+    pub host: HeaderValue,
+    pub max_signed_body: u64,
+    pub in_flight: Arc<Semaphore>,
+    pub max_in_flight: usize,
+}
+
+pub async fn handle(state: Arc<State>, request: Request<Incoming>) -> Response<Body> {
+    let started = Instant::now();
+    let route = Route::of(request.method(), request.uri().path());
+    let client_trace_id = trace_id::from_headers(request.headers());
+    let trace_id = client_trace_id
+        .as_ref()
+        .map_or_else(|_| trace_id::generate(), Clone::clone);
+    let span = tracing::info_span!(
+        "request",
+        trace_id = trace_id.to_str().unwrap_or_default(),
+        method = %request.method(),
+        path = request.uri().path(),
+        route = route.name(),
+        status = Empty,
+        cache = Empty,
+        upstream_ms = Empty,
+    );
+    async move {
+        let result = match client_trace_id {
+            Err(error) => Err(error),
+            Ok(_) => match Arc::clone(&state.in_flight).try_acquire_owned() {
+                Err(_) => Err(GatewayError::Overloaded(state.max_in_flight)),
+                Ok(_permit) => proxy(&state, request, &trace_id).await,
+            },
+        };
+        let mut response = result.unwrap_or_else(|error| {
+            tracing::warn!(code = error.code(), error = %ErrorChain(&error), "request failed");
+            error.to_response()
+        });
+        response.headers_mut().insert(X_TRACEID, trace_id);
+        let status = response.status().as_u16();
+        tracing::Span::current().record("status", status);
+        tracing::info!(
+            target: "koodrive_gateway::access",
+            status,
+            duration_ms = started.elapsed().as_secs_f64() * 1000.0,
+            "request"
+        );
+        response
+    }
+    .instrument(span)
+    .await
+}
+
+/// Forwards one request to KooDrive.
+async fn proxy(
+    state: &State,
+    request: Request<Incoming>,
+    trace_id: &HeaderValue,
+) -> Result<Response<Body>, GatewayError> {
+    let (mut parts, incoming) = request.into_parts();
+    // Connection-level headers stay on this hop; the trace id goes upstream.
+    headers::strip_hop_by_hop(&mut parts.headers);
+    parts.headers.insert(X_TRACEID, trace_id.clone());
+    // A signed request's body is read whole (bounded), since its hash is signed; others stream.
+    let (body, body_sha256) = if state.auth.signs(&parts.headers) {
+        let bytes = read_bounded(&parts, incoming, state.max_signed_body).await?;
+        set_content_length(&mut parts, bytes.len());
+        (body::full(bytes.clone()), Some(sign::payload_hash(&bytes)))
+    } else {
+        (body::boxed(incoming), None)
+    };
+    parts.uri = state.upstream.uri(parts.uri.path_and_query())?;
+    parts.version = Version::HTTP_11;
+    // Authentication last, so the signature covers exactly what is sent.
+    state.auth.apply(
+        &parts.method,
+        &parts.uri,
+        &mut parts.headers,
+        &state.host,
+        body_sha256.as_deref(),
+        time::OffsetDateTime::now_utc(),
+    )?;
+    forward(state, Request::from_parts(parts, body)).await
+}
+
+/// The upstream exchange itself, in its own span, with hop-by-hop headers stripped from the answer.
+pub async fn forward(
+    state: &State,
+    request: Request<Body>,
+) -> Result<Response<Body>, GatewayError> {
+    let started = Instant::now();
+    let span = tracing::info_span!("upstream", status = Empty);
+    let result = state
+        .upstream
+        .send(request, state.upstream.deadline())
+        .instrument(span.clone())
+        .await;
+    tracing::Span::current().record("upstream_ms", started.elapsed().as_millis() as u64);
+    let mut response = result?;
+    span.record("status", response.status().as_u16());
+    headers::strip_hop_by_hop(response.headers_mut());
+    Ok(response)
+}
+
+async fn read_bounded(
+    parts: &http::request::Parts,
+    incoming: Incoming,
+    limit: u64,
+) -> Result<Bytes, GatewayError> {
+    let declared = parts
+        .headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|len| len > limit) {
+        return Err(GatewayError::BodyTooLarge { limit });
+    }
+    let limited = Limited::new(incoming, usize::try_from(limit).unwrap_or(usize::MAX));
+    match limited.collect().await {
+        Ok(collected) => Ok(collected.to_bytes()),
+        Err(e) if e.is::<http_body_util::LengthLimitError>() => {
+            Err(GatewayError::BodyTooLarge { limit })
+        }
+        Err(e) => Err(GatewayError::ClientBody(e)),
+    }
+}
+
+/// A buffered body has a known length: say so, except on a bodiless GET or HEAD.
+fn set_content_length(parts: &mut http::request::Parts, len: usize) {
+    let bodiless = len == 0 && (parts.method == Method::GET || parts.method == Method::HEAD);
+    if bodiless && !parts.headers.contains_key(header::CONTENT_LENGTH) {
+        return;
+    }
+    parts
+        .headers
+        .insert(header::CONTENT_LENGTH, HeaderValue::from(len));
+}
+
+/// Displays an error with its whole source chain, for the one log line per failed request.
+pub struct ErrorChain<'a>(pub &'a (dyn std::error::Error + 'static));
+
+impl std::fmt::Display for ErrorChain<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.0)?;
+        let mut source = self.0.source();
+        while let Some(e) = source {
+            write!(f, ": {e}")?;
+            source = e.source();
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,117 @@
+//! Secrets (app secret, access token, admin token): redacted in `Debug`, never `Display`ed, and,
+//! when they come from a file, re-read while the gateway runs so rotation needs no restart.
+
+use std::path::PathBuf;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use http::HeaderValue;
+
+/// A secret string that is also a valid header value. `Debug` prints `[redacted]`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(Arc<str>);
+
+#[derive(Debug, thiserror::Error)]
+#[error("must be visible ASCII without control characters")]
+pub struct InvalidSecret;
+
+impl Secret {
+    pub fn new(value: &str) -> Result<Secret, InvalidSecret> {
+        if value.is_empty() || HeaderValue::from_str(value).is_err() || !value.is_ascii() {
+            return Err(InvalidSecret);
+        }
+        Ok(Secret(value.into()))
+    }
+
+    /// The secret itself: call only where it is used (signing, a header), never for logging.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("[redacted]")
+    }
+}
+
+/// The current value of a secret that may be rotated underneath us.
+#[derive(Debug, Clone)]
+pub struct SecretCell(Arc<RwLock<Secret>>);
+
+impl SecretCell {
+    pub fn fixed(secret: Secret) -> SecretCell {
+        SecretCell(Arc::new(RwLock::new(secret)))
+    }
+
+    pub fn get(&self) -> Secret {
+        match self.0.read() {
+            Ok(guard) => guard.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
+    fn set(&self, secret: Secret) {
+        match self.0.write() {
+            Ok(mut guard) => *guard = secret,
+            Err(poisoned) => *poisoned.into_inner() = secret,
+        }
+    }
+
+    /// Reads the file now (failing if it holds no usable secret), then re-reads it every
+    /// `interval` in a background task. A read that fails or finds the file empty (a rotation
+    /// half done) keeps the previous value, so requests in flight never see a missing secret.
+    pub async fn watch_file(path: PathBuf, interval: Duration) -> Result<SecretCell, String> {
+        let first = read_secret(&path).await?;
+        let cell = SecretCell::fixed(first);
+        let weak = Arc::downgrade(&cell.0);
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(interval);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                let Some(inner) = weak.upgrade() else { return };
+                let cell = SecretCell(inner);
+                match read_secret(&path).await {
+                    Ok(secret) if secret != cell.get() => {
+                        cell.set(secret);
+                        tracing::info!(path = %path.display(), "secret file changed; using the new value");
+                    }
+                    Ok(_) => {}
+                    Err(reason) => {
+                        tracing::warn!(path = %path.display(), %reason, "secret file unreadable; keeping the previous value")
+                    }
+                }
+            }
+        });
+        Ok(cell)
+    }
+}
+
+async fn read_secret(path: &std::path::Path) -> Result<Secret, String> {
+    let text = tokio::fs::read_to_string(path)
+        .await
+        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    Secret::new(text.trim()).map_err(|e| format!("{}: {e}", path.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_never_shows_the_value() {
+        let secret = Secret::new("s3cr3t-token").unwrap_or_else(|_| unreachable!());
+        assert_eq!(format!("{secret:?}"), "[redacted]");
+        let cell = SecretCell::fixed(secret);
+        assert!(!format!("{cell:?}").contains("s3cr3t"));
+    }
+
+    #[test]
+    fn rejects_values_that_cannot_be_header_values() {
+        assert!(Secret::new("").is_err());
+        assert!(Secret::new("a\nb").is_err());
+        assert!(Secret::new("tök").is_err());
+        assert!(Secret::new("Bearer abc").is_ok());
+    }
+}

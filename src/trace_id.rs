@@ -1,0 +1,87 @@
+//! X-Traceid: the client's when it is sane, otherwise one the gateway makes (KooDrive's Chinese
+//! edition asks for 58 characters; letters and digits are always safe).
+
+use http::{HeaderMap, HeaderValue};
+
+use crate::error::GatewayError;
+use crate::headers::X_TRACEID;
+
+const GENERATED_LEN: usize = 58;
+const MAX_LEN: usize = 128;
+
+/// Takes the client's X-Traceid (1 to 128 visible ASCII characters, one header) or makes one.
+pub fn from_headers(headers: &HeaderMap) -> Result<HeaderValue, GatewayError> {
+    let mut values = headers.get_all(X_TRACEID).iter();
+    let Some(value) = values.next() else {
+        return Ok(generate());
+    };
+    let bytes = value.as_bytes();
+    let sane = values.next().is_none()
+        && (1..=MAX_LEN).contains(&bytes.len())
+        && bytes.iter().all(|b| b.is_ascii_graphic());
+    if sane {
+        Ok(value.clone())
+    } else {
+        Err(GatewayError::BadTraceId)
+    }
+}
+
+pub fn generate() -> HeaderValue {
+    let id: String = std::iter::repeat_with(fastrand::alphanumeric)
+        .take(GENERATED_LEN)
+        .collect();
+    match HeaderValue::from_str(&id) {
+        Ok(value) => value,
+        Err(_) => unreachable!("letters and digits are a valid header value"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(values: &[&[u8]]) -> HeaderMap {
+        let mut map = HeaderMap::new();
+        for v in values {
+            map.append(
+                X_TRACEID,
+                HeaderValue::from_bytes(v).unwrap_or_else(|_| unreachable!()),
+            );
+        }
+        map
+    }
+
+    #[test]
+    fn generated_ids_are_58_letters_and_digits_and_differ() {
+        let a = from_headers(&HeaderMap::new()).unwrap_or_else(|_| unreachable!());
+        let b = generate();
+        assert_eq!(a.len(), 58);
+        assert!(a.as_bytes().iter().all(u8::is_ascii_alphanumeric));
+        assert_ne!(a, b);
+    }
+
+    #[test]
+    fn sane_ids_pass_and_others_are_refused() {
+        let long_ok = "a".repeat(128);
+        let too_long = "a".repeat(129);
+        let cases: [(&[&[u8]], bool); 7] = [
+            (&[b"abc-123_XYZ.:/"], true),
+            (&[long_ok.as_bytes()], true),
+            (&[too_long.as_bytes()], false),
+            (&[b""], false),
+            (&[b"has space"], false),
+            (&[b"caf\xc3\xa9"], false),
+            (&[b"one", b"two"], false),
+        ];
+        for (values, ok) in cases {
+            let result = from_headers(&headers(values));
+            assert_eq!(result.is_ok(), ok, "{values:?}");
+            if ok {
+                assert_eq!(
+                    result.ok().map(|v| v.as_bytes().to_vec()),
+                    Some(values[0].to_vec())
+                );
+            }
+        }
+    }
+}

@@ -1,0 +1,159 @@
+//! The errors the gateway makes: status, JSON body, marker header, trace id; never a hang.
+
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http::Method;
+use http_body_util::{BodyExt, Full};
+use tokio::io::AsyncWriteExt;
+
+use crate::support::mock::ChannelBody;
+use crate::support::{within, Mock, Reply, TestGateway, TestResponse, PATIENCE, TASK_LIST};
+
+fn assert_gateway_error(response: &TestResponse, status: u16, code: &str) {
+    assert_eq!(response.status, status, "{}", response.text());
+    let json = response.json();
+    assert_eq!(json["code"], code);
+    assert!(json["msg"].as_str().is_some_and(|m| !m.is_empty()));
+    assert_eq!(response.header("koodrive-gateway-error"), code);
+    assert_eq!(response.header("content-type"), "application/json");
+    assert_eq!(response.header("x-traceid").len(), 58);
+}
+
+#[tokio::test]
+async fn refused_connection_is_502() {
+    let closed = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", closed.local_addr().unwrap());
+    drop(closed);
+    let gw = TestGateway::start(crate::support::config(&url, "")).await;
+    assert_gateway_error(
+        &gw.client.get(TASK_LIST).await,
+        502,
+        "GATEWAY_UPSTREAM_UNREACHABLE",
+    );
+}
+
+#[tokio::test]
+async fn reset_before_headers_is_502() {
+    let mock = Mock::start(|_| Reply::drop_connection()).await;
+    let gw = TestGateway::for_mock(&mock, "").await;
+    assert_gateway_error(
+        &gw.client.get(TASK_LIST).await,
+        502,
+        "GATEWAY_UPSTREAM_PROTOCOL",
+    );
+}
+
+#[tokio::test]
+async fn garbage_instead_of_http_is_502() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let server = tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            let _ = stream
+                .write_all(b"\x00\x01garbage, not HTTP at all\r\n\r\n")
+                .await;
+        }
+    });
+    let gw = TestGateway::start(crate::support::config(&url, "")).await;
+    assert_gateway_error(
+        &gw.client.get(TASK_LIST).await,
+        502,
+        "GATEWAY_UPSTREAM_PROTOCOL",
+    );
+    server.abort();
+}
+
+#[tokio::test]
+async fn upstream_slower_than_the_timeout_is_504() {
+    let mock = Mock::start(|_| Reply::ok().delay(PATIENCE)).await;
+    let gw = TestGateway::for_mock(&mock, "[upstream]\ntimeout = \"300ms\"").await;
+    let started = Instant::now();
+    let response = gw.client.get(TASK_LIST).await;
+    assert_gateway_error(&response, 504, "GATEWAY_UPSTREAM_TIMEOUT");
+    assert!(
+        started.elapsed() < PATIENCE / 2,
+        "took {:?}",
+        started.elapsed()
+    );
+}
+
+#[tokio::test]
+async fn a_body_stalled_past_the_timeout_is_cut_off() {
+    let gate = std::sync::Arc::new(tokio::sync::Notify::new());
+    let held = std::sync::Arc::clone(&gate);
+    let mock = Mock::start(move |_| Reply::json(200, "0123456789").gate(held.clone())).await;
+    let overlay = "[upstream]\ntimeout = \"300ms\"\n[auth]\nmode = \"token\"\naccess_token = \"t\"";
+    let gw = TestGateway::for_mock(&mock, overlay).await;
+    let request = gw
+        .client
+        .request(Method::GET, "/koodrive/ose/v1/files/x")
+        .body(Full::default())
+        .unwrap();
+    let response = gw.client.send_streaming(request).await;
+    assert_eq!(response.status(), 200);
+    let body = within("the cut-off body", response.into_body().collect()).await;
+    assert!(
+        body.is_err(),
+        "a stalled body must end in an error, not a hang"
+    );
+    // The gateway keeps serving.
+    drop(gate);
+}
+
+#[tokio::test]
+async fn a_signed_body_over_the_limit_is_413_and_never_sent() {
+    let mock = Mock::ok().await;
+    let gw = TestGateway::for_mock(&mock, "[upstream]\nmax_signed_body = \"1KiB\"").await;
+    let big = Bytes::from(vec![b'a'; 2048]);
+    let with_length = gw
+        .client
+        .request(Method::POST, "/koodrive/ose/v1/task/create")
+        .body(Full::new(big.clone()))
+        .unwrap();
+    assert_gateway_error(
+        &gw.client.send(with_length).await,
+        413,
+        "GATEWAY_BODY_TOO_LARGE",
+    );
+    // Without Content-Length (chunked), the bound still holds while reading.
+    let (tx, rx) = tokio::sync::mpsc::channel(4);
+    tokio::spawn(async move {
+        for _ in 0..4 {
+            let _ = tx.send(Bytes::from(vec![b'b'; 512])).await;
+        }
+    });
+    let chunked = http::Request::post(gw.client.url("/koodrive/ose/v1/task/create"))
+        .body(ChannelBody::new(rx))
+        .unwrap();
+    let raw = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .build_http::<ChannelBody>();
+    let response = within("chunked response", raw.request(chunked))
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 413);
+    assert_eq!(mock.hits(), 0);
+}
+
+#[tokio::test]
+async fn over_max_in_flight_is_503_with_retry_after() {
+    let mock = Mock::start(|seen| {
+        if seen.uri.path().ends_with("/slow") {
+            Reply::ok().delay(Duration::from_millis(1500))
+        } else {
+            Reply::ok()
+        }
+    })
+    .await;
+    let gw = TestGateway::for_mock(&mock, "[server]\nmax_in_flight = 1").await;
+    let client = gw.client.clone();
+    let slow = tokio::spawn(async move { client.get("/koodrive/ose/v1/task/slow").await });
+    mock.wait_for_hits(1).await;
+    let shed = gw.client.get(TASK_LIST).await;
+    assert_gateway_error(&shed, 503, "GATEWAY_OVERLOADED");
+    assert_eq!(shed.header("retry-after"), "1");
+    assert_eq!(slow.await.unwrap().status, 200);
+    assert_eq!(mock.hits(), 1);
+    // Capacity comes back once the slow request is done.
+    assert_eq!(gw.client.get(TASK_LIST).await.status, 200);
+}

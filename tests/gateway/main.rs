@@ -1,0 +1,11 @@
+//! Integration tests: one binary, a mock KooDrive and a gateway per test, real HTTP between them.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod support;
+
+mod auth;
+mod cli;
+mod errors;
+mod forwarding;
+mod lifecycle;
+mod trace;

@@ -1,0 +1,112 @@
+//! Test support: a recording, fault-injecting mock KooDrive and a gateway started per test, both
+//! on 127.0.0.1:0, with real HTTP between them. Every network await is bounded.
+
+pub mod client;
+pub mod mock;
+
+use std::future::Future;
+use std::time::Duration;
+
+pub use client::{Client, TestResponse};
+pub use mock::{Mock, Recorded, Reply};
+
+use koodrive_gateway::config::Config;
+use koodrive_gateway::gateway::{self, Running};
+
+/// Upper bound on any single network wait in the tests: generous for a loaded 2-core machine.
+pub const PATIENCE: Duration = Duration::from_secs(20);
+
+pub const USER_ID: &str = "1505084218764547200";
+pub const APP_ID: &str = "test-app";
+pub const APP_SECRET: &str = "test-app-secret";
+pub const TASK_LIST: &str = "/koodrive/ose/v1/task/list";
+
+pub async fn within<F: Future>(what: &str, future: F) -> F::Output {
+    match tokio::time::timeout(PATIENCE, future).await {
+        Ok(output) => output,
+        Err(_) => panic!("timed out waiting for {what}"),
+    }
+}
+
+/// The base test config (app_signature mode) pointed at `upstream`, with `overlay` TOML merged
+/// over it key by key.
+pub fn config(upstream: &str, overlay: &str) -> Config {
+    let base = format!(
+        r#"
+        [server]
+        listen = "127.0.0.1:0"
+        admin_listen = "127.0.0.1:0"
+        shutdown_grace = "5s"
+        [upstream]
+        url = "{upstream}"
+        connect_timeout = "2s"
+        timeout = "5s"
+        [auth]
+        mode = "app_signature"
+        user_id = "{USER_ID}"
+        app_id = "{APP_ID}"
+        app_secret = "{APP_SECRET}"
+        [log]
+        format = "json"
+        "#
+    );
+    let mut table: toml::Table = toml::from_str(&base).unwrap();
+    let overlay: toml::Table = toml::from_str(overlay).unwrap();
+    merge(&mut table, overlay);
+    Config::from_table(table).unwrap()
+}
+
+fn merge(base: &mut toml::Table, overlay: toml::Table) {
+    for (key, value) in overlay {
+        match (base.get_mut(&key), value) {
+            (Some(toml::Value::Table(base)), toml::Value::Table(over)) => merge(base, over),
+            (_, value) => {
+                base.insert(key, value);
+            }
+        }
+    }
+}
+
+/// A gateway serving in this test's runtime; stopped when dropped.
+pub struct TestGateway {
+    running: Option<Running>,
+    pub client: Client,
+    pub admin: Client,
+}
+
+impl TestGateway {
+    pub async fn start(config: Config) -> TestGateway {
+        let running = within("gateway start", gateway::run(config)).await.unwrap();
+        let client = Client::new(running.addr);
+        let admin = Client::new(running.admin_addr);
+        TestGateway {
+            running: Some(running),
+            client,
+            admin,
+        }
+    }
+
+    /// A gateway in front of `mock`, with `overlay` over the base config.
+    pub async fn for_mock(mock: &Mock, overlay: &str) -> TestGateway {
+        TestGateway::start(config(&mock.url(), overlay)).await
+    }
+
+    pub fn running(&self) -> &Running {
+        self.running.as_ref().unwrap()
+    }
+
+    /// Starts a graceful shutdown and returns the future that completes when it is over.
+    pub fn shutdown(&mut self) -> impl Future<Output = ()> {
+        let running = self.running.take().unwrap();
+        running.shutdown();
+        running.wait()
+    }
+}
+
+impl Drop for TestGateway {
+    fn drop(&mut self) {
+        if let Some(running) = &self.running {
+            running.shutdown();
+        }
+    }
+}

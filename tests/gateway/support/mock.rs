@@ -1,0 +1,277 @@
+//! A mock KooDrive that records every request, counts hits, and answers with whatever the test's
+//! handler says: a status, headers and body, after an optional delay, streamed in two halves with
+//! an optional gate between them, or by dropping the connection.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{HeaderMap, Method, Response, Uri, Version};
+use http_body::Frame;
+use http_body_util::BodyExt;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use tokio::net::TcpListener;
+use tokio::sync::{mpsc, Notify};
+
+use super::within;
+
+#[derive(Debug, Clone)]
+pub struct Recorded {
+    pub method: Method,
+    pub uri: Uri,
+    pub version: Version,
+    pub headers: HeaderMap,
+    pub body: Bytes,
+}
+
+impl Recorded {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).map(|v| v.to_str().unwrap())
+    }
+}
+
+#[derive(Clone)]
+pub struct Reply {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Bytes,
+    pub delay: Duration,
+    /// Send the first half of the body, then wait for this before the rest.
+    pub gate: Option<Arc<Notify>>,
+    /// Drop the connection instead of answering.
+    pub drop_connection: bool,
+}
+
+impl Reply {
+    pub fn json(status: u16, body: impl Into<Bytes>) -> Reply {
+        Reply {
+            status,
+            headers: vec![("content-type".into(), "application/json".into())],
+            body: body.into(),
+            delay: Duration::ZERO,
+            gate: None,
+            drop_connection: false,
+        }
+    }
+
+    pub fn ok() -> Reply {
+        Reply::json(200, r#"{"code":0,"msg":"Success."}"#)
+    }
+
+    pub fn header(mut self, name: &str, value: &str) -> Reply {
+        self.headers.push((name.into(), value.into()));
+        self
+    }
+
+    pub fn delay(mut self, delay: Duration) -> Reply {
+        self.delay = delay;
+        self
+    }
+
+    pub fn gate(mut self, gate: Arc<Notify>) -> Reply {
+        self.gate = Some(gate);
+        self
+    }
+
+    pub fn drop_connection() -> Reply {
+        Reply {
+            drop_connection: true,
+            ..Reply::ok()
+        }
+    }
+}
+
+type Handler = dyn Fn(&Recorded) -> Reply + Send + Sync;
+
+struct State {
+    handler: Box<Handler>,
+    requests: Mutex<Vec<Recorded>>,
+    hits: AtomicUsize,
+    connections: AtomicUsize,
+    arrived: Notify,
+}
+
+pub struct Mock {
+    addr: SocketAddr,
+    state: Arc<State>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+#[derive(Debug)]
+struct Dropped;
+impl std::fmt::Display for Dropped {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("connection dropped on purpose")
+    }
+}
+impl std::error::Error for Dropped {}
+
+impl Mock {
+    /// Answers every request with `Reply::ok()`.
+    pub async fn ok() -> Mock {
+        Mock::start(|_| Reply::ok()).await
+    }
+
+    pub async fn start(handler: impl Fn(&Recorded) -> Reply + Send + Sync + 'static) -> Mock {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let state = Arc::new(State {
+            handler: Box::new(handler),
+            requests: Mutex::new(Vec::new()),
+            hits: AtomicUsize::new(0),
+            connections: AtomicUsize::new(0),
+            arrived: Notify::new(),
+        });
+        let shared = Arc::clone(&state);
+        let task = tokio::spawn(async move {
+            loop {
+                let Ok((stream, _)) = listener.accept().await else {
+                    continue;
+                };
+                shared.connections.fetch_add(1, Ordering::SeqCst);
+                let state = Arc::clone(&shared);
+                tokio::spawn(async move {
+                    let service = service_fn(move |req| answer(Arc::clone(&state), req));
+                    let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+                        .serve_connection(TokioIo::new(stream), service)
+                        .await;
+                });
+            }
+        });
+        Mock { addr, state, task }
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    pub fn hits(&self) -> usize {
+        self.state.hits.load(Ordering::SeqCst)
+    }
+
+    /// How many TCP connections the mock accepted.
+    pub fn connections(&self) -> usize {
+        self.state.connections.load(Ordering::SeqCst)
+    }
+
+    pub fn requests(&self) -> Vec<Recorded> {
+        self.state.requests.lock().unwrap().clone()
+    }
+
+    pub fn last(&self) -> Recorded {
+        self.requests().pop().expect("the mock saw no request")
+    }
+
+    /// Waits until the mock has received at least `n` requests (headers and body read).
+    pub async fn wait_for_hits(&self, n: usize) {
+        within("upstream requests", async {
+            loop {
+                let notified = self.state.arrived.notified();
+                if self.hits() >= n {
+                    return;
+                }
+                notified.await;
+            }
+        })
+        .await
+    }
+}
+
+impl Drop for Mock {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+async fn answer(
+    state: Arc<State>,
+    request: hyper::Request<hyper::body::Incoming>,
+) -> Result<Response<ChannelBody>, Dropped> {
+    let (parts, body) = request.into_parts();
+    let body = body
+        .collect()
+        .await
+        .map(|c| c.to_bytes())
+        .unwrap_or_default();
+    let recorded = Recorded {
+        method: parts.method,
+        uri: parts.uri,
+        version: parts.version,
+        headers: parts.headers,
+        body,
+    };
+    let reply = (state.handler)(&recorded);
+    state.requests.lock().unwrap().push(recorded);
+    state.hits.fetch_add(1, Ordering::SeqCst);
+    state.arrived.notify_waiters();
+    if !reply.delay.is_zero() {
+        tokio::time::sleep(reply.delay).await;
+    }
+    if reply.drop_connection {
+        return Err(Dropped);
+    }
+    let (tx, rx) = mpsc::channel(2);
+    let mut response = Response::builder().status(reply.status);
+    for (name, value) in &reply.headers {
+        response = response.header(name, value);
+    }
+    let has_length = reply
+        .headers
+        .iter()
+        .any(|(n, _)| n.eq_ignore_ascii_case("content-length"));
+    let body = reply.body.clone();
+    let size = (!has_length && reply.gate.is_none()).then_some(reply.body.len() as u64);
+    tokio::spawn(async move {
+        let half = body.len() / 2;
+        let _ = tx.send(body.slice(..half)).await;
+        if let Some(gate) = reply.gate {
+            gate.notified().await;
+        }
+        let _ = tx.send(body.slice(half..)).await;
+    });
+    Ok(response.body(ChannelBody { rx, size }).unwrap())
+}
+
+/// A response body fed from a channel, so a test can hold part of it back.
+pub struct ChannelBody {
+    rx: mpsc::Receiver<Bytes>,
+    size: Option<u64>,
+}
+
+impl ChannelBody {
+    /// A body of unknown length (sent chunked) fed by `rx`.
+    pub fn new(rx: mpsc::Receiver<Bytes>) -> ChannelBody {
+        ChannelBody { rx, size: None }
+    }
+}
+
+impl http_body::Body for ChannelBody {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+        self.rx
+            .poll_recv(cx)
+            .map(|chunk| chunk.map(|b| Ok(Frame::data(b))))
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        match self.size {
+            Some(size) => http_body::SizeHint::with_exact(size),
+            None => http_body::SizeHint::default(),
+        }
+    }
+}
