@@ -2,6 +2,10 @@
 
 use bytes::Bytes;
 use http_body_util::combinators::UnsyncBoxBody;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use http_body::Frame;
 use http_body_util::{BodyExt, Empty, Full};
 
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -26,4 +30,37 @@ where
     B::Error: Into<BoxError>,
 {
     body.map_err(Into::into).boxed_unsync()
+}
+
+/// `prefix` (already read) followed by the rest of a body still streaming.
+pub fn prefixed(prefix: Bytes, rest: Body) -> Body {
+    Prefixed {
+        prefix: Some(prefix),
+        rest,
+    }
+    .boxed_unsync()
+}
+
+struct Prefixed {
+    prefix: Option<Bytes>,
+    rest: Body,
+}
+
+impl http_body::Body for Prefixed {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        if let Some(prefix) = self.prefix.take() {
+            return Poll::Ready(Some(Ok(Frame::data(prefix))));
+        }
+        Pin::new(&mut self.rest).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.prefix.is_none() && self.rest.is_end_stream()
+    }
 }

@@ -37,6 +37,9 @@ pub enum GatewayError {
     Overloaded(usize),
     #[error("internal gateway error")]
     Internal(#[source] BoxError),
+    /// The failure of a flight this request shared with others.
+    #[error(transparent)]
+    Collapsed(std::sync::Arc<GatewayError>),
 }
 
 impl GatewayError {
@@ -51,6 +54,7 @@ impl GatewayError {
             UpstreamTimeout(_) => StatusCode::GATEWAY_TIMEOUT,
             Overloaded(_) => StatusCode::SERVICE_UNAVAILABLE,
             Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            Collapsed(inner) => inner.status(),
         }
     }
 
@@ -69,16 +73,23 @@ impl GatewayError {
             UpstreamBodyTooLarge => "GATEWAY_UPSTREAM_BODY_TOO_LARGE",
             Overloaded(_) => "GATEWAY_OVERLOADED",
             Internal(_) => "GATEWAY_INTERNAL",
+            Collapsed(inner) => inner.code(),
         }
     }
 
     /// True when KooDrive (not the client) failed: the stale-if-error condition.
     pub fn is_upstream_failure(&self) -> bool {
         use GatewayError::*;
-        matches!(
-            self,
-            UpstreamConnect(_) | UpstreamTimeout(_) | UpstreamProtocol(_) | UpstreamBodyTooLarge
-        )
+        match self {
+            Collapsed(inner) => inner.is_upstream_failure(),
+            other => matches!(
+                other,
+                UpstreamConnect(_)
+                    | UpstreamTimeout(_)
+                    | UpstreamProtocol(_)
+                    | UpstreamBodyTooLarge
+            ),
+        }
     }
 
     pub fn to_response(&self) -> Response<Body> {

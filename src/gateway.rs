@@ -18,6 +18,7 @@ use tokio::task::JoinHandle;
 
 use crate::admin::{self, Admin};
 use crate::auth::Auth;
+use crate::cache::TaskListCache;
 use crate::config::{Config, ServerConfig};
 use crate::pipeline::{self, State};
 use crate::upstream::{TlsSetupError, Upstream};
@@ -70,6 +71,8 @@ pub async fn run(config: Config) -> Result<Running, StartError> {
         max_signed_body: config.upstream.max_signed_body,
         in_flight: Arc::new(Semaphore::new(config.server.max_in_flight)),
         max_in_flight: config.server.max_in_flight,
+        cache: Arc::new(TaskListCache::new(&config.cache)),
+        normalize: config.normalize.clone(),
     });
     let ready = Arc::new(AtomicBool::new(true));
     let admin = Arc::new(Admin {

@@ -5,6 +5,7 @@
 pub mod admin;
 pub mod auth;
 pub mod body;
+pub mod cache;
 pub mod config;
 pub mod demo;
 pub mod error;
@@ -12,8 +13,10 @@ pub mod gateway;
 pub mod headers;
 pub mod normalize;
 pub mod pipeline;
+pub mod respond;
 pub mod route;
 pub mod secret;
+pub mod task_list;
 pub mod telemetry;
 pub mod trace_id;
 pub mod upstream;

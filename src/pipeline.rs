@@ -14,11 +14,13 @@ use tracing::{field::Empty, Instrument};
 
 use crate::auth::{sign, Auth};
 use crate::body::{self, Body};
+use crate::cache::TaskListCache;
 use crate::error::GatewayError;
 use crate::headers::{self, X_TRACEID};
+use crate::normalize::NormalizeConfig;
 use crate::route::Route;
-use crate::trace_id;
 use crate::upstream::Upstream;
+use crate::{respond, task_list, trace_id};
 
 /// Everything a request needs, shared by all connections.
 pub struct State {
@@ -28,6 +30,8 @@ pub struct State {
     pub max_signed_body: u64,
     pub in_flight: Arc<Semaphore>,
     pub max_in_flight: usize,
+    pub cache: Arc<TaskListCache>,
+    pub normalize: NormalizeConfig,
 }
 
 pub async fn handle(state: Arc<State>, request: Request<Incoming>) -> Response<Body> {
@@ -52,7 +56,7 @@ pub async fn handle(state: Arc<State>, request: Request<Incoming>) -> Response<B
             Err(error) => Err(error),
             Ok(_) => match Arc::clone(&state.in_flight).try_acquire_owned() {
                 Err(_) => Err(GatewayError::Overloaded(state.max_in_flight)),
-                Ok(_permit) => proxy(&state, request, &trace_id).await,
+                Ok(_permit) => proxy(&state, request, &trace_id, route).await,
             },
         };
         let mut response = result.unwrap_or_else(|error| {
@@ -76,14 +80,21 @@ pub async fn handle(state: Arc<State>, request: Request<Incoming>) -> Response<B
 
 /// Forwards one request to KooDrive.
 async fn proxy(
-    state: &State,
+    state: &Arc<State>,
     request: Request<Incoming>,
     trace_id: &HeaderValue,
+    route: Route,
 ) -> Result<Response<Body>, GatewayError> {
     let (mut parts, incoming) = request.into_parts();
     // Connection-level headers stay on this hop; the trace id goes upstream.
     headers::strip_hop_by_hop(&mut parts.headers);
     parts.headers.insert(X_TRACEID, trace_id.clone());
+    // The task list has its own path: validation, cache, collapsing, stale pages.
+    if route == Route::TaskList {
+        return task_list::serve(state, parts).await;
+    }
+    // A task write makes the writer's cached lists stale once KooDrive accepts it.
+    let writer = (route == Route::TaskWrite).then(|| state.auth.identity(&parts.headers).user_id);
     // A signed request's body is read whole (bounded), since its hash is signed; others stream.
     let (body, body_sha256) = if state.auth.signs(&parts.headers) {
         let bytes = read_bounded(&parts, incoming, state.max_signed_body).await?;
@@ -92,15 +103,46 @@ async fn proxy(
     } else {
         (body::boxed(incoming), None)
     };
-    parts.uri = state.upstream.uri(parts.uri.path_and_query())?;
+    let rule = state.normalize.rules.find(&parts.method, parts.uri.path());
+    let response = send(
+        state,
+        parts.method,
+        &parts.uri,
+        parts.headers,
+        body,
+        body_sha256.as_deref(),
+    )
+    .await?;
+    if let Some(user_id) = writer.filter(|_| response.status().is_success()) {
+        state.cache.invalidate_user(&user_id);
+        tracing::debug!("task write accepted: the writer's cached task lists are invalidated");
+    }
+    // Normalized bodies where a rule applies (and KooDrive's error bodies); the rest streams.
+    respond::shape(response, rule, state.normalize.max_body).await
+}
+
+/// Builds the upstream request for a client's method, URI and (stripped) headers, injects
+/// authentication last, and sends it.
+pub async fn send(
+    state: &State,
+    method: Method,
+    uri: &http::Uri,
+    headers: http::HeaderMap,
+    body: Body,
+    body_sha256: Option<&str>,
+) -> Result<Response<Body>, GatewayError> {
+    let (mut parts, body) = Request::new(body).into_parts();
+    parts.method = method;
+    parts.uri = state.upstream.uri(uri.path_and_query())?;
     parts.version = Version::HTTP_11;
+    parts.headers = headers;
     // Authentication last, so the signature covers exactly what is sent.
     state.auth.apply(
         &parts.method,
         &parts.uri,
         &mut parts.headers,
         &state.host,
-        body_sha256.as_deref(),
+        body_sha256,
         time::OffsetDateTime::now_utc(),
     )?;
     forward(state, Request::from_parts(parts, body)).await

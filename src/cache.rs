@@ -1,0 +1,239 @@
+//! The task-list cache: moka bounded by bytes, keys that bind a page to the identity that asked,
+//! per-user generations for constant-time invalidation, and flights that collapse concurrent
+//! misses for one key into one upstream request.
+
+pub mod page;
+pub mod policy;
+pub mod query;
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::{Arc, Mutex, RwLock};
+
+use http::HeaderValue;
+use sha2::{Digest, Sha256};
+use tokio::sync::watch;
+
+use crate::auth::Identity;
+use crate::config::CacheConfig;
+use crate::error::GatewayError;
+pub use page::{Entry, Page};
+pub use query::TaskListQuery;
+
+/// A SHA-256 over identity, generation and canonical query: fixed size, no secret in clear.
+pub type Key = [u8; 32];
+
+/// What one upstream exchange gave, and whether it was stored: shared by the request that led
+/// the flight and every waiter.
+pub type FlightResult = Result<Arc<Fetched>, Arc<GatewayError>>;
+
+#[derive(Debug)]
+pub struct Fetched {
+    pub page: Page,
+    pub stored: bool,
+}
+
+/// Past this many users with a generation, all generations are reset at once (a full
+/// invalidation), so that the table stays bounded.
+const MAX_TRACKED_USERS: usize = 100_000;
+
+#[derive(Debug, Default)]
+struct Generations {
+    /// The generation of every user not in `by_user`.
+    floor: u64,
+    last: u64,
+    by_user: HashMap<HeaderValue, u64>,
+}
+
+pub struct TaskListCache {
+    entries: moka::future::Cache<Key, Arc<Entry>>,
+    generations: RwLock<Generations>,
+    flights: Mutex<HashMap<Key, watch::Receiver<Option<FlightResult>>>>,
+    config: CacheConfig,
+}
+
+/// Whether a request led its flight or joined one already in the air.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    Leader,
+    Collapsed,
+}
+
+impl TaskListCache {
+    pub fn new(config: &CacheConfig) -> TaskListCache {
+        let entries = moka::future::Cache::builder()
+            .max_capacity(config.max_bytes)
+            .weigher(|_key: &Key, entry: &Arc<Entry>| entry.page.weight())
+            .time_to_live(policy::retention(config))
+            .build();
+        TaskListCache {
+            entries,
+            generations: RwLock::default(),
+            flights: Mutex::default(),
+            config: config.clone(),
+        }
+    }
+
+    pub fn config(&self) -> &CacheConfig {
+        &self.config
+    }
+
+    pub fn key(&self, identity: &Identity, query: &TaskListQuery) -> Key {
+        let generation = self.generation(&identity.user_id);
+        let mut hash = Sha256::new();
+        for part in [identity.user_id.as_bytes(), identity.language.as_bytes()] {
+            hash.update((part.len() as u64).to_be_bytes());
+            hash.update(part);
+        }
+        hash.update(identity.credential_sha256);
+        hash.update(generation.to_be_bytes());
+        hash.update(query.canonical().as_bytes());
+        hash.finalize().into()
+    }
+
+    fn generation(&self, user_id: &HeaderValue) -> u64 {
+        let generations = self.generations.read().unwrap_or_else(|p| p.into_inner());
+        generations
+            .by_user
+            .get(user_id)
+            .copied()
+            .unwrap_or(generations.floor)
+    }
+
+    /// Makes every cached page of this user unreachable at once (its entries age out).
+    pub fn invalidate_user(&self, user_id: &HeaderValue) {
+        let mut generations = self.generations.write().unwrap_or_else(|p| p.into_inner());
+        generations.last += 1;
+        let next = generations.last;
+        if generations.by_user.len() >= MAX_TRACKED_USERS {
+            generations.floor = next;
+            generations.by_user.clear();
+        }
+        generations.by_user.insert(user_id.clone(), next);
+    }
+
+    /// Drops every entry.
+    pub fn purge_all(&self) {
+        let mut generations = self.generations.write().unwrap_or_else(|p| p.into_inner());
+        generations.last += 1;
+        generations.floor = generations.last;
+        generations.by_user.clear();
+        self.entries.invalidate_all();
+    }
+
+    pub async fn get(&self, key: &Key) -> Option<Arc<Entry>> {
+        self.entries.get(key).await
+    }
+
+    /// Stores the page when policy allows; says whether it did.
+    pub async fn store_if_allowed(&self, key: Key, page: &Page) -> bool {
+        if !policy::storable(page, self.config.max_entry_bytes) {
+            return false;
+        }
+        self.entries
+            .insert(key, Arc::new(Entry::new(page.clone())))
+            .await;
+        true
+    }
+
+    pub fn entry_count(&self) -> u64 {
+        self.entries.entry_count()
+    }
+
+    pub fn weighted_size(&self) -> u64 {
+        self.entries.weighted_size()
+    }
+
+    /// True when a flight for `key` is in the air.
+    pub fn in_flight(&self, key: &Key) -> bool {
+        self.flights
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .contains_key(key)
+    }
+
+    /// Runs `fetch` once for all concurrent callers with the same key. The fetch runs in its own
+    /// task, so a leader whose client goes away does not fail its waiters; it stores a storable
+    /// page before anyone is answered. Nobody waits longer than `max_wait`.
+    pub async fn collapse<F>(
+        self: &Arc<Self>,
+        key: Key,
+        max_wait: std::time::Duration,
+        fetch: F,
+    ) -> (FlightResult, Role)
+    where
+        F: Future<Output = Result<Page, GatewayError>> + Send + 'static,
+    {
+        let (mut receiver, role) = self.join_or_lead(key, fetch);
+        let waited = tokio::time::timeout(max_wait, receiver.wait_for(Option::is_some)).await;
+        let result = match waited {
+            Ok(Ok(result)) => result.clone().unwrap_or_else(|| Err(Arc::new(lost()))),
+            Ok(Err(_)) => Err(Arc::new(lost())),
+            Err(_) => Err(Arc::new(GatewayError::UpstreamTimeout(max_wait))),
+        };
+        (result, role)
+    }
+
+    /// Starts a flight for `key` unless one is in the air; returns without waiting.
+    pub fn refresh_in_background<F>(self: &Arc<Self>, key: Key, fetch: F)
+    where
+        F: Future<Output = Result<Page, GatewayError>> + Send + 'static,
+    {
+        drop(self.join_or_lead(key, fetch));
+    }
+
+    fn join_or_lead<F>(
+        self: &Arc<Self>,
+        key: Key,
+        fetch: F,
+    ) -> (watch::Receiver<Option<FlightResult>>, Role)
+    where
+        F: Future<Output = Result<Page, GatewayError>> + Send + 'static,
+    {
+        let mut flights = self.flights.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(receiver) = flights.get(&key) {
+            return (receiver.clone(), Role::Collapsed);
+        }
+        let (sender, receiver) = watch::channel(None);
+        flights.insert(key, receiver.clone());
+        drop(flights);
+        let cache = Arc::clone(self);
+        tokio::spawn(async move {
+            let result = cache.fly(key, fetch).await;
+            // Publish before leaving the flight table: a caller that arrives in between joins
+            // this finished flight rather than starting a new one.
+            sender.send_replace(Some(result));
+            cache
+                .flights
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .remove(&key);
+        });
+        (receiver, Role::Leader)
+    }
+}
+
+impl TaskListCache {
+    async fn fly<F>(&self, key: Key, fetch: F) -> FlightResult
+    where
+        F: Future<Output = Result<Page, GatewayError>>,
+    {
+        // A flight that finished just before this one began has stored a fresh page: use it.
+        if let Some(entry) = self.get(&key).await {
+            if let policy::Freshness::Fresh(_) = policy::freshness(entry.age(), &self.config) {
+                let page = entry.page.clone();
+                return Ok(Arc::new(Fetched {
+                    page,
+                    stored: false,
+                }));
+            }
+        }
+        let page = fetch.await.map_err(Arc::new)?;
+        let stored = self.store_if_allowed(key, &page).await;
+        Ok(Arc::new(Fetched { page, stored }))
+    }
+}
+
+fn lost() -> GatewayError {
+    GatewayError::Internal("the upstream request of a collapsed flight was lost".into())
+}

@@ -1,0 +1,222 @@
+//! Cache policy as pure functions: what the client asked for, what may be stored, when a page is
+//! fresh or stale, what counts as KooDrive failing, and the `Cache-Status` text (RFC 9211).
+
+use std::time::Duration;
+
+use http::header::{CACHE_CONTROL, PRAGMA, SET_COOKIE};
+use http::{HeaderMap, StatusCode};
+
+use super::page::Page;
+use crate::config::CacheConfig;
+
+/// What the client's request headers ask of the cache.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Directive {
+    /// Use the cache.
+    Normal,
+    /// `no-cache`, `max-age=0`, `Pragma: no-cache`: fetch fresh, then store.
+    Refresh,
+    /// `no-store`: fetch fresh, store nothing.
+    NoStore,
+}
+
+fn directives(headers: &HeaderMap) -> impl Iterator<Item = String> + '_ {
+    headers
+        .get_all(CACHE_CONTROL)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(|d| d.trim().to_ascii_lowercase().replace(' ', ""))
+}
+
+pub fn client_directive(headers: &HeaderMap) -> Directive {
+    let mut directive = Directive::Normal;
+    for d in directives(headers) {
+        match d.as_str() {
+            "no-store" => return Directive::NoStore,
+            "no-cache" | "max-age=0" => directive = Directive::Refresh,
+            _ => {}
+        }
+    }
+    let pragma = headers
+        .get(PRAGMA)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.to_ascii_lowercase().contains("no-cache"));
+    if pragma && !headers.contains_key(CACHE_CONTROL) {
+        directive = Directive::Refresh;
+    }
+    directive
+}
+
+/// 200, KooDrive `code` 0, small enough, no cookie, and the upstream did not forbid storing.
+pub fn storable(page: &Page, max_entry_bytes: u64) -> bool {
+    page.status == StatusCode::OK
+        && page.body.len() as u64 <= max_entry_bytes
+        && !page.headers.contains_key(SET_COOKIE)
+        && !directives(&page.headers).any(|d| d == "no-store")
+        && koodrive_code(&page.body).as_deref() == Some("0")
+}
+
+/// The top-level `code` of a JSON body, as text (`0` and `"0"` alike).
+pub fn koodrive_code(body: &[u8]) -> Option<String> {
+    #[derive(serde::Deserialize)]
+    struct Coded {
+        code: Option<serde_json::Value>,
+    }
+    let coded: Coded = serde_json::from_slice(body).ok()?;
+    match coded.code? {
+        serde_json::Value::String(s) => Some(s),
+        serde_json::Value::Number(n) => Some(n.to_string()),
+        _ => None,
+    }
+}
+
+/// KooDrive (or the API gateway in front of it) failing, as opposed to refusing a bad request:
+/// 5xx, 429, or the API gateway's throttling code.
+pub fn upstream_failed(page: &Page) -> bool {
+    page.status.is_server_error()
+        || page.status == StatusCode::TOO_MANY_REQUESTS
+        || koodrive_code(&page.body).is_some_and(|c| c == "APIG.0308")
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Freshness {
+    /// Serve it; this much freshness is left.
+    Fresh(Duration),
+    /// Past ttl, within stale-while-revalidate: serve it and refresh in the background.
+    Revalidate,
+    /// Past both, but usable if KooDrive fails (stale-if-error).
+    IfError,
+    /// Too old for anything.
+    Dead,
+}
+
+pub fn freshness(age: Duration, config: &CacheConfig) -> Freshness {
+    if age < config.ttl {
+        Freshness::Fresh(config.ttl - age)
+    } else if age < config.ttl + config.stale_while_revalidate {
+        Freshness::Revalidate
+    } else if age < config.ttl + config.stale_if_error {
+        Freshness::IfError
+    } else {
+        Freshness::Dead
+    }
+}
+
+/// How long entries must be kept: past ttl for the longer of the two stale windows.
+pub fn retention(config: &CacheConfig) -> Duration {
+    config.ttl + config.stale_while_revalidate.max(config.stale_if_error)
+}
+
+/// Seconds of freshness left (negative once stale), for `Cache-Status: ...; ttl=`.
+pub fn ttl_seconds(age: Duration, config: &CacheConfig) -> i64 {
+    let left = config.ttl.as_secs_f64() - age.as_secs_f64();
+    left.floor() as i64
+}
+
+pub const CACHE_NAME: &str = "koodrive-gateway";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http::HeaderValue;
+
+    fn config() -> CacheConfig {
+        CacheConfig {
+            max_bytes: 1 << 20,
+            max_entry_bytes: 1000,
+            ttl: Duration::from_secs(3),
+            stale_while_revalidate: Duration::from_secs(10),
+            stale_if_error: Duration::from_secs(60),
+        }
+    }
+
+    fn headers(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
+        let mut map = HeaderMap::new();
+        for (k, v) in pairs {
+            map.append(*k, HeaderValue::from_static(v));
+        }
+        map
+    }
+
+    fn page(status: u16, body: &'static str, pairs: &[(&'static str, &'static str)]) -> Page {
+        Page {
+            status: StatusCode::from_u16(status).unwrap_or(StatusCode::OK),
+            headers: headers(pairs),
+            body: body.into(),
+        }
+    }
+
+    #[test]
+    fn client_directives() {
+        let cases = [
+            (vec![], Directive::Normal),
+            (vec![("cache-control", "no-cache")], Directive::Refresh),
+            (vec![("cache-control", "max-age=0")], Directive::Refresh),
+            (
+                vec![("cache-control", "Max-Age = 0, foo")],
+                Directive::Refresh,
+            ),
+            (vec![("pragma", "no-cache")], Directive::Refresh),
+            (vec![("cache-control", "no-store")], Directive::NoStore),
+            (
+                vec![("cache-control", "no-cache, no-store")],
+                Directive::NoStore,
+            ),
+            (vec![("cache-control", "max-age=60")], Directive::Normal),
+        ];
+        for (pairs, expected) in cases {
+            assert_eq!(client_directive(&headers(&pairs)), expected, "{pairs:?}");
+        }
+    }
+
+    #[test]
+    fn only_successful_small_private_free_pages_are_stored() {
+        let ok = r#"{"code":"0","msg":"Success.","taskList":[]}"#;
+        assert!(storable(&page(200, ok, &[]), 1000));
+        assert!(storable(&page(200, r#"{"code":0}"#, &[]), 1000));
+        assert!(!storable(&page(200, ok, &[]), 10), "too large");
+        assert!(!storable(&page(201, ok, &[]), 1000));
+        assert!(!storable(&page(200, r#"{"code":"13000201"}"#, &[]), 1000));
+        assert!(!storable(&page(200, "not json", &[]), 1000));
+        assert!(!storable(&page(200, ok, &[("set-cookie", "a=b")]), 1000));
+        assert!(!storable(
+            &page(200, ok, &[("cache-control", "private, no-store")]),
+            1000
+        ));
+    }
+
+    #[test]
+    fn upstream_failures_versus_business_errors() {
+        assert!(upstream_failed(&page(500, "{}", &[])));
+        assert!(upstream_failed(&page(503, "", &[])));
+        assert!(upstream_failed(&page(429, "", &[])));
+        assert!(upstream_failed(&page(
+            400,
+            r#"{"code":"APIG.0308","msg":"throttled"}"#,
+            &[]
+        )));
+        assert!(!upstream_failed(&page(
+            400,
+            r#"{"code":"13000201","msg":"x"}"#,
+            &[]
+        )));
+        assert!(!upstream_failed(&page(200, r#"{"code":"0"}"#, &[])));
+    }
+
+    #[test]
+    fn freshness_windows() {
+        let c = config();
+        let s = Duration::from_secs;
+        assert_eq!(freshness(s(0), &c), Freshness::Fresh(s(3)));
+        assert_eq!(freshness(s(2), &c), Freshness::Fresh(s(1)));
+        assert_eq!(freshness(s(3), &c), Freshness::Revalidate);
+        assert_eq!(freshness(s(12), &c), Freshness::Revalidate);
+        assert_eq!(freshness(s(13), &c), Freshness::IfError);
+        assert_eq!(freshness(s(62), &c), Freshness::IfError);
+        assert_eq!(freshness(s(63), &c), Freshness::Dead);
+        assert_eq!(retention(&c), s(63));
+        assert_eq!(ttl_seconds(Duration::from_millis(500), &c), 2);
+        assert_eq!(ttl_seconds(s(5), &c), -2);
+    }
+}

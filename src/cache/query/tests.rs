@@ -1,0 +1,95 @@
+#![allow(clippy::unwrap_used)]
+
+use super::*;
+use proptest::prelude::*;
+
+fn canonical(query: &str) -> String {
+    TaskListQuery::parse(Some(query)).unwrap().canonical()
+}
+
+#[test]
+fn equal_queries_share_one_canonical_form() {
+    let same = [
+        "status=2&status=1",
+        "status=1,2",
+        "status=1&status=2&pageSize=100",
+        "pageCursor=&status=2,1,2",
+        "status=%31&status=2",
+    ];
+    for q in same {
+        assert_eq!(canonical(q), "pageSize=100&status=1%2C2", "{q}");
+    }
+    assert_eq!(canonical(""), "pageSize=100");
+    assert_eq!(
+        canonical("taskType=0&status=2&pageSize=10&pageCursor=1723549107000&zeta=1&alpha=a+b"),
+        "alpha=a%20b&pageCursor=1723549107000&pageSize=10&status=2&taskType=0&zeta=1"
+    );
+    assert_ne!(canonical("pageSize=10"), canonical("pageSize=11"));
+    assert_ne!(canonical("x=1"), canonical("x=2"));
+}
+
+#[test]
+fn bad_values_name_the_parameter_value_and_rule() {
+    let cases = [
+        ("taskType=abc", "taskType"),
+        ("taskType=1&taskType=2", "taskType"),
+        ("status=4", "status"),
+        ("status=1,x", "status"),
+        ("status=", "status"),
+        ("status=-1", "status"),
+        ("pageSize=0", "pageSize"),
+        ("pageSize=101", "pageSize"),
+        ("pageSize=ten", "pageSize"),
+        ("pageSize=", "pageSize"),
+        ("pageCursor=abc", "pageCursor"),
+        ("pageCursor=99999999999999999999999", "pageCursor"),
+        ("a=%zz", "query"),
+        ("a=%4", "query"),
+        ("a=%ff%fe", "query"),
+    ];
+    for (query, param) in cases {
+        match TaskListQuery::parse(Some(query)) {
+            Err(GatewayError::BadQuery { param: p, .. }) => assert_eq!(p, param, "{query}"),
+            other => panic!("{query}: {other:?}"),
+        }
+    }
+    let message = TaskListQuery::parse(Some("pageSize=500"))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        message.contains("pageSize") && message.contains("500") && message.contains("1 to 100"),
+        "{message}"
+    );
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(512))]
+
+    #[test]
+    fn parsing_arbitrary_queries_never_panics(query in ".{0,200}") {
+        let _ = TaskListQuery::parse(Some(&query));
+    }
+
+    #[test]
+    fn canonicalizing_twice_changes_nothing(
+        status in proptest::collection::vec(0u8..=3, 0..5),
+        size in 1u32..=100,
+        cursor in proptest::option::of(any::<i64>()),
+        task_type in proptest::option::of(any::<i64>()),
+        other in proptest::collection::vec(("[a-z]{1,5}", "[ -~]{0,8}"), 0..3),
+    ) {
+        let mut parts: Vec<String> = status.iter().map(|s| format!("status={s}")).collect();
+        parts.push(format!("pageSize={size}"));
+        if let Some(c) = cursor { parts.push(format!("pageCursor={c}")); }
+        if let Some(t) = task_type { parts.push(format!("taskType={t}")); }
+        for (k, v) in &other {
+            if ["status", "pageSize", "pageCursor", "taskType"].contains(&k.as_str()) { continue; }
+            parts.push(format!("{}={}", utf8_percent_encode(k, COMPONENT), utf8_percent_encode(v, COMPONENT)));
+        }
+        let once = canonical(&parts.join("&"));
+        prop_assert_eq!(canonical(&once), once.clone());
+        // Order does not matter: equal queries give equal keys.
+        parts.reverse();
+        prop_assert_eq!(canonical(&parts.join("&")), once);
+    }
+}

@@ -1,0 +1,149 @@
+//! Upstream responses on their way back: buffered (bounded), decoded and normalized where a rule
+//! applies, streamed untouched everywhere else. Normalization runs once per upstream response,
+//! before anything is stored, so a cache hit does no JSON work.
+
+use bytes::{Bytes, BytesMut};
+use http::header::{CONTENT_ENCODING, CONTENT_LENGTH, CONTENT_TYPE};
+use http::{HeaderMap, HeaderValue, Response};
+use http_body_util::BodyExt;
+
+use crate::body::{self, Body};
+use crate::cache::Page;
+use crate::error::GatewayError;
+use crate::normalize::{self, DecodeError, Outcome, Rule};
+
+/// A body read up to a bound: whole, or the part read so far plus the rest still streaming.
+enum Read {
+    Whole(Bytes),
+    Partial(Bytes, Body),
+}
+
+async fn read_up_to(mut body: Body, limit: usize) -> Result<Read, GatewayError> {
+    let mut buffer = BytesMut::new();
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(GatewayError::UpstreamProtocol)?;
+        if let Ok(data) = frame.into_data() {
+            buffer.extend_from_slice(&data);
+            if buffer.len() > limit {
+                return Ok(Read::Partial(buffer.freeze(), body));
+            }
+        }
+    }
+    Ok(Read::Whole(buffer.freeze()))
+}
+
+fn is_json(headers: &HeaderMap) -> bool {
+    headers
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(normalize::is_json_content_type)
+}
+
+fn declared_length(headers: &HeaderMap) -> Option<u64> {
+    headers.get(CONTENT_LENGTH)?.to_str().ok()?.parse().ok()
+}
+
+/// The body as plain bytes: decoded per `Content-Encoding`, bounded by `limit` after decoding
+/// (a compression bomb is cut off as a 502, never an out-of-memory).
+fn decoded(headers: &mut HeaderMap, raw: Bytes, limit: usize) -> Result<Bytes, GatewayError> {
+    let Some(encoding) = headers.get(CONTENT_ENCODING) else {
+        return Ok(raw);
+    };
+    let encoding = encoding.to_str().unwrap_or("unknown").to_owned();
+    let plain = normalize::decode(&encoding, &raw, limit).map_err(|e| match e {
+        DecodeError::TooLarge { .. } => GatewayError::UpstreamBodyTooLarge,
+        other => GatewayError::UpstreamProtocol(Box::new(other)),
+    })?;
+    headers.remove(CONTENT_ENCODING);
+    Ok(plain)
+}
+
+/// Rewrites a whole JSON body: success bodies by `rule`, error bodies into one error shape.
+fn rewrite(page: &mut Page, rule: Option<&Rule>) {
+    let rewritten = if page.status.is_success() {
+        match rule.map(|rule| normalize::normalize_body(rule, &page.body)) {
+            Some(Outcome::Normalized { body, .. }) => Some(body),
+            Some(Outcome::PassThrough(reason)) => {
+                tracing::info!(
+                    reason = reason.as_str(),
+                    "body not normalized; passed through"
+                );
+                None
+            }
+            None => None,
+        }
+    } else {
+        normalize::normalize_error_body(&page.body)
+    };
+    if let Some(body) = rewritten {
+        page.body = body;
+    }
+    page.headers
+        .insert(CONTENT_LENGTH, HeaderValue::from(page.body.len()));
+}
+
+/// Reads a whole response into a normalized [`Page`] (the task list's path: it is shared with
+/// collapsed waiters and stored, so it must be whole). Over `limit`: 502.
+pub async fn page(
+    response: Response<Body>,
+    rule: Option<&Rule>,
+    limit: usize,
+) -> Result<Page, GatewayError> {
+    let (parts, body) = response.into_parts();
+    let mut headers = parts.headers;
+    let raw = match read_up_to(body, limit).await? {
+        Read::Whole(raw) => raw,
+        Read::Partial(..) => return Err(GatewayError::UpstreamBodyTooLarge),
+    };
+    let mut page = Page {
+        status: parts.status,
+        body: Bytes::new(),
+        headers: HeaderMap::new(),
+    };
+    page.body = if is_json(&headers) {
+        decoded(&mut headers, raw, limit)?
+    } else {
+        raw
+    };
+    page.headers = headers;
+    if is_json(&page.headers) {
+        rewrite(&mut page, rule);
+    }
+    Ok(page)
+}
+
+/// Shapes a response on an uncached route: JSON success bodies with a rule and JSON error bodies
+/// are normalized when they fit in `limit`; everything else streams through untouched.
+pub async fn shape(
+    response: Response<Body>,
+    rule: Option<&Rule>,
+    limit: usize,
+) -> Result<Response<Body>, GatewayError> {
+    let wanted = (rule.is_some() || !response.status().is_success()) && is_json(response.headers());
+    let too_large = declared_length(response.headers()).is_some_and(|len| len > limit as u64);
+    if !wanted || too_large {
+        if wanted {
+            tracing::info!(limit, "body over normalize.max_body; passed through");
+        }
+        return Ok(response);
+    }
+    let (parts, body) = response.into_parts();
+    let raw = match read_up_to(body, limit).await? {
+        Read::Whole(raw) => raw,
+        Read::Partial(prefix, rest) => {
+            tracing::info!(limit, "body over normalize.max_body; passed through");
+            return Ok(Response::from_parts(parts, body::prefixed(prefix, rest)));
+        }
+    };
+    let mut headers = parts.headers.clone();
+    let body = decoded(&mut headers, raw, limit)?;
+    let mut page = Page {
+        status: parts.status,
+        headers,
+        body,
+    };
+    rewrite(&mut page, rule);
+    let mut response = Response::from_parts(parts, body::full(page.body));
+    *response.headers_mut() = page.headers;
+    Ok(response)
+}

@@ -1,0 +1,166 @@
+//! `GET /koodrive/ose/v1/task/list`: validated, then served from the cache when it can be,
+//! otherwise fetched once for all concurrent identical requests, normalized and stored; stale
+//! pages cover for KooDrive while it is refreshed or failing.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::header::{ACCEPT_ENCODING, AGE};
+use http::request::Parts;
+use http::{HeaderMap, HeaderValue, Method, Response, Uri};
+use tracing::Instrument;
+
+use crate::body::{self, Body};
+use crate::cache::policy::{self, Directive, Freshness, CACHE_NAME};
+use crate::cache::{Entry, Fetched, Page, Role, TaskListQuery};
+use crate::error::GatewayError;
+use crate::headers::CACHE_STATUS;
+use crate::pipeline::{self, State};
+use crate::respond;
+
+/// Extra time a collapsed waiter allows beyond the upstream timeout before giving up.
+const WAIT_MARGIN: Duration = Duration::from_secs(1);
+
+pub async fn serve(state: &Arc<State>, parts: Parts) -> Result<Response<Body>, GatewayError> {
+    // Validate before any cache or upstream work.
+    let query = TaskListQuery::parse(parts.uri.query())?;
+    // The key binds the page to the identity that asked, after credential precedence.
+    let identity = state.auth.identity(&parts.headers);
+    let key = state.cache.key(&identity, &query);
+    let directive = policy::client_directive(&parts.headers);
+    let config = state.cache.config();
+    let fetch = fetcher(state, parts.uri, parts.headers);
+
+    // A stored page: fresh is served as it is; stale-while-revalidate is served while one
+    // background refresh runs; older ones are kept for stale-if-error.
+    let stored = match directive {
+        Directive::Normal => state.cache.get(&key).await,
+        Directive::Refresh | Directive::NoStore => None,
+    };
+    if let Some(entry) = &stored {
+        match policy::freshness(entry.age(), config) {
+            Freshness::Fresh(_) => {
+                record("hit");
+                let ttl = policy::ttl_seconds(entry.age(), config);
+                return Ok(from_entry(entry, format!("{CACHE_NAME}; hit; ttl={ttl}")));
+            }
+            Freshness::Revalidate => {
+                record("stale");
+                state.cache.refresh_in_background(key, fetch);
+                let ttl = policy::ttl_seconds(entry.age(), config);
+                let status = format!("{CACHE_NAME}; hit; ttl={ttl}; detail=stale-while-revalidate");
+                return Ok(from_entry(entry, status));
+            }
+            Freshness::IfError | Freshness::Dead => {}
+        }
+    }
+
+    // Fetch: collapsed with concurrent identical misses, or on its own when the client asked.
+    let max_wait = state.upstream.timeout() + WAIT_MARGIN;
+    let (result, forwarded) = match directive {
+        Directive::Normal => {
+            let (result, role) = state.cache.collapse(key, max_wait, fetch).await;
+            record(match role {
+                Role::Leader => "miss",
+                Role::Collapsed => "collapsed",
+            });
+            let fwd = match (role, &result) {
+                (Role::Collapsed, _) => "fwd=miss; collapsed",
+                (Role::Leader, Ok(fetched)) if fetched.stored => "fwd=miss; stored",
+                (Role::Leader, _) => "fwd=miss",
+            };
+            (result, fwd)
+        }
+        Directive::Refresh => {
+            record("refresh");
+            let result = match fetch.await {
+                Ok(page) => {
+                    let stored = state.cache.store_if_allowed(key, &page).await;
+                    Ok(Arc::new(Fetched { page, stored }))
+                }
+                Err(e) => Err(Arc::new(e)),
+            };
+            let fwd = match &result {
+                Ok(fetched) if fetched.stored => "fwd=request; stored",
+                _ => "fwd=request",
+            };
+            (result, fwd)
+        }
+        Directive::NoStore => {
+            record("bypass");
+            let result = fetch.await.map(|page| {
+                Arc::new(Fetched {
+                    page,
+                    stored: false,
+                })
+            });
+            (result.map_err(Arc::new), "fwd=request")
+        }
+    };
+
+    // KooDrive failing (not refusing): a stale page within stale-if-error beats the failure.
+    let failed_status = match &result {
+        Ok(fetched) if policy::upstream_failed(&fetched.page) => Some(Some(fetched.page.status)),
+        Err(error) if error.is_upstream_failure() => Some(None),
+        _ => None,
+    };
+    if let (Some(upstream_status), Some(entry)) = (failed_status, &stored) {
+        if policy::freshness(entry.age(), config) != Freshness::Dead {
+            record("stale");
+            let ttl = policy::ttl_seconds(entry.age(), config);
+            let fwd_status =
+                upstream_status.map_or(String::new(), |s| format!("; fwd-status={}", s.as_u16()));
+            let status =
+                format!("{CACHE_NAME}; fwd=miss{fwd_status}; ttl={ttl}; detail=stale-if-error");
+            return Ok(from_entry(entry, status));
+        }
+    }
+    match result {
+        Ok(fetched) => {
+            let mut response = fetched.page.to_response();
+            set_cache_status(
+                response.headers_mut(),
+                &format!("{CACHE_NAME}; {forwarded}"),
+            );
+            Ok(response)
+        }
+        Err(error) => Err(GatewayError::Collapsed(error)),
+    }
+}
+
+/// The upstream request for one task-list page, as a future that owns everything it needs (it
+/// may run in a flight's task after the requesting client is gone). Signed when it is sent.
+fn fetcher(
+    state: &Arc<State>,
+    uri: Uri,
+    mut headers: HeaderMap,
+) -> impl std::future::Future<Output = Result<Page, GatewayError>> + Send + 'static {
+    let state = Arc::clone(state);
+    // The stored page is decoded whatever the caller accepts, so ask for what we can decode.
+    headers.insert(ACCEPT_ENCODING, HeaderValue::from_static("gzip"));
+    async move {
+        let response =
+            pipeline::send(&state, Method::GET, &uri, headers, body::empty(), None).await?;
+        let rule = state.normalize.rules.find(&Method::GET, uri.path());
+        respond::page(response, rule, state.normalize.max_body).await
+    }
+    .instrument(tracing::Span::current())
+}
+
+fn from_entry(entry: &Entry, cache_status: String) -> Response<Body> {
+    let mut response = entry.page.to_response();
+    let headers = response.headers_mut();
+    headers.insert(AGE, HeaderValue::from(entry.age().as_secs()));
+    set_cache_status(headers, &cache_status);
+    response
+}
+
+fn set_cache_status(headers: &mut HeaderMap, value: &str) {
+    if let Ok(value) = HeaderValue::from_str(value) {
+        headers.insert(CACHE_STATUS, value);
+    }
+}
+
+fn record(cache: &'static str) {
+    tracing::Span::current().record("cache", cache);
+}
