@@ -1,4 +1,5 @@
-//! The admin listener: liveness and readiness for orchestrators.
+//! The admin listener: liveness, readiness, and cache purges. It binds to loopback by default;
+//! when `admin.token` is set, writes need `Authorization: Bearer <admin token>`.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -6,30 +7,94 @@ use std::sync::Arc;
 use http::{header, HeaderValue, Method, Request, Response, StatusCode};
 
 use crate::body::{self, Body};
+use crate::cache::TaskListCache;
+use crate::secret::Secret;
 
 pub struct Admin {
     /// False once shutdown has begun: readiness turns 503 while requests drain.
     pub ready: Arc<AtomicBool>,
+    pub cache: Arc<TaskListCache>,
+    pub token: Option<Secret>,
 }
 
 pub async fn handle<B>(admin: &Admin, request: Request<B>) -> Response<Body> {
     let ready = admin.ready.load(Ordering::SeqCst);
-    match (request.method(), request.uri().path()) {
-        (&Method::GET | &Method::HEAD, "/healthz") => json(StatusCode::OK, r#"{"status":"alive"}"#),
-        (&Method::GET | &Method::HEAD, "/readyz") if ready => {
-            json(StatusCode::OK, r#"{"status":"ready"}"#)
-        }
-        (&Method::GET | &Method::HEAD, "/readyz") => {
-            json(StatusCode::SERVICE_UNAVAILABLE, r#"{"status":"draining"}"#)
-        }
-        _ => json(
+    let read = matches!(*request.method(), Method::GET | Method::HEAD);
+    match (request.uri().path(), read) {
+        ("/healthz", true) => json(StatusCode::OK, r#"{"status":"alive"}"#.into()),
+        ("/readyz", true) if ready => json(StatusCode::OK, r#"{"status":"ready"}"#.into()),
+        ("/readyz", true) => json(
+            StatusCode::SERVICE_UNAVAILABLE,
+            r#"{"status":"draining"}"#.into(),
+        ),
+        ("/cache/purge", false) if request.method() == Method::POST => purge(admin, &request),
+        _ => error(
             StatusCode::NOT_FOUND,
-            r#"{"code":"GATEWAY_ADMIN_NOT_FOUND","msg":"no such admin endpoint"}"#,
+            "GATEWAY_ADMIN_NOT_FOUND",
+            "no such admin endpoint",
         ),
     }
 }
 
-fn json(status: StatusCode, text: &'static str) -> Response<Body> {
+fn purge<B>(admin: &Admin, request: &Request<B>) -> Response<Body> {
+    if !authorized(admin, request) {
+        return error(
+            StatusCode::UNAUTHORIZED,
+            "GATEWAY_ADMIN_UNAUTHORIZED",
+            "admin writes need Authorization: Bearer <admin token>",
+        );
+    }
+    let user_id = form_urlencoded::parse(request.uri().query().unwrap_or_default().as_bytes())
+        .find(|(k, _)| k == "user_id")
+        .map(|(_, v)| v.into_owned());
+    match user_id {
+        None => {
+            admin.cache.purge_all();
+            tracing::info!("admin purge: every cached page dropped");
+            json(StatusCode::OK, r#"{"purged":"all"}"#.into())
+        }
+        Some(user_id) => match HeaderValue::from_str(&user_id) {
+            Ok(value) if !user_id.is_empty() => {
+                admin.cache.invalidate_user(&value);
+                tracing::info!("admin purge: one user's cached pages dropped");
+                json(
+                    StatusCode::OK,
+                    serde_json::json!({ "purged": "user" }).to_string(),
+                )
+            }
+            _ => error(
+                StatusCode::BAD_REQUEST,
+                "GATEWAY_BAD_REQUEST",
+                "user_id must be a header-safe, non-empty value",
+            ),
+        },
+    }
+}
+
+fn authorized<B>(admin: &Admin, request: &Request<B>) -> bool {
+    let Some(token) = &admin.token else {
+        return true;
+    };
+    let given = request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "));
+    given.is_some_and(|given| constant_time_eq(given.as_bytes(), token.expose().as_bytes()))
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+fn error(status: StatusCode, code: &str, msg: &str) -> Response<Body> {
+    json(
+        status,
+        serde_json::json!({ "code": code, "msg": msg }).to_string(),
+    )
+}
+
+fn json(status: StatusCode, text: String) -> Response<Body> {
     let mut response = Response::new(body::full(text));
     *response.status_mut() = status;
     response.headers_mut().insert(

@@ -234,6 +234,12 @@ impl Config {
         let admin = AdminConfig {
             token: nonempty_secret("admin.token", raw.admin.token)?,
         };
+        if !server.admin_listen.ip().is_loopback() && admin.token.is_none() {
+            return Err(invalid(
+                "server.admin_listen",
+                "a non-loopback admin listener needs admin.token (admin writes purge the cache)",
+            ));
+        }
         Ok(Config {
             server,
             upstream,

@@ -64,6 +64,7 @@ pub async fn run(config: Config) -> Result<Running, StartError> {
     let addr = local_addr(&listener, config.server.listen)?;
     let admin_addr = local_addr(&admin_listener, config.server.admin_listen)?;
 
+    let cache = Arc::new(TaskListCache::new(&config.cache));
     let state = Arc::new(State {
         upstream: Upstream::new(&config.upstream)?,
         auth: Auth::new(&config.auth).await.map_err(StartError::Secret)?,
@@ -71,12 +72,14 @@ pub async fn run(config: Config) -> Result<Running, StartError> {
         max_signed_body: config.upstream.max_signed_body,
         in_flight: Arc::new(Semaphore::new(config.server.max_in_flight)),
         max_in_flight: config.server.max_in_flight,
-        cache: Arc::new(TaskListCache::new(&config.cache)),
+        cache: Arc::clone(&cache),
         normalize: config.normalize.clone(),
     });
     let ready = Arc::new(AtomicBool::new(true));
     let admin = Arc::new(Admin {
         ready: Arc::clone(&ready),
+        cache,
+        token: config.admin.token.clone(),
     });
 
     let (shutdown, shutdown_rx) = watch::channel(false);

@@ -143,12 +143,25 @@ fn errors_name_the_key_and_why() {
         ),
         ("", &[("KOODRIVE_GATEWAY__LOG__LEVEL", "[[[")], "log.level"),
         ("", &[("KOODRIVE_GATEWAY__SERVER", "x")], "server"),
+        (
+            "",
+            &[("KOODRIVE_GATEWAY__SERVER__ADMIN_LISTEN", "0.0.0.0:9901")],
+            "server.admin_listen",
+        ),
     ];
     for (extra, pairs, expected) in cases {
         let text = format!("{MINIMAL}\n{extra}");
         let message = error_of(&text, pairs);
         assert!(message.contains(expected), "{extra:?} {pairs:?}: {message}");
     }
+    let exposed_with_token = Config::parse(
+        MINIMAL,
+        env(&[
+            ("KOODRIVE_GATEWAY__SERVER__ADMIN_LISTEN", "0.0.0.0:9901"),
+            ("KOODRIVE_GATEWAY__ADMIN__TOKEN", "t"),
+        ]),
+    );
+    assert!(exposed_with_token.is_ok());
     let no_user = MINIMAL.replace("user_id = \"1505084218764547200\"", "");
     assert!(error_of(&no_user, &[]).contains("auth.user_id"));
     assert!(error_of("[upstream]\n", &[]).contains("upstream.url"));

@@ -4,8 +4,10 @@
 mod support;
 
 mod auth;
+mod cache;
 mod cli;
 mod errors;
 mod forwarding;
 mod lifecycle;
+mod normalize;
 mod trace;

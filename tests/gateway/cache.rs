@@ -1,0 +1,540 @@
+//! The task-list cache, counted at the mock: hits, keys, identities, what is stored, collapsing,
+//! stale pages, client directives, invalidation and purges.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::Method;
+use http_body_util::Full;
+use tokio::sync::Notify;
+
+use crate::support::{
+    within, Mock, Recorded, Reply, TestGateway, TestResponse, TASK_LIST, USER_ID,
+};
+
+/// A task-list page in KooDrive's wire shape that says whom it was made for and which version.
+fn page_for(seen: &Recorded, version: u64) -> Reply {
+    let user = seen.header("x-user-id").unwrap_or("?");
+    let auth = seen.header("authorization").unwrap_or("?");
+    let credential = if auth.starts_with("HMAC-SHA256") {
+        "app"
+    } else {
+        auth
+    };
+    let language = seen.header("language").unwrap_or("?");
+    let body = serde_json::json!({
+        "taskListDtos": [{ "taskId": "1486254586942472064", "userId": user, "taskName": format!("v{version}") }],
+        "owner": format!("{user}|{credential}|{language}"),
+        "version": version,
+        "code": 0,
+        "msg": "Success.",
+    });
+    Reply::json(200, body.to_string())
+}
+
+/// A mock whose pages carry an ever-increasing version, so a test can tell refreshes apart.
+async fn versioned_mock() -> Mock {
+    let counter = AtomicU64::new(0);
+    Mock::start(move |seen| page_for(seen, counter.fetch_add(1, Ordering::SeqCst) + 1)).await
+}
+
+fn cache_status(response: &TestResponse) -> &str {
+    response.header("cache-status")
+}
+
+fn version(response: &TestResponse) -> u64 {
+    response.json()["version"].as_u64().unwrap()
+}
+
+#[tokio::test]
+async fn a_hit_skips_the_upstream() {
+    let mock = versioned_mock().await;
+    let gw = TestGateway::for_mock(&mock, "[cache]\nttl = \"60s\"").await;
+    let first = gw.client.get(TASK_LIST).await;
+    assert_eq!(cache_status(&first), "koodrive-gateway; fwd=miss; stored");
+    let second = gw.client.get(TASK_LIST).await;
+    assert_eq!(mock.hits(), 1);
+    assert_eq!(second.body, first.body);
+    assert!(
+        cache_status(&second).starts_with("koodrive-gateway; hit; ttl="),
+        "{}",
+        cache_status(&second)
+    );
+    let ttl: i64 = cache_status(&second)
+        .rsplit('=')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((50..=60).contains(&ttl), "{ttl}");
+    assert!(second.header("age").parse::<u64>().unwrap() < 10);
+    assert_eq!(second.header("content-type"), "application/json");
+}
+
+#[tokio::test]
+async fn equivalent_queries_share_one_entry_and_are_forwarded_as_written() {
+    let mock = versioned_mock().await;
+    let gw = TestGateway::for_mock(&mock, "[cache]\nttl = \"60s\"").await;
+    let first = "status=2&status=1";
+    gw.client.get(&format!("{TASK_LIST}?{first}")).await;
+    assert_eq!(mock.last().uri.query(), Some(first));
+    for same in [
+        "status=1,2",
+        "status=1&status=2&pageSize=100",
+        "pageCursor=&status=2,1",
+    ] {
+        let response = gw.client.get(&format!("{TASK_LIST}?{same}")).await;
+        assert!(cache_status(&response).contains("hit"), "{same}");
+    }
+    assert_eq!(mock.hits(), 1);
+    gw.client.get(&format!("{TASK_LIST}?status=1")).await;
+    assert_eq!(mock.hits(), 2);
+}
+
+#[tokio::test]
+async fn a_bad_query_is_a_400_naming_the_parameter_with_no_upstream_call() {
+    let mock = versioned_mock().await;
+    let gw = TestGateway::for_mock(&mock, "").await;
+    for (query, param) in [
+        ("pageSize=101", "pageSize"),
+        ("status=7", "status"),
+        ("taskType=x", "taskType"),
+        ("pageCursor=abc", "pageCursor"),
+        ("a=%zz", "query"),
+    ] {
+        let response = gw.client.get(&format!("{TASK_LIST}?{query}")).await;
+        assert_eq!(response.status, 400, "{query}");
+        let json = response.json();
+        assert_eq!(json["code"], "GATEWAY_BAD_QUERY");
+        assert!(json["msg"].as_str().unwrap().contains(param), "{json}");
+    }
+    assert_eq!(mock.hits(), 0);
+}
+
+#[tokio::test]
+async fn identities_never_share_pages() {
+    let mock = versioned_mock().await;
+    let gw = TestGateway::for_mock(&mock, "[cache]\nttl = \"60s\"").await;
+    let identities: [&[(&str, &str)]; 5] = [
+        &[],
+        &[("x-user-id", "42")],
+        &[("x-user-id", "42"), ("authorization", "Bearer token-a")],
+        &[("x-user-id", "42"), ("authorization", "Bearer token-b")],
+        &[("x-user-id", "42"), ("language", "zh-CN")],
+    ];
+    let mut owners = Vec::new();
+    for round in 0..2 {
+        for headers in identities {
+            let response = gw.client.get_with(TASK_LIST, headers).await;
+            let owner = response.json()["owner"].as_str().unwrap().to_owned();
+            if round == 0 {
+                owners.push(owner);
+            } else {
+                assert!(owners.contains(&owner));
+            }
+        }
+    }
+    assert_eq!(
+        mock.hits(),
+        identities.len(),
+        "one miss per identity, then hits"
+    );
+    assert_eq!(
+        owners,
+        [
+            format!("{USER_ID}|app|en-US"),
+            "42|app|en-US".into(),
+            "42|Bearer token-a|en-US".into(),
+            "42|Bearer token-b|en-US".into(),
+            "42|app|zh-CN".into(),
+        ]
+    );
+}
+
+#[tokio::test]
+async fn only_successful_storable_pages_are_stored() {
+    let replies: Vec<(&str, Reply)> = vec![
+        (
+            "business-error",
+            Reply::json(400, r#"{"code":13000201,"msg":"bad"}"#),
+        ),
+        (
+            "nonzero-code",
+            Reply::json(200, r#"{"code":13000301,"msg":"no"}"#),
+        ),
+        (
+            "cookie",
+            Reply::json(200, r#"{"code":0}"#).header("set-cookie", "a=b"),
+        ),
+        (
+            "no-store",
+            Reply::json(200, r#"{"code":0}"#).header("cache-control", "no-store"),
+        ),
+        (
+            "too-large",
+            Reply::json(200, format!(r#"{{"code":0,"pad":"{}"}}"#, "x".repeat(2048))),
+        ),
+    ];
+    for (name, reply) in replies {
+        let mock = Mock::start(move |_| reply.clone()).await;
+        let gw = TestGateway::for_mock(&mock, "[cache]\nmax_entry_bytes = \"1KiB\"").await;
+        let first = gw.client.get(TASK_LIST).await;
+        assert_eq!(cache_status(&first), "koodrive-gateway; fwd=miss", "{name}");
+        gw.client.get(TASK_LIST).await;
+        assert_eq!(mock.hits(), 2, "{name} was stored");
+    }
+}
+
+#[tokio::test]
+async fn concurrent_identical_misses_make_one_upstream_request() {
+    let gate = Arc::new(Notify::new());
+    let held = Arc::clone(&gate);
+    let counter = AtomicU64::new(0);
+    let mock = Mock::start(move |seen| {
+        page_for(seen, counter.fetch_add(1, Ordering::SeqCst) + 1).gate(Arc::clone(&held))
+    })
+    .await;
+    let gw = TestGateway::for_mock(&mock, "[cache]\nttl = \"60s\"").await;
+    let requests: Vec<_> = (0..200)
+        .map(|_| {
+            let client = gw.client.clone();
+            tokio::spawn(async move { client.get(&format!("{TASK_LIST}?status=1")).await })
+        })
+        .collect();
+    mock.wait_for_hits(1).await;
+    // Let the others pile up behind the flight; late ones find the stored page instead.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    gate.notify_one();
+    let mut statuses = HashMap::new();
+    for request in requests {
+        let response = within("a collapsed response", request).await.unwrap();
+        assert_eq!(response.status, 200);
+        assert_eq!(version(&response), 1);
+        let kind = cache_status(&response)
+            .split("; ")
+            .nth(1)
+            .unwrap()
+            .to_owned();
+        *statuses.entry(kind).or_insert(0) += 1;
+        let full = cache_status(&response);
+        if full.ends_with("stored") {
+            *statuses.entry("stored".into()).or_insert(0) += 1;
+        } else if full.ends_with("collapsed") {
+            *statuses.entry("collapsed".into()).or_insert(0) += 1;
+        }
+    }
+    assert_eq!(mock.hits(), 1);
+    let misses = statuses.get("fwd=miss").copied().unwrap_or(0);
+    let hits = statuses.get("hit").copied().unwrap_or(0);
+    assert_eq!(misses + hits, 200, "{statuses:?}");
+    assert!(misses > 1, "waiters joined the flight: {statuses:?}");
+    assert_eq!(statuses.get("stored"), Some(&1), "one leader: {statuses:?}");
+    assert_eq!(
+        statuses.get("collapsed"),
+        Some(&(misses - 1)),
+        "{statuses:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_failed_leader_fails_every_waiter_with_its_error() {
+    let mock = Mock::start(|_| Reply::drop_connection().delay(Duration::from_millis(300))).await;
+    let gw = TestGateway::for_mock(&mock, "").await;
+    let requests: Vec<_> = (0..20)
+        .map(|_| {
+            let client = gw.client.clone();
+            tokio::spawn(async move { client.get(TASK_LIST).await })
+        })
+        .collect();
+    for request in requests {
+        let response = within("a waiter", request).await.unwrap();
+        assert_eq!(response.status, 502);
+        assert_eq!(response.json()["code"], "GATEWAY_UPSTREAM_PROTOCOL");
+    }
+    assert!(mock.hits() <= 2, "{} upstream calls", mock.hits());
+}
+
+#[tokio::test]
+async fn stale_while_revalidate_serves_at_once_and_refreshes_once() {
+    let mock = versioned_mock().await;
+    let overlay = "[cache]\nttl = \"200ms\"\nstale_while_revalidate = \"60s\"";
+    let gw = TestGateway::for_mock(&mock, overlay).await;
+    assert_eq!(version(&gw.client.get(TASK_LIST).await), 1);
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let stale: Vec<TestResponse> = futures_join(&gw, 5).await;
+    for response in &stale {
+        assert_eq!(version(response), 1, "the stale page is served at once");
+        let status = cache_status(response);
+        assert!(
+            status.contains("hit") && status.contains("detail=stale-while-revalidate"),
+            "{status}"
+        );
+        assert!(status.contains("ttl=-"), "{status}");
+    }
+    mock.wait_for_hits(2).await;
+    within("the refreshed page", async {
+        loop {
+            let response = gw.client.get(TASK_LIST).await;
+            if version(&response) == 2 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await;
+    assert_eq!(mock.hits(), 2, "one background refresh for the key");
+}
+
+async fn futures_join(gw: &TestGateway, n: usize) -> Vec<TestResponse> {
+    let handles: Vec<_> = (0..n)
+        .map(|_| {
+            let client = gw.client.clone();
+            tokio::spawn(async move { client.get(TASK_LIST).await })
+        })
+        .collect();
+    let mut out = Vec::new();
+    for handle in handles {
+        out.push(handle.await.unwrap());
+    }
+    out
+}
+
+#[tokio::test]
+async fn stale_if_error_covers_upstream_failures_but_not_business_errors() {
+    let mode = Arc::new(AtomicUsize::new(0));
+    let state = Arc::clone(&mode);
+    let mock = Mock::start(move |seen| match state.load(Ordering::SeqCst) {
+        0 => page_for(seen, 1),
+        1 => Reply::json(503, r#"{"code":13000500,"msg":"down"}"#),
+        2 => Reply::drop_connection(),
+        3 => Reply::json(400, r#"{"error_code":"APIG.0308","error_msg":"throttled"}"#),
+        4 => Reply::ok().delay(Duration::from_secs(5)),
+        _ => Reply::json(400, r#"{"code":13000201,"msg":"bad request"}"#),
+    })
+    .await;
+    let overlay =
+        "[cache]\nttl = \"100ms\"\nstale_while_revalidate = \"0s\"\nstale_if_error = \"60s\"\n\
+                   [upstream]\ntimeout = \"500ms\"";
+    let gw = TestGateway::for_mock(&mock, overlay).await;
+    assert_eq!(version(&gw.client.get(TASK_LIST).await), 1);
+    tokio::time::sleep(Duration::from_millis(250)).await;
+    for (failure, fwd) in [
+        (1, "fwd-status=503"),
+        (2, "fwd=miss"),
+        (3, "fwd-status=400"),
+        (4, "fwd=miss"),
+    ] {
+        mode.store(failure, Ordering::SeqCst);
+        let response = gw.client.get(TASK_LIST).await;
+        assert_eq!(
+            response.status,
+            200,
+            "failure {failure}: {}",
+            response.text()
+        );
+        assert_eq!(version(&response), 1);
+        let status = cache_status(&response);
+        assert!(
+            status.contains("detail=stale-if-error") && status.contains(fwd),
+            "{failure}: {status}"
+        );
+    }
+    mode.store(5, Ordering::SeqCst);
+    let response = gw.client.get(TASK_LIST).await;
+    assert_eq!(
+        response.status, 400,
+        "a business error is passed through, not masked"
+    );
+    assert_eq!(response.json()["code"], "13000201");
+}
+
+#[tokio::test]
+async fn client_no_cache_refreshes_and_no_store_stores_nothing() {
+    let mock = versioned_mock().await;
+    let gw = TestGateway::for_mock(&mock, "[cache]\nttl = \"60s\"").await;
+    assert_eq!(version(&gw.client.get(TASK_LIST).await), 1);
+    for headers in [
+        [("cache-control", "no-cache")],
+        [("cache-control", "max-age=0")],
+        [("pragma", "no-cache")],
+    ] {
+        let before = mock.hits();
+        let response = gw.client.get_with(TASK_LIST, &headers).await;
+        assert_eq!(
+            cache_status(&response),
+            "koodrive-gateway; fwd=request; stored"
+        );
+        assert_eq!(mock.hits(), before + 1);
+        assert_eq!(
+            version(&gw.client.get(TASK_LIST).await),
+            version(&response),
+            "stored for later"
+        );
+    }
+    let stored = version(&gw.client.get(TASK_LIST).await);
+    let response = gw
+        .client
+        .get_with(TASK_LIST, &[("cache-control", "no-store")])
+        .await;
+    assert_eq!(cache_status(&response), "koodrive-gateway; fwd=request");
+    assert_eq!(version(&response), stored + 1);
+    assert_eq!(
+        version(&gw.client.get(TASK_LIST).await),
+        stored,
+        "no-store stored nothing"
+    );
+}
+
+fn create(gw: &TestGateway, user: &str) -> http::Request<Full<Bytes>> {
+    gw.client
+        .request(Method::POST, "/koodrive/ose/v1/task/create")
+        .header("x-user-id", user)
+        .body(Full::new(Bytes::from(r#"{"taskName":"t","taskType":0}"#)))
+        .unwrap()
+}
+
+#[tokio::test]
+async fn a_successful_task_write_invalidates_only_the_writer() {
+    let fail_writes = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let failing = Arc::clone(&fail_writes);
+    let counter = AtomicU64::new(0);
+    let mock = Mock::start(move |seen| {
+        if seen.method == Method::POST {
+            if failing.load(Ordering::SeqCst) {
+                return Reply::json(400, r#"{"code":13000014,"msg":"bad body"}"#);
+            }
+            return Reply::json(200, r#"{"code":0,"msg":"Success.","taskId":"1"}"#);
+        }
+        page_for(seen, counter.fetch_add(1, Ordering::SeqCst) + 1)
+    })
+    .await;
+    let gw = TestGateway::for_mock(&mock, "[cache]\nttl = \"60s\"").await;
+    let a = [("x-user-id", "1001")];
+    let b = [("x-user-id", "1002")];
+    let a1 = version(&gw.client.get_with(TASK_LIST, &a).await);
+    let b1 = version(&gw.client.get_with(TASK_LIST, &b).await);
+    assert_eq!(gw.client.send(create(&gw, "1001")).await.status, 200);
+    let a2 = gw.client.get_with(TASK_LIST, &a).await;
+    assert!(
+        cache_status(&a2).contains("fwd=miss"),
+        "the writer's list was invalidated"
+    );
+    assert!(version(&a2) > a1);
+    let b2 = gw.client.get_with(TASK_LIST, &b).await;
+    assert!(cache_status(&b2).contains("hit"));
+    assert_eq!(version(&b2), b1);
+
+    fail_writes.store(true, Ordering::SeqCst);
+    assert_eq!(gw.client.send(create(&gw, "1001")).await.status, 400);
+    let a3 = gw.client.get_with(TASK_LIST, &a).await;
+    assert!(
+        cache_status(&a3).contains("hit"),
+        "a failed write invalidates nothing"
+    );
+}
+
+#[tokio::test]
+async fn admin_purges_everything_or_one_user_behind_the_admin_token() {
+    let mock = versioned_mock().await;
+    let gw =
+        TestGateway::for_mock(&mock, "[cache]\nttl = \"60s\"\n[admin]\ntoken = \"adm1n\"").await;
+    let a = [("x-user-id", "1001")];
+    let b = [("x-user-id", "1002")];
+    gw.client.get_with(TASK_LIST, &a).await;
+    gw.client.get_with(TASK_LIST, &b).await;
+    let purge = |query: &str, token: Option<&str>| {
+        let mut request = gw
+            .admin
+            .request(Method::POST, &format!("/cache/purge{query}"));
+        if let Some(token) = token {
+            request = request.header("authorization", format!("Bearer {token}"));
+        }
+        request.body(Full::default()).unwrap()
+    };
+    assert_eq!(gw.admin.send(purge("", None)).await.status, 401);
+    assert_eq!(gw.admin.send(purge("", Some("wrong"))).await.status, 401);
+    assert!(cache_status(&gw.client.get_with(TASK_LIST, &a).await).contains("hit"));
+
+    assert_eq!(
+        gw.admin
+            .send(purge("?user_id=1001", Some("adm1n")))
+            .await
+            .status,
+        200
+    );
+    assert!(cache_status(&gw.client.get_with(TASK_LIST, &a).await).contains("fwd=miss"));
+    assert!(cache_status(&gw.client.get_with(TASK_LIST, &b).await).contains("hit"));
+
+    assert_eq!(gw.admin.send(purge("", Some("adm1n"))).await.status, 200);
+    assert!(cache_status(&gw.client.get_with(TASK_LIST, &a).await).contains("fwd=miss"));
+    assert!(cache_status(&gw.client.get_with(TASK_LIST, &b).await).contains("fwd=miss"));
+}
+
+/// Many identities, queries and concurrent requests, with writes in between: every body belongs
+/// to the identity that asked, and every answer after a write reflects it.
+#[tokio::test]
+async fn randomized_identities_never_see_each_other_and_always_see_their_writes() {
+    let versions: Arc<Mutex<HashMap<String, u64>>> = Arc::default();
+    let table = Arc::clone(&versions);
+    let mock = Mock::start(move |seen| {
+        let user = seen.header("x-user-id").unwrap_or("?").to_owned();
+        let mut table = table.lock().unwrap();
+        let version = table.entry(user).or_insert(0);
+        if seen.method == Method::POST {
+            *version += 1;
+            return Reply::json(200, r#"{"code":0,"msg":"Success.","taskId":"1"}"#);
+        }
+        let mut reply = page_for(seen, *version);
+        // Echo the query too, so a page for one query is never served for another.
+        let mut json: serde_json::Value = serde_json::from_slice(&reply.body).unwrap();
+        json["query"] = seen.uri.query().unwrap_or("").into();
+        reply.body = json.to_string().into();
+        reply
+    })
+    .await;
+    let gw = TestGateway::for_mock(&mock, "[cache]\nttl = \"60s\"").await;
+    let users = ["2001", "2002", "2003"];
+    let tokens = [None, Some("Bearer tk-1"), Some("Bearer tk-2")];
+    let languages = ["en-US", "zh-CN"];
+    let queries = ["status=1", "status=1,2&pageSize=10", "taskType=0", ""];
+    let mut rng = fastrand::Rng::with_seed(7);
+    for round in 0..6 {
+        let mut handles = Vec::new();
+        for _ in 0..60 {
+            let user = users[rng.usize(..users.len())];
+            let token = tokens[rng.usize(..tokens.len())];
+            let language = languages[rng.usize(..languages.len())];
+            let query = queries[rng.usize(..queries.len())];
+            let client = gw.client.clone();
+            let floor = *versions.lock().unwrap().get(user).unwrap_or(&0);
+            handles.push(tokio::spawn(async move {
+                let mut headers = vec![("x-user-id", user), ("language", language)];
+                if let Some(token) = token {
+                    headers.push(("authorization", token));
+                }
+                let response = client
+                    .get_with(&format!("{TASK_LIST}?{query}"), &headers)
+                    .await;
+                (user, token, language, query, floor, response)
+            }));
+        }
+        for handle in handles {
+            let (user, token, language, query, floor, response) =
+                within("a request", handle).await.unwrap();
+            let json = response.json();
+            let owner = format!("{user}|{}|{language}", token.unwrap_or("app"));
+            assert_eq!(json["owner"], owner.as_str(), "round {round}");
+            assert_eq!(json["query"], query);
+            assert!(
+                json["version"].as_u64().unwrap() >= floor,
+                "a page older than a finished write"
+            );
+        }
+        // A write for one user, finished before the next round starts.
+        let user = users[round % users.len()];
+        assert_eq!(gw.client.send(create(&gw, user)).await.status, 200);
+    }
+}
