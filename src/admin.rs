@@ -8,6 +8,7 @@ use http::{header, HeaderValue, Method, Request, Response, StatusCode};
 
 use crate::body::{self, Body};
 use crate::cache::TaskListCache;
+use crate::metrics::{Metrics, ReasonLabels};
 use crate::secret::Secret;
 
 pub struct Admin {
@@ -15,6 +16,7 @@ pub struct Admin {
     pub ready: Arc<AtomicBool>,
     pub cache: Arc<TaskListCache>,
     pub token: Option<Secret>,
+    pub metrics: Arc<Metrics>,
 }
 
 pub async fn handle<B>(admin: &Admin, request: Request<B>) -> Response<Body> {
@@ -27,6 +29,7 @@ pub async fn handle<B>(admin: &Admin, request: Request<B>) -> Response<Body> {
             StatusCode::SERVICE_UNAVAILABLE,
             r#"{"status":"draining"}"#.into(),
         ),
+        ("/metrics", true) => metrics(admin),
         ("/cache/purge", false) if request.method() == Method::POST => purge(admin, &request),
         _ => error(
             StatusCode::NOT_FOUND,
@@ -50,12 +53,14 @@ fn purge<B>(admin: &Admin, request: &Request<B>) -> Response<Body> {
     match user_id {
         None => {
             admin.cache.purge_all();
+            invalidated(admin, "purge_all");
             tracing::info!("admin purge: every cached page dropped");
             json(StatusCode::OK, r#"{"purged":"all"}"#.into())
         }
         Some(user_id) => match HeaderValue::from_str(&user_id) {
             Ok(value) if !user_id.is_empty() => {
                 admin.cache.invalidate_user(&value);
+                invalidated(admin, "purge_user");
                 tracing::info!("admin purge: one user's cached pages dropped");
                 json(
                     StatusCode::OK,
@@ -69,6 +74,28 @@ fn purge<B>(admin: &Admin, request: &Request<B>) -> Response<Body> {
             ),
         },
     }
+}
+
+fn invalidated(admin: &Admin, reason: &'static str) {
+    admin
+        .metrics
+        .cache_invalidations
+        .get_or_create(&ReasonLabels { reason })
+        .inc();
+}
+
+fn metrics(admin: &Admin) -> Response<Body> {
+    let m = &admin.metrics;
+    m.cache_entries
+        .set(i64::try_from(admin.cache.entry_count()).unwrap_or(i64::MAX));
+    m.cache_bytes
+        .set(i64::try_from(admin.cache.weighted_size()).unwrap_or(i64::MAX));
+    let mut response = Response::new(body::full(m.encode()));
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/openmetrics-text; version=1.0.0; charset=utf-8"),
+    );
+    response
 }
 
 fn authorized<B>(admin: &Admin, request: &Request<B>) -> bool {

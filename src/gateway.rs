@@ -20,6 +20,7 @@ use crate::admin::{self, Admin};
 use crate::auth::Auth;
 use crate::cache::TaskListCache;
 use crate::config::{Config, ServerConfig};
+use crate::metrics::Metrics;
 use crate::pipeline::{self, State};
 use crate::upstream::{TlsSetupError, Upstream};
 
@@ -65,6 +66,7 @@ pub async fn run(config: Config) -> Result<Running, StartError> {
     let admin_addr = local_addr(&admin_listener, config.server.admin_listen)?;
 
     let cache = Arc::new(TaskListCache::new(&config.cache));
+    let metrics = Metrics::new();
     let state = Arc::new(State {
         upstream: Upstream::new(&config.upstream)?,
         auth: Auth::new(&config.auth).await.map_err(StartError::Secret)?,
@@ -74,12 +76,14 @@ pub async fn run(config: Config) -> Result<Running, StartError> {
         max_in_flight: config.server.max_in_flight,
         cache: Arc::clone(&cache),
         normalize: config.normalize.clone(),
+        metrics: Arc::clone(&metrics),
     });
     let ready = Arc::new(AtomicBool::new(true));
     let admin = Arc::new(Admin {
         ready: Arc::clone(&ready),
         cache,
         token: config.admin.token.clone(),
+        metrics,
     });
 
     let (shutdown, shutdown_rx) = watch::channel(false);

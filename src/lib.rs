@@ -11,6 +11,7 @@ pub mod demo;
 pub mod error;
 pub mod gateway;
 pub mod headers;
+pub mod metrics;
 pub mod normalize;
 pub mod pipeline;
 pub mod respond;

@@ -17,6 +17,7 @@ use crate::body::{self, Body};
 use crate::cache::TaskListCache;
 use crate::error::GatewayError;
 use crate::headers::{self, X_TRACEID};
+use crate::metrics::{self, Metrics, RequestLabels, RouteLabels, UpstreamLabels};
 use crate::normalize::NormalizeConfig;
 use crate::route::Route;
 use crate::upstream::Upstream;
@@ -32,7 +33,13 @@ pub struct State {
     pub max_in_flight: usize,
     pub cache: Arc<TaskListCache>,
     pub normalize: NormalizeConfig,
+    pub metrics: Arc<Metrics>,
 }
+
+/// What the cache did for a request, carried in the response's extensions to the access log
+/// and the metrics.
+#[derive(Debug, Clone, Copy)]
+pub struct CacheLabel(pub &'static str);
 
 pub async fn handle(state: Arc<State>, request: Request<Incoming>) -> Response<Body> {
     let started = Instant::now();
@@ -49,14 +56,21 @@ pub async fn handle(state: Arc<State>, request: Request<Incoming>) -> Response<B
         route = route.name(),
         status = Empty,
         cache = Empty,
+        upstream_status = Empty,
         upstream_ms = Empty,
     );
+    let method = metrics::Method::from(request.method());
     async move {
         let result = match client_trace_id {
             Err(error) => Err(error),
             Ok(_) => match Arc::clone(&state.in_flight).try_acquire_owned() {
                 Err(_) => Err(GatewayError::Overloaded(state.max_in_flight)),
-                Ok(_permit) => proxy(&state, request, &trace_id, route).await,
+                Ok(_permit) => {
+                    state.metrics.in_flight.inc();
+                    let result = proxy(&state, request, &trace_id, route).await;
+                    state.metrics.in_flight.dec();
+                    result
+                }
             },
         };
         let mut response = result.unwrap_or_else(|error| {
@@ -65,11 +79,30 @@ pub async fn handle(state: Arc<State>, request: Request<Incoming>) -> Response<B
         });
         response.headers_mut().insert(X_TRACEID, trace_id);
         let status = response.status().as_u16();
+        let cache = response
+            .extensions()
+            .get::<CacheLabel>()
+            .map_or("none", |c| c.0);
+        let elapsed = started.elapsed();
+        let labels = RequestLabels {
+            route: route.name(),
+            method,
+            status_class: metrics::status_class(status),
+            cache,
+        };
+        state.metrics.requests.get_or_create(&labels).inc();
+        state
+            .metrics
+            .request_duration
+            .get_or_create(&RouteLabels {
+                route: route.name(),
+            })
+            .observe(elapsed.as_secs_f64());
         tracing::Span::current().record("status", status);
         tracing::info!(
             target: "koodrive_gateway::access",
             status,
-            duration_ms = started.elapsed().as_secs_f64() * 1000.0,
+            duration_ms = elapsed.as_secs_f64() * 1000.0,
             "request"
         );
         response
@@ -115,10 +148,15 @@ async fn proxy(
     .await?;
     if let Some(user_id) = writer.filter(|_| response.status().is_success()) {
         state.cache.invalidate_user(&user_id);
+        state
+            .metrics
+            .cache_invalidations
+            .get_or_create(&metrics::ReasonLabels { reason: "write" })
+            .inc();
         tracing::debug!("task write accepted: the writer's cached task lists are invalidated");
     }
     // Normalized bodies where a rule applies (and KooDrive's error bodies); the rest streams.
-    respond::shape(response, rule, state.normalize.max_body).await
+    respond::shape(response, rule, state.normalize.max_body, &state.metrics).await
 }
 
 /// Builds the upstream request for a client's method, URI and (stripped) headers, injects
@@ -154,15 +192,35 @@ pub async fn forward(
     request: Request<Body>,
 ) -> Result<Response<Body>, GatewayError> {
     let started = Instant::now();
+    let route = Route::of(request.method(), request.uri().path()).name();
     let span = tracing::info_span!("upstream", status = Empty);
     let result = state
         .upstream
         .send(request, state.upstream.deadline())
         .instrument(span.clone())
         .await;
-    tracing::Span::current().record("upstream_ms", started.elapsed().as_millis() as u64);
+    let elapsed = started.elapsed();
+    let current = tracing::Span::current();
+    current.record("upstream_ms", elapsed.as_millis() as u64);
+    let outcome = match &result {
+        Ok(response) => metrics::status_class(response.status().as_u16()),
+        Err(GatewayError::UpstreamTimeout(_)) => "timeout",
+        Err(GatewayError::UpstreamConnect(_)) => "connect_error",
+        Err(_) => "protocol_error",
+    };
+    state
+        .metrics
+        .upstream_requests
+        .get_or_create(&UpstreamLabels { route, outcome })
+        .inc();
+    state
+        .metrics
+        .upstream_duration
+        .get_or_create(&RouteLabels { route })
+        .observe(elapsed.as_secs_f64());
     let mut response = result?;
     span.record("status", response.status().as_u16());
+    current.record("upstream_status", response.status().as_u16());
     headers::strip_hop_by_hop(response.headers_mut());
     Ok(response)
 }

@@ -10,6 +10,7 @@ use http_body_util::BodyExt;
 use crate::body::{self, Body};
 use crate::cache::Page;
 use crate::error::GatewayError;
+use crate::metrics::{Metrics, ReasonLabels};
 use crate::normalize::{self, DecodeError, Outcome, Rule};
 
 /// A body read up to a bound: whole, or the part read so far plus the rest still streaming.
@@ -59,15 +60,15 @@ fn decoded(headers: &mut HeaderMap, raw: Bytes, limit: usize) -> Result<Bytes, G
 }
 
 /// Rewrites a whole JSON body: success bodies by `rule`, error bodies into one error shape.
-fn rewrite(page: &mut Page, rule: Option<&Rule>) {
+fn rewrite(page: &mut Page, rule: Option<&Rule>, metrics: &Metrics) {
     let rewritten = if page.status.is_success() {
         match rule.map(|rule| normalize::normalize_body(rule, &page.body)) {
-            Some(Outcome::Normalized { body, .. }) => Some(body),
+            Some(Outcome::Normalized { body, mismatches }) => {
+                metrics.normalize_mismatches.inc_by(mismatches as u64);
+                Some(body)
+            }
             Some(Outcome::PassThrough(reason)) => {
-                tracing::info!(
-                    reason = reason.as_str(),
-                    "body not normalized; passed through"
-                );
+                fallback(metrics, reason.as_str());
                 None
             }
             None => None,
@@ -82,12 +83,21 @@ fn rewrite(page: &mut Page, rule: Option<&Rule>) {
         .insert(CONTENT_LENGTH, HeaderValue::from(page.body.len()));
 }
 
+fn fallback(metrics: &Metrics, reason: &'static str) {
+    metrics
+        .normalize_fallbacks
+        .get_or_create(&ReasonLabels { reason })
+        .inc();
+    tracing::info!(reason, "body not normalized; passed through");
+}
+
 /// Reads a whole response into a normalized [`Page`] (the task list's path: it is shared with
 /// collapsed waiters and stored, so it must be whole). Over `limit`: 502.
 pub async fn page(
     response: Response<Body>,
     rule: Option<&Rule>,
     limit: usize,
+    metrics: &Metrics,
 ) -> Result<Page, GatewayError> {
     let (parts, body) = response.into_parts();
     let mut headers = parts.headers;
@@ -107,7 +117,9 @@ pub async fn page(
     };
     page.headers = headers;
     if is_json(&page.headers) {
-        rewrite(&mut page, rule);
+        rewrite(&mut page, rule, metrics);
+    } else if rule.is_some() {
+        fallback(metrics, "not_json");
     }
     Ok(page)
 }
@@ -118,12 +130,15 @@ pub async fn shape(
     response: Response<Body>,
     rule: Option<&Rule>,
     limit: usize,
+    metrics: &Metrics,
 ) -> Result<Response<Body>, GatewayError> {
     let wanted = (rule.is_some() || !response.status().is_success()) && is_json(response.headers());
     let too_large = declared_length(response.headers()).is_some_and(|len| len > limit as u64);
     if !wanted || too_large {
         if wanted {
-            tracing::info!(limit, "body over normalize.max_body; passed through");
+            fallback(metrics, "too_large");
+        } else if rule.is_some() && response.status().is_success() {
+            fallback(metrics, "not_json");
         }
         return Ok(response);
     }
@@ -131,7 +146,7 @@ pub async fn shape(
     let raw = match read_up_to(body, limit).await? {
         Read::Whole(raw) => raw,
         Read::Partial(prefix, rest) => {
-            tracing::info!(limit, "body over normalize.max_body; passed through");
+            fallback(metrics, "too_large");
             return Ok(Response::from_parts(parts, body::prefixed(prefix, rest)));
         }
     };
@@ -142,7 +157,7 @@ pub async fn shape(
         headers,
         body,
     };
-    rewrite(&mut page, rule);
+    rewrite(&mut page, rule, metrics);
     let mut response = Response::from_parts(parts, body::full(page.body));
     *response.headers_mut() = page.headers;
     Ok(response)

@@ -15,7 +15,8 @@ use crate::cache::policy::{self, Directive, Freshness, CACHE_NAME};
 use crate::cache::{Entry, Fetched, Page, Role, TaskListQuery};
 use crate::error::GatewayError;
 use crate::headers::CACHE_STATUS;
-use crate::pipeline::{self, State};
+use crate::metrics::ReasonLabels;
+use crate::pipeline::{self, CacheLabel, State};
 use crate::respond;
 
 /// Extra time a collapsed waiter allows beyond the upstream timeout before giving up.
@@ -40,16 +41,20 @@ pub async fn serve(state: &Arc<State>, parts: Parts) -> Result<Response<Body>, G
     if let Some(entry) = &stored {
         match policy::freshness(entry.age(), config) {
             Freshness::Fresh(_) => {
-                record("hit");
+                record(state, "hit");
                 let ttl = policy::ttl_seconds(entry.age(), config);
-                return Ok(from_entry(entry, format!("{CACHE_NAME}; hit; ttl={ttl}")));
+                return Ok(from_entry(
+                    entry,
+                    format!("{CACHE_NAME}; hit; ttl={ttl}"),
+                    "hit",
+                ));
             }
             Freshness::Revalidate => {
-                record("stale");
+                record(state, "stale-while-revalidate");
                 state.cache.refresh_in_background(key, fetch);
                 let ttl = policy::ttl_seconds(entry.age(), config);
                 let status = format!("{CACHE_NAME}; hit; ttl={ttl}; detail=stale-while-revalidate");
-                return Ok(from_entry(entry, status));
+                return Ok(from_entry(entry, status, "stale"));
             }
             Freshness::IfError | Freshness::Dead => {}
         }
@@ -57,22 +62,23 @@ pub async fn serve(state: &Arc<State>, parts: Parts) -> Result<Response<Body>, G
 
     // Fetch: collapsed with concurrent identical misses, or on its own when the client asked.
     let max_wait = state.upstream.timeout() + WAIT_MARGIN;
-    let (result, forwarded) = match directive {
+    let (result, forwarded, label) = match directive {
         Directive::Normal => {
             let (result, role) = state.cache.collapse(key, max_wait, fetch).await;
-            record(match role {
+            let label = match role {
                 Role::Leader => "miss",
                 Role::Collapsed => "collapsed",
-            });
+            };
+            record(state, label);
             let fwd = match (role, &result) {
                 (Role::Collapsed, _) => "fwd=miss; collapsed",
                 (Role::Leader, Ok(fetched)) if fetched.stored => "fwd=miss; stored",
                 (Role::Leader, _) => "fwd=miss",
             };
-            (result, fwd)
+            (result, fwd, label)
         }
         Directive::Refresh => {
-            record("refresh");
+            record(state, "refresh");
             let result = match fetch.await {
                 Ok(page) => {
                     let stored = state.cache.store_if_allowed(key, &page).await;
@@ -84,17 +90,17 @@ pub async fn serve(state: &Arc<State>, parts: Parts) -> Result<Response<Body>, G
                 Ok(fetched) if fetched.stored => "fwd=request; stored",
                 _ => "fwd=request",
             };
-            (result, fwd)
+            (result, fwd, "refresh")
         }
         Directive::NoStore => {
-            record("bypass");
+            record(state, "bypass");
             let result = fetch.await.map(|page| {
                 Arc::new(Fetched {
                     page,
                     stored: false,
                 })
             });
-            (result.map_err(Arc::new), "fwd=request")
+            (result.map_err(Arc::new), "fwd=request", "bypass")
         }
     };
 
@@ -106,13 +112,13 @@ pub async fn serve(state: &Arc<State>, parts: Parts) -> Result<Response<Body>, G
     };
     if let (Some(upstream_status), Some(entry)) = (failed_status, &stored) {
         if policy::freshness(entry.age(), config) != Freshness::Dead {
-            record("stale");
+            record(state, "stale-if-error");
             let ttl = policy::ttl_seconds(entry.age(), config);
             let fwd_status =
                 upstream_status.map_or(String::new(), |s| format!("; fwd-status={}", s.as_u16()));
             let status =
                 format!("{CACHE_NAME}; fwd=miss{fwd_status}; ttl={ttl}; detail=stale-if-error");
-            return Ok(from_entry(entry, status));
+            return Ok(from_entry(entry, status, "stale"));
         }
     }
     match result {
@@ -122,6 +128,7 @@ pub async fn serve(state: &Arc<State>, parts: Parts) -> Result<Response<Body>, G
                 response.headers_mut(),
                 &format!("{CACHE_NAME}; {forwarded}"),
             );
+            response.extensions_mut().insert(CacheLabel(label));
             Ok(response)
         }
         Err(error) => Err(GatewayError::Collapsed(error)),
@@ -142,13 +149,14 @@ fn fetcher(
         let response =
             pipeline::send(&state, Method::GET, &uri, headers, body::empty(), None).await?;
         let rule = state.normalize.rules.find(&Method::GET, uri.path());
-        respond::page(response, rule, state.normalize.max_body).await
+        respond::page(response, rule, state.normalize.max_body, &state.metrics).await
     }
     .instrument(tracing::Span::current())
 }
 
-fn from_entry(entry: &Entry, cache_status: String) -> Response<Body> {
+fn from_entry(entry: &Entry, cache_status: String, label: &'static str) -> Response<Body> {
     let mut response = entry.page.to_response();
+    response.extensions_mut().insert(CacheLabel(label));
     let headers = response.headers_mut();
     headers.insert(AGE, HeaderValue::from(entry.age().as_secs()));
     set_cache_status(headers, &cache_status);
@@ -161,6 +169,17 @@ fn set_cache_status(headers: &mut HeaderMap, value: &str) {
     }
 }
 
-fn record(cache: &'static str) {
-    tracing::Span::current().record("cache", cache);
+/// Notes what the cache did: in the request span and in the cache counters.
+fn record(state: &State, what: &'static str) {
+    let metrics = &state.metrics;
+    match what {
+        "hit" => metrics.cache_hits.inc(),
+        "collapsed" => metrics.cache_collapsed.inc(),
+        "stale-while-revalidate" | "stale-if-error" => metrics
+            .cache_stale_served
+            .get_or_create(&ReasonLabels { reason: what })
+            .inc(),
+        _ => metrics.cache_misses.inc(),
+    };
+    tracing::Span::current().record("cache", what);
 }

@@ -9,5 +9,6 @@ mod cli;
 mod errors;
 mod forwarding;
 mod lifecycle;
+mod metrics;
 mod normalize;
 mod trace;

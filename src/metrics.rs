@@ -1,0 +1,262 @@
+//! Prometheus metrics, `koodrive_gateway_` prefixed, with bounded labels only (route name,
+//! method, status class, cache status, outcome): never raw paths, queries or user ids.
+//! Counters and histograms are atomics; the label families are created once per label set.
+
+use std::sync::Arc;
+
+use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue};
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::registry::Registry;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RequestLabels {
+    pub route: &'static str,
+    pub method: Method,
+    pub status_class: &'static str,
+    pub cache: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RouteLabels {
+    pub route: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct UpstreamLabels {
+    pub route: &'static str,
+    pub outcome: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReasonLabels {
+    pub reason: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct BuildLabels {
+    version: &'static str,
+}
+
+/// HTTP methods as a bounded label: anything unusual is `other`.
+#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq, EncodeLabelValue)]
+#[allow(clippy::upper_case_acronyms)]
+pub enum Method {
+    GET,
+    HEAD,
+    POST,
+    PUT,
+    PATCH,
+    DELETE,
+    OPTIONS,
+    Other,
+}
+
+impl From<&http::Method> for Method {
+    fn from(method: &http::Method) -> Method {
+        match *method {
+            http::Method::GET => Method::GET,
+            http::Method::HEAD => Method::HEAD,
+            http::Method::POST => Method::POST,
+            http::Method::PUT => Method::PUT,
+            http::Method::PATCH => Method::PATCH,
+            http::Method::DELETE => Method::DELETE,
+            http::Method::OPTIONS => Method::OPTIONS,
+            _ => Method::Other,
+        }
+    }
+}
+
+pub fn status_class(status: u16) -> &'static str {
+    match status {
+        100..=199 => "1xx",
+        200..=299 => "2xx",
+        300..=399 => "3xx",
+        400..=499 => "4xx",
+        _ => "5xx",
+    }
+}
+
+fn latency_histogram() -> Histogram {
+    // 100 us .. ~26 s
+    Histogram::new(exponential_buckets(0.0001, 2.0, 19))
+}
+
+pub struct Metrics {
+    registry: Registry,
+    pub requests: Family<RequestLabels, Counter>,
+    pub request_duration: Family<RouteLabels, Histogram>,
+    pub upstream_requests: Family<UpstreamLabels, Counter>,
+    pub upstream_duration: Family<RouteLabels, Histogram>,
+    pub cache_hits: Counter,
+    pub cache_misses: Counter,
+    pub cache_collapsed: Counter,
+    pub cache_stale_served: Family<ReasonLabels, Counter>,
+    pub cache_invalidations: Family<ReasonLabels, Counter>,
+    pub cache_entries: Gauge,
+    pub cache_bytes: Gauge,
+    pub normalize_fallbacks: Family<ReasonLabels, Counter>,
+    pub normalize_mismatches: Counter,
+    pub in_flight: Gauge,
+    pub breaker_open: Gauge,
+    pub breaker_transitions: Family<ReasonLabels, Counter>,
+}
+
+impl Metrics {
+    pub fn new() -> Arc<Metrics> {
+        let mut registry = Registry::with_prefix("koodrive_gateway");
+        let metrics = Metrics {
+            requests: Family::default(),
+            request_duration: Family::new_with_constructor(latency_histogram),
+            upstream_requests: Family::default(),
+            upstream_duration: Family::new_with_constructor(latency_histogram),
+            cache_hits: Counter::default(),
+            cache_misses: Counter::default(),
+            cache_collapsed: Counter::default(),
+            cache_stale_served: Family::default(),
+            cache_invalidations: Family::default(),
+            cache_entries: Gauge::default(),
+            cache_bytes: Gauge::default(),
+            normalize_fallbacks: Family::default(),
+            normalize_mismatches: Counter::default(),
+            in_flight: Gauge::default(),
+            breaker_open: Gauge::default(),
+            breaker_transitions: Family::default(),
+            registry: Registry::default(),
+        };
+        let m = &metrics;
+        registry.register("requests", "Client requests answered", m.requests.clone());
+        registry.register(
+            "request_duration_seconds",
+            "Time to answer a client request (headers)",
+            m.request_duration.clone(),
+        );
+        registry.register(
+            "upstream_requests",
+            "Requests sent to KooDrive, by outcome",
+            m.upstream_requests.clone(),
+        );
+        registry.register(
+            "upstream_duration_seconds",
+            "Time to KooDrive's response headers",
+            m.upstream_duration.clone(),
+        );
+        registry.register(
+            "cache_hits",
+            "Task-list requests served fresh from the cache",
+            m.cache_hits.clone(),
+        );
+        registry.register(
+            "cache_misses",
+            "Task-list requests that led an upstream fetch",
+            m.cache_misses.clone(),
+        );
+        registry.register(
+            "cache_collapsed",
+            "Task-list requests that joined another's fetch",
+            m.cache_collapsed.clone(),
+        );
+        registry.register(
+            "cache_stale_served",
+            "Stale task-list pages served, by reason",
+            m.cache_stale_served.clone(),
+        );
+        registry.register(
+            "cache_invalidations",
+            "Cache invalidations, by reason",
+            m.cache_invalidations.clone(),
+        );
+        registry.register(
+            "cache_entries",
+            "Task-list pages held",
+            m.cache_entries.clone(),
+        );
+        registry.register(
+            "cache_bytes",
+            "Weighted size of the task-list cache in bytes",
+            m.cache_bytes.clone(),
+        );
+        registry.register(
+            "normalize_fallbacks",
+            "Bodies passed through un-normalized, by reason",
+            m.normalize_fallbacks.clone(),
+        );
+        registry.register(
+            "normalize_mismatches",
+            "Fields whose type could not be coerced",
+            m.normalize_mismatches.clone(),
+        );
+        registry.register(
+            "in_flight",
+            "Client requests in flight",
+            m.in_flight.clone(),
+        );
+        registry.register(
+            "breaker_open",
+            "1 while the upstream circuit breaker is open",
+            m.breaker_open.clone(),
+        );
+        registry.register(
+            "breaker_transitions",
+            "Circuit breaker state changes, by new state",
+            m.breaker_transitions.clone(),
+        );
+        let build_info = Family::<BuildLabels, Gauge>::default();
+        build_info
+            .get_or_create(&BuildLabels {
+                version: env!("CARGO_PKG_VERSION"),
+            })
+            .set(1);
+        registry.register("build_info", "Build information", build_info);
+        Arc::new(Metrics {
+            registry,
+            ..metrics
+        })
+    }
+
+    /// The registry in Prometheus/OpenMetrics text.
+    pub fn encode(&self) -> String {
+        let mut text = String::new();
+        if prometheus_client::encoding::text::encode(&mut text, &self.registry).is_err() {
+            text.clear();
+        }
+        text
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exposition_is_prefixed_and_labelled() {
+        let metrics = Metrics::new();
+        metrics
+            .requests
+            .get_or_create(&RequestLabels {
+                route: "task_list",
+                method: Method::GET,
+                status_class: status_class(200),
+                cache: "hit",
+            })
+            .inc();
+        metrics.cache_hits.inc();
+        let text = metrics.encode();
+        assert!(text.contains(
+            r#"koodrive_gateway_requests_total{route="task_list",method="GET",status_class="2xx",cache="hit"} 1"#
+        ), "{text}");
+        assert!(text.contains("koodrive_gateway_cache_hits_total 1"));
+        assert!(text.contains(r#"koodrive_gateway_build_info{version=""#));
+        assert!(text.contains("# TYPE koodrive_gateway_request_duration_seconds histogram"));
+    }
+
+    #[test]
+    fn unusual_methods_are_one_label() {
+        let m: Method = (&http::Method::from_bytes(b"PURGE").unwrap_or(http::Method::GET)).into();
+        assert_eq!(m, Method::Other);
+        assert_eq!(status_class(503), "5xx");
+        assert_eq!(status_class(404), "4xx");
+    }
+}

@@ -1,0 +1,175 @@
+//! `/metrics` after known traffic: hits, misses, collapsed, stale, errors, invalidations.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::Method;
+use http_body_util::Full;
+use tokio::sync::Notify;
+
+use crate::support::{within, Mock, Reply, TestGateway, TASK_LIST};
+
+/// `name{labels}` -> value, from the text exposition.
+async fn scrape(gw: &TestGateway) -> HashMap<String, f64> {
+    let response = gw.admin.get("/metrics").await;
+    assert_eq!(response.status, 200);
+    assert!(response.header("content-type").contains("text"));
+    response
+        .text()
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.is_empty())
+        .filter_map(|l| l.rsplit_once(' '))
+        .map(|(k, v)| (k.to_owned(), v.parse().unwrap()))
+        .collect()
+}
+
+fn value(metrics: &HashMap<String, f64>, key: &str) -> f64 {
+    metrics.get(key).copied().unwrap_or(0.0)
+}
+
+#[tokio::test]
+async fn metrics_count_known_traffic() {
+    let mode = Arc::new(AtomicUsize::new(0));
+    let gate = Arc::new(Notify::new());
+    let (state, held) = (Arc::clone(&mode), Arc::clone(&gate));
+    let mock = Mock::start(move |seen| {
+        if seen.method == Method::POST {
+            return Reply::json(200, r#"{"code":0,"msg":"Success.","taskId":"1"}"#);
+        }
+        match (state.load(Ordering::SeqCst), seen.uri.query().unwrap_or("")) {
+            (1, _) => Reply::drop_connection(),
+            (_, "bad") => Reply::json(200, "{not json"),
+            (_, q) if q.starts_with("status=2") => {
+                Reply::json(200, r#"{"taskListDtos":[],"code":0}"#).gate(Arc::clone(&held))
+            }
+            _ => Reply::json(200, r#"{"taskListDtos":[],"code":0,"nextCursor":5}"#),
+        }
+    })
+    .await;
+    let overlay =
+        "[cache]\nttl = \"300ms\"\nstale_while_revalidate = \"0s\"\nstale_if_error = \"60s\"";
+    let gw = TestGateway::for_mock(&mock, overlay).await;
+
+    // One miss, two hits.
+    for _ in 0..3 {
+        assert_eq!(
+            gw.client.get(&format!("{TASK_LIST}?status=1")).await.status,
+            200
+        );
+    }
+    // Five concurrent misses for another key: one leads, the rest collapse (or hit, if late).
+    let requests: Vec<_> = (0..5)
+        .map(|_| {
+            let client = gw.client.clone();
+            tokio::spawn(async move { client.get(&format!("{TASK_LIST}?status=2")).await })
+        })
+        .collect();
+    mock.wait_for_hits(2).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    gate.notify_one();
+    for request in requests {
+        assert_eq!(within("collapsed", request).await.unwrap().status, 200);
+    }
+    // An unparseable page: a normalize fallback, not stored.
+    gw.client.get(&format!("{TASK_LIST}?bad")).await;
+    // Another user's write invalidates theirs; KooDrive then fails: a stale page for status=2,
+    // a 502 for a new key.
+    let write = gw
+        .client
+        .request(Method::POST, "/koodrive/ose/v1/task/create")
+        .header("x-user-id", "77")
+        .body(Full::new(Bytes::from("{}")))
+        .unwrap();
+    assert_eq!(gw.client.send(write).await.status, 200);
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    mode.store(1, Ordering::SeqCst);
+    assert_eq!(
+        gw.client.get(&format!("{TASK_LIST}?status=2")).await.status,
+        200
+    );
+    assert_eq!(
+        gw.client.get(&format!("{TASK_LIST}?status=3")).await.status,
+        502
+    );
+
+    let m = scrape(&gw).await;
+    let p = "koodrive_gateway_";
+    assert_eq!(
+        value(&m, &format!("{p}cache_hits_total"))
+            + value(&m, &format!("{p}cache_collapsed_total")),
+        6.0
+    );
+    assert!(value(&m, &format!("{p}cache_collapsed_total")) >= 1.0);
+    // status=1, status=2, bad, then the refetch of status=2 and the new status=3 (both failing).
+    assert_eq!(value(&m, &format!("{p}cache_misses_total")), 5.0);
+    assert_eq!(
+        value(
+            &m,
+            &format!(r#"{p}cache_stale_served_total{{reason="stale-if-error"}}"#)
+        ),
+        1.0
+    );
+    assert_eq!(
+        value(
+            &m,
+            &format!(r#"{p}cache_invalidations_total{{reason="write"}}"#)
+        ),
+        1.0
+    );
+    assert_eq!(
+        value(
+            &m,
+            &format!(r#"{p}normalize_fallbacks_total{{reason="invalid_json"}}"#)
+        ),
+        1.0
+    );
+    assert_eq!(
+        value(
+            &m,
+            &format!(
+                r#"{p}requests_total{{route="task_list",method="GET",status_class="5xx",cache="none"}}"#
+            )
+        ),
+        1.0
+    );
+    assert_eq!(
+        value(
+            &m,
+            &format!(
+                r#"{p}requests_total{{route="task_list",method="GET",status_class="2xx",cache="hit"}}"#
+            )
+        ),
+        value(&m, &format!("{p}cache_hits_total"))
+    );
+    assert_eq!(
+        value(
+            &m,
+            &format!(r#"{p}upstream_requests_total{{route="task_write",outcome="2xx"}}"#)
+        ),
+        1.0
+    );
+    assert_eq!(
+        value(
+            &m,
+            &format!(r#"{p}upstream_requests_total{{route="task_list",outcome="protocol_error"}}"#)
+        ),
+        2.0
+    );
+    assert_eq!(value(&m, &format!("{p}in_flight")), 0.0);
+    assert!(value(&m, &format!("{p}cache_entries")) >= 1.0);
+    assert!(value(&m, &format!("{p}cache_bytes")) > 0.0);
+    assert_eq!(
+        value(
+            &m,
+            &format!(r#"{p}request_duration_seconds_count{{route="task_list"}}"#)
+        ),
+        11.0
+    );
+    assert!(m.keys().any(|k| k.starts_with(&format!("{p}build_info{{"))));
+    assert!(m
+        .keys()
+        .all(|k| !k.contains("1505084218764547200") && !k.contains("/koodrive")));
+}
