@@ -1,0 +1,369 @@
+//! The deployment files under `deploy/` agree with the gateway they deploy: every config they ship
+//! passes the gateway's own validation, and the ports, probe paths, base URLs and stop timeouts
+//! around it point at what that config actually says.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use http::Uri;
+use koodrive_gateway::config::Config;
+use serde::Deserialize;
+use serde_yaml::Value;
+
+const APP_SECRET_ENV: &str = "KOODRIVE_GATEWAY__AUTH__APP_SECRET";
+const ADMIN_TOKEN_ENV: &str = "KOODRIVE_GATEWAY__ADMIN__TOKEN";
+
+fn repo_path(relative: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(relative)
+}
+
+fn read(relative: &str) -> String {
+    let path = repo_path(relative);
+    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+/// Every document of a (possibly multi-document) YAML file.
+fn yaml_documents(relative: &str) -> Vec<Value> {
+    let text = read(relative);
+    serde_yaml::Deserializer::from_str(&text)
+        .map(|document| Value::deserialize(document).unwrap_or_else(|e| panic!("{relative}: {e}")))
+        .filter(|document| !document.is_null())
+        .collect()
+}
+
+/// The secrets as an operator supplies them through the environment.
+fn secret_env() -> Vec<(String, String)> {
+    vec![
+        (APP_SECRET_ENV.into(), "app-secret-from-env".into()),
+        (ADMIN_TOKEN_ENV.into(), "admin-token-from-env".into()),
+    ]
+}
+
+fn str_of<'a>(value: &'a Value, what: &str) -> &'a str {
+    value
+        .as_str()
+        .unwrap_or_else(|| panic!("{what}: expected a string, got {value:?}"))
+}
+
+fn seq_of<'a>(value: &'a Value, what: &str) -> &'a [Value] {
+    value
+        .as_sequence()
+        .map(Vec::as_slice)
+        .unwrap_or_else(|| panic!("{what}: expected a list, got {value:?}"))
+}
+
+fn named<'a>(items: &'a [Value], name: &str) -> &'a Value {
+    items
+        .iter()
+        .find(|item| item["name"].as_str() == Some(name))
+        .unwrap_or_else(|| panic!("no entry named {name}"))
+}
+
+fn port_of(url: &str) -> u16 {
+    let uri: Uri = url.parse().unwrap_or_else(|e| panic!("{url}: {e}"));
+    assert!(
+        matches!(uri.host(), Some("127.0.0.1" | "localhost")),
+        "{url}: the app should reach its sidecar over loopback"
+    );
+    uri.port_u16()
+        .unwrap_or_else(|| panic!("{url}: no explicit port"))
+}
+
+fn duration(text: &str) -> Duration {
+    humantime::parse_duration(text).unwrap_or_else(|e| panic!("{text}: {e}"))
+}
+
+#[test]
+fn kubernetes_sidecar_probes_ports_and_timeouts_match_its_config() {
+    let mut documents = Vec::new();
+    let mut files: Vec<PathBuf> = std::fs::read_dir(repo_path("deploy/kubernetes"))
+        .unwrap()
+        .map(|entry| entry.unwrap().path())
+        .filter(|path| path.extension().is_some_and(|ext| ext == "yaml"))
+        .collect();
+    files.sort();
+    for file in &files {
+        let relative = file.strip_prefix(env!("CARGO_MANIFEST_DIR")).unwrap();
+        for document in yaml_documents(relative.to_str().unwrap()) {
+            str_of(&document["apiVersion"], "apiVersion");
+            str_of(&document["kind"], "kind");
+            documents.push(document);
+        }
+    }
+    let of_kind = |kind: &str| -> &Value {
+        let mut found = documents
+            .iter()
+            .filter(|d| d["kind"].as_str() == Some(kind));
+        let first = found.next().unwrap_or_else(|| panic!("no {kind}"));
+        assert!(found.next().is_none(), "more than one {kind}");
+        first
+    };
+    let config_map = of_kind("ConfigMap");
+    let secret = of_kind("Secret");
+    let deployment = of_kind("Deployment");
+
+    let pod = &deployment["spec"]["template"]["spec"];
+    let containers = seq_of(&pod["containers"], "containers");
+    let gateway = named(containers, "koodrive-gateway");
+    let app = containers
+        .iter()
+        .find(|c| c["name"].as_str() != Some("koodrive-gateway"))
+        .expect("an app container next to the gateway");
+
+    // The config file the gateway reads is the ConfigMap key, mounted where --config points.
+    let args: Vec<&str> = seq_of(&gateway["args"], "gateway args")
+        .iter()
+        .map(|a| str_of(a, "arg"))
+        .collect();
+    let config_path = args
+        .windows(2)
+        .find(|pair| pair[0] == "--config")
+        .map(|pair| pair[1])
+        .expect("--config PATH in the gateway args");
+    let mount = seq_of(&gateway["volumeMounts"], "volumeMounts")
+        .iter()
+        .find(|m| config_path.starts_with(str_of(&m["mountPath"], "mountPath")))
+        .expect("a volume mounted over the --config path");
+    let key = config_path
+        .strip_prefix(str_of(&mount["mountPath"], "mountPath"))
+        .unwrap()
+        .trim_start_matches('/');
+    let volume = named(
+        seq_of(&pod["volumes"], "volumes"),
+        str_of(&mount["name"], "mount name"),
+    );
+    assert_eq!(
+        volume["configMap"]["name"], config_map["metadata"]["name"],
+        "the mounted volume is the ConfigMap"
+    );
+    let toml = str_of(&config_map["data"][key], "ConfigMap TOML");
+
+    // Secrets reach the gateway through secretKeyRef, exactly as the kubelet would resolve them.
+    let mut env = Vec::new();
+    for var in seq_of(&gateway["env"], "gateway env") {
+        let name = str_of(&var["name"], "env name").to_owned();
+        let value = match &var["valueFrom"]["secretKeyRef"] {
+            Value::Null => str_of(&var["value"], &name).to_owned(),
+            reference => {
+                assert_eq!(reference["name"], secret["metadata"]["name"], "{name}");
+                let key = str_of(&reference["key"], "secretKeyRef key");
+                str_of(&secret["stringData"][key], key).to_owned()
+            }
+        };
+        env.push((name, value));
+    }
+    for required in [APP_SECRET_ENV, ADMIN_TOKEN_ENV] {
+        assert!(
+            env.iter().any(|(name, _)| name == required),
+            "gateway env lacks {required}"
+        );
+    }
+    let config = Config::parse(toml, env).expect("the ConfigMap's config validates");
+
+    // Probes: kubelet hits the pod IP on the admin port, at /healthz and /readyz.
+    let admin_port = config.server.admin_listen.port();
+    assert!(!config.server.admin_listen.ip().is_loopback());
+    assert!(
+        config.server.listen.ip().is_loopback(),
+        "proxy stays in-pod"
+    );
+    let ports = seq_of(&gateway["ports"], "gateway ports");
+    let resolve = |port: &Value| -> u16 {
+        match port {
+            Value::Number(n) => u16::try_from(n.as_u64().unwrap()).unwrap(),
+            Value::String(name) => {
+                let port = named(ports, name)["containerPort"].as_u64().unwrap();
+                u16::try_from(port).unwrap()
+            }
+            other => panic!("probe port {other:?}"),
+        }
+    };
+    for (probe, path) in [("livenessProbe", "/healthz"), ("readinessProbe", "/readyz")] {
+        let get = &gateway[probe]["httpGet"];
+        assert_eq!(str_of(&get["path"], probe), path, "{probe} path");
+        assert_eq!(resolve(&get["port"]), admin_port, "{probe} port");
+    }
+
+    // The app talks to the proxy listener.
+    let base_url = named(seq_of(&app["env"], "app env"), "KOODRIVE_BASE_URL");
+    assert_eq!(
+        port_of(str_of(&base_url["value"], "KOODRIVE_BASE_URL")),
+        config.server.listen.port()
+    );
+
+    // Termination: preStop sleep, then SIGTERM and a drain of up to shutdown_grace, before SIGKILL.
+    let grace = pod["terminationGracePeriodSeconds"]
+        .as_u64()
+        .expect("terminationGracePeriodSeconds");
+    let pre_stop = gateway["lifecycle"]["preStop"]["sleep"]["seconds"]
+        .as_u64()
+        .unwrap_or(0);
+    assert!(
+        Duration::from_secs(grace) > Duration::from_secs(pre_stop) + config.server.shutdown_grace,
+        "terminationGracePeriodSeconds {grace} <= preStop {pre_stop}s + shutdown_grace {:?}",
+        config.server.shutdown_grace
+    );
+
+    // Hardening and resources.
+    let security = &gateway["securityContext"];
+    assert_eq!(security["runAsNonRoot"], Value::Bool(true));
+    assert_eq!(security["readOnlyRootFilesystem"], Value::Bool(true));
+    assert_eq!(security["allowPrivilegeEscalation"], Value::Bool(false));
+    assert!(seq_of(&security["capabilities"]["drop"], "drop").contains(&"ALL".into()));
+    for bound in ["requests", "limits"] {
+        for resource in ["cpu", "memory"] {
+            assert!(
+                !gateway["resources"][bound][resource].is_null(),
+                "resources.{bound}.{resource}"
+            );
+        }
+    }
+}
+
+#[test]
+fn container_config_needs_the_admin_token_and_matches_the_dockerfile() {
+    let toml = read("deploy/koodrive-gateway.container.toml");
+    let config = Config::parse(&toml, secret_env()).expect("container config validates");
+    // The admin listener is on 0.0.0.0 there, so a missing token must stop the gateway.
+    let without_token = secret_env()
+        .into_iter()
+        .filter(|(name, _)| name != ADMIN_TOKEN_ENV);
+    let error = Config::parse(&toml, without_token).unwrap_err().to_string();
+    assert!(error.contains("server.admin_listen"), "{error}");
+
+    // Instructions with their `\` continuations joined.
+    let dockerfile = read("deploy/Dockerfile").replace("\\\n", " ");
+    let instructions: Vec<&str> = dockerfile
+        .lines()
+        .map(str::trim)
+        .filter(|line| !line.is_empty() && !line.starts_with('#'))
+        .collect();
+    let runtime = &instructions[instructions
+        .iter()
+        .rposition(|i| i.starts_with("FROM "))
+        .unwrap()..];
+
+    let exposed: Vec<u16> = runtime
+        .iter()
+        .filter_map(|i| i.strip_prefix("EXPOSE "))
+        .flat_map(str::split_whitespace)
+        .map(|port| port.trim_end_matches("/tcp").parse().unwrap())
+        .collect();
+    for port in [
+        config.server.listen.port(),
+        config.server.admin_listen.port(),
+    ] {
+        assert!(exposed.contains(&port), "EXPOSE lacks {port}: {exposed:?}");
+    }
+
+    let healthcheck = runtime
+        .iter()
+        .find(|i| i.starts_with("HEALTHCHECK "))
+        .expect("a HEALTHCHECK in the runtime stage");
+    let admin = format!(":{}/healthz", config.server.admin_listen.port());
+    assert!(healthcheck.contains(&admin), "{healthcheck}");
+
+    assert!(runtime.iter().any(|i| i.starts_with("COPY ")
+        && i.contains("deploy/koodrive-gateway.container.toml")
+        && i.ends_with(" /etc/koodrive-gateway/koodrive-gateway.toml")));
+    let user = runtime
+        .iter()
+        .rev()
+        .find_map(|i| i.strip_prefix("USER "))
+        .expect("a USER in the runtime stage");
+    assert!(
+        !matches!(user.split(':').next(), Some("root" | "0")),
+        "{user}"
+    );
+    assert!(
+        instructions
+            .iter()
+            .any(|i| i.contains("cargo build --release --locked")),
+        "the image builds from Cargo.lock"
+    );
+}
+
+#[test]
+fn compose_example_shares_the_gateway_network_and_outwaits_its_drain() {
+    let config = Config::parse(
+        &read("deploy/koodrive-gateway.container.toml"),
+        secret_env(),
+    )
+    .unwrap();
+    let documents = yaml_documents("deploy/compose.yaml");
+    let [compose] = documents.as_slice() else {
+        panic!("compose.yaml is one document");
+    };
+    let gateway = &compose["services"]["gateway"];
+    let app = &compose["services"]["app"];
+
+    let healthcheck = seq_of(&gateway["healthcheck"]["test"], "healthcheck.test")
+        .iter()
+        .map(|part| str_of(part, "healthcheck part"))
+        .collect::<Vec<_>>()
+        .join(" ");
+    let admin = format!(":{}/healthz", config.server.admin_listen.port());
+    assert!(healthcheck.contains(&admin), "{healthcheck}");
+    for required in [APP_SECRET_ENV, ADMIN_TOKEN_ENV] {
+        assert!(
+            !gateway["environment"][required].is_null(),
+            "gateway environment lacks {required}"
+        );
+    }
+
+    assert_eq!(
+        str_of(&app["network_mode"], "network_mode"),
+        "service:gateway"
+    );
+    assert_eq!(
+        port_of(str_of(&app["environment"]["KOODRIVE_BASE_URL"], "base URL")),
+        config.server.listen.port()
+    );
+
+    let stop = duration(str_of(&gateway["stop_grace_period"], "stop_grace_period"));
+    assert!(stop > config.server.shutdown_grace, "{stop:?}");
+}
+
+#[test]
+fn systemd_unit_is_hardened_checks_config_and_reloads_with_hup() {
+    let unit = read("deploy/systemd/koodrive-gateway.service");
+    let settings: Vec<&str> = unit
+        .lines()
+        .map(str::trim)
+        .filter(|line| !line.starts_with('#'))
+        .collect();
+    let value = |key: &str| -> &str {
+        let prefix = format!("{key}=");
+        settings
+            .iter()
+            .find_map(|line| line.strip_prefix(prefix.as_str()))
+            .unwrap_or_else(|| panic!("unit lacks {key}="))
+    };
+    for (key, expected) in [
+        ("DynamicUser", "yes"),
+        ("NoNewPrivileges", "yes"),
+        ("ProtectSystem", "strict"),
+        ("KillSignal", "SIGTERM"),
+        ("CapabilityBoundingSet", ""),
+    ] {
+        assert_eq!(value(key), expected, "{key}");
+    }
+    assert!(value("ExecReload").contains("-HUP $MAINPID"));
+
+    let config_file = "--config /etc/koodrive-gateway/koodrive-gateway.toml";
+    assert!(value("ExecStart").ends_with(config_file));
+    let pre = value("ExecStartPre");
+    assert!(
+        pre.contains("--check-config") && pre.ends_with(config_file),
+        "{pre}"
+    );
+
+    // The unit installs the shipped example config; SIGKILL must wait out its drain.
+    let example = Config::parse(
+        &read("config/koodrive-gateway.toml"),
+        [(APP_SECRET_ENV.to_owned(), "s".to_owned())],
+    )
+    .unwrap();
+    let stop = duration(value("TimeoutStopSec"));
+    assert!(stop > example.server.shutdown_grace, "{stop:?}");
+}
