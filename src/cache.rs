@@ -8,7 +8,11 @@ pub mod query;
 
 use std::collections::HashMap;
 use std::future::Future;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
 
 use http::HeaderValue;
 use sha2::{Digest, Sha256};
@@ -49,7 +53,29 @@ pub struct TaskListCache {
     entries: moka::future::Cache<Key, Arc<Entry>>,
     generations: RwLock<Generations>,
     flights: Mutex<HashMap<Key, watch::Receiver<Option<FlightResult>>>>,
-    config: CacheConfig,
+    /// TTL, stale windows and entry limit: replaced whole on reload.
+    config: ArcSwap<CacheConfig>,
+    /// How long new entries are kept (ttl plus the longer stale window), in milliseconds.
+    retention_ms: Arc<AtomicU64>,
+}
+
+/// Expires each entry after the retention in force when it was stored, so that a reload that
+/// changes the windows applies without rebuilding the cache.
+struct Retention(Arc<AtomicU64>);
+
+impl moka::Expiry<Key, Arc<Entry>> for Retention {
+    fn expire_after_create(
+        &self,
+        _: &Key,
+        _: &Arc<Entry>,
+        _: std::time::Instant,
+    ) -> Option<Duration> {
+        Some(Duration::from_millis(self.0.load(Ordering::Relaxed)))
+    }
+}
+
+fn retention_ms(config: &CacheConfig) -> u64 {
+    u64::try_from(policy::retention(config).as_millis()).unwrap_or(u64::MAX)
 }
 
 /// Whether a request led its flight or joined one already in the air.
@@ -61,21 +87,30 @@ pub enum Role {
 
 impl TaskListCache {
     pub fn new(config: &CacheConfig) -> TaskListCache {
+        let retention = Arc::new(AtomicU64::new(retention_ms(config)));
         let entries = moka::future::Cache::builder()
             .max_capacity(config.max_bytes)
             .weigher(|_key: &Key, entry: &Arc<Entry>| entry.page.weight())
-            .time_to_live(policy::retention(config))
+            .expire_after(Retention(Arc::clone(&retention)))
             .build();
         TaskListCache {
             entries,
             generations: RwLock::default(),
             flights: Mutex::default(),
-            config: config.clone(),
+            config: ArcSwap::from_pointee(config.clone()),
+            retention_ms: retention,
         }
     }
 
-    pub fn config(&self) -> &CacheConfig {
-        &self.config
+    pub fn config(&self) -> arc_swap::Guard<Arc<CacheConfig>> {
+        self.config.load()
+    }
+
+    /// Applies reloaded TTL and stale windows (the byte bound needs a restart).
+    pub fn set_config(&self, config: &CacheConfig) {
+        self.retention_ms
+            .store(retention_ms(config), Ordering::Relaxed);
+        self.config.store(Arc::new(config.clone()));
     }
 
     pub fn key(&self, identity: &Identity, query: &TaskListQuery) -> Key {
@@ -127,7 +162,7 @@ impl TaskListCache {
 
     /// Stores the page when policy allows; says whether it did.
     pub async fn store_if_allowed(&self, key: Key, page: &Page) -> bool {
-        if !policy::storable(page, self.config.max_entry_bytes) {
+        if !policy::storable(page, self.config.load().max_entry_bytes) {
             return false;
         }
         self.entries
@@ -220,7 +255,8 @@ impl TaskListCache {
     {
         // A flight that finished just before this one began has stored a fresh page: use it.
         if let Some(entry) = self.get(&key).await {
-            if let policy::Freshness::Fresh(_) = policy::freshness(entry.age(), &self.config) {
+            if let policy::Freshness::Fresh(_) = policy::freshness(entry.age(), &self.config.load())
+            {
                 let page = entry.page.clone();
                 return Ok(Arc::new(Fetched {
                     page,

@@ -8,6 +8,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use arc_swap::ArcSwap;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
@@ -21,7 +22,7 @@ use crate::auth::Auth;
 use crate::cache::TaskListCache;
 use crate::config::{Config, ServerConfig};
 use crate::metrics::Metrics;
-use crate::pipeline::{self, State};
+use crate::pipeline::{self, Live, State};
 use crate::upstream::{TlsSetupError, Upstream};
 
 #[derive(Debug, thiserror::Error)]
@@ -44,9 +45,51 @@ pub struct Running {
     pub admin_addr: SocketAddr,
     shutdown: watch::Sender<bool>,
     task: JoinHandle<()>,
+    state: Arc<State>,
+    /// The config the process started with: what a reload cannot change is compared with it.
+    started_with: Config,
 }
 
 impl Running {
+    /// Applies a new, already validated config without dropping connections or the cache:
+    /// credentials (and secret files), normalization rules, TTL and stale windows. Requests in
+    /// flight finish with the config they started with. Listeners, upstream, limits and the
+    /// admin token need a restart, and the log says so.
+    pub async fn reload(&self, config: &Config) -> Result<(), StartError> {
+        let auth = Auth::new(&config.auth).await.map_err(StartError::Secret)?;
+        let old = &self.started_with;
+        let restart_only = [
+            (
+                "server",
+                format!("{:?}", old.server) != format!("{:?}", config.server),
+            ),
+            (
+                "upstream",
+                format!("{:?}", old.upstream) != format!("{:?}", config.upstream),
+            ),
+            (
+                "cache.max_bytes",
+                old.cache.max_bytes != config.cache.max_bytes,
+            ),
+            ("admin.token", old.admin.token != config.admin.token),
+        ];
+        for (section, changed) in restart_only {
+            if changed {
+                tracing::warn!(
+                    section,
+                    "changed in the config file: takes effect only after a restart"
+                );
+            }
+        }
+        self.state.live.store(Arc::new(Live {
+            auth,
+            normalize: config.normalize.clone(),
+        }));
+        self.state.cache.set_config(&config.cache);
+        tracing::info!("config reloaded");
+        Ok(())
+    }
+
     /// Begins a graceful shutdown; `wait` returns when it is over.
     pub fn shutdown(&self) {
         self.shutdown.send_replace(true);
@@ -69,13 +112,15 @@ pub async fn run(config: Config) -> Result<Running, StartError> {
     let metrics = Metrics::new();
     let state = Arc::new(State {
         upstream: Upstream::new(&config.upstream)?,
-        auth: Auth::new(&config.auth).await.map_err(StartError::Secret)?,
+        live: ArcSwap::from_pointee(Live {
+            auth: Auth::new(&config.auth).await.map_err(StartError::Secret)?,
+            normalize: config.normalize.clone(),
+        }),
         host: config.upstream.host.clone(),
         max_signed_body: config.upstream.max_signed_body,
         in_flight: Arc::new(Semaphore::new(config.server.max_in_flight)),
         max_in_flight: config.server.max_in_flight,
         cache: Arc::clone(&cache),
-        normalize: config.normalize.clone(),
         metrics: Arc::clone(&metrics),
     });
     let ready = Arc::new(AtomicBool::new(true));
@@ -88,6 +133,7 @@ pub async fn run(config: Config) -> Result<Running, StartError> {
 
     let (shutdown, shutdown_rx) = watch::channel(false);
     let server = config.server.clone();
+    let serving = Arc::clone(&state);
     let task = tokio::spawn(async move {
         let (admin_stop, admin_stop_rx) = watch::channel(false);
         let admin_task = tokio::spawn(serve(
@@ -107,7 +153,7 @@ pub async fn run(config: Config) -> Result<Running, StartError> {
             shutdown_rx,
             server.shutdown_grace,
             move |req| {
-                let state = Arc::clone(&state);
+                let state = Arc::clone(&serving);
                 async move { Ok::<_, Infallible>(pipeline::handle(state, req).await) }
             },
         );
@@ -130,6 +176,8 @@ pub async fn run(config: Config) -> Result<Running, StartError> {
         admin_addr,
         shutdown,
         task,
+        state,
+        started_with: config,
     })
 }
 

@@ -8,7 +8,7 @@ use clap::Parser;
 
 use koodrive_gateway::config::{Config, SecretSource};
 use koodrive_gateway::demo::{MockAuth, MockKooDrive};
-use koodrive_gateway::{gateway, telemetry};
+use koodrive_gateway::{gateway, pipeline, telemetry};
 
 /// The embedded demo config: the gateway on 127.0.0.1:8080, pointed at the embedded mock.
 const DEMO_CONFIG: &str = include_str!("../config/demo.toml");
@@ -38,6 +38,7 @@ struct Cli {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
+    let config_path = cli.config.clone();
     if cli.check_config {
         let path = cli.config.context("--check-config needs --config PATH")?;
         Config::load(&path).with_context(|| format!("invalid config {}", path.display()))?;
@@ -55,7 +56,7 @@ async fn main() -> anyhow::Result<()> {
             Config::load(&path).with_context(|| format!("invalid config {}", path.display()))?;
         (config, None)
     };
-    telemetry::init(&config.log);
+    let log = telemetry::init(&config.log);
     let running = gateway::run(config)
         .await
         .context("cannot start the gateway")?;
@@ -73,10 +74,55 @@ async fn main() -> anyhow::Result<()> {
         println!("try:  curl -si '{url}'");
         println!();
     }
-    shutdown_signal().await;
+    serve_signals(&running, &log, config_path.as_deref()).await;
     running.shutdown();
     running.wait().await;
     Ok(())
+}
+
+/// Waits for SIGTERM or SIGINT; on SIGHUP re-reads the config file and applies it, or keeps the
+/// current one (and says why) when the new one is invalid.
+async fn serve_signals(
+    running: &gateway::Running,
+    log: &telemetry::LogHandle,
+    path: Option<&std::path::Path>,
+) {
+    #[cfg(unix)]
+    let mut hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
+    let shutdown = shutdown_signal();
+    tokio::pin!(shutdown);
+    loop {
+        #[cfg(unix)]
+        let reload = async {
+            match hangup.as_mut() {
+                Some(signal) => {
+                    signal.recv().await;
+                }
+                None => std::future::pending::<()>().await,
+            }
+        };
+        #[cfg(not(unix))]
+        let reload = std::future::pending::<()>();
+        tokio::select! {
+            () = &mut shutdown => return,
+            () = reload => {}
+        }
+        let Some(path) = path else {
+            tracing::warn!("SIGHUP ignored: no config file to re-read");
+            continue;
+        };
+        match Config::load(path) {
+            Ok(config) => match running.reload(&config).await {
+                Ok(()) => log.set_level(&config.log),
+                Err(error) => {
+                    tracing::error!(error = %pipeline::ErrorChain(&error), "reload refused; keeping the current config")
+                }
+            },
+            Err(error) => {
+                tracing::error!(error = %pipeline::ErrorChain(&error), "reload refused; keeping the current config")
+            }
+        }
+    }
 }
 
 /// The demo's config: the given file (or the built-in one) with the mock as its upstream, and the

@@ -3,6 +3,8 @@
 //! as one step per line.
 
 use std::sync::Arc;
+
+use arc_swap::ArcSwap;
 use std::time::Instant;
 
 use bytes::Bytes;
@@ -26,14 +28,20 @@ use crate::{respond, task_list, trace_id};
 /// Everything a request needs, shared by all connections.
 pub struct State {
     pub upstream: Upstream,
-    pub auth: Auth,
+    /// What a reload (SIGHUP) may change, swapped whole; a request keeps the one it started with.
+    pub live: ArcSwap<Live>,
     pub host: HeaderValue,
     pub max_signed_body: u64,
     pub in_flight: Arc<Semaphore>,
     pub max_in_flight: usize,
     pub cache: Arc<TaskListCache>,
-    pub normalize: NormalizeConfig,
     pub metrics: Arc<Metrics>,
+}
+
+/// The reloadable part of the gateway: credentials and normalization rules.
+pub struct Live {
+    pub auth: Auth,
+    pub normalize: NormalizeConfig,
 }
 
 /// What the cache did for a request, carried in the response's extensions to the access log
@@ -126,19 +134,21 @@ async fn proxy(
     if route == Route::TaskList {
         return task_list::serve(state, parts).await;
     }
+    let live = state.live.load_full();
     // A task write makes the writer's cached lists stale once KooDrive accepts it.
-    let writer = (route == Route::TaskWrite).then(|| state.auth.identity(&parts.headers).user_id);
+    let writer = (route == Route::TaskWrite).then(|| live.auth.identity(&parts.headers).user_id);
     // A signed request's body is read whole (bounded), since its hash is signed; others stream.
-    let (body, body_sha256) = if state.auth.signs(&parts.headers) {
+    let (body, body_sha256) = if live.auth.signs(&parts.headers) {
         let bytes = read_bounded(&parts, incoming, state.max_signed_body).await?;
         set_content_length(&mut parts, bytes.len());
         (body::full(bytes.clone()), Some(sign::payload_hash(&bytes)))
     } else {
         (body::boxed(incoming), None)
     };
-    let rule = state.normalize.rules.find(&parts.method, parts.uri.path());
+    let rule = live.normalize.rules.find(&parts.method, parts.uri.path());
     let response = send(
         state,
+        &live,
         parts.method,
         &parts.uri,
         parts.headers,
@@ -156,13 +166,14 @@ async fn proxy(
         tracing::debug!("task write accepted: the writer's cached task lists are invalidated");
     }
     // Normalized bodies where a rule applies (and KooDrive's error bodies); the rest streams.
-    respond::shape(response, rule, state.normalize.max_body, &state.metrics).await
+    respond::shape(response, rule, live.normalize.max_body, &state.metrics).await
 }
 
 /// Builds the upstream request for a client's method, URI and (stripped) headers, injects
 /// authentication last, and sends it.
 pub async fn send(
     state: &State,
+    live: &Live,
     method: Method,
     uri: &http::Uri,
     headers: http::HeaderMap,
@@ -175,7 +186,7 @@ pub async fn send(
     parts.version = Version::HTTP_11;
     parts.headers = headers;
     // Authentication last, so the signature covers exactly what is sent.
-    state.auth.apply(
+    live.auth.apply(
         &parts.method,
         &parts.uri,
         &mut parts.headers,

@@ -16,7 +16,7 @@ use crate::cache::{Entry, Fetched, Page, Role, TaskListQuery};
 use crate::error::GatewayError;
 use crate::headers::CACHE_STATUS;
 use crate::metrics::ReasonLabels;
-use crate::pipeline::{self, CacheLabel, State};
+use crate::pipeline::{self, CacheLabel, Live, State};
 use crate::respond;
 
 /// Extra time a collapsed waiter allows beyond the upstream timeout before giving up.
@@ -26,11 +26,12 @@ pub async fn serve(state: &Arc<State>, parts: Parts) -> Result<Response<Body>, G
     // Validate before any cache or upstream work.
     let query = TaskListQuery::parse(parts.uri.query())?;
     // The key binds the page to the identity that asked, after credential precedence.
-    let identity = state.auth.identity(&parts.headers);
+    let live = state.live.load_full();
+    let identity = live.auth.identity(&parts.headers);
     let key = state.cache.key(&identity, &query);
     let directive = policy::client_directive(&parts.headers);
-    let config = state.cache.config();
-    let fetch = fetcher(state, parts.uri, parts.headers);
+    let config = &*state.cache.config();
+    let fetch = fetcher(state, live, parts.uri, parts.headers);
 
     // A stored page: fresh is served as it is; stale-while-revalidate is served while one
     // background refresh runs; older ones are kept for stale-if-error.
@@ -139,6 +140,7 @@ pub async fn serve(state: &Arc<State>, parts: Parts) -> Result<Response<Body>, G
 /// may run in a flight's task after the requesting client is gone). Signed when it is sent.
 fn fetcher(
     state: &Arc<State>,
+    live: Arc<Live>,
     uri: Uri,
     mut headers: HeaderMap,
 ) -> impl std::future::Future<Output = Result<Page, GatewayError>> + Send + 'static {
@@ -146,10 +148,18 @@ fn fetcher(
     // The stored page is decoded whatever the caller accepts, so ask for what we can decode.
     headers.insert(ACCEPT_ENCODING, HeaderValue::from_static("gzip"));
     async move {
-        let response =
-            pipeline::send(&state, Method::GET, &uri, headers, body::empty(), None).await?;
-        let rule = state.normalize.rules.find(&Method::GET, uri.path());
-        respond::page(response, rule, state.normalize.max_body, &state.metrics).await
+        let response = pipeline::send(
+            &state,
+            &live,
+            Method::GET,
+            &uri,
+            headers,
+            body::empty(),
+            None,
+        )
+        .await?;
+        let rule = live.normalize.rules.find(&Method::GET, uri.path());
+        respond::page(response, rule, live.normalize.max_body, &state.metrics).await
     }
     .instrument(tracing::Span::current())
 }

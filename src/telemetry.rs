@@ -1,12 +1,18 @@
-//! Process-wide tracing setup: JSON or pretty lines on stdout, level from `RUST_LOG` or `log.level`.
-//! Every event inside a request carries that request's span, and so its `trace_id`.
+//! Process-wide tracing setup: JSON or pretty lines on stdout, level from `RUST_LOG` or
+//! `log.level` (reloadable). Every event inside a request carries that request's span, and so
+//! its `trace_id`.
 
-use tracing_subscriber::EnvFilter;
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
+use tracing_subscriber::{fmt, reload, EnvFilter, Registry};
 
 use crate::config::{LogConfig, LogFormat};
 
-pub fn init(log: &LogConfig) {
-    let filter = std::env::var("RUST_LOG")
+/// Changes the log level of a running process (SIGHUP reload).
+pub struct LogHandle(Option<reload::Handle<EnvFilter, Registry>>);
+
+fn filter(log: &LogConfig) -> EnvFilter {
+    std::env::var("RUST_LOG")
         .ok()
         .and_then(|v| EnvFilter::try_new(v).ok())
         .or_else(|| {
@@ -14,17 +20,35 @@ pub fn init(log: &LogConfig) {
                 .as_deref()
                 .and_then(|l| EnvFilter::try_new(l).ok())
         })
-        .unwrap_or_else(|| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stdout);
-    let _ = match log.format {
-        LogFormat::Json => builder
-            .json()
-            .with_current_span(true)
-            .with_span_list(true)
-            .flatten_event(true)
+        .unwrap_or_else(|| EnvFilter::new("info"))
+}
+
+pub fn init(log: &LogConfig) -> LogHandle {
+    let (filter, handle) = reload::Layer::new(filter(log));
+    let registry = tracing_subscriber::registry().with(filter);
+    let layer = fmt::layer().with_writer(std::io::stdout);
+    let installed = match log.format {
+        LogFormat::Json => registry
+            .with(
+                layer
+                    .json()
+                    .with_current_span(true)
+                    .with_span_list(true)
+                    .flatten_event(true),
+            )
             .try_init(),
-        LogFormat::Pretty => builder.try_init(),
+        LogFormat::Pretty => registry.with(layer).try_init(),
     };
+    LogHandle(installed.ok().map(|()| handle))
+}
+
+impl LogHandle {
+    /// Applies `log.level` from a reloaded config (`RUST_LOG`, when set, still wins).
+    pub fn set_level(&self, log: &LogConfig) {
+        if let Some(handle) = &self.0 {
+            if handle.reload(filter(log)).is_err() {
+                tracing::warn!("log level could not be changed");
+            }
+        }
+    }
 }

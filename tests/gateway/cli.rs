@@ -265,3 +265,122 @@ async fn demo_serves_the_task_list_through_the_embedded_mock() {
     let (status, _) = process.terminate().await;
     assert!(status.success());
 }
+
+#[tokio::test]
+async fn sighup_reloads_a_good_config_and_refuses_a_bad_one() {
+    let mock = Mock::ok().await;
+    let text = |token: &str, extra: &str| {
+        format!(
+            "[server]\nlisten = \"127.0.0.1:0\"\nadmin_listen = \"127.0.0.1:0\"\n\
+             [upstream]\nurl = \"{}\"\n[auth]\nmode = \"token\"\nuser_id = \"7\"\naccess_token = \"{token}\"\n{extra}",
+            mock.url()
+        )
+    };
+    let path = temp_config("hup", &text("first", ""));
+    let mut process = Process::spawn(&["--config", path.to_str().unwrap()], &[]);
+    let ready = process.line_with("koodrive-gateway listening").await;
+    let json: serde_json::Value = serde_json::from_str(&ready).unwrap();
+    let client = Client::new(json["addr"].as_str().unwrap().parse().unwrap());
+    let pid = process.child.id().unwrap().to_string();
+    let hup = || {
+        std::process::Command::new("kill")
+            .args(["-HUP", &pid])
+            .status()
+            .unwrap()
+    };
+
+    std::fs::write(&path, text("second", "[cache]\nbogus_key = 1\n")).unwrap();
+    hup();
+    let refused = process.line_with("reload refused").await;
+    assert!(refused.contains("cache.bogus_key"), "{refused}");
+    client.get("/koodrive/ose/v1/task/1").await;
+    assert_eq!(mock.last().header("authorization"), Some("Bearer first"));
+
+    std::fs::write(&path, text("second", "")).unwrap();
+    hup();
+    process.line_with("config reloaded").await;
+    client.get("/koodrive/ose/v1/task/1").await;
+    assert_eq!(mock.last().header("authorization"), Some("Bearer second"));
+
+    let (status, _) = process.terminate().await;
+    assert!(status.success());
+    std::fs::remove_file(path).ok();
+}
+
+#[tokio::test]
+async fn no_secret_reaches_logs_error_bodies_or_metrics_at_trace_level() {
+    let mock = Mock::start(|seen| {
+        if seen.uri.path().ends_with("/fail") {
+            crate::support::Reply::json(500, r#"{"code":13000500,"msg":"inner failure"}"#)
+        } else {
+            crate::support::Reply::ok()
+        }
+    })
+    .await;
+    let (app_secret, admin_token) = ("APPSECRET-5f3a9c-never", "ADMINTOKEN-77e1-never");
+    let config = temp_config(
+        "secrets",
+        &format!(
+            "[server]\nlisten = \"127.0.0.1:0\"\nadmin_listen = \"127.0.0.1:0\"\n\
+             [upstream]\nurl = \"{}\"\n[auth]\nuser_id = \"7\"\napp_id = \"app\"\napp_secret = \"{app_secret}\"\n\
+             [admin]\ntoken = \"{admin_token}\"\n[log]\nformat = \"json\"\n",
+            mock.url()
+        ),
+    );
+    let mut process = Process::spawn(
+        &["--config", config.to_str().unwrap()],
+        &[("RUST_LOG", "trace")],
+    );
+    let ready = process.line_with("koodrive-gateway listening").await;
+    let json: serde_json::Value = serde_json::from_str(&ready).unwrap();
+    let client = Client::new(json["addr"].as_str().unwrap().parse().unwrap());
+    let admin = Client::new(json["admin_addr"].as_str().unwrap().parse().unwrap());
+
+    let mut bodies = Vec::new();
+    bodies.push(client.get(TASK_LIST).await.text());
+    bodies.push(client.get("/koodrive/ose/v1/task/fail").await.text());
+    bodies.push(
+        client
+            .get_with(TASK_LIST, &[("x-traceid", "bad id")])
+            .await
+            .text(),
+    );
+    bodies.push(client.get(&format!("{TASK_LIST}?pageSize=0")).await.text());
+    let purge = |token: &str| {
+        admin
+            .request(http::Method::POST, "/cache/purge")
+            .header("authorization", format!("Bearer {token}"))
+            .body(http_body_util::Full::default())
+            .unwrap()
+    };
+    bodies.push(admin.send(purge("wrong")).await.text());
+    bodies.push(admin.send(purge(admin_token)).await.text());
+    bodies.push(admin.get("/metrics").await.text());
+    let authorization = mock.requests()[0]
+        .header("authorization")
+        .unwrap()
+        .to_owned();
+    let signature = authorization
+        .rsplit("Signature=")
+        .next()
+        .unwrap()
+        .to_owned();
+    assert_eq!(signature.len(), 64);
+
+    let (status, lines) = process.terminate().await;
+    assert!(status.success());
+    assert!(
+        lines.len() > 20,
+        "trace level logged little: {}",
+        lines.len()
+    );
+    for secret in [app_secret, admin_token, signature.as_str()] {
+        for line in &lines {
+            assert!(!line.contains(secret), "secret in a log line: {line}");
+        }
+        for body in &bodies {
+            assert!(!body.contains(secret), "secret in a response: {body}");
+        }
+    }
+    std::fs::remove_file(config).ok();
+}

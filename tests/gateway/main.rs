@@ -12,4 +12,5 @@ mod forwarding;
 mod lifecycle;
 mod metrics;
 mod normalize;
+mod reload;
 mod trace;
