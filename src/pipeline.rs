@@ -23,7 +23,7 @@ use crate::metrics::{self, Metrics, RequestLabels, RouteLabels, UpstreamLabels};
 use crate::normalize::NormalizeConfig;
 use crate::route::Route;
 use crate::upstream::Upstream;
-use crate::{respond, task_list, trace_id};
+use crate::{respond, task_list, telemetry, trace_id};
 
 /// Everything a request needs, shared by all connections.
 pub struct State {
@@ -67,6 +67,7 @@ pub async fn handle(state: Arc<State>, request: Request<Incoming>) -> Response<B
         upstream_status = Empty,
         upstream_ms = Empty,
     );
+    telemetry::adopt_parent(request.headers(), &span);
     let method = metrics::Method::from(request.method());
     async move {
         let result = match client_trace_id {
@@ -194,6 +195,7 @@ pub async fn send(
         body_sha256,
         time::OffsetDateTime::now_utc(),
     )?;
+    telemetry::inject_context(&mut parts.headers);
     forward(state, Request::from_parts(parts, body)).await
 }
 

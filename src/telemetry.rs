@@ -52,3 +52,11 @@ impl LogHandle {
         }
     }
 }
+
+/// Makes the request span a child of the caller's W3C `traceparent`, when OpenTelemetry export
+/// is built in (`otlp` feature); nothing otherwise.
+pub fn adopt_parent(_headers: &http::HeaderMap, _span: &tracing::Span) {}
+
+/// Writes the current span's W3C `traceparent` into an upstream request, when OpenTelemetry
+/// export is built in (`otlp` feature); nothing otherwise (the caller's header passes through).
+pub fn inject_context(_headers: &mut http::HeaderMap) {}
