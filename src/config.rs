@@ -73,6 +73,9 @@ pub struct UpstreamConfig {
     pub max_signed_body: u64,
     pub ca_file: Option<PathBuf>,
     pub pool_idle_timeout: Duration,
+    /// Consecutive failures that open the circuit breaker; 0 disables it.
+    pub breaker_failures: u32,
+    pub breaker_cooldown: Duration,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -202,6 +205,8 @@ impl Config {
             max_signed_body: raw.upstream.max_signed_body.as_u64(),
             ca_file: raw.upstream.ca_file,
             pool_idle_timeout: raw.upstream.pool_idle_timeout,
+            breaker_failures: raw.upstream.breaker_failures,
+            breaker_cooldown: nonzero("upstream.breaker_cooldown", raw.upstream.breaker_cooldown)?,
         };
         let auth = auth_from_raw(raw.auth)?;
         let cache = CacheConfig {

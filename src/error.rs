@@ -33,6 +33,8 @@ pub enum GatewayError {
     UpstreamProtocol(#[source] BoxError),
     #[error("KooDrive's response body is too large to normalize")]
     UpstreamBodyTooLarge,
+    #[error("KooDrive is failing; the gateway stops calling it for {0:?}")]
+    CircuitOpen(Duration),
     #[error("the gateway is at its limit of {0} requests in flight")]
     Overloaded(usize),
     #[error("internal gateway error")]
@@ -52,7 +54,7 @@ impl GatewayError {
                 StatusCode::BAD_GATEWAY
             }
             UpstreamTimeout(_) => StatusCode::GATEWAY_TIMEOUT,
-            Overloaded(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Overloaded(_) | CircuitOpen(_) => StatusCode::SERVICE_UNAVAILABLE,
             Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
             Collapsed(inner) => inner.status(),
         }
@@ -72,6 +74,7 @@ impl GatewayError {
             UpstreamProtocol(_) => "GATEWAY_UPSTREAM_PROTOCOL",
             UpstreamBodyTooLarge => "GATEWAY_UPSTREAM_BODY_TOO_LARGE",
             Overloaded(_) => "GATEWAY_OVERLOADED",
+            CircuitOpen(_) => "GATEWAY_UPSTREAM_CIRCUIT_OPEN",
             Internal(_) => "GATEWAY_INTERNAL",
             Collapsed(inner) => inner.code(),
         }
@@ -102,8 +105,17 @@ impl GatewayError {
             HeaderValue::from_static("application/json"),
         );
         headers.insert(GATEWAY_ERROR, HeaderValue::from_static(self.code()));
-        if let GatewayError::Overloaded(_) = self {
-            headers.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        match self {
+            GatewayError::Overloaded(_) => {
+                headers.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+            }
+            GatewayError::CircuitOpen(left) => {
+                headers.insert(
+                    header::RETRY_AFTER,
+                    HeaderValue::from(left.as_secs().max(1)),
+                );
+            }
+            _ => {}
         }
         response
     }
@@ -155,6 +167,11 @@ mod tests {
                 "GATEWAY_UPSTREAM_TIMEOUT",
             ),
             (GatewayError::Overloaded(1), 503, "GATEWAY_OVERLOADED"),
+            (
+                GatewayError::CircuitOpen(Duration::from_secs(3)),
+                503,
+                "GATEWAY_UPSTREAM_CIRCUIT_OPEN",
+            ),
             (GatewayError::Internal(io()), 500, "GATEWAY_INTERNAL"),
         ];
         for (error, status, code) in table {

@@ -111,7 +111,7 @@ pub async fn run(config: Config) -> Result<Running, StartError> {
     let cache = Arc::new(TaskListCache::new(&config.cache));
     let metrics = Metrics::new();
     let state = Arc::new(State {
-        upstream: Upstream::new(&config.upstream)?,
+        upstream: Upstream::new(&config.upstream, Arc::clone(&metrics))?,
         live: ArcSwap::from_pointee(Live {
             auth: Auth::new(&config.auth).await.map_err(StartError::Secret)?,
             normalize: config.normalize.clone(),

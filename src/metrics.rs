@@ -243,13 +243,20 @@ mod tests {
             })
             .inc();
         metrics.cache_hits.inc();
+        metrics
+            .request_duration
+            .get_or_create(&RouteLabels { route: "task_list" })
+            .observe(0.001);
         let text = metrics.encode();
         assert!(text.contains(
             r#"koodrive_gateway_requests_total{route="task_list",method="GET",status_class="2xx",cache="hit"} 1"#
         ), "{text}");
         assert!(text.contains("koodrive_gateway_cache_hits_total 1"));
         assert!(text.contains(r#"koodrive_gateway_build_info{version=""#));
-        assert!(text.contains("# TYPE koodrive_gateway_request_duration_seconds histogram"));
+        assert!(
+            text.contains("# TYPE koodrive_gateway_request_duration_seconds histogram"),
+            "{text}"
+        );
     }
 
     #[test]

@@ -12,6 +12,7 @@ use crate::cache::Page;
 use crate::error::GatewayError;
 use crate::metrics::{Metrics, ReasonLabels};
 use crate::normalize::{self, DecodeError, Outcome, Rule};
+use crate::upstream::DeadlineElapsed;
 
 /// A body read up to a bound: whole, or the part read so far plus the rest still streaming.
 enum Read {
@@ -22,7 +23,10 @@ enum Read {
 async fn read_up_to(mut body: Body, limit: usize) -> Result<Read, GatewayError> {
     let mut buffer = BytesMut::new();
     while let Some(frame) = body.frame().await {
-        let frame = frame.map_err(GatewayError::UpstreamProtocol)?;
+        let frame = frame.map_err(|e| match e.downcast_ref::<DeadlineElapsed>() {
+            Some(elapsed) => GatewayError::UpstreamTimeout(elapsed.0),
+            None => GatewayError::UpstreamProtocol(e),
+        })?;
         if let Ok(data) = frame.into_data() {
             buffer.extend_from_slice(&data);
             if buffer.len() > limit {

@@ -2,13 +2,15 @@
 //! certificate verification) or plain http, bounded by the connect timeout and by one deadline
 //! that covers the whole exchange, body included.
 
+mod breaker;
 mod deadline;
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use http::uri::{PathAndQuery, Scheme};
-use http::{Request, Response, Uri};
+use http::{Method, Request, Response, Uri};
+use http_body::Body as _;
 use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
@@ -17,11 +19,13 @@ use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::CertificateDer;
 use tokio::time::Instant;
 
-use crate::body::{self, Body, BoxError};
+use crate::body::{self, Body};
 use crate::config::UpstreamConfig;
 use crate::error::GatewayError;
+use crate::metrics::Metrics;
+use breaker::Breaker;
 
-pub use deadline::Deadline;
+pub use deadline::{Deadline, DeadlineElapsed};
 
 #[derive(Debug, thiserror::Error)]
 pub enum TlsSetupError {
@@ -37,16 +41,18 @@ pub enum TlsSetupError {
     Rustls(#[from] rustls::Error),
 }
 
-#[derive(Debug, Clone)]
 pub struct Upstream {
     client: Client<HttpsConnector<HttpConnector>, Body>,
+    /// Keeps no idle connections: a retry always goes out on a fresh one.
+    fresh: Client<HttpsConnector<HttpConnector>, Body>,
     scheme: Scheme,
     authority: http::uri::Authority,
     timeout: Duration,
+    breaker: Breaker,
 }
 
 impl Upstream {
-    pub fn new(config: &UpstreamConfig) -> Result<Upstream, TlsSetupError> {
+    pub fn new(config: &UpstreamConfig, metrics: Arc<Metrics>) -> Result<Upstream, TlsSetupError> {
         let mut http = HttpConnector::new();
         http.enforce_http(false);
         http.set_connect_timeout(Some(config.connect_timeout));
@@ -56,16 +62,21 @@ impl Upstream {
             .https_or_http()
             .enable_http1()
             .wrap_connector(http);
-        let client = Client::builder(TokioExecutor::new())
-            .pool_idle_timeout(config.pool_idle_timeout)
-            .pool_timer(TokioTimer::new())
-            .timer(TokioTimer::new())
-            .build(https);
+        let builder = || {
+            let mut builder = Client::builder(TokioExecutor::new());
+            builder
+                .pool_idle_timeout(config.pool_idle_timeout)
+                .pool_timer(TokioTimer::new())
+                .timer(TokioTimer::new());
+            builder
+        };
         Ok(Upstream {
-            client,
+            client: builder().build(https.clone()),
+            fresh: builder().pool_max_idle_per_host(0).build(https),
             scheme: config.scheme.clone(),
             authority: config.authority.clone(),
             timeout: config.timeout,
+            breaker: Breaker::new(config.breaker_failures, config.breaker_cooldown, metrics),
         })
     }
 
@@ -84,17 +95,54 @@ impl Upstream {
         Instant::now() + self.timeout
     }
 
-    /// Sends a request; the response body errors out if it is still streaming at `deadline`.
+    /// Sends a request through the circuit breaker. A bodiless GET or HEAD that failed to
+    /// connect or was reset before any response byte is retried once, on a fresh connection,
+    /// within the same deadline; nothing else is ever retried. The response body errors out if
+    /// it is still streaming at `deadline`.
     pub async fn send(
         &self,
         request: Request<Body>,
         deadline: Instant,
     ) -> Result<Response<Body>, GatewayError> {
-        let response = tokio::time::timeout_at(deadline, self.client.request(request))
-            .await
-            .map_err(|_| GatewayError::UpstreamTimeout(self.timeout))?
-            .map_err(classify)?;
-        Ok(response.map(|incoming| body::boxed(Deadline::new(incoming, deadline))))
+        let permit = self
+            .breaker
+            .admit()
+            .map_err(|open| GatewayError::CircuitOpen(open.0))?;
+        let replay = replayable(&request).then(|| {
+            let mut copy = Request::new(());
+            *copy.method_mut() = request.method().clone();
+            *copy.uri_mut() = request.uri().clone();
+            *copy.version_mut() = request.version();
+            *copy.headers_mut() = request.headers().clone();
+            copy
+        });
+        let mut result = self.attempt(&self.client, request, deadline).await;
+        if let (Err((_, true)), Some(copy)) = (&result, replay) {
+            tracing::debug!("upstream connection failed before any response byte; retrying once on a fresh connection");
+            result = self
+                .attempt(&self.fresh, copy.map(|()| body::empty()), deadline)
+                .await;
+        }
+        let result = result.map_err(|(error, _)| error);
+        permit.record(match &result {
+            Ok(response) => !response.status().is_server_error(),
+            Err(_) => false,
+        });
+        Ok(result?.map(|incoming| body::boxed(Deadline::new(incoming, deadline, self.timeout))))
+    }
+
+    /// One try; on failure, also whether it may be retried.
+    async fn attempt(
+        &self,
+        client: &Client<HttpsConnector<HttpConnector>, Body>,
+        request: Request<Body>,
+        deadline: Instant,
+    ) -> Result<Response<hyper::body::Incoming>, (GatewayError, bool)> {
+        match tokio::time::timeout_at(deadline, client.request(request)).await {
+            Err(_) => Err((GatewayError::UpstreamTimeout(self.timeout), false)),
+            Ok(Ok(response)) => Ok(response),
+            Ok(Err(error)) => Err(classify(error, self.timeout)),
+        }
     }
 
     pub fn timeout(&self) -> Duration {
@@ -102,32 +150,50 @@ impl Upstream {
     }
 }
 
-/// Connect failures (refused, DNS, TLS) are 502; a connect timeout is 504; anything after the
-/// connection was made (reset, garbage instead of HTTP) is a protocol failure, 502.
-fn classify(error: hyper_util::client::legacy::Error) -> GatewayError {
-    let timed_out = {
-        let mut source: Option<&(dyn std::error::Error + 'static)> = Some(&error);
-        let mut found = false;
-        while let Some(e) = source {
-            if e.downcast_ref::<std::io::Error>()
-                .is_some_and(|io| io.kind() == std::io::ErrorKind::TimedOut)
-                || e.to_string().contains("timed out")
-            {
-                found = true;
-                break;
-            }
-            source = e.source();
-        }
-        found
+/// Idempotent and bodiless: safe to send twice.
+fn replayable(request: &Request<Body>) -> bool {
+    (request.method() == Method::GET || request.method() == Method::HEAD)
+        && request.body().size_hint().exact() == Some(0)
+}
+
+fn causes<'a>(
+    error: &'a (dyn std::error::Error + 'static),
+) -> impl Iterator<Item = &'a (dyn std::error::Error + 'static)> {
+    std::iter::successors(Some(error), |e| e.source())
+}
+
+/// Connect failures (refused, DNS, TLS) are 502 and retryable; a connect timeout is 504; a
+/// connection closed or reset before the response is 502 and retryable; anything else after the
+/// connection was made (garbage instead of HTTP) is 502.
+fn classify(error: hyper_util::client::legacy::Error, timeout: Duration) -> (GatewayError, bool) {
+    let io_kind = |kinds: &[std::io::ErrorKind]| {
+        causes(&error).any(|e| {
+            e.downcast_ref::<std::io::Error>()
+                .is_some_and(|io| kinds.contains(&io.kind()))
+        })
     };
-    if error.is_connect() && timed_out {
-        return GatewayError::UpstreamTimeout(Duration::ZERO);
+    let timed_out = io_kind(&[std::io::ErrorKind::TimedOut])
+        || causes(&error).any(|e| e.to_string().contains("timed out"));
+    if error.is_connect() {
+        if timed_out {
+            return (GatewayError::UpstreamTimeout(timeout), false);
+        }
+        return (GatewayError::UpstreamConnect(Box::new(error)), true);
     }
-    let boxed: BoxError = Box::new(error);
-    match boxed.downcast_ref::<hyper_util::client::legacy::Error>() {
-        Some(e) if e.is_connect() => GatewayError::UpstreamConnect(boxed),
-        _ => GatewayError::UpstreamProtocol(boxed),
-    }
+    use std::io::ErrorKind::{BrokenPipe, ConnectionAborted, ConnectionReset, UnexpectedEof};
+    let closed_early = causes(&error).any(|e| {
+        e.downcast_ref::<hyper::Error>()
+            .is_some_and(hyper::Error::is_incomplete_message)
+    }) || io_kind(&[
+        ConnectionReset,
+        ConnectionAborted,
+        BrokenPipe,
+        UnexpectedEof,
+    ]);
+    (
+        GatewayError::UpstreamProtocol(Box::new(error)),
+        closed_early,
+    )
 }
 
 fn tls_config(ca_file: Option<&std::path::Path>) -> Result<rustls::ClientConfig, TlsSetupError> {

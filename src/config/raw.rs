@@ -67,6 +67,10 @@ pub struct RawUpstream {
     pub ca_file: Option<PathBuf>,
     #[serde(with = "humantime_serde")]
     pub pool_idle_timeout: Duration,
+    #[serde(deserialize_with = "lenient")]
+    pub breaker_failures: u32,
+    #[serde(with = "humantime_serde")]
+    pub breaker_cooldown: Duration,
 }
 
 impl Default for RawUpstream {
@@ -78,6 +82,8 @@ impl Default for RawUpstream {
             max_signed_body: ByteSize::mib(12),
             ca_file: None,
             pool_idle_timeout: Duration::from_secs(60),
+            breaker_failures: 5,
+            breaker_cooldown: Duration::from_secs(5),
         }
     }
 }

@@ -4,26 +4,30 @@
 use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use http_body::{Body, Frame, SizeHint};
 use tokio::time::{Instant, Sleep};
 
 use crate::body::BoxError;
 
+/// The body was still streaming when the exchange's time (`upstream.timeout`) ran out.
 #[derive(Debug, thiserror::Error)]
-#[error("upstream body not finished before the deadline")]
-pub struct DeadlineElapsed;
+#[error("upstream body not finished within {0:?}")]
+pub struct DeadlineElapsed(pub Duration);
 
 pub struct Deadline<B> {
     inner: B,
     sleep: Pin<Box<Sleep>>,
+    timeout: Duration,
 }
 
 impl<B> Deadline<B> {
-    pub fn new(inner: B, deadline: Instant) -> Self {
+    pub fn new(inner: B, deadline: Instant, timeout: Duration) -> Self {
         Deadline {
             inner,
             sleep: Box::pin(tokio::time::sleep_until(deadline)),
+            timeout,
         }
     }
 }
@@ -44,7 +48,7 @@ where
             return Poll::Ready(frame.map(|f| f.map_err(Into::into)));
         }
         match self.sleep.as_mut().poll(cx) {
-            Poll::Ready(()) => Poll::Ready(Some(Err(Box::new(DeadlineElapsed)))),
+            Poll::Ready(()) => Poll::Ready(Some(Err(Box::new(DeadlineElapsed(self.timeout))))),
             Poll::Pending => Poll::Pending,
         }
     }
