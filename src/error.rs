@@ -33,7 +33,7 @@ pub enum GatewayError {
     UpstreamProtocol(#[source] BoxError),
     #[error("KooDrive's response body is too large to normalize")]
     UpstreamBodyTooLarge,
-    #[error("KooDrive is failing; the gateway stops calling it for {0:?}")]
+    #[error("KooDrive is failing; the gateway calls it again within {}s", .0.as_secs().max(1))]
     CircuitOpen(Duration),
     #[error("the gateway is at its limit of {0} requests in flight")]
     Overloaded(usize),
@@ -91,6 +91,7 @@ impl GatewayError {
                     | UpstreamTimeout(_)
                     | UpstreamProtocol(_)
                     | UpstreamBodyTooLarge
+                    | CircuitOpen(_)
             ),
         }
     }

@@ -8,6 +8,7 @@ mod cache;
 mod cli;
 mod deploy;
 mod errors;
+mod faults;
 mod forwarding;
 mod lifecycle;
 mod metrics;

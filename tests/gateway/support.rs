@@ -2,6 +2,7 @@
 //! on 127.0.0.1:0, with real HTTP between them. Every network await is bounded.
 
 pub mod client;
+pub mod faults;
 pub mod mock;
 
 use std::future::Future;
@@ -88,7 +89,11 @@ impl TestGateway {
 
     /// A gateway in front of `mock`, with `overlay` over the base config.
     pub async fn for_mock(mock: &Mock, overlay: &str) -> TestGateway {
-        TestGateway::start(config(&mock.url(), overlay)).await
+        TestGateway::for_mock_url(&mock.url(), overlay).await
+    }
+
+    pub async fn for_mock_url(url: &str, overlay: &str) -> TestGateway {
+        TestGateway::start(config(url, overlay)).await
     }
 
     pub fn running(&self) -> &Running {

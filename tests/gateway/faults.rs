@@ -1,0 +1,321 @@
+//! The fault matrix: every upstream fault crossed with a plain miss, a stale page available, and
+//! 50 collapsed waiters. Each cell checks the answer, that it came within upstream.timeout plus a
+//! margin, that nothing is left in flight, and that the gateway serves normally afterwards.
+//! Then retries and the circuit breaker.
+
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http::Method;
+use http_body_util::Full;
+
+use crate::support::faults::{Fault, FaultServer, HEALTHY_PAGE};
+use crate::support::{config, TestGateway, TestResponse, TASK_LIST};
+
+const TIMEOUT: Duration = Duration::from_secs(1);
+/// Generous on a loaded 2-core machine: the point is "bounded", not "fast".
+const MARGIN: Duration = Duration::from_secs(4);
+
+const MATRIX_CONFIG: &str = r#"
+    [upstream]
+    timeout = "1s"
+    breaker_failures = 0
+    [cache]
+    ttl = "100ms"
+    stale_while_revalidate = "0s"
+    stale_if_error = "60s"
+"#;
+
+/// What a plain miss must answer: a status and, for gateway-made errors, the code.
+fn expected(fault: Fault) -> (u16, &'static str) {
+    match fault {
+        Fault::ResetBeforeHeaders | Fault::ResetMidBody | Fault::Garbage => {
+            (502, "GATEWAY_UPSTREAM_PROTOCOL")
+        }
+        Fault::StallBeforeHeaders | Fault::StallMidBody => (504, "GATEWAY_UPSTREAM_TIMEOUT"),
+        Fault::Huge | Fault::GzipBomb => (502, "GATEWAY_UPSTREAM_BODY_TOO_LARGE"),
+        Fault::Status(status) => (status, "13000"),
+        Fault::ApigThrottle => (400, "APIG.0308"),
+        Fault::Healthy | Fault::ResetOnce => (200, "0"),
+    }
+}
+
+fn check(fault: Fault, response: &TestResponse, elapsed: Duration) {
+    let (status, code) = expected(fault);
+    assert_eq!(response.status, status, "{fault:?}: {}", response.text());
+    let json = response.json();
+    assert!(
+        json["code"].as_str().unwrap().starts_with(code),
+        "{fault:?}: {json}"
+    );
+    let gateway_made = code.starts_with("GATEWAY_");
+    assert_eq!(
+        response.headers.contains_key("koodrive-gateway-error"),
+        gateway_made,
+        "{fault:?}"
+    );
+    assert!(elapsed < TIMEOUT + MARGIN, "{fault:?} took {elapsed:?}");
+}
+
+fn check_stale(fault: Fault, response: &TestResponse, elapsed: Duration) {
+    assert_eq!(response.status, 200, "{fault:?}: {}", response.text());
+    assert_eq!(
+        response.json()["taskList"][0]["taskName"],
+        "healthy",
+        "{fault:?}"
+    );
+    let status = response.header("cache-status");
+    assert!(
+        status.contains("detail=stale-if-error"),
+        "{fault:?}: {status}"
+    );
+    assert!(elapsed < TIMEOUT + MARGIN, "{fault:?} took {elapsed:?}");
+}
+
+async fn in_flight(gw: &TestGateway) -> f64 {
+    let text = gw.admin.get("/metrics").await.text();
+    let line = text
+        .lines()
+        .find(|l| l.starts_with("koodrive_gateway_in_flight "))
+        .unwrap();
+    line.rsplit(' ').next().unwrap().parse().unwrap()
+}
+
+async fn timed(gw: &TestGateway, path: &str) -> (TestResponse, Duration) {
+    let started = Instant::now();
+    let response = gw.client.get(path).await;
+    (response, started.elapsed())
+}
+
+/// Runs the three cells for one fault, then checks the gateway is healthy again.
+async fn matrix(fault: Fault) {
+    let server = FaultServer::start(Fault::Healthy).await;
+    let gw = TestGateway::for_mock_url(&server.url(), MATRIX_CONFIG).await;
+
+    // A stale page for ?status=2 first (stored healthy, then past its TTL).
+    assert_eq!(
+        gw.client.get(&format!("{TASK_LIST}?status=2")).await.status,
+        200
+    );
+    tokio::time::sleep(Duration::from_millis(250)).await;
+    server.set(fault);
+
+    // A plain miss.
+    let (response, elapsed) = timed(&gw, &format!("{TASK_LIST}?status=1")).await;
+    check(fault, &response, elapsed);
+
+    // A stale page available.
+    let (response, elapsed) = timed(&gw, &format!("{TASK_LIST}?status=2")).await;
+    check_stale(fault, &response, elapsed);
+
+    // 50 collapsed waiters.
+    let before = server.hits();
+    let started = Instant::now();
+    let waiters: Vec<_> = (0..50)
+        .map(|_| {
+            let client = gw.client.clone();
+            tokio::spawn(async move { client.get(&format!("{TASK_LIST}?status=3")).await })
+        })
+        .collect();
+    for waiter in waiters {
+        check(fault, &waiter.await.unwrap(), started.elapsed());
+    }
+    assert!(
+        server.hits() - before <= 4,
+        "{fault:?}: {} upstream calls for 50 waiters",
+        server.hits() - before
+    );
+
+    assert_eq!(in_flight(&gw).await, 0.0, "{fault:?}");
+    server.set(Fault::Healthy);
+    let after = gw.client.get(&format!("{TASK_LIST}?taskType=7")).await;
+    assert_eq!(
+        after.status, 200,
+        "{fault:?}: not serving normally afterwards"
+    );
+}
+
+#[tokio::test]
+async fn fault_reset_before_headers() {
+    matrix(Fault::ResetBeforeHeaders).await;
+}
+
+#[tokio::test]
+async fn fault_reset_mid_body() {
+    matrix(Fault::ResetMidBody).await;
+}
+
+#[tokio::test]
+async fn fault_stall_before_headers() {
+    matrix(Fault::StallBeforeHeaders).await;
+}
+
+#[tokio::test]
+async fn fault_stall_mid_body() {
+    matrix(Fault::StallMidBody).await;
+}
+
+#[tokio::test]
+async fn fault_5xx_and_429_answers() {
+    for status in [500, 502, 503, 429] {
+        matrix(Fault::Status(status)).await;
+    }
+}
+
+#[tokio::test]
+async fn fault_api_gateway_throttling() {
+    matrix(Fault::ApigThrottle).await;
+}
+
+#[tokio::test]
+async fn fault_garbage_instead_of_http() {
+    matrix(Fault::Garbage).await;
+}
+
+#[tokio::test]
+async fn fault_50_mib_body() {
+    matrix(Fault::Huge).await;
+}
+
+#[tokio::test]
+async fn fault_gzip_bomb() {
+    matrix(Fault::GzipBomb).await;
+}
+
+#[tokio::test]
+async fn fault_connection_refused() {
+    // Bind, learn the port, serve healthy to store a page, then close the listener.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let server = FaultServer::on(listener, Fault::Healthy);
+    let gw = TestGateway::for_mock_url(&server.url(), MATRIX_CONFIG).await;
+    assert_eq!(
+        gw.client.get(&format!("{TASK_LIST}?status=2")).await.status,
+        200
+    );
+    drop(server);
+    tokio::time::sleep(Duration::from_millis(250)).await;
+
+    let (response, elapsed) = timed(&gw, &format!("{TASK_LIST}?status=1")).await;
+    assert_eq!(response.status, 502);
+    assert_eq!(response.json()["code"], "GATEWAY_UPSTREAM_UNREACHABLE");
+    assert!(elapsed < TIMEOUT + MARGIN);
+    let (response, elapsed) = timed(&gw, &format!("{TASK_LIST}?status=2")).await;
+    assert_eq!(response.status, 200);
+    assert!(response.header("cache-status").contains("stale-if-error"));
+    assert!(elapsed < TIMEOUT + MARGIN);
+    let waiters: Vec<_> = (0..50)
+        .map(|_| {
+            let client = gw.client.clone();
+            tokio::spawn(async move { client.get(&format!("{TASK_LIST}?status=3")).await })
+        })
+        .collect();
+    for waiter in waiters {
+        assert_eq!(waiter.await.unwrap().status, 502);
+    }
+    assert_eq!(in_flight(&gw).await, 0.0);
+    let _back = FaultServer::on(
+        tokio::net::TcpListener::bind(addr).await.unwrap(),
+        Fault::Healthy,
+    );
+    assert_eq!(
+        gw.client
+            .get(&format!("{TASK_LIST}?taskType=7"))
+            .await
+            .status,
+        200
+    );
+}
+
+#[tokio::test]
+async fn an_idempotent_request_reset_before_headers_is_retried_once_on_a_fresh_connection() {
+    let server = FaultServer::start(Fault::ResetOnce).await;
+    let gw = TestGateway::for_mock_url(&server.url(), "").await;
+    let response = gw
+        .client
+        .get("/koodrive/ose/v1/task/1486254586942472064")
+        .await;
+    assert_eq!(response.status, 200);
+    assert_eq!(server.hits(), 2, "one reset, one retry");
+}
+
+#[tokio::test]
+async fn a_post_is_never_retried() {
+    let server = FaultServer::start(Fault::ResetBeforeHeaders).await;
+    let gw = TestGateway::for_mock_url(&server.url(), "").await;
+    let post = gw
+        .client
+        .request(Method::POST, "/koodrive/ose/v1/task/create")
+        .body(Full::new(Bytes::from("{}")))
+        .unwrap();
+    assert_eq!(gw.client.send(post).await.status, 502);
+    assert_eq!(server.hits(), 1);
+    // A GET with the same fault: retried once, then the error.
+    assert_eq!(gw.client.get("/koodrive/ose/v1/task/1").await.status, 502);
+    assert_eq!(server.hits(), 3);
+}
+
+#[tokio::test]
+async fn the_breaker_fails_fast_serves_stale_then_closes_after_a_good_probe() {
+    let server = FaultServer::start(Fault::Healthy).await;
+    let overlay = r#"
+        [upstream]
+        breaker_failures = 3
+        breaker_cooldown = "500ms"
+        [cache]
+        ttl = "100ms"
+        stale_while_revalidate = "0s"
+    "#;
+    let gw = TestGateway::for_mock_url(&server.url(), overlay).await;
+    assert_eq!(gw.client.get(TASK_LIST).await.status, 200);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    server.set(Fault::Status(503));
+    for _ in 0..3 {
+        assert_eq!(gw.client.get("/koodrive/ose/v1/task/1").await.status, 503);
+    }
+    let hits = server.hits();
+    let fast = gw.client.get("/koodrive/ose/v1/task/1").await;
+    assert_eq!(fast.status, 503);
+    assert_eq!(fast.json()["code"], "GATEWAY_UPSTREAM_CIRCUIT_OPEN");
+    assert!(fast.headers.contains_key("retry-after"));
+    let stale = gw.client.get(TASK_LIST).await;
+    assert_eq!(
+        stale.status,
+        200,
+        "stale pages are still served while open: {}",
+        stale.text()
+    );
+    assert!(stale.header("cache-status").contains("stale-if-error"));
+    assert_eq!(server.hits(), hits, "no upstream call while open");
+    let metrics = gw.admin.get("/metrics").await.text();
+    assert!(
+        metrics.contains("koodrive_gateway_breaker_open 1"),
+        "{metrics}"
+    );
+
+    server.set(Fault::Healthy);
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    assert_eq!(
+        gw.client.get("/koodrive/ose/v1/task/1").await.status,
+        200,
+        "the probe"
+    );
+    assert_eq!(
+        gw.client.get("/koodrive/ose/v1/task/1").await.status,
+        200,
+        "closed again"
+    );
+    let metrics = gw.admin.get("/metrics").await.text();
+    assert!(
+        metrics.contains("koodrive_gateway_breaker_open 0"),
+        "{metrics}"
+    );
+    assert!(metrics.contains(r#"koodrive_gateway_breaker_transitions_total{reason="open"} 1"#));
+}
+
+#[test]
+fn the_healthy_page_is_storable_json() {
+    let json: serde_json::Value = serde_json::from_str(HEALTHY_PAGE).unwrap();
+    assert_eq!(json["code"], 0);
+    let _ = config("http://127.0.0.1:1", "");
+}

@@ -1,0 +1,186 @@
+//! A raw-TCP KooDrive that misbehaves on purpose: resets, stalls, garbage, huge bodies, bombs.
+//! It answers one request per connection and closes it.
+
+use std::io::Write;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fault {
+    Healthy,
+    /// Reset the first connection before any byte, then be healthy.
+    ResetOnce,
+    ResetBeforeHeaders,
+    ResetMidBody,
+    StallBeforeHeaders,
+    StallMidBody,
+    Status(u16),
+    ApigThrottle,
+    Garbage,
+    Huge,
+    GzipBomb,
+}
+
+pub const HEALTHY_PAGE: &str = r#"{"taskListDtos":[{"taskId":"1486254586942472064","taskName":"healthy","taskType":0,"status":2}],"code":0,"msg":"Success."}"#;
+
+pub struct FaultServer {
+    addr: SocketAddr,
+    fault: Arc<Mutex<Fault>>,
+    hits: Arc<AtomicUsize>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl FaultServer {
+    pub async fn start(fault: Fault) -> FaultServer {
+        FaultServer::on(TcpListener::bind("127.0.0.1:0").await.unwrap(), fault)
+    }
+
+    pub fn on(listener: TcpListener, fault: Fault) -> FaultServer {
+        let addr = listener.local_addr().unwrap();
+        let fault = Arc::new(Mutex::new(fault));
+        let hits = Arc::new(AtomicUsize::new(0));
+        let (mode, count) = (Arc::clone(&fault), Arc::clone(&hits));
+        let task = tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                let n = count.fetch_add(1, Ordering::SeqCst);
+                let fault = *mode.lock().unwrap();
+                tokio::spawn(answer(stream, fault, n));
+            }
+        });
+        FaultServer {
+            addr,
+            fault,
+            hits,
+            task,
+        }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    pub fn set(&self, fault: Fault) {
+        *self.fault.lock().unwrap() = fault;
+    }
+
+    /// Connections accepted (one request each).
+    pub fn hits(&self) -> usize {
+        self.hits.load(Ordering::SeqCst)
+    }
+}
+
+impl Drop for FaultServer {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+async fn read_head(stream: &mut TcpStream) {
+    let mut head = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+        match stream.read(&mut buf).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) => head.extend_from_slice(&buf[..n]),
+        }
+    }
+}
+
+#[allow(deprecated)]
+fn reset(stream: TcpStream) {
+    // SO_LINGER 0: close with RST instead of FIN.
+    let _ = stream.set_linger(Some(Duration::ZERO));
+    drop(stream);
+}
+
+fn head(status: u16, length: usize, extra: &str) -> String {
+    format!(
+        "HTTP/1.1 {status} X\r\ncontent-type: application/json\r\ncontent-length: {length}\r\nconnection: close\r\n{extra}\r\n"
+    )
+}
+
+/// 64 gzip members of 1 MiB of spaces each: 64 MiB decoded from about 64 KiB.
+fn bomb() -> &'static [u8] {
+    static BOMB: OnceLock<Vec<u8>> = OnceLock::new();
+    BOMB.get_or_init(|| {
+        let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+        encoder.write_all(&vec![b' '; 1024 * 1024]).unwrap();
+        encoder.finish().unwrap().repeat(64)
+    })
+}
+
+async fn answer(mut stream: TcpStream, fault: Fault, n: usize) {
+    read_head(&mut stream).await;
+    let stall = Duration::from_secs(60);
+    match fault {
+        Fault::ResetBeforeHeaders => reset(stream),
+        Fault::ResetOnce if n == 0 => reset(stream),
+        Fault::Healthy | Fault::ResetOnce => {
+            let _ = stream
+                .write_all(
+                    format!("{}{HEALTHY_PAGE}", head(200, HEALTHY_PAGE.len(), "")).as_bytes(),
+                )
+                .await;
+        }
+        Fault::ResetMidBody => {
+            let _ = stream
+                .write_all(format!("{}{{\"taskListDtos\":[", head(200, 10_000, "")).as_bytes())
+                .await;
+            let _ = stream.flush().await;
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            reset(stream);
+        }
+        Fault::StallBeforeHeaders => tokio::time::sleep(stall).await,
+        Fault::StallMidBody => {
+            let _ = stream
+                .write_all(format!("{}{{\"taskListDtos\":[", head(200, 10_000, "")).as_bytes())
+                .await;
+            tokio::time::sleep(stall).await;
+        }
+        Fault::Status(status) => {
+            let body = format!(r#"{{"code":13000{status},"msg":"failing on purpose"}}"#);
+            let _ = stream
+                .write_all(format!("{}{body}", head(status, body.len(), "")).as_bytes())
+                .await;
+        }
+        Fault::ApigThrottle => {
+            let body = r#"{"error_code":"APIG.0308","error_msg":"throttled","request_id":"r-1"}"#;
+            let _ = stream
+                .write_all(format!("{}{body}", head(400, body.len(), "")).as_bytes())
+                .await;
+        }
+        Fault::Garbage => {
+            let _ = stream
+                .write_all(b"\x00\x01\x02 this is not HTTP \r\n\r\n")
+                .await;
+        }
+        Fault::Huge => {
+            let size = 50 * 1024 * 1024;
+            if stream
+                .write_all(head(200, size, "").as_bytes())
+                .await
+                .is_err()
+            {
+                return;
+            }
+            let chunk = vec![b' '; 64 * 1024];
+            for _ in 0..size / chunk.len() {
+                if stream.write_all(&chunk).await.is_err() {
+                    return;
+                }
+            }
+        }
+        Fault::GzipBomb => {
+            let body = bomb();
+            let _ = stream
+                .write_all(head(200, body.len(), "content-encoding: gzip\r\n").as_bytes())
+                .await;
+            let _ = stream.write_all(body).await;
+        }
+    }
+}
