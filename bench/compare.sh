@@ -6,6 +6,7 @@
 #   bench/compare.sh                       # 10 s per load run
 #   DURATION=3s bench/compare.sh           # quicker
 #   KEEP_WORK=1 bench/compare.sh           # keep the temp dir (configs, logs, wrk output)
+#   ROUNDS=3 bench/compare.sh              # more interleaved wrk rounds (best one reported)
 #
 # What it measures (the issue's targets are printed next to the figures):
 #   1. cache hits: wrk -t1 -c64 --latency against nginx proxy_cache and against the gateway, both
@@ -27,6 +28,7 @@ BURST=${BURST:-1000}          # concurrent identical misses
 FILL=${FILL:-10000}           # distinct pages cached for the memory figure
 SERVER_CPU=${SERVER_CPU:-0}   # the server under test
 LOAD_CPU=${LOAD_CPU:-1}       # wrk and burst
+ROUNDS=${ROUNDS:-2}           # interleaved wrk rounds per server; the best round is reported
 
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$REPO/target}
@@ -322,41 +324,69 @@ to_ms() {
         printf "%.3f", n }'
 }
 
-# Runs wrk on LOAD_CPU against a warm cache; records rps/p50/p99 (ms) under the run's name.
-declare -A RPS P50 P99 NOTE
+# CPU time (clock ticks) a process and its children (nginx's worker) have used so far.
+cpu_ticks() {
+    local pid total=0
+    for pid in "$1" $(pgrep -P "$1" || true); do
+        total=$((total + $(awk '{print $14 + $15}' "/proc/$pid/stat" 2>/dev/null || echo 0)))
+    done
+    echo "$total"
+}
+CLK_TCK=$(getconf CLK_TCK)
+
+# Runs wrk on LOAD_CPU against a warm cache and prints one line. Keeps the round with the most
+# requests/s per server (rps, p50/p99 in ms, and requests per CPU-second the server used, which
+# other load on the machine skews less than requests/s).
+declare -A RPS P50 P99 PER_CPU NOTE
 run_wrk() {
-    local name=$1 url=$2 out=$WORK/wrk-$1.txt before after
+    local name=$1 url=$2 pid=$3 out=$WORK/wrk-$1.txt before after ticks rps p50 p99 n per_cpu note
     before=$(upstream_count "$LIST")
+    ticks=$(cpu_ticks "$pid")
     taskset -c "$LOAD_CPU" wrk -t1 -c"$CONNECTIONS" -d"$DURATION" --latency "$url" >"$out"
+    ticks=$(($(cpu_ticks "$pid") - ticks))
     after=$(upstream_count "$LIST")
-    RPS[$name]=$(awk '/^Requests\/sec:/ {print $2}' "$out")
-    P50[$name]=$(to_ms "$(awk '$1 == "50%" {print $2}' "$out")")
-    P99[$name]=$(to_ms "$(awk '$1 == "99%" {print $2}' "$out")")
-    NOTE[$name]="upstream requests during run: $((after - before))"
+    rps=$(awk '/^Requests\/sec:/ {print $2}' "$out")
+    p50=$(to_ms "$(awk '$1 == "50%" {print $2}' "$out")")
+    p99=$(to_ms "$(awk '$1 == "99%" {print $2}' "$out")")
+    n=$(awk '/requests in/ {print $1}' "$out")
+    per_cpu=$(awk -v n="$n" -v t="$ticks" -v hz="$CLK_TCK" 'BEGIN {printf "%.0f", t ? n * hz / t : 0}')
+    note="server CPU $((ticks * 1000 / CLK_TCK)) ms, upstream requests $((after - before))"
     if grep -q -e 'Non-2xx' -e 'Socket errors' "$out"; then
-        NOTE[$name]+="; $(grep -h -e 'Non-2xx' -e 'Socket errors' "$out" | tr -s ' ' | paste -sd';')"
+        note+="; $(grep -h -e 'Non-2xx' -e 'Socket errors' "$out" | tr -s ' ' | paste -sd';')"
     fi
-    printf '%-22s %10s req/s   p50 %8s ms   p99 %8s ms   (%s)\n' \
-        "$name" "${RPS[$name]}" "${P50[$name]}" "${P99[$name]}" "${NOTE[$name]}"
+    printf '%-14s %10s req/s  p50 %7s ms  p99 %7s ms  %8s req/CPU-s  (%s)\n' \
+        "$name" "$rps" "$p50" "$p99" "$per_cpu" "$note"
+    if [[ -z ${RPS[$name]:-} ]] || awk -v a="$rps" -v b="${RPS[$name]}" 'BEGIN {exit !(a > b)}'; then
+        RPS[$name]=$rps P50[$name]=$p50 P99[$name]=$p99 PER_CPU[$name]=$per_cpu NOTE[$name]=$note
+    fi
 }
 
-bench_nginx() {
-    log "nginx proxy_cache (1 worker on CPU $SERVER_CPU, access log off)"
+# Hits: nginx and the gateway (RUST_LOG=warn: no access log; RUST_LOG=info: its default, one
+# JSON access-log line per request, to a file) all started and warmed, then measured one after
+# the other (each has SERVER_CPU to itself while it is measured; the others sit idle), ROUNDS
+# times, interleaved so that a burst of other load on the machine does not hit only one of them.
+bench_hits() {
+    log "cache hits: nginx proxy_cache (1 worker, access log off) and koodrive-gateway, all on CPU $SERVER_CPU; wrk on CPU $LOAD_CPU"
+    local nginx_pid warn_pid warn_port info_pid info_port round
     start_nginx_cache
+    nginx_pid=$NGINX_PID
     warm nginx "http://127.0.0.1:$NGINX_PORT$HIT_QUERY"
-    run_wrk nginx "http://127.0.0.1:$NGINX_PORT$HIT_QUERY"
-    stop "$NGINX_PID"
-}
-
-# level: warn (no per-request log) or info (the default: one access-log line per request).
-bench_gateway() {
-    local level=$1 name=gateway-$1
-    log "koodrive-gateway on CPU $SERVER_CPU, RUST_LOG=$level$([[ $level == warn ]] && echo ' (access log off)' || echo ' (access log on, JSON to a file)')"
-    start_gateway "$name" "http://127.0.0.1:$UPSTREAM_PORT" "$level" "$SERVER_CPU"
-    warm "$name" "http://127.0.0.1:$GW_PORT$HIT_QUERY"
-    run_wrk "$name" "http://127.0.0.1:$GW_PORT$HIT_QUERY"
-    echo "$name: $(wc -l <"$WORK/$name.log") log lines written"
-    stop "$GW_PID"
+    start_gateway gateway-warn "http://127.0.0.1:$UPSTREAM_PORT" warn "$SERVER_CPU"
+    warn_pid=$GW_PID warn_port=$GW_PORT
+    warm gateway-warn "http://127.0.0.1:$warn_port$HIT_QUERY"
+    start_gateway gateway-info "http://127.0.0.1:$UPSTREAM_PORT" info "$SERVER_CPU"
+    info_pid=$GW_PID info_port=$GW_PORT
+    warm gateway-info "http://127.0.0.1:$info_port$HIT_QUERY"
+    for ((round = 1; round <= ROUNDS; round++)); do
+        echo "-- round $round of $ROUNDS"
+        run_wrk nginx "http://127.0.0.1:$NGINX_PORT$HIT_QUERY" "$nginx_pid"
+        run_wrk gateway-warn "http://127.0.0.1:$warn_port$HIT_QUERY" "$warn_pid"
+        run_wrk gateway-info "http://127.0.0.1:$info_port$HIT_QUERY" "$info_pid"
+    done
+    echo "gateway-info wrote $(wc -l <"$WORK/gateway-info.log") access-log lines; gateway-warn $(wc -l <"$WORK/gateway-warn.log")"
+    stop "$nginx_pid"
+    stop "$warn_pid"
+    stop "$info_pid"
 }
 
 # BURST identical misses at once against a fresh gateway whose upstream answers after 200 ms
@@ -400,25 +430,28 @@ bench_memory() {
     FILL_HITS=$(grep -o 'hit=[0-9]*' <<<"$out" | cut -d= -f2 || echo 0)
     echo "upstream requests during fill: $FILL_UPSTREAM"
     echo "VmRSS before: $((RSS_BEFORE / 1024)) MiB ($RSS_BEFORE KiB), after: $((RSS_AFTER / 1024)) MiB ($RSS_AFTER KiB), VmHWM: $((RSS_PEAK / 1024)) MiB"
+    echo "RSS per cached page: $(((RSS_AFTER - RSS_BEFORE) * 1024 / FILL)) bytes (served body $(wc -c <"$WORK/gateway-warn.body") bytes)"
     stop "$GW_PID"
 }
 
 # ---------------------------------------------------------------------------------------------
 
 summary() {
-    local ratio ratio_info
+    local ratio ratio_info ratio_cpu
     ratio=$(awk -v g="${RPS[gateway-warn]}" -v n="${RPS[nginx]}" 'BEGIN {printf "%.2f", g / n}')
     ratio_info=$(awk -v g="${RPS[gateway-info]}" -v n="${RPS[nginx]}" 'BEGIN {printf "%.2f", g / n}')
+    ratio_cpu=$(awk -v g="${PER_CPU[gateway-warn]}" -v n="${PER_CPU[nginx]}" 'BEGIN {printf "%.2f", n ? g / n : 0}')
     met() { awk -v a="$1" -v b="$2" "BEGIN {print (a $3 b) ? \"yes\" : \"no\"}"; }
     log "summary ($(nproc) cores, $(awk -F': ' '/^model name/ {print $2; exit}' /proc/cpuinfo), loadavg $(cut -d' ' -f1-3 /proc/loadavg))"
-    printf '%-34s %12s %10s %10s\n' "cache hits, wrk -c$CONNECTIONS -d$DURATION" "req/s" "p50 ms" "p99 ms"
+    printf '%-34s %12s %10s %10s %14s\n' "cache hits, wrk -c$CONNECTIONS -d$DURATION, best of $ROUNDS" "req/s" "p50 ms" "p99 ms" "req/CPU-s"
     for name in nginx gateway-warn gateway-info; do
-        printf '%-34s %12s %10s %10s\n' "$name" "${RPS[$name]}" "${P50[$name]}" "${P99[$name]}"
+        printf '%-34s %12s %10s %10s %14s\n' "$name" "${RPS[$name]}" "${P50[$name]}" "${P99[$name]}" "${PER_CPU[$name]}"
     done
     echo "(gateway-warn: RUST_LOG=warn, access log off; gateway-info: RUST_LOG=info, JSON access log to a file)"
     echo
     printf '%-44s %-22s %-14s %s\n' "figure" "value" "target" "met"
     printf '%-44s %-22s %-14s %s\n' "hit req/s ratio gateway/nginx (warn)" "${ratio}x" ">= 1.3x" "$(met "$ratio" 1.3 '>=')"
+    printf '%-44s %-22s %-14s %s\n' "hit req/CPU-s ratio gateway/nginx (warn)" "${ratio_cpu}x" "(>= 1.3x)" "$(met "$ratio_cpu" 1.3 '>=')"
     printf '%-44s %-22s %-14s %s\n' "hit req/s ratio gateway/nginx (info)" "${ratio_info}x" "(>= 1.3x)" "$(met "$ratio_info" 1.3 '>=')"
     printf '%-44s %-22s %-14s %s\n' "gateway p99 at $CONNECTIONS connections (warn)" "${P99[gateway-warn]} ms" "< 2 ms" "$(met "${P99[gateway-warn]}" 2 '<')"
     printf '%-44s %-22s %-14s %s\n' "gateway p99 at $CONNECTIONS connections (info)" "${P99[gateway-info]} ms" "(< 2 ms)" "$(met "${P99[gateway-info]}" 2 '<')"
@@ -435,9 +468,7 @@ main() {
     log "upstream"
     write_page
     start_upstream
-    bench_nginx
-    bench_gateway warn
-    bench_gateway info
+    bench_hits
     bench_collapse
     bench_memory
     summary
