@@ -1,0 +1,477 @@
+#!/usr/bin/env bash
+# bench/compare.sh: koodrive-gateway's task-list cache against nginx proxy_cache, side by side
+# over loopback, on the machine it runs on. It PRINTS figures; it asserts nothing and exits 0
+# whatever the numbers are (a failure to set up the bench is what makes it exit non-zero).
+#
+#   bench/compare.sh                       # 10 s per load run
+#   DURATION=3s bench/compare.sh           # quicker
+#   KEEP_WORK=1 bench/compare.sh           # keep the temp dir (configs, logs, wrk output)
+#   ROUNDS=3 bench/compare.sh              # more interleaved wrk rounds (best one reported)
+#
+# What it measures (the issue's targets are printed next to the figures):
+#   1. cache hits: wrk -t1 -c64 --latency against nginx proxy_cache and against the gateway, both
+#      serving the same ~2 KB task-list page from their cache, each server pinned to one core
+#      (SERVER_CPU) and wrk to the other (LOAD_CPU), one after the other; requests/s, p50, p99
+#      and the ratio gateway/nginx. The gateway is measured with RUST_LOG=warn (no access log)
+#      and again with RUST_LOG=info (its default: one JSON access-log line per request).
+#   2. collapsing: 1,000 concurrent identical misses (examples/burst.rs) and how many reached the
+#      upstream.
+#   3. memory: VmRSS of a fresh gateway before and after caching 10,000 distinct ~2 KB pages.
+#
+# Needs root (or nginx and wrk already installed) for apt-get; everything binds 127.0.0.1 only;
+# every process it starts is stopped on exit.
+set -euo pipefail
+
+DURATION=${DURATION:-10s}     # each wrk run
+CONNECTIONS=${CONNECTIONS:-64}
+BURST=${BURST:-1000}          # concurrent identical misses
+FILL=${FILL:-10000}           # distinct pages cached for the memory figure
+SERVER_CPU=${SERVER_CPU:-0}   # the server under test
+LOAD_CPU=${LOAD_CPU:-1}       # wrk and burst
+ROUNDS=${ROUNDS:-2}           # interleaved wrk rounds per server; the best round is reported
+
+REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$REPO/target}
+GATEWAY=$CARGO_TARGET_DIR/release/koodrive-gateway
+BURST_BIN=$CARGO_TARGET_DIR/release/examples/burst
+LIST=/koodrive/ose/v1/task/list
+# The query every hit benchmark asks for (same path and query for nginx and the gateway).
+HIT_QUERY="$LIST?pageSize=20&status=2&pageCursor="
+
+# nginx's workers run as nobody: they must be able to enter the work dir.
+WORK=$(mktemp -d /tmp/koodrive-bench.XXXXXX)
+chmod 755 "$WORK"
+PIDS=()
+
+log() { printf '\n== %s\n' "$*"; }
+die() { printf 'compare.sh: %s\n' "$*" >&2; exit 1; }
+
+# ---------------------------------------------------------------------------------------------
+# Process bookkeeping: every background process is recorded and stopped on exit.
+
+cleanup() {
+    local pid
+    for pid in "${PIDS[@]}"; do
+        kill -TERM "$pid" 2>/dev/null || true
+    done
+    for pid in "${PIDS[@]}"; do
+        stop_wait "$pid"
+    done
+    if [[ -n ${KEEP_WORK:-} ]]; then
+        echo "work dir kept: $WORK"
+    else
+        rm -rf "$WORK"
+    fi
+}
+trap cleanup EXIT
+
+# Waits at most 5 s for a process to exit, then kills it.
+stop_wait() {
+    local pid=$1 i
+    for ((i = 0; i < 50; i++)); do
+        kill -0 "$pid" 2>/dev/null || return 0
+        sleep 0.1
+    done
+    kill -KILL "$pid" 2>/dev/null || true
+}
+
+# Stops one recorded process now (so that the next server has the core to itself).
+stop() {
+    local pid=$1 p kept=()
+    kill -TERM "$pid" 2>/dev/null || true
+    stop_wait "$pid"
+    wait "$pid" 2>/dev/null || true
+    for p in "${PIDS[@]}"; do
+        [[ $p == "$pid" ]] || kept+=("$p")
+    done
+    PIDS=("${kept[@]}")
+}
+
+# Sets the named variable to a free loopback port: a random start, then the first port nothing
+# answers on and that this script has not handed out yet.
+USED_PORTS=" "
+free_port() {
+    local port=$((20000 + RANDOM % 20000)) i
+    for ((i = 0; i < 200; i++, port++)); do
+        [[ $USED_PORTS == *" $port "* ]] && continue
+        if ! (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
+            USED_PORTS+="$port "
+            printf -v "$1" '%s' "$port"
+            return 0
+        fi
+    done
+    die "no free port found"
+}
+
+# Polls a URL until it answers 2xx (at most 10 s).
+wait_http() {
+    local url=$1 i
+    for ((i = 0; i < 100; i++)); do
+        curl -fsS -o /dev/null --max-time 1 "$url" 2>/dev/null && return 0
+        sleep 0.1
+    done
+    die "$url did not come up (logs in $WORK)"
+}
+
+# ---------------------------------------------------------------------------------------------
+# Setup: tools and build.
+
+machine_facts() {
+    log "machine"
+    echo "nproc:     $(nproc)"
+    echo "cpu:       $(awk -F': ' '/^model name/ {print $2; exit}' /proc/cpuinfo)"
+    echo "kernel:    $(uname -r)"
+    echo "loadavg:   $(cut -d' ' -f1-3 /proc/loadavg)  (other work on the machine skews every figure)"
+    echo "duration:  $DURATION per wrk run, $CONNECTIONS connections; servers on CPU $SERVER_CPU, load on CPU $LOAD_CPU"
+}
+
+# nginx and wrk from Debian itself. nginx-light (smallest build with proxy_cache) when the
+# release has it, otherwise nginx.
+install_tools() {
+    local missing=()
+    command -v nginx >/dev/null || missing+=(nginx)
+    command -v wrk >/dev/null || missing+=(wrk)
+    command -v curl >/dev/null || missing+=(curl)
+    command -v taskset >/dev/null || missing+=(util-linux)
+    ((${#missing[@]} == 0)) && return 0
+    log "installing ${missing[*]} from Debian"
+    [[ $EUID -eq 0 ]] || die "need root to apt-get install ${missing[*]}"
+    apt-get update -qq
+    local packages=() name
+    for name in "${missing[@]}"; do
+        if [[ $name == nginx ]]; then
+            if apt-cache policy nginx-light 2>/dev/null | grep -q 'Candidate: [0-9]'; then
+                name=nginx-light
+            fi
+        fi
+        packages+=("$name")
+    done
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${packages[@]}"
+}
+
+build() {
+    log "building (cargo build --release --locked)"
+    (cd "$REPO" && cargo build --release --locked --quiet \
+        && cargo build --release --locked --quiet --example burst)
+    echo "gateway: $GATEWAY"
+    echo "nginx:   $(nginx -v 2>&1)"
+    echo "wrk:     $(wrk -v 2>&1 | head -1 || true)"
+}
+
+# A ~2 KB task-list page in KooDrive's wire shape (taskListDtos, numeric code, code 0).
+write_page() {
+    local page=$WORK/www$LIST tasks="" i=0 sep=""
+    mkdir -p "$(dirname "$page")"
+    while ((${#tasks} < 1900)); do
+        tasks+=$(printf '%s{"taskId":"14862545869424%05d","taskName":"bench-task-%03d","taskType":0,"status":2,"createTime":"2024-08-12T07:22:%02d.000Z"}' \
+            "$sep" "$i" "$i" "$((i % 60))")
+        sep=","
+        ((i += 1))
+    done
+    printf '{"taskListDtos":[%s],"nextCursor":1723549107000,"code":0,"msg":"Success."}' \
+        "$tasks" >"$page"
+    PAGE=$page
+    echo "page: $(wc -c <"$page") bytes, $i tasks"
+}
+
+# ---------------------------------------------------------------------------------------------
+# The servers.
+
+nginx_common() {
+    cat <<EOF
+worker_processes 1;
+pid $1/nginx.pid;
+error_log $1/error.log warn;
+events { worker_connections 4096; }
+http {
+    client_body_temp_path $1/client_temp;
+    proxy_temp_path $1/proxy_temp;
+    fastcgi_temp_path $1/fastcgi_temp;
+    uwsgi_temp_path $1/uwsgi_temp;
+    scgi_temp_path $1/scgi_temp;
+    keepalive_requests 1000000;
+EOF
+}
+
+# The upstream: nginx serving the fixed page as a static file (any query), logging every request
+# so that upstream calls can be counted.
+start_upstream() {
+    local dir=$WORK/nginx-upstream
+    mkdir -p "$dir"
+    free_port UPSTREAM_PORT
+    UPSTREAM_LOG=$dir/access.log
+    {
+        nginx_common "$dir"
+        cat <<EOF
+    log_format uri '\$request_uri';
+    access_log $UPSTREAM_LOG uri;
+    server {
+        listen 127.0.0.1:$UPSTREAM_PORT;
+        root $WORK/www;
+        location = $LIST { default_type application/json; }
+    }
+}
+EOF
+    } >"$dir/nginx.conf"
+    nginx -p "$dir" -c "$dir/nginx.conf" -g 'daemon off; master_process on;' &
+    PIDS+=($!)
+    wait_http "http://127.0.0.1:$UPSTREAM_PORT$LIST"
+    echo "upstream nginx on 127.0.0.1:$UPSTREAM_PORT"
+}
+
+# Requests the upstream has logged for paths matching a pattern.
+upstream_count() {
+    grep -c -- "$1" "$UPSTREAM_LOG" || true
+}
+
+# nginx proxy_cache in front of the upstream: one worker, pinned; cached 10 minutes; concurrent
+# misses locked into one fetch. Its access log is off (the gateway's is off at warn too).
+start_nginx_cache() {
+    local dir=$WORK/nginx-cache
+    mkdir -p "$dir/cache"
+    free_port NGINX_PORT
+    {
+        nginx_common "$dir"
+        cat <<EOF
+    access_log off;
+    proxy_cache_path $dir/cache levels=1:2 keys_zone=pages:10m max_size=256m inactive=60m use_temp_path=off;
+    upstream koodrive { server 127.0.0.1:$UPSTREAM_PORT; keepalive 16; }
+    server {
+        listen 127.0.0.1:$NGINX_PORT;
+        location / {
+            proxy_pass http://koodrive;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_cache pages;
+            proxy_cache_valid 200 10m;
+            proxy_cache_lock on;
+            add_header Cache-Status "nginx; \$upstream_cache_status";
+        }
+    }
+}
+EOF
+    } >"$dir/nginx.conf"
+    taskset -c "$SERVER_CPU" nginx -p "$dir" -c "$dir/nginx.conf" -g 'daemon off; master_process on;' &
+    NGINX_PID=$!
+    PIDS+=("$NGINX_PID")
+    wait_http "http://127.0.0.1:$NGINX_PORT$LIST"
+}
+
+# Writes a gateway config: token mode (no signature, so nginx can be the upstream), long TTL so
+# the page stays fresh for the whole run.
+gateway_config() {
+    local file=$1 port=$2 admin=$3 upstream=$4
+    cat >"$file" <<EOF
+[server]
+listen = "127.0.0.1:$port"
+admin_listen = "127.0.0.1:$admin"
+shutdown_grace = "2s"
+
+[upstream]
+url = "$upstream"
+timeout = "10s"
+
+[auth]
+mode = "token"
+user_id = "1505084218764547200"
+access_token = "bench-token"
+
+[cache]
+max_bytes = "256MiB"
+ttl = "10m"
+
+[log]
+format = "json"
+EOF
+}
+
+# Starts a gateway: name, upstream URL, RUST_LOG level, CPU list (empty: unpinned). Its stdout
+# (the log) goes to a file, as it would to a log collector. Sets GW_PORT and GW_PID.
+start_gateway() {
+    local name=$1 upstream=$2 level=$3 cpus=${4:-} admin
+    free_port GW_PORT
+    free_port admin
+    gateway_config "$WORK/$name.toml" "$GW_PORT" "$admin" "$upstream"
+    if [[ -n $cpus ]]; then
+        RUST_LOG=$level taskset -c "$cpus" "$GATEWAY" --config "$WORK/$name.toml" \
+            >"$WORK/$name.log" 2>&1 &
+    else
+        RUST_LOG=$level "$GATEWAY" --config "$WORK/$name.toml" >"$WORK/$name.log" 2>&1 &
+    fi
+    GW_PID=$!
+    PIDS+=("$GW_PID")
+    wait_http "http://127.0.0.1:$admin/readyz"
+}
+
+# ---------------------------------------------------------------------------------------------
+# Measurements.
+
+# Two GETs: the first fills the cache, the second must be a hit. Prints the served size.
+warm() {
+    local name=$1 url=$2 headers
+    curl -fsS -o /dev/null "$url"
+    headers=$(curl -fsS -D - -o "$WORK/$name.body" "$url")
+    grep -qi '^cache-status:.*hit' <<<"$headers" \
+        || die "$name: second request was not a cache hit: $headers"
+    echo "$name: cache warm, hit serves $(wc -c <"$WORK/$name.body") body bytes"
+}
+
+# wrk latency "215.00us" / "1.20ms" / "1.01s" -> milliseconds.
+to_ms() {
+    awk -v v="$1" 'BEGIN {
+        n = v + 0; u = v; sub(/^[0-9.]+/, "", u)
+        if (u == "us") n /= 1000; else if (u == "s") n *= 1000; else if (u == "m") n *= 60000
+        printf "%.3f", n }'
+}
+
+# CPU time (clock ticks) a process and its children (nginx's worker) have used so far.
+cpu_ticks() {
+    local pid total=0
+    for pid in "$1" $(pgrep -P "$1" || true); do
+        total=$((total + $(awk '{print $14 + $15}' "/proc/$pid/stat" 2>/dev/null || echo 0)))
+    done
+    echo "$total"
+}
+CLK_TCK=$(getconf CLK_TCK)
+
+# Runs wrk on LOAD_CPU against a warm cache and prints one line. Keeps the round with the most
+# requests/s per server (rps, p50/p99 in ms, and requests per CPU-second the server used, which
+# other load on the machine skews less than requests/s).
+declare -A RPS P50 P99 PER_CPU NOTE
+run_wrk() {
+    local name=$1 url=$2 pid=$3 out=$WORK/wrk-$1.txt before after ticks rps p50 p99 n per_cpu note
+    before=$(upstream_count "$LIST")
+    ticks=$(cpu_ticks "$pid")
+    taskset -c "$LOAD_CPU" wrk -t1 -c"$CONNECTIONS" -d"$DURATION" --latency "$url" >"$out"
+    ticks=$(($(cpu_ticks "$pid") - ticks))
+    after=$(upstream_count "$LIST")
+    rps=$(awk '/^Requests\/sec:/ {print $2}' "$out")
+    p50=$(to_ms "$(awk '$1 == "50%" {print $2}' "$out")")
+    p99=$(to_ms "$(awk '$1 == "99%" {print $2}' "$out")")
+    n=$(awk '/requests in/ {print $1}' "$out")
+    per_cpu=$(awk -v n="$n" -v t="$ticks" -v hz="$CLK_TCK" 'BEGIN {printf "%.0f", t ? n * hz / t : 0}')
+    note="server CPU $((ticks * 1000 / CLK_TCK)) ms, upstream requests $((after - before))"
+    if grep -q -e 'Non-2xx' -e 'Socket errors' "$out"; then
+        note+="; $(grep -h -e 'Non-2xx' -e 'Socket errors' "$out" | tr -s ' ' | paste -sd';')"
+    fi
+    printf '%-14s %10s req/s  p50 %7s ms  p99 %7s ms  %8s req/CPU-s  (%s)\n' \
+        "$name" "$rps" "$p50" "$p99" "$per_cpu" "$note"
+    if [[ -z ${RPS[$name]:-} ]] || awk -v a="$rps" -v b="${RPS[$name]}" 'BEGIN {exit !(a > b)}'; then
+        RPS[$name]=$rps P50[$name]=$p50 P99[$name]=$p99 PER_CPU[$name]=$per_cpu NOTE[$name]=$note
+    fi
+}
+
+# Hits: nginx and the gateway (RUST_LOG=warn: no access log; RUST_LOG=info: its default, one
+# JSON access-log line per request, to a file) all started and warmed, then measured one after
+# the other (each has SERVER_CPU to itself while it is measured; the others sit idle), ROUNDS
+# times, interleaved so that a burst of other load on the machine does not hit only one of them.
+bench_hits() {
+    log "cache hits: nginx proxy_cache (1 worker, access log off) and koodrive-gateway, all on CPU $SERVER_CPU; wrk on CPU $LOAD_CPU"
+    local nginx_pid warn_pid warn_port info_pid info_port round
+    start_nginx_cache
+    nginx_pid=$NGINX_PID
+    warm nginx "http://127.0.0.1:$NGINX_PORT$HIT_QUERY"
+    start_gateway gateway-warn "http://127.0.0.1:$UPSTREAM_PORT" warn "$SERVER_CPU"
+    warn_pid=$GW_PID warn_port=$GW_PORT
+    warm gateway-warn "http://127.0.0.1:$warn_port$HIT_QUERY"
+    start_gateway gateway-info "http://127.0.0.1:$UPSTREAM_PORT" info "$SERVER_CPU"
+    info_pid=$GW_PID info_port=$GW_PORT
+    warm gateway-info "http://127.0.0.1:$info_port$HIT_QUERY"
+    for ((round = 1; round <= ROUNDS; round++)); do
+        echo "-- round $round of $ROUNDS"
+        run_wrk nginx "http://127.0.0.1:$NGINX_PORT$HIT_QUERY" "$nginx_pid"
+        run_wrk gateway-warn "http://127.0.0.1:$warn_port$HIT_QUERY" "$warn_pid"
+        run_wrk gateway-info "http://127.0.0.1:$info_port$HIT_QUERY" "$info_pid"
+    done
+    echo "gateway-info wrote $(wc -l <"$WORK/gateway-info.log") access-log lines; gateway-warn $(wc -l <"$WORK/gateway-warn.log")"
+    stop "$nginx_pid"
+    stop "$warn_pid"
+    stop "$info_pid"
+}
+
+# BURST identical misses at once against a fresh gateway whose upstream answers after 200 ms
+# (burst's own, see examples/burst.rs): how many reach the upstream.
+bench_collapse() {
+    log "collapsing: $BURST concurrent identical misses, upstream answering after 200 ms"
+    local upstream_port out
+    free_port upstream_port
+    start_gateway gateway-collapse "http://127.0.0.1:$upstream_port" warn "$SERVER_CPU"
+    out=$(taskset -c "$LOAD_CPU" "$BURST_BIN" collapse --addr "127.0.0.1:$GW_PORT" \
+        --path "$LIST?taskType=7&status=1&pageSize=10" --count "$BURST" \
+        --upstream-listen "127.0.0.1:$upstream_port" --delay-ms 200 --body-file "$PAGE")
+    echo "$out"
+    COLLAPSE_UPSTREAM=$(awk '/^upstream_requests:/ {print $2}' <<<"$out")
+    COLLAPSE_STATUSES=$(awk '/^statuses:/ {$1 = ""; print substr($0, 2)}' <<<"$out")
+    stop "$GW_PID"
+}
+
+rss_kib() { awk -v k="$2" '$1 == k":" {print $2}' "/proc/$1/status"; }
+
+# A fresh gateway (unpinned, as deployed), RSS before and after FILL distinct pages, and a second
+# pass that must be all hits (the pages really are cached, none evicted).
+bench_memory() {
+    log "memory: $FILL distinct ~2 KB pages (gateway unpinned, cache.max_bytes 256MiB)"
+    local path="$LIST?pageSize=50" out before after
+    start_gateway gateway-memory "http://127.0.0.1:$UPSTREAM_PORT" warn ""
+    curl -fsS -o /dev/null "http://127.0.0.1:$GW_PORT$LIST?pageSize=50&pageCursor=0"
+    RSS_BEFORE=$(rss_kib "$GW_PID" VmRSS)
+    before=$(upstream_count 'pageSize=50&pageCursor=')
+    out=$(taskset -c "$LOAD_CPU" "$BURST_BIN" fill --addr "127.0.0.1:$GW_PORT" --path "$path" \
+        --count "$FILL" --concurrency 16)
+    echo "fill:  $(paste -sd' ' <<<"$out")"
+    after=$(upstream_count 'pageSize=50&pageCursor=')
+    sleep 1 # let moka finish its pending bookkeeping before reading RSS
+    RSS_AFTER=$(rss_kib "$GW_PID" VmRSS)
+    RSS_PEAK=$(rss_kib "$GW_PID" VmHWM)
+    out=$(taskset -c "$LOAD_CPU" "$BURST_BIN" fill --addr "127.0.0.1:$GW_PORT" --path "$path" \
+        --count "$FILL" --concurrency 16)
+    echo "again: $(paste -sd' ' <<<"$out")"
+    FILL_UPSTREAM=$((after - before))
+    FILL_HITS=$(grep -o 'hit=[0-9]*' <<<"$out" | cut -d= -f2 || echo 0)
+    echo "upstream requests during fill: $FILL_UPSTREAM"
+    echo "VmRSS before: $((RSS_BEFORE / 1024)) MiB ($RSS_BEFORE KiB), after: $((RSS_AFTER / 1024)) MiB ($RSS_AFTER KiB), VmHWM: $((RSS_PEAK / 1024)) MiB"
+    echo "RSS per cached page: $(((RSS_AFTER - RSS_BEFORE) * 1024 / FILL)) bytes (served body $(wc -c <"$WORK/gateway-warn.body") bytes)"
+    stop "$GW_PID"
+}
+
+# ---------------------------------------------------------------------------------------------
+
+summary() {
+    local ratio ratio_info ratio_cpu
+    ratio=$(awk -v g="${RPS[gateway-warn]}" -v n="${RPS[nginx]}" 'BEGIN {printf "%.2f", g / n}')
+    ratio_info=$(awk -v g="${RPS[gateway-info]}" -v n="${RPS[nginx]}" 'BEGIN {printf "%.2f", g / n}')
+    ratio_cpu=$(awk -v g="${PER_CPU[gateway-warn]}" -v n="${PER_CPU[nginx]}" 'BEGIN {printf "%.2f", n ? g / n : 0}')
+    met() { awk -v a="$1" -v b="$2" "BEGIN {print (a $3 b) ? \"yes\" : \"no\"}"; }
+    log "summary ($(nproc) cores, $(awk -F': ' '/^model name/ {print $2; exit}' /proc/cpuinfo), loadavg $(cut -d' ' -f1-3 /proc/loadavg))"
+    printf '%-34s %12s %10s %10s %14s\n' "cache hits, wrk -c$CONNECTIONS -d$DURATION, best of $ROUNDS" "req/s" "p50 ms" "p99 ms" "req/CPU-s"
+    for name in nginx gateway-warn gateway-info; do
+        printf '%-34s %12s %10s %10s %14s\n' "$name" "${RPS[$name]}" "${P50[$name]}" "${P99[$name]}" "${PER_CPU[$name]}"
+    done
+    echo "(gateway-warn: RUST_LOG=warn, access log off; gateway-info: RUST_LOG=info, JSON access log to a file)"
+    echo
+    printf '%-44s %-22s %-14s %s\n' "figure" "value" "target" "met"
+    printf '%-44s %-22s %-14s %s\n' "hit req/s ratio gateway/nginx (warn)" "${ratio}x" ">= 1.3x" "$(met "$ratio" 1.3 '>=')"
+    printf '%-44s %-22s %-14s %s\n' "hit req/CPU-s ratio gateway/nginx (warn)" "${ratio_cpu}x" "(>= 1.3x)" "$(met "$ratio_cpu" 1.3 '>=')"
+    printf '%-44s %-22s %-14s %s\n' "hit req/s ratio gateway/nginx (info)" "${ratio_info}x" "(>= 1.3x)" "$(met "$ratio_info" 1.3 '>=')"
+    printf '%-44s %-22s %-14s %s\n' "gateway p99 at $CONNECTIONS connections (warn)" "${P99[gateway-warn]} ms" "< 2 ms" "$(met "${P99[gateway-warn]}" 2 '<')"
+    printf '%-44s %-22s %-14s %s\n' "gateway p99 at $CONNECTIONS connections (info)" "${P99[gateway-info]} ms" "(< 2 ms)" "$(met "${P99[gateway-info]}" 2 '<')"
+    printf '%-44s %-22s %-14s %s\n' "upstream requests for $BURST identical misses" "$COLLAPSE_UPSTREAM ($COLLAPSE_STATUSES)" "1" "$(met "$COLLAPSE_UPSTREAM" 1 '==')"
+    printf '%-44s %-22s %-14s %s\n' "VmRSS with $FILL cached pages" "$((RSS_AFTER / 1024)) MiB (idle $((RSS_BEFORE / 1024)))" "< 40 MiB" "$(met "$RSS_AFTER" $((40 * 1024)) '<')"
+    printf '%-44s %-22s\n' "  pages cached (second pass hits)" "$FILL_HITS of $FILL, upstream fetched $FILL_UPSTREAM"
+}
+
+main() {
+    ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
+    machine_facts
+    install_tools
+    build
+    log "upstream"
+    write_page
+    start_upstream
+    bench_hits
+    bench_collapse
+    bench_memory
+    summary
+}
+
+main "$@"
