@@ -255,7 +255,12 @@ fn cache_class(value: &str) -> String {
 }
 
 /// Answers every request with `body` after `delay`, counting requests.
-async fn slow_upstream(listener: TcpListener, hits: Arc<AtomicUsize>, delay: Duration, body: Bytes) {
+async fn slow_upstream(
+    listener: TcpListener,
+    hits: Arc<AtomicUsize>,
+    delay: Duration,
+    body: Bytes,
+) {
     while let Ok((stream, _)) = listener.accept().await {
         let (hits, body) = (Arc::clone(&hits), body.clone());
         let service = hyper::service::service_fn(move |_request| {

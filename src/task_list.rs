@@ -31,7 +31,15 @@ pub async fn serve(state: &Arc<State>, parts: Parts) -> Result<Response<Body>, G
     let key = state.cache.key(&identity, &query);
     let directive = policy::client_directive(&parts.headers);
     let config = &*state.cache.config();
-    let fetch = fetcher(state, live, parts.uri, parts.headers);
+    // Built only on a miss: a hit never pays for it.
+    let fetch = || {
+        fetcher(
+            state,
+            Arc::clone(&live),
+            parts.uri.clone(),
+            parts.headers.clone(),
+        )
+    };
 
     // A stored page: fresh is served as it is; stale-while-revalidate is served while one
     // background refresh runs; older ones are kept for stale-if-error.
@@ -52,7 +60,7 @@ pub async fn serve(state: &Arc<State>, parts: Parts) -> Result<Response<Body>, G
             }
             Freshness::Revalidate => {
                 record(state, "stale-while-revalidate");
-                state.cache.refresh_in_background(key, fetch);
+                state.cache.refresh_in_background(key, fetch());
                 let ttl = policy::ttl_seconds(entry.age(), config);
                 let status = format!("{CACHE_NAME}; hit; ttl={ttl}; detail=stale-while-revalidate");
                 return Ok(from_entry(entry, status, "stale"));
@@ -65,7 +73,7 @@ pub async fn serve(state: &Arc<State>, parts: Parts) -> Result<Response<Body>, G
     let max_wait = state.upstream.timeout() + WAIT_MARGIN;
     let (result, forwarded, label) = match directive {
         Directive::Normal => {
-            let (result, role) = state.cache.collapse(key, max_wait, fetch).await;
+            let (result, role) = state.cache.collapse(key, max_wait, fetch()).await;
             let label = match role {
                 Role::Leader => "miss",
                 Role::Collapsed => "collapsed",
@@ -80,7 +88,7 @@ pub async fn serve(state: &Arc<State>, parts: Parts) -> Result<Response<Body>, G
         }
         Directive::Refresh => {
             record(state, "refresh");
-            let result = match fetch.await {
+            let result = match fetch().await {
                 Ok(page) => {
                     let stored = state.cache.store_if_allowed(key, &page).await;
                     Ok(Arc::new(Fetched { page, stored }))
@@ -95,7 +103,7 @@ pub async fn serve(state: &Arc<State>, parts: Parts) -> Result<Response<Body>, G
         }
         Directive::NoStore => {
             record(state, "bypass");
-            let result = fetch.await.map(|page| {
+            let result = fetch().await.map(|page| {
                 Arc::new(Fetched {
                     page,
                     stored: false,
@@ -179,7 +187,7 @@ fn set_cache_status(headers: &mut HeaderMap, value: &str) {
     }
 }
 
-/// Notes what the cache did: in the request span and in the cache counters.
+/// Counts what the cache did (the access log reads it from the response).
 fn record(state: &State, what: &'static str) {
     let metrics = &state.metrics;
     match what {
@@ -191,5 +199,4 @@ fn record(state: &State, what: &'static str) {
             .inc(),
         _ => metrics.cache_misses.inc(),
     };
-    tracing::Span::current().record("cache", what);
 }

@@ -8,8 +8,11 @@ use tracing_subscriber::{fmt, reload, EnvFilter, Registry};
 
 use crate::config::{LogConfig, LogFormat};
 
-/// Changes the log level of a running process (SIGHUP reload).
-pub struct LogHandle(Option<reload::Handle<EnvFilter, Registry>>);
+/// Changes the log level of a running process (SIGHUP reload); dropping it flushes the log.
+pub struct LogHandle {
+    level: Option<reload::Handle<EnvFilter, Registry>>,
+    _flush: tracing_appender::non_blocking::WorkerGuard,
+}
 
 fn filter(log: &LogConfig) -> EnvFilter {
     std::env::var("RUST_LOG")
@@ -26,26 +29,34 @@ fn filter(log: &LogConfig) -> EnvFilter {
 pub fn init(log: &LogConfig) -> LogHandle {
     let (filter, handle) = reload::Layer::new(filter(log));
     let registry = tracing_subscriber::registry().with(filter);
-    let layer = fmt::layer().with_writer(std::io::stdout);
+    // Lines are written by a background thread, not by the request path; when it falls behind,
+    // callers wait rather than lose lines.
+    let (writer, flush) = tracing_appender::non_blocking::NonBlockingBuilder::default()
+        .lossy(false)
+        .finish(std::io::stdout());
+    let layer = fmt::layer().with_writer(writer);
     let installed = match log.format {
         LogFormat::Json => registry
             .with(
                 layer
                     .json()
                     .with_current_span(true)
-                    .with_span_list(true)
+                    .with_span_list(false)
                     .flatten_event(true),
             )
             .try_init(),
         LogFormat::Pretty => registry.with(layer).try_init(),
     };
-    LogHandle(installed.ok().map(|()| handle))
+    LogHandle {
+        level: installed.ok().map(|()| handle),
+        _flush: flush,
+    }
 }
 
 impl LogHandle {
     /// Applies `log.level` from a reloaded config (`RUST_LOG`, when set, still wins).
     pub fn set_level(&self, log: &LogConfig) {
-        if let Some(handle) = &self.0 {
+        if let Some(handle) = &self.level {
             if handle.reload(filter(log)).is_err() {
                 tracing::warn!("log level could not be changed");
             }

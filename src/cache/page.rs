@@ -46,9 +46,25 @@ pub struct Entry {
 }
 
 impl Entry {
+    /// Stores a compact copy: header values parsed by hyper are slices of the connection's
+    /// whole read buffer, and a body may sit in a larger allocation; copying both keeps an
+    /// entry's memory to what the weigher counts. `Date` is dropped (the server sets its own).
     pub fn new(page: Page) -> Entry {
+        let mut headers = HeaderMap::with_capacity(page.headers.len());
+        for (name, value) in &page.headers {
+            if name == header::DATE {
+                continue;
+            }
+            if let Ok(copy) = HeaderValue::from_bytes(value.as_bytes()) {
+                headers.append(name.clone(), copy);
+            }
+        }
         Entry {
-            page,
+            page: Page {
+                status: page.status,
+                headers,
+                body: Bytes::copy_from_slice(&page.body),
+            },
             stored_at: Instant::now(),
         }
     }
