@@ -21,3 +21,13 @@ pub mod task_list;
 pub mod telemetry;
 pub mod trace_id;
 pub mod upstream;
+
+/// Property-test cases: the given default in CI, or `PROPTEST_CASES` for a longer run
+/// (`fuzz/run.sh`).
+#[cfg(test)]
+pub(crate) fn fuzz_cases(default: u32) -> u32 {
+    std::env::var("PROPTEST_CASES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}

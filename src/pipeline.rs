@@ -128,8 +128,6 @@ async fn proxy(
     route: Route,
 ) -> Result<Response<Body>, GatewayError> {
     let (mut parts, incoming) = request.into_parts();
-    // Ambiguous framing is refused, never forwarded (request smuggling).
-    check_framing(&parts.headers)?;
     // Connection-level headers stay on this hop; the trace id goes upstream.
     headers::strip_hop_by_hop(&mut parts.headers);
     parts.headers.insert(X_TRACEID, trace_id.clone());
@@ -262,21 +260,6 @@ async fn read_bounded(
         }
         Err(e) => Err(GatewayError::ClientBody(e)),
     }
-}
-
-/// Content-Length together with Transfer-Encoding, or more than one Content-Length: a request
-/// whose length two parsers could read differently.
-fn check_framing(headers: &http::HeaderMap) -> Result<(), GatewayError> {
-    let lengths = headers.get_all(header::CONTENT_LENGTH).iter().count();
-    if lengths > 1 {
-        return Err(GatewayError::BadRequest("more than one Content-Length"));
-    }
-    if lengths == 1 && headers.contains_key(header::TRANSFER_ENCODING) {
-        return Err(GatewayError::BadRequest(
-            "Content-Length together with Transfer-Encoding",
-        ));
-    }
-    Ok(())
 }
 
 /// A buffered body has a known length: say so, except on a bodiless GET or HEAD.

@@ -285,4 +285,64 @@ mod tests {
         );
         assert_eq!(parse_authorization("Bearer abc"), None);
     }
+
+    mod properties {
+        use super::*;
+        use proptest::prelude::*;
+
+        fn input<'a>(
+            method: &'a str,
+            path: &'a str,
+            query: &'a str,
+            headers: &'a [(&'a str, &'a str)],
+        ) -> SignInput<'a> {
+            SignInput {
+                method,
+                path,
+                query: Some(query),
+                headers,
+                payload_sha256: EMPTY_PAYLOAD_SHA256,
+            }
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(crate::fuzz_cases(256)))]
+
+            #[test]
+            fn arbitrary_requests_never_panic(method in "[A-Za-z]{0,8}", path in ".{0,64}", query in ".{0,64}") {
+                let canonical = canonical_request(&input(&method, &path, &query, HEADERS));
+                prop_assert_eq!(canonical.lines().count() >= 6, true);
+            }
+
+            #[test]
+            fn query_order_does_not_change_the_signature(
+                pairs in proptest::collection::vec(("[a-zA-Z0-9%+~ ]{1,6}", "[a-zA-Z0-9%+~ =]{0,6}"), 0..6),
+            ) {
+                let encode = |pairs: &[(String, String)]| {
+                    pairs.iter().map(|(k, v)| format!("{}={}", k.replace('&', ""), v.replace('&', ""))).collect::<Vec<_>>().join("&")
+                };
+                let forward = encode(&pairs);
+                let mut reversed = pairs.clone();
+                reversed.reverse();
+                let backward = encode(&reversed);
+                let a = signature(SECRET, &input("GET", "/x", &forward, HEADERS));
+                let b = signature(SECRET, &input("GET", "/x", &backward, HEADERS));
+                prop_assert_eq!(a, b);
+                // Canonicalizing the canonical query again changes nothing.
+                let once = canonical_query(Some(&forward));
+                prop_assert_eq!(canonical_query(Some(&once)), once);
+            }
+
+            #[test]
+            fn every_signed_part_changes_the_signature(path in "/[a-z]{1,8}", value in "[0-9]{1,5}") {
+                let base = signature(SECRET, &input("GET", &path, "a=1", HEADERS));
+                prop_assert_ne!(&base, &signature(SECRET, &input("POST", &path, "a=1", HEADERS)));
+                prop_assert_ne!(&base, &signature(SECRET, &input("GET", &format!("{path}x"), "a=1", HEADERS)));
+                prop_assert_ne!(&base, &signature(SECRET, &input("GET", &path, &format!("a=1{value}"), HEADERS)));
+                let headers = [("Host", "h"), ("X-Date", "20240909T033325Z"), ("X-User-Id", value.as_str())];
+                prop_assert_ne!(&base, &signature(SECRET, &input("GET", &path, "a=1", &headers)));
+                prop_assert_ne!(&base, &signature(b"other", &input("GET", &path, "a=1", HEADERS)));
+            }
+        }
+    }
 }

@@ -384,3 +384,59 @@ async fn no_secret_reaches_logs_error_bodies_or_metrics_at_trace_level() {
     }
     std::fs::remove_file(config).ok();
 }
+
+fn rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
+    line.split_whitespace().nth(1).unwrap().parse().unwrap()
+}
+
+#[tokio::test]
+async fn ten_thousand_idle_connections_cost_bounded_memory_and_service_goes_on() {
+    let mock = Mock::ok().await;
+    let config = temp_config(
+        "idle",
+        &format!(
+            "[server]\nlisten = \"127.0.0.1:0\"\nadmin_listen = \"127.0.0.1:0\"\n\
+             [upstream]\nurl = \"{}\"\n[auth]\nmode = \"token\"\nuser_id = \"7\"\naccess_token = \"t\"\n",
+            mock.url()
+        ),
+    );
+    let mut process = Process::spawn(
+        &["--config", config.to_str().unwrap()],
+        &[("RUST_LOG", "info,koodrive_gateway::access=warn")],
+    );
+    let ready = process.line_with("koodrive-gateway listening").await;
+    let json: serde_json::Value = serde_json::from_str(&ready).unwrap();
+    let addr: std::net::SocketAddr = json["addr"].as_str().unwrap().parse().unwrap();
+    let pid = process.child.id().unwrap();
+    let client = Client::new(addr);
+    assert_eq!(client.get(TASK_LIST).await.status, 200);
+    let before = rss_kib(pid);
+
+    let mut idle = Vec::with_capacity(10_000);
+    within("10,000 connections", async {
+        for _ in 0..10_000 {
+            idle.push(tokio::net::TcpStream::connect(addr).await.unwrap());
+        }
+    })
+    .await;
+    // Service goes on while they sit there.
+    let fresh = Client::new(addr);
+    assert_eq!(fresh.get("/koodrive/ose/v1/task/1").await.status, 200);
+    let during = rss_kib(pid);
+    let grown_mib = during.saturating_sub(before) / 1024;
+    println!(
+        "RSS {} MiB before, {} MiB with 10,000 idle connections",
+        before / 1024,
+        during / 1024
+    );
+    assert!(
+        grown_mib < 160,
+        "10,000 idle connections cost {grown_mib} MiB"
+    );
+    drop(idle);
+    let (status, _) = process.terminate().await;
+    assert!(status.success());
+    std::fs::remove_file(config).ok();
+}

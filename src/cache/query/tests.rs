@@ -63,7 +63,7 @@ fn bad_values_name_the_parameter_value_and_rule() {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(512))]
+    #![proptest_config(ProptestConfig::with_cases(crate::fuzz_cases(512)))]
 
     #[test]
     fn parsing_arbitrary_queries_never_panics(query in ".{0,200}") {
