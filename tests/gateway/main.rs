@@ -12,5 +12,7 @@ mod forwarding;
 mod lifecycle;
 mod metrics;
 mod normalize;
+#[cfg(feature = "otlp")]
+mod otlp;
 mod reload;
 mod trace;
