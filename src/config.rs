@@ -50,6 +50,7 @@ pub struct Config {
     pub normalize: NormalizeConfig,
     pub admin: AdminConfig,
     pub log: LogConfig,
+    pub telemetry: TelemetryConfig,
 }
 
 #[derive(Debug, Clone)]
@@ -127,6 +128,16 @@ pub enum LogFormat {
 pub struct LogConfig {
     pub format: LogFormat,
     pub level: Option<String>,
+}
+
+/// OpenTelemetry export; read once at start (a reload does not change it).
+#[derive(Debug, Clone)]
+pub struct TelemetryConfig {
+    /// The OTLP/HTTP collector's base URL; spans are posted to `<endpoint>/v1/traces`. `None`: no
+    /// export (W3C `traceparent` is then passed upstream unchanged).
+    pub otlp_endpoint: Option<Uri>,
+    /// The `service.name` resource attribute of exported spans.
+    pub service_name: String,
 }
 
 impl Config {
@@ -236,6 +247,7 @@ impl Config {
         if let Some(level) = &log.level {
             tracing_subscriber::EnvFilter::try_new(level).map_err(|e| invalid("log.level", e))?;
         }
+        let telemetry = telemetry_from_raw(raw.telemetry)?;
         let admin = AdminConfig {
             token: nonempty_secret("admin.token", raw.admin.token)?,
         };
@@ -253,8 +265,58 @@ impl Config {
             normalize,
             admin,
             log,
+            telemetry,
         })
     }
+}
+
+fn telemetry_from_raw(raw: raw::RawTelemetry) -> Result<TelemetryConfig, ConfigError> {
+    let key = "telemetry.otlp_endpoint";
+    let otlp_endpoint = match raw.otlp_endpoint.as_deref().map(str::trim) {
+        None | Some("") => None,
+        Some(url) => {
+            if !cfg!(feature = "otlp") {
+                return Err(invalid(
+                    key,
+                    "koodrive-gateway was built without the otlp feature (cargo build --features otlp)",
+                ));
+            }
+            Some(parse_otlp_endpoint(url)?)
+        }
+    };
+    let service_name = raw.service_name.trim();
+    if service_name.is_empty() {
+        return Err(invalid("telemetry.service_name", "is empty"));
+    }
+    Ok(TelemetryConfig {
+        otlp_endpoint,
+        service_name: service_name.to_owned(),
+    })
+}
+
+/// An http(s) collector URL, possibly with a path prefix (`/v1/traces` is appended), no query.
+fn parse_otlp_endpoint(url: &str) -> Result<Uri, ConfigError> {
+    let key = "telemetry.otlp_endpoint";
+    let uri: Uri = url
+        .trim_end_matches('/')
+        .parse()
+        .map_err(|e| invalid(key, format!("\"{url}\" is not a URL ({e})")))?;
+    if !uri
+        .scheme()
+        .is_some_and(|s| *s == Scheme::HTTP || *s == Scheme::HTTPS)
+    {
+        return Err(invalid(
+            key,
+            format!("\"{url}\": scheme must be http or https"),
+        ));
+    }
+    if !uri.authority().is_some_and(|a| !a.host().is_empty()) {
+        return Err(invalid(key, format!("\"{url}\" has no host")));
+    }
+    if uri.query().is_some() {
+        return Err(invalid(key, format!("\"{url}\": a query is not supported")));
+    }
+    Ok(uri)
 }
 
 fn auth_from_raw(raw: raw::RawAuth) -> Result<AuthConfig, ConfigError> {

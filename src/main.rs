@@ -56,7 +56,8 @@ async fn main() -> anyhow::Result<()> {
             Config::load(&path).with_context(|| format!("invalid config {}", path.display()))?;
         (config, None)
     };
-    let log = telemetry::init(&config.log);
+    let telemetry = telemetry::init(&config.log, &config.telemetry)
+        .context("cannot set up telemetry export")?;
     let running = gateway::run(config)
         .await
         .context("cannot start the gateway")?;
@@ -74,9 +75,11 @@ async fn main() -> anyhow::Result<()> {
         println!("try:  curl -si '{url}'");
         println!();
     }
-    serve_signals(&running, &log, config_path.as_deref()).await;
+    serve_signals(&running, &telemetry.log, config_path.as_deref()).await;
     running.shutdown();
     running.wait().await;
+    // After the drain, so the last requests' spans are exported too.
+    telemetry.shutdown().await;
     Ok(())
 }
 

@@ -1,17 +1,38 @@
 //! Process-wide tracing setup: JSON or pretty lines on stdout, level from `RUST_LOG` or
 //! `log.level` (reloadable). Every event inside a request carries that request's span, and so
-//! its `trace_id`.
+//! its `trace_id`. With the `otlp` feature and `telemetry.otlp_endpoint`, the same spans are
+//! also exported over OTLP/HTTP, and W3C `traceparent` is honoured and propagated upstream.
+
+#[cfg(feature = "otlp")]
+mod otlp;
 
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{fmt, reload, EnvFilter, Registry};
 
-use crate::config::{LogConfig, LogFormat};
+use crate::config::{LogConfig, LogFormat, TelemetryConfig};
 
 /// Changes the log level of a running process (SIGHUP reload); dropping it flushes the log.
 pub struct LogHandle {
     level: Option<reload::Handle<EnvFilter, Registry>>,
     _flush: tracing_appender::non_blocking::WorkerGuard,
+}
+
+/// What `init` installed: the log-level handle and, with OTLP export, the exporter to flush on
+/// exit.
+pub struct Telemetry {
+    pub log: LogHandle,
+    #[cfg(feature = "otlp")]
+    export: Option<otlp::Export>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum TelemetryError {
+    #[error("cannot set up TLS for the OTLP exporter")]
+    Tls(#[source] crate::upstream::TlsSetupError),
+    #[cfg(feature = "otlp")]
+    #[error("cannot build the OTLP exporter")]
+    Exporter(#[source] opentelemetry_otlp::ExporterBuildError),
 }
 
 fn filter(log: &LogConfig) -> EnvFilter {
@@ -26,9 +47,21 @@ fn filter(log: &LogConfig) -> EnvFilter {
         .unwrap_or_else(|| EnvFilter::new("info"))
 }
 
-pub fn init(log: &LogConfig) -> LogHandle {
+/// Installs the process's subscriber: the level filter, the OTLP span exporter when built in
+/// and configured, and the log lines. Fails only when the exporter cannot be built.
+pub fn init(log: &LogConfig, telemetry: &TelemetryConfig) -> Result<Telemetry, TelemetryError> {
+    #[cfg(feature = "otlp")]
+    let export = telemetry
+        .otlp_endpoint
+        .as_ref()
+        .map(|endpoint| otlp::Export::new(endpoint, &telemetry.service_name))
+        .transpose()?;
+    #[cfg(not(feature = "otlp"))]
+    let _ = telemetry;
     let (filter, handle) = reload::Layer::new(filter(log));
     let registry = tracing_subscriber::registry().with(filter);
+    #[cfg(feature = "otlp")]
+    let registry = registry.with(export.as_ref().map(otlp::Export::layer));
     // Lines are written by a background thread, not by the request path; when it falls behind,
     // callers wait rather than lose lines.
     let (writer, flush) = tracing_appender::non_blocking::NonBlockingBuilder::default()
@@ -47,9 +80,23 @@ pub fn init(log: &LogConfig) -> LogHandle {
             .try_init(),
         LogFormat::Pretty => registry.with(layer).try_init(),
     };
-    LogHandle {
-        level: installed.ok().map(|()| handle),
-        _flush: flush,
+    Ok(Telemetry {
+        log: LogHandle {
+            level: installed.ok().map(|()| handle),
+            _flush: flush,
+        },
+        #[cfg(feature = "otlp")]
+        export,
+    })
+}
+
+impl Telemetry {
+    /// Exports the spans still queued and stops the exporter; call after the gateway drained.
+    pub async fn shutdown(self) {
+        #[cfg(feature = "otlp")]
+        if let Some(export) = self.export {
+            export.shutdown().await;
+        }
     }
 }
 
@@ -66,8 +113,15 @@ impl LogHandle {
 
 /// Makes the request span a child of the caller's W3C `traceparent`, when OpenTelemetry export
 /// is built in (`otlp` feature); nothing otherwise.
+#[cfg(not(feature = "otlp"))]
+#[inline(always)]
 pub fn adopt_parent(_headers: &http::HeaderMap, _span: &tracing::Span) {}
 
 /// Writes the current span's W3C `traceparent` into an upstream request, when OpenTelemetry
 /// export is built in (`otlp` feature); nothing otherwise (the caller's header passes through).
+#[cfg(not(feature = "otlp"))]
+#[inline(always)]
 pub fn inject_context(_headers: &mut http::HeaderMap) {}
+
+#[cfg(feature = "otlp")]
+pub use otlp::{adopt_parent, inject_context};

@@ -143,6 +143,12 @@ fn errors_name_the_key_and_why() {
         ),
         ("", &[("KOODRIVE_GATEWAY__LOG__LEVEL", "[[[")], "log.level"),
         ("", &[("KOODRIVE_GATEWAY__SERVER", "x")], "server"),
+        ("[telemetry]\nendpoint = \"x\"", &[], "telemetry.endpoint"),
+        (
+            "",
+            &[("KOODRIVE_GATEWAY__TELEMETRY__SERVICE_NAME", " ")],
+            "telemetry.service_name",
+        ),
         (
             "",
             &[("KOODRIVE_GATEWAY__SERVER__ADMIN_LISTEN", "0.0.0.0:9901")],
@@ -174,4 +180,60 @@ fn secrets_never_show_in_debug_output() {
     let debug = format!("{config:?}");
     assert!(!debug.contains("secret\""), "{debug}");
     assert!(!debug.contains("adm1n"), "{debug}");
+}
+
+#[test]
+fn telemetry_defaults_to_no_export() {
+    let config = Config::parse(MINIMAL, env(&[])).unwrap_or_else(|e| panic!("{e}"));
+    assert!(config.telemetry.otlp_endpoint.is_none());
+    assert_eq!(config.telemetry.service_name, "koodrive-gateway");
+}
+
+#[cfg(not(feature = "otlp"))]
+#[test]
+fn an_otlp_endpoint_without_the_otlp_feature_is_an_error() {
+    let set = [(
+        "KOODRIVE_GATEWAY__TELEMETRY__OTLP_ENDPOINT",
+        "http://127.0.0.1:4318",
+    )];
+    let message = error_of(MINIMAL, &set);
+    assert!(message.contains("telemetry.otlp_endpoint"), "{message}");
+    assert!(
+        message.contains("built without the otlp feature"),
+        "{message}"
+    );
+}
+
+#[cfg(feature = "otlp")]
+#[test]
+fn an_otlp_endpoint_is_an_http_url() {
+    let config = Config::parse(
+        MINIMAL,
+        env(&[
+            (
+                "KOODRIVE_GATEWAY__TELEMETRY__OTLP_ENDPOINT",
+                "http://127.0.0.1:4318/",
+            ),
+            ("KOODRIVE_GATEWAY__TELEMETRY__SERVICE_NAME", "sidecar-7"),
+        ]),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let endpoint = config.telemetry.otlp_endpoint.unwrap();
+    assert_eq!(endpoint.authority().unwrap().as_str(), "127.0.0.1:4318");
+    assert_eq!(config.telemetry.service_name, "sidecar-7");
+    for bad in [
+        "ftp://collector:4318",
+        "collector:4318",
+        "http://c:4318/?x=1",
+        "not a url",
+    ] {
+        let message = error_of(
+            MINIMAL,
+            &[("KOODRIVE_GATEWAY__TELEMETRY__OTLP_ENDPOINT", bad)],
+        );
+        assert!(
+            message.contains("telemetry.otlp_endpoint"),
+            "{bad}: {message}"
+        );
+    }
 }

@@ -15,7 +15,7 @@ fn example_config() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("config/koodrive-gateway.toml")
 }
 
-fn temp_config(name: &str, text: &str) -> PathBuf {
+pub(crate) fn temp_config(name: &str, text: &str) -> PathBuf {
     let path = std::env::temp_dir().join(format!("kdgw-{}-{name}.toml", std::process::id()));
     std::fs::write(&path, text).unwrap();
     path
@@ -133,14 +133,14 @@ fn help_documents_the_modes() {
     }
 }
 
-struct Process {
+pub(crate) struct Process {
     child: Child,
     lines: Lines<BufReader<ChildStdout>>,
     seen: Vec<String>,
 }
 
 impl Process {
-    fn spawn(args: &[&str], env: &[(&str, &str)]) -> Process {
+    pub(crate) fn spawn(args: &[&str], env: &[(&str, &str)]) -> Process {
         let mut command = Command::new(BIN);
         command
             .args(args)
@@ -162,7 +162,7 @@ impl Process {
     }
 
     /// Reads stdout until a line contains `needle`; returns that line.
-    async fn line_with(&mut self, needle: &str) -> String {
+    pub(crate) async fn line_with(&mut self, needle: &str) -> String {
         within(needle, async {
             loop {
                 let line = self.lines.next_line().await.unwrap().expect("stdout ended");
@@ -175,7 +175,7 @@ impl Process {
         .await
     }
 
-    async fn terminate(mut self) -> (std::process::ExitStatus, Vec<String>) {
+    pub(crate) async fn terminate(mut self) -> (std::process::ExitStatus, Vec<String>) {
         let pid = self.child.id().unwrap().to_string();
         std::process::Command::new("kill")
             .args(["-TERM", &pid])

@@ -15,5 +15,7 @@ mod fuzz;
 mod lifecycle;
 mod metrics;
 mod normalize;
+#[cfg(feature = "otlp")]
+mod otlp;
 mod reload;
 mod trace;
