@@ -18,4 +18,5 @@ mod normalize;
 #[cfg(feature = "otlp")]
 mod otlp;
 mod reload;
+mod tls;
 mod trace;
