@@ -237,3 +237,26 @@ fn an_otlp_endpoint_is_an_http_url() {
         );
     }
 }
+
+#[test]
+fn the_shipped_example_and_its_commented_rule_are_valid() {
+    let example = include_str!("../../config/koodrive-gateway.toml");
+    let secret = [("KOODRIVE_GATEWAY__AUTH__APP_SECRET", "s")];
+    Config::parse(example, env(&secret)).unwrap_or_else(|e| panic!("{e}"));
+    let mut uncommented = String::new();
+    let mut in_rule = false;
+    for line in example.lines() {
+        in_rule |= line.starts_with("# [[normalize.rules]]");
+        match line.strip_prefix("# ") {
+            Some(rest) if in_rule => uncommented.push_str(rest),
+            _ => uncommented.push_str(line),
+        }
+        uncommented.push('\n');
+    }
+    let config = Config::parse(&uncommented, env(&secret)).unwrap_or_else(|e| panic!("{e}"));
+    let rule = config.normalize.rules.find(
+        &http::Method::GET,
+        "/koodrive/ose/v1/task/1486254586942472064",
+    );
+    assert!(rule.is_some_and(|r| r.path() == "/koodrive/ose/v1/task/{id}"));
+}
