@@ -175,6 +175,14 @@ impl Process {
         .await
     }
 
+    /// Waits for the JSON "listening" line; returns the proxy and admin addresses.
+    pub(crate) async fn listening(&mut self) -> (std::net::SocketAddr, std::net::SocketAddr) {
+        let line = self.line_with("koodrive-gateway listening").await;
+        let json: serde_json::Value = serde_json::from_str(&line).unwrap();
+        let addr = |key: &str| json[key].as_str().unwrap().parse().unwrap();
+        (addr("addr"), addr("admin_addr"))
+    }
+
     pub(crate) async fn terminate(mut self) -> (std::process::ExitStatus, Vec<String>) {
         let pid = self.child.id().unwrap().to_string();
         std::process::Command::new("kill")
@@ -208,9 +216,7 @@ async fn logs_carry_the_trace_id_never_the_secret_and_sigterm_exits_zero() {
         &["--config", config.to_str().unwrap()],
         &[("RUST_LOG", "trace")],
     );
-    let ready = process.line_with("koodrive-gateway listening").await;
-    let json: serde_json::Value = serde_json::from_str(&ready).unwrap();
-    let addr = json["addr"].as_str().unwrap().parse().unwrap();
+    let (addr, _) = process.listening().await;
     let client = Client::new(addr);
     let trace_id = "trace-id-for-the-log-test-42";
     let response = client.get_with(TASK_LIST, &[("x-traceid", trace_id)]).await;
@@ -278,9 +284,8 @@ async fn sighup_reloads_a_good_config_and_refuses_a_bad_one() {
     };
     let path = temp_config("hup", &text("first", ""));
     let mut process = Process::spawn(&["--config", path.to_str().unwrap()], &[]);
-    let ready = process.line_with("koodrive-gateway listening").await;
-    let json: serde_json::Value = serde_json::from_str(&ready).unwrap();
-    let client = Client::new(json["addr"].as_str().unwrap().parse().unwrap());
+    let (addr, _) = process.listening().await;
+    let client = Client::new(addr);
     let pid = process.child.id().unwrap().to_string();
     let hup = || {
         std::process::Command::new("kill")
@@ -331,10 +336,8 @@ async fn no_secret_reaches_logs_error_bodies_or_metrics_at_trace_level() {
         &["--config", config.to_str().unwrap()],
         &[("RUST_LOG", "trace")],
     );
-    let ready = process.line_with("koodrive-gateway listening").await;
-    let json: serde_json::Value = serde_json::from_str(&ready).unwrap();
-    let client = Client::new(json["addr"].as_str().unwrap().parse().unwrap());
-    let admin = Client::new(json["admin_addr"].as_str().unwrap().parse().unwrap());
+    let (addr, admin_addr) = process.listening().await;
+    let (client, admin) = (Client::new(addr), Client::new(admin_addr));
 
     let mut bodies = Vec::new();
     bodies.push(client.get(TASK_LIST).await.text());
@@ -406,9 +409,7 @@ async fn ten_thousand_idle_connections_cost_bounded_memory_and_service_goes_on()
         &["--config", config.to_str().unwrap()],
         &[("RUST_LOG", "info,koodrive_gateway::access=warn")],
     );
-    let ready = process.line_with("koodrive-gateway listening").await;
-    let json: serde_json::Value = serde_json::from_str(&ready).unwrap();
-    let addr: std::net::SocketAddr = json["addr"].as_str().unwrap().parse().unwrap();
+    let (addr, _) = process.listening().await;
     let pid = process.child.id().unwrap();
     let client = Client::new(addr);
     assert_eq!(client.get(TASK_LIST).await.status, 200);

@@ -37,9 +37,8 @@ async fn spans_are_exported_over_otlp_and_traceparent_is_continued_upstream() {
         &["--config", config.to_str().unwrap()],
         &[("OTEL_BSP_SCHEDULE_DELAY", "100")],
     );
-    let ready = process.line_with("koodrive-gateway listening").await;
-    let json: serde_json::Value = serde_json::from_str(&ready).unwrap();
-    let client = Client::new(json["addr"].as_str().unwrap().parse().unwrap());
+    let (addr, _) = process.listening().await;
+    let client = Client::new(addr);
 
     let traceparent = format!("00-{TRACE_ID}-{CALLER_SPAN}-01");
     let response = client
