@@ -32,7 +32,8 @@ ROUNDS=${ROUNDS:-2}           # interleaved wrk rounds per server; the best roun
 
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$REPO/target}
-GATEWAY=$CARGO_TARGET_DIR/release/koodrive-gateway
+# GATEWAY_BIN measures another build (e.g. an older commit) with this script; it is not rebuilt.
+GATEWAY=${GATEWAY_BIN:-$CARGO_TARGET_DIR/release/koodrive-gateway}
 BURST_BIN=$CARGO_TARGET_DIR/release/examples/burst
 LIST=/koodrive/ose/v1/task/list
 # The query every hit benchmark asks for (same path and query for nginx and the gateway).
@@ -151,8 +152,10 @@ install_tools() {
 
 build() {
     log "building (cargo build --release --locked)"
-    (cd "$REPO" && cargo build --release --locked --quiet \
-        && cargo build --release --locked --quiet --example burst)
+    if [[ -z ${GATEWAY_BIN:-} ]]; then
+        (cd "$REPO" && cargo build --release --locked --quiet)
+    fi
+    (cd "$REPO" && cargo build --release --locked --quiet --example burst)
     echo "gateway: $GATEWAY"
     echo "nginx:   $(nginx -v 2>&1)"
     echo "wrk:     $(wrk -v 2>&1 | head -1 || true)"
