@@ -75,8 +75,10 @@ struct Cli {
     /// Fraction of upstream calls that get a fault (split evenly: 503, delay, drop).
     #[arg(long, default_value_t = 0.02)]
     fault_rate: f64,
-    /// RSS "start" is read after this much load.
-    #[arg(long, default_value_t = 10)]
+    /// RSS "start" is read after this much load: long enough for the task-list cache to fill
+    /// up to `cache.max_bytes` (about a minute here), so that "flat" measures leaks, not the
+    /// cache doing its job.
+    #[arg(long, default_value_t = 90)]
     warmup_secs: u64,
     #[arg(long, default_value_t = 60)]
     report_secs: u64,

@@ -56,7 +56,8 @@ pub async fn handle(state: Arc<State>, request: Request<Incoming>) -> Response<B
     let trace_id = client_trace_id
         .as_ref()
         .map_or_else(|_| trace_id::generate(), Clone::clone);
-    let span = tracing::info_span!(
+    // WARN level: the span (and its trace_id) is there whenever a request's warnings are logged.
+    let span = tracing::warn_span!(
         "request",
         trace_id = trace_id.to_str().unwrap_or_default(),
         method = %request.method(),
