@@ -56,8 +56,7 @@ pub async fn handle(state: Arc<State>, request: Request<Incoming>) -> Response<B
     let trace_id = client_trace_id
         .as_ref()
         .map_or_else(|_| trace_id::generate(), Clone::clone);
-    // WARN level: the span (and its trace_id) is there whenever a request's warnings are logged.
-    let span = tracing::warn_span!(
+    let span = tracing::info_span!(
         "request",
         trace_id = trace_id.to_str().unwrap_or_default(),
         method = %request.method(),
@@ -82,7 +81,14 @@ pub async fn handle(state: Arc<State>, request: Request<Incoming>) -> Response<B
             },
         };
         let mut response = result.unwrap_or_else(|error| {
-            tracing::warn!(code = error.code(), error = %ErrorChain(&error), "request failed");
+            // The trace id is on the event too: with a warn-only filter the span is off (a span
+            // at WARN would cost every request, cache hits included).
+            tracing::warn!(
+                trace_id = trace_id.to_str().unwrap_or_default(),
+                code = error.code(),
+                error = %ErrorChain(&error),
+                "request failed"
+            );
             error.to_response()
         });
         response.headers_mut().insert(X_TRACEID, trace_id);

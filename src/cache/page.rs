@@ -46,24 +46,46 @@ pub struct Entry {
 }
 
 impl Entry {
-    /// Stores a compact copy: header values parsed by hyper are slices of the connection's
-    /// whole read buffer, and a body may sit in a larger allocation; copying both keeps an
-    /// entry's memory to what the weigher counts. `Date` is dropped (the server sets its own).
+    /// Stores a compact copy in one allocation: the body followed by the kept header values
+    /// (hyper's header values point into the connection's whole 8 KiB read buffer, and a body
+    /// may sit in a larger allocation). Headers that describe one response rather than the page
+    /// are dropped: `Date` and `Server` (the server sets its own), `Content-Length` (set on
+    /// serving), and `ETag`/`Accept-Ranges`, which describe KooDrive's bytes, not the normalized
+    /// ones.
     pub fn new(page: Page) -> Entry {
-        let mut headers = HeaderMap::with_capacity(page.headers.len());
-        for (name, value) in &page.headers {
-            if name == header::DATE {
-                continue;
+        const DROPPED: [header::HeaderName; 5] = [
+            header::DATE,
+            header::SERVER,
+            header::CONTENT_LENGTH,
+            header::ETAG,
+            header::ACCEPT_RANGES,
+        ];
+        let kept: Vec<_> = page
+            .headers
+            .iter()
+            .filter(|(name, _)| !DROPPED.contains(name))
+            .collect();
+        let values: usize = kept.iter().map(|(_, v)| v.len()).sum();
+        let mut buffer = bytes::BytesMut::with_capacity(page.body.len() + values);
+        buffer.extend_from_slice(&page.body);
+        for (_, value) in &kept {
+            buffer.extend_from_slice(value.as_bytes());
+        }
+        let buffer = buffer.freeze();
+        let mut headers = HeaderMap::with_capacity(kept.len());
+        let mut at = page.body.len();
+        for (name, value) in &kept {
+            let end = at + value.len();
+            if let Ok(shared) = HeaderValue::from_maybe_shared(buffer.slice(at..end)) {
+                headers.append((*name).clone(), shared);
             }
-            if let Ok(copy) = HeaderValue::from_bytes(value.as_bytes()) {
-                headers.append(name.clone(), copy);
-            }
+            at = end;
         }
         Entry {
             page: Page {
                 status: page.status,
                 headers,
-                body: Bytes::copy_from_slice(&page.body),
+                body: buffer.slice(..page.body.len()),
             },
             stored_at: Instant::now(),
         }
@@ -71,5 +93,51 @@ impl Entry {
 
     pub fn age(&self) -> Duration {
         self.stored_at.elapsed()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_stored_page_keeps_its_bytes_and_drops_per_response_headers() {
+        let mut headers = HeaderMap::new();
+        for (name, value) in [
+            ("content-type", "application/json"),
+            ("date", "Sun, 29 Nov 2026 05:00:00 GMT"),
+            ("etag", "\"upstream-bytes\""),
+            ("server", "koodrive"),
+            ("x-kept", "1"),
+            ("x-kept", "2"),
+        ] {
+            headers.append(
+                header::HeaderName::from_static(name),
+                HeaderValue::from_static(value),
+            );
+        }
+        let page = Page {
+            status: http::StatusCode::OK,
+            headers,
+            body: Bytes::from_static(br#"{"code":"0"}"#),
+        };
+        let entry = Entry::new(page);
+        assert_eq!(entry.page.body, r#"{"code":"0"}"#);
+        let kept: Vec<(&str, &[u8])> = entry
+            .page
+            .headers
+            .iter()
+            .map(|(n, v)| (n.as_str(), v.as_bytes()))
+            .collect();
+        assert_eq!(
+            kept,
+            [
+                ("content-type", &b"application/json"[..]),
+                ("x-kept", b"1"),
+                ("x-kept", b"2")
+            ]
+        );
+        let response = entry.page.to_response();
+        assert_eq!(response.headers()[header::CONTENT_LENGTH], "12");
     }
 }
