@@ -13,6 +13,8 @@ use tokio::net::{TcpListener, TcpStream};
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Fault {
     Healthy,
+    /// Nothing listens: connections are refused.
+    Refused,
     /// Reset the first connection before any byte, then be healthy.
     ResetOnce,
     ResetBeforeHeaders,
@@ -32,19 +34,26 @@ pub struct FaultServer {
     addr: SocketAddr,
     fault: Arc<Mutex<Fault>>,
     hits: Arc<AtomicUsize>,
-    task: tokio::task::JoinHandle<()>,
+    /// The accept loop; none while refusing.
+    task: Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
 
 impl FaultServer {
     pub async fn start(fault: Fault) -> FaultServer {
-        FaultServer::on(TcpListener::bind("127.0.0.1:0").await.unwrap(), fault)
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let server = FaultServer {
+            addr: listener.local_addr().unwrap(),
+            fault: Arc::new(Mutex::new(Fault::Healthy)),
+            hits: Arc::new(AtomicUsize::new(0)),
+            task: Mutex::new(None),
+        };
+        server.listen(listener);
+        server.set(fault).await;
+        server
     }
 
-    pub fn on(listener: TcpListener, fault: Fault) -> FaultServer {
-        let addr = listener.local_addr().unwrap();
-        let fault = Arc::new(Mutex::new(fault));
-        let hits = Arc::new(AtomicUsize::new(0));
-        let (mode, count) = (Arc::clone(&fault), Arc::clone(&hits));
+    fn listen(&self, listener: TcpListener) {
+        let (mode, count) = (Arc::clone(&self.fault), Arc::clone(&self.hits));
         let task = tokio::spawn(async move {
             while let Ok((stream, _)) = listener.accept().await {
                 let n = count.fetch_add(1, Ordering::SeqCst);
@@ -52,19 +61,26 @@ impl FaultServer {
                 tokio::spawn(answer(stream, fault, n));
             }
         });
-        FaultServer {
-            addr,
-            fault,
-            hits,
-            task,
-        }
+        *self.task.lock().unwrap() = Some(task);
     }
 
     pub fn url(&self) -> String {
         format!("http://{}", self.addr)
     }
 
-    pub fn set(&self, fault: Fault) {
+    /// Changes the fault; `Refused` closes the listener, anything after it opens it again on
+    /// the same address.
+    pub async fn set(&self, fault: Fault) {
+        let running = self.task.lock().unwrap().take();
+        match (fault, running) {
+            (Fault::Refused, Some(task)) => {
+                task.abort();
+                let _ = task.await;
+            }
+            (Fault::Refused, None) => {}
+            (_, Some(task)) => *self.task.lock().unwrap() = Some(task),
+            (_, None) => self.listen(TcpListener::bind(self.addr).await.unwrap()),
+        }
         *self.fault.lock().unwrap() = fault;
     }
 
@@ -76,7 +92,9 @@ impl FaultServer {
 
 impl Drop for FaultServer {
     fn drop(&mut self) {
-        self.task.abort();
+        if let Some(task) = self.task.lock().unwrap().take() {
+            task.abort();
+        }
     }
 }
 
@@ -120,7 +138,7 @@ async fn answer(mut stream: TcpStream, fault: Fault, n: usize) {
     match fault {
         Fault::ResetBeforeHeaders => reset(stream),
         Fault::ResetOnce if n == 0 => reset(stream),
-        Fault::Healthy | Fault::ResetOnce => {
+        Fault::Healthy | Fault::Refused | Fault::ResetOnce => {
             let _ = stream
                 .write_all(
                     format!("{}{HEALTHY_PAGE}", head(200, HEALTHY_PAGE.len(), "")).as_bytes(),
