@@ -34,6 +34,16 @@ pub struct Auth {
     secret: SecretCell,
     language: HeaderValue,
     override_client: bool,
+    /// The configured app id's credential hash, computed once (it cannot rotate).
+    app_credential: [u8; 32],
+}
+
+/// SHA-256 over a kind tag and a credential: the identity part of a cache key.
+fn credential_hash(kind: &[u8], credential: &[u8]) -> [u8; 32] {
+    let mut hash = Sha256::new();
+    hash.update(kind);
+    hash.update(credential);
+    hash.finalize().into()
 }
 
 impl Auth {
@@ -52,6 +62,7 @@ impl Auth {
             secret,
             language: config.language.clone(),
             override_client: config.override_client,
+            app_credential: credential_hash(b"app\0", config.app_id.as_bytes()),
         })
     }
 
@@ -74,24 +85,16 @@ impl Auth {
             Some(v) if !self.override_client => v.clone(),
             _ => self.user_id.clone(),
         };
-        let mut hash = Sha256::new();
-        match self.client_credential(headers) {
-            Some(client) => {
-                hash.update(b"client\0");
-                hash.update(client.as_bytes());
-            }
+        let credential_sha256 = match self.client_credential(headers) {
+            Some(client) => credential_hash(b"client\0", client.as_bytes()),
             None if self.mode == AuthMode::Token => {
-                hash.update(b"token\0");
-                hash.update(self.secret.get().expose().as_bytes());
+                credential_hash(b"token\0", self.secret.get().expose().as_bytes())
             }
-            None => {
-                hash.update(b"app\0");
-                hash.update(self.app_id.as_bytes());
-            }
-        }
+            None => self.app_credential,
+        };
         Identity {
             user_id,
-            credential_sha256: hash.finalize().into(),
+            credential_sha256,
             language: headers
                 .get(LANGUAGE)
                 .cloned()

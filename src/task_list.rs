@@ -133,10 +133,7 @@ pub async fn serve(state: &Arc<State>, parts: Parts) -> Result<Response<Body>, G
     match result {
         Ok(fetched) => {
             let mut response = fetched.page.to_response();
-            set_cache_status(
-                response.headers_mut(),
-                &format!("{CACHE_NAME}; {forwarded}"),
-            );
+            set_cache_status(response.headers_mut(), format!("{CACHE_NAME}; {forwarded}"));
             response.extensions_mut().insert(CacheLabel(label));
             Ok(response)
         }
@@ -177,12 +174,12 @@ fn from_entry(entry: &Entry, cache_status: String, label: &'static str) -> Respo
     response.extensions_mut().insert(CacheLabel(label));
     let headers = response.headers_mut();
     headers.insert(AGE, HeaderValue::from(entry.age().as_secs()));
-    set_cache_status(headers, &cache_status);
+    set_cache_status(headers, cache_status);
     response
 }
 
-fn set_cache_status(headers: &mut HeaderMap, value: &str) {
-    if let Ok(value) = HeaderValue::from_str(value) {
+fn set_cache_status(headers: &mut HeaderMap, value: String) {
+    if let Ok(value) = HeaderValue::from_maybe_shared(bytes::Bytes::from(value)) {
         headers.insert(CACHE_STATUS, value);
     }
 }

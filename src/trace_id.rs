@@ -30,7 +30,7 @@ pub fn generate() -> HeaderValue {
     let id: String = std::iter::repeat_with(fastrand::alphanumeric)
         .take(GENERATED_LEN)
         .collect();
-    match HeaderValue::from_str(&id) {
+    match HeaderValue::from_maybe_shared(bytes::Bytes::from(id)) {
         Ok(value) => value,
         Err(_) => unreachable!("letters and digits are a valid header value"),
     }

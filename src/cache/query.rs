@@ -136,31 +136,38 @@ impl TaskListQuery {
 
     /// The canonical text of the query: the cache key's query part.
     pub fn canonical(&self) -> String {
-        let mut pairs: Vec<(String, String)> = Vec::with_capacity(4 + self.other.len());
-        if let Some(cursor) = self.page_cursor {
-            pairs.push(("pageCursor".into(), cursor.to_string()));
-        }
-        pairs.push(("pageSize".into(), self.page_size.to_string()));
-        if !self.status.is_empty() {
-            let set: Vec<String> = self.status.iter().map(u8::to_string).collect();
-            pairs.push(("status".into(), set.join(",")));
-        }
-        if let Some(task_type) = self.task_type {
-            pairs.push(("taskType".into(), task_type.to_string()));
-        }
-        pairs.extend(self.other.iter().cloned());
-        pairs.sort();
-        let encoded: Vec<String> = pairs
+        use std::fmt::Write;
+        // The known parameters as text, then every pair sorted by name and value; written into
+        // one string (this runs on every task-list request, cache hits included).
+        let status = self
+            .status
             .iter()
-            .map(|(k, v)| {
-                format!(
-                    "{}={}",
-                    utf8_percent_encode(k, COMPONENT),
-                    utf8_percent_encode(v, COMPONENT)
-                )
-            })
+            .map(u8::to_string)
+            .collect::<Vec<_>>()
+            .join(",");
+        let known = [
+            ("pageCursor", self.page_cursor.map(|c| c.to_string())),
+            ("pageSize", Some(self.page_size.to_string())),
+            ("status", (!self.status.is_empty()).then_some(status)),
+            ("taskType", self.task_type.map(|t| t.to_string())),
+        ];
+        let mut pairs: Vec<(&str, &str)> = known
+            .iter()
+            .filter_map(|(k, v)| v.as_deref().map(|v| (*k, v)))
+            .chain(self.other.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .collect();
-        encoded.join("&")
+        pairs.sort_unstable();
+        let mut out = String::with_capacity(64);
+        for (i, (k, v)) in pairs.iter().enumerate() {
+            let sep = if i == 0 { "" } else { "&" };
+            let _ = write!(
+                out,
+                "{sep}{}={}",
+                utf8_percent_encode(k, COMPONENT),
+                utf8_percent_encode(v, COMPONENT)
+            );
+        }
+        out
     }
 }
 
