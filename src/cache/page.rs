@@ -17,13 +17,17 @@ pub struct Page {
 }
 
 impl Page {
+    /// The page as a response. A page's `Content-Length`, when it has one, is its body's length
+    /// (normalization and storing set it); one is added when it is missing.
     pub fn to_response(&self) -> Response<Body> {
         let mut response = Response::new(body::full(self.body.clone()));
         *response.status_mut() = self.status;
         *response.headers_mut() = self.headers.clone();
-        response
-            .headers_mut()
-            .insert(header::CONTENT_LENGTH, HeaderValue::from(self.body.len()));
+        if !self.headers.contains_key(header::CONTENT_LENGTH) {
+            response
+                .headers_mut()
+                .insert(header::CONTENT_LENGTH, HeaderValue::from(self.body.len()));
+        }
         response
     }
 
@@ -49,9 +53,9 @@ impl Entry {
     /// Stores a compact copy in one allocation: the body followed by the kept header values
     /// (hyper's header values point into the connection's whole 8 KiB read buffer, and a body
     /// may sit in a larger allocation). Headers that describe one response rather than the page
-    /// are dropped: `Date` and `Server` (the server sets its own), `Content-Length` (set on
-    /// serving), and `ETag`/`Accept-Ranges`, which describe KooDrive's bytes, not the normalized
-    /// ones.
+    /// are dropped: `Date` and `Server` (the server sets its own) and `ETag`/`Accept-Ranges`,
+    /// which describe KooDrive's bytes, not the normalized ones. `Content-Length` is written
+    /// once, here, so that a hit does not format it.
     pub fn new(page: Page) -> Entry {
         const DROPPED: [header::HeaderName; 5] = [
             header::DATE,
@@ -72,7 +76,7 @@ impl Entry {
             buffer.extend_from_slice(value.as_bytes());
         }
         let buffer = buffer.freeze();
-        let mut headers = HeaderMap::with_capacity(kept.len());
+        let mut headers = HeaderMap::with_capacity(kept.len() + 1);
         let mut at = page.body.len();
         for (name, value) in &kept {
             let end = at + value.len();
@@ -81,6 +85,7 @@ impl Entry {
             }
             at = end;
         }
+        headers.insert(header::CONTENT_LENGTH, HeaderValue::from(page.body.len()));
         Entry {
             page: Page {
                 status: page.status,
@@ -134,7 +139,8 @@ mod tests {
             [
                 ("content-type", &b"application/json"[..]),
                 ("x-kept", b"1"),
-                ("x-kept", b"2")
+                ("x-kept", b"2"),
+                ("content-length", b"12")
             ]
         );
         let response = entry.page.to_response();
