@@ -67,7 +67,8 @@ pub fn init(log: &LogConfig, telemetry: &TelemetryConfig) -> Result<Telemetry, T
     let (writer, flush) = tracing_appender::non_blocking::NonBlockingBuilder::default()
         .lossy(false)
         .finish(std::io::stdout());
-    let layer = fmt::layer().with_writer(writer);
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stdout());
+    let layer = fmt::layer().with_writer(writer).with_ansi(ansi);
     let installed = match log.format {
         LogFormat::Json => registry
             .with(
