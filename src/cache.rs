@@ -179,14 +179,6 @@ impl TaskListCache {
         self.entries.weighted_size()
     }
 
-    /// True when a flight for `key` is in the air.
-    pub fn in_flight(&self, key: &Key) -> bool {
-        self.flights
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .contains_key(key)
-    }
-
     /// Runs `fetch` once for all concurrent callers with the same key. The fetch runs in its own
     /// task, so a leader whose client goes away does not fail its waiters; it stores a storable
     /// page before anyone is answered. Nobody waits longer than `max_wait`.

@@ -11,7 +11,7 @@ mod rules;
 use bytes::Bytes;
 use serde_json::{Map, Value};
 
-pub use decode::{accepts_gzip, decode, encode_gzip, DecodeError};
+pub use decode::{decode, DecodeError};
 pub use rules::{
     FieldType, NormalizeConfig, RawNormalizeConfig, RawRule, RawShape, Rule, RuleError, RuleTable,
 };

@@ -2,12 +2,10 @@
 //! re-encoded with gzip for clients that accept it.
 
 use std::borrow::Cow;
-use std::io::{self, Read, Write};
+use std::io::{self, Read};
 
 use bytes::Bytes;
 use flate2::read::{DeflateDecoder, MultiGzDecoder, ZlibDecoder};
-use flate2::write::GzEncoder;
-use flate2::Compression;
 
 /// Why a body could not be decoded.
 #[derive(Debug, thiserror::Error)]
@@ -60,46 +58,6 @@ pub fn decode(content_encoding: &str, body: &[u8], max: usize) -> Result<Bytes, 
         return Err(DecodeError::TooLarge { max });
     }
     Ok(Bytes::from(current.into_owned()))
-}
-
-/// Compresses `body` with gzip. Writing to memory does not fail in practice; on an error, send the
-/// body uncompressed.
-pub fn encode_gzip(body: &[u8]) -> io::Result<Bytes> {
-    let mut encoder = GzEncoder::new(Vec::with_capacity(body.len() / 4 + 64), Compression::fast());
-    encoder.write_all(body)?;
-    encoder.finish().map(Bytes::from)
-}
-
-/// Whether an `Accept-Encoding` value allows gzip: `gzip`/`x-gzip` by name or `*`, with q above 0.
-/// A coding named explicitly takes precedence over `*`.
-pub fn accepts_gzip(accept_encoding: &str) -> bool {
-    let mut named = None;
-    let mut wildcard = None;
-    for item in accept_encoding.split(',') {
-        let mut parts = item.split(';');
-        let name = parts.next().unwrap_or_default().trim();
-        let q = parts.find_map(quality).unwrap_or(1.0);
-        if name.eq_ignore_ascii_case("gzip") || name.eq_ignore_ascii_case("x-gzip") {
-            named = named.or(Some(q));
-        } else if name == "*" {
-            wildcard = wildcard.or(Some(q));
-        }
-    }
-    named.or(wildcard).is_some_and(|q| q > 0.0)
-}
-
-/// The q-value of a `q=0.5` parameter; a malformed one counts as 0 (not acceptable).
-fn quality(param: &str) -> Option<f32> {
-    let (key, value) = param.split_once('=')?;
-    if !key.trim().eq_ignore_ascii_case("q") {
-        return None;
-    }
-    let q = value
-        .trim()
-        .parse::<f32>()
-        .ok()
-        .filter(|q| (0.0..=1.0).contains(q));
-    Some(q.unwrap_or(0.0))
 }
 
 fn coding(name: &str) -> Result<Coding, DecodeError> {
@@ -160,6 +118,8 @@ fn read_bounded(
 mod tests {
     use super::*;
     use flate2::write::{DeflateEncoder, ZlibEncoder};
+    use flate2::Compression;
+    use std::io::Write;
     use std::time::{Duration, Instant};
 
     const BODY: &[u8] = br#"{"taskListDtos":[{"taskId":1486254586942472064}],"code":0}"#;
@@ -186,7 +146,9 @@ mod tests {
     }
 
     fn gzip(data: &[u8]) -> Vec<u8> {
-        encode_gzip(data).unwrap().to_vec()
+        let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        encoder.write_all(data).unwrap();
+        encoder.finish().unwrap()
     }
 
     #[test]
@@ -269,32 +231,6 @@ mod tests {
                 "{encoding}: {:?}",
                 start.elapsed()
             );
-        }
-    }
-
-    #[test]
-    fn accept_encoding_honours_q_values() {
-        let cases = [
-            ("gzip", true),
-            ("gzip, deflate, br", true),
-            ("br;q=1.0, gzip;q=0.8", true),
-            ("GZIP ; Q=0.5", true),
-            ("x-gzip", true),
-            ("*", true),
-            ("br, *;q=0.1", true),
-            ("gzip;q=0", false),
-            ("gzip;q=0.000", false),
-            ("gzip;q=0, *", false),
-            ("*;q=0", false),
-            ("*;q=0, gzip", true),
-            ("gzip;q=abc", false),
-            ("gzip;q=2", false),
-            ("br, deflate", false),
-            ("identity", false),
-            ("", false),
-        ];
-        for (value, expected) in cases {
-            assert_eq!(accepts_gzip(value), expected, "{value:?}");
         }
     }
 }
