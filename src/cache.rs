@@ -37,6 +37,9 @@ pub struct Fetched {
     pub stored: bool,
 }
 
+/// How many too-large pages are remembered at once.
+const MAX_PASSES: u64 = 10_000;
+
 /// Past this many users with a generation, all generations are reset at once (a full
 /// invalidation), so that the table stays bounded.
 const MAX_TRACKED_USERS: usize = 100_000;
@@ -51,6 +54,9 @@ struct Generations {
 
 pub struct TaskListCache {
     entries: moka::future::Cache<Key, Arc<Entry>>,
+    /// Keys whose page was too large to share ("hit-for-pass", as Varnish calls it): requests for
+    /// them stream from KooDrive directly, without a flight that would only learn it again.
+    passes: moka::future::Cache<Key, ()>,
     generations: RwLock<Generations>,
     flights: Mutex<HashMap<Key, watch::Receiver<Option<FlightResult>>>>,
     /// TTL, stale windows and entry limit: replaced whole on reload.
@@ -63,13 +69,8 @@ pub struct TaskListCache {
 /// changes the windows applies without rebuilding the cache.
 struct Retention(Arc<AtomicU64>);
 
-impl moka::Expiry<Key, Arc<Entry>> for Retention {
-    fn expire_after_create(
-        &self,
-        _: &Key,
-        _: &Arc<Entry>,
-        _: std::time::Instant,
-    ) -> Option<Duration> {
+impl<V> moka::Expiry<Key, V> for Retention {
+    fn expire_after_create(&self, _: &Key, _: &V, _: std::time::Instant) -> Option<Duration> {
         Some(Duration::from_millis(self.0.load(Ordering::Relaxed)))
     }
 }
@@ -93,8 +94,13 @@ impl TaskListCache {
             .weigher(|_key: &Key, entry: &Arc<Entry>| entry.page.weight())
             .expire_after(Retention(Arc::clone(&retention)))
             .build();
+        let passes = moka::future::Cache::builder()
+            .max_capacity(MAX_PASSES)
+            .expire_after(Retention(Arc::clone(&retention)))
+            .build();
         TaskListCache {
             entries,
+            passes,
             generations: RwLock::default(),
             flights: Mutex::default(),
             config: ArcSwap::from_pointee(config.clone()),
@@ -154,10 +160,16 @@ impl TaskListCache {
         generations.floor = generations.last;
         generations.by_user.clear();
         self.entries.invalidate_all();
+        self.passes.invalidate_all();
     }
 
     pub async fn get(&self, key: &Key) -> Option<Arc<Entry>> {
         self.entries.get(key).await
+    }
+
+    /// Whether this key's page was recently too large to share: fetch and stream it directly.
+    pub fn is_pass(&self, key: &Key) -> bool {
+        self.passes.contains_key(key)
     }
 
     /// Stores the page when policy allows; says whether it did.
@@ -256,7 +268,15 @@ impl TaskListCache {
                 }));
             }
         }
-        let page = fetch.await.map_err(Arc::new)?;
+        let page = match fetch.await {
+            Ok(page) => page,
+            Err(error) => {
+                if error.is_page_too_large() {
+                    self.passes.insert(key, ()).await;
+                }
+                return Err(Arc::new(error));
+            }
+        };
         let stored = self.store_if_allowed(key, &page).await;
         Ok(Arc::new(Fetched { page, stored }))
     }

@@ -33,6 +33,10 @@ pub enum GatewayError {
     UpstreamProtocol(#[source] BoxError),
     #[error("KooDrive's response body is too large to normalize")]
     UpstreamBodyTooLarge,
+    /// A task-list page over `normalize.max_body`: it cannot be shared or stored, so each request
+    /// fetches it on its own and streams it through (the flight's answer, never a client's).
+    #[error("KooDrive's response body is too large to share")]
+    PageTooLarge,
     #[error("KooDrive is failing; the gateway calls it again within {}s", .0.as_secs().max(1))]
     CircuitOpen(Duration),
     #[error("the gateway is at its limit of {0} requests in flight")]
@@ -50,7 +54,7 @@ impl GatewayError {
         match self {
             BadTraceId | BadQuery { .. } | BadRequest(_) | ClientBody(_) => StatusCode::BAD_REQUEST,
             BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
-            UpstreamConnect(_) | UpstreamProtocol(_) | UpstreamBodyTooLarge => {
+            UpstreamConnect(_) | UpstreamProtocol(_) | UpstreamBodyTooLarge | PageTooLarge => {
                 StatusCode::BAD_GATEWAY
             }
             UpstreamTimeout(_) => StatusCode::GATEWAY_TIMEOUT,
@@ -72,7 +76,7 @@ impl GatewayError {
             UpstreamConnect(_) => "GATEWAY_UPSTREAM_UNREACHABLE",
             UpstreamTimeout(_) => "GATEWAY_UPSTREAM_TIMEOUT",
             UpstreamProtocol(_) => "GATEWAY_UPSTREAM_PROTOCOL",
-            UpstreamBodyTooLarge => "GATEWAY_UPSTREAM_BODY_TOO_LARGE",
+            UpstreamBodyTooLarge | PageTooLarge => "GATEWAY_UPSTREAM_BODY_TOO_LARGE",
             Overloaded(_) => "GATEWAY_OVERLOADED",
             CircuitOpen(_) => "GATEWAY_UPSTREAM_CIRCUIT_OPEN",
             Internal(_) => "GATEWAY_INTERNAL",
@@ -93,6 +97,14 @@ impl GatewayError {
                     | UpstreamBodyTooLarge
                     | CircuitOpen(_)
             ),
+        }
+    }
+
+    /// True for the flight answer that sends every request to fetch and stream on its own.
+    pub fn is_page_too_large(&self) -> bool {
+        match self {
+            GatewayError::Collapsed(inner) => inner.is_page_too_large(),
+            other => matches!(other, GatewayError::PageTooLarge),
         }
     }
 

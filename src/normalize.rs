@@ -52,22 +52,25 @@ pub fn normalize_body(rule: &Rule, body: &[u8]) -> Outcome {
     let Ok(text) = std::str::from_utf8(body) else {
         return Outcome::PassThrough(Reason::NotUtf8);
     };
-    // Validate first (serde_json skims it as a borrowed raw value: no tree, no copies, depth
-    // bounded), so the rewrite can trust the syntax.
-    if serde_json::from_str::<&serde_json::value::RawValue>(text).is_err() {
-        return Outcome::PassThrough(Reason::InvalidJson);
-    }
     let start = text.len() - text.trim_start().len();
-    if text.as_bytes().get(start) != Some(&b'{') {
-        return Outcome::PassThrough(Reason::NotAnObject);
+    if body.get(start) != Some(&b'{') {
+        // Rare: tell a JSON array or string from something that is not JSON at all.
+        let json = serde_json::from_str::<&serde_json::value::RawValue>(text).is_ok();
+        return Outcome::PassThrough(match json {
+            true => Reason::NotAnObject,
+            false => Reason::InvalidJson,
+        });
     }
+    // One pass checks the grammar (as strictly as serde_json) and rewrites.
     let mut out = Vec::with_capacity(body.len() + body.len() / 8);
-    match rewrite::object(text, start, &rule.shape, &mut out) {
+    match rewrite::document(body, start, &rule.shape, &mut out) {
         Ok(mismatches) => Outcome::Normalized {
             body: Bytes::from(out),
             mismatches,
         },
-        Err(rewrite::Stop::TooDeep) => Outcome::PassThrough(Reason::InvalidJson),
+        Err(rewrite::Stop::Invalid | rewrite::Stop::TooDeep) => {
+            Outcome::PassThrough(Reason::InvalidJson)
+        }
     }
 }
 
@@ -529,6 +532,41 @@ mod tests {
         fn arbitrary_bytes_never_panic(bytes in prop::collection::vec(any::<u8>(), 0..512)) {
             let _ = normalize_body(&Rule::task_list(), &bytes);
             let _ = normalize_error_body(&bytes);
+        }
+
+        /// The one-pass rewriter checks the grammar itself: it must accept exactly what serde_json
+        /// accepts, on valid objects and on objects with one byte cut, changed or added.
+        #[test]
+        fn accepts_exactly_what_serde_json_accepts(
+            value in json_value(),
+            at in any::<prop::sample::Index>(),
+            edit in 0..4u8,
+            byte in prop::sample::select(b" \t\n\r{}[],:\"\\/0123456789-+.eEtrufalsnb\x00\x1f".to_vec()),
+        ) {
+            let mut input = serde_json::to_vec(&serde_json::json!({ "taskList": [value] })).unwrap();
+            let at = at.index(input.len());
+            match edit {
+                0 => input.truncate(at),
+                1 => input[at] = byte,
+                2 => input.insert(at, byte),
+                _ => {}
+            }
+            let Ok(text) = std::str::from_utf8(&input) else {
+                let outcome = normalize_body(&Rule::task_list(), &input);
+                prop_assert_eq!(outcome, Outcome::PassThrough(Reason::NotUtf8));
+                return Ok(());
+            };
+            let serde_ok = serde_json::from_str::<serde::de::IgnoredAny>(text).is_ok();
+            let object = text.trim_start().starts_with('{');
+            match normalize_body(&Rule::task_list(), &input) {
+                Outcome::Normalized { body, .. } => {
+                    prop_assert!(serde_ok && object, "accepted {text:?}");
+                    serde_json::from_slice::<Value>(&body).unwrap();
+                }
+                Outcome::PassThrough(reason) => {
+                    prop_assert!(!(serde_ok && object), "refused {text:?}: {reason:?}");
+                }
+            }
         }
 
         #[test]

@@ -96,18 +96,22 @@ fn fallback(metrics: &Metrics, reason: &'static str) {
 }
 
 /// Reads a whole response into a normalized [`Page`] (the task list's path: it is shared with
-/// collapsed waiters and stored, so it must be whole). Over `limit`: 502.
+/// collapsed waiters and stored, so it must be whole). A body over `limit` is
+/// [`GatewayError::PageTooLarge`]: each request then streams it through with [`shape`].
 pub async fn page(
     response: Response<Body>,
     rule: Option<&Rule>,
     limit: usize,
     metrics: &Metrics,
 ) -> Result<Page, GatewayError> {
+    if declared_length(response.headers()).is_some_and(|len| len > limit as u64) {
+        return Err(GatewayError::PageTooLarge);
+    }
     let (parts, body) = response.into_parts();
     let mut headers = parts.headers;
     let raw = match read_up_to(body, limit).await? {
         Read::Whole(raw) => raw,
-        Read::Partial(..) => return Err(GatewayError::UpstreamBodyTooLarge),
+        Read::Partial(..) => return Err(GatewayError::PageTooLarge),
     };
     let mut page = Page {
         status: parts.status,

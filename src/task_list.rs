@@ -69,6 +69,11 @@ pub async fn serve(state: &Arc<State>, parts: Parts) -> Result<Response<Body>, G
         }
     }
 
+    // A page known to be too large to share streams straight through.
+    if state.cache.is_pass(&key) {
+        return pass(state, &live, parts).await;
+    }
+
     // Fetch: collapsed with concurrent identical misses, or on its own when the client asked.
     let max_wait = state.upstream.timeout() + WAIT_MARGIN;
     let (result, forwarded, label) = match directive {
@@ -112,6 +117,11 @@ pub async fn serve(state: &Arc<State>, parts: Parts) -> Result<Response<Body>, G
             (result.map_err(Arc::new), "fwd=request", "bypass")
         }
     };
+
+    // Too large to share: this request fetches the page itself and streams it through.
+    if matches!(&result, Err(error) if error.is_page_too_large()) {
+        return pass(state, &live, parts).await;
+    }
 
     // KooDrive failing (not refusing): a stale page within stale-if-error beats the failure.
     let failed_status = match &result {
@@ -167,6 +177,35 @@ fn fetcher(
         respond::page(response, rule, live.normalize.max_body, &state.metrics).await
     }
     .instrument(tracing::Span::current())
+}
+
+/// Forwards the request as the client sent it and streams the answer through, normalized only if
+/// it turns out to fit after all (a page too large to share or store: Varnish's "pass").
+async fn pass(
+    state: &Arc<State>,
+    live: &Live,
+    parts: Parts,
+) -> Result<Response<Body>, GatewayError> {
+    record(state, "pass");
+    let response = pipeline::send(
+        state,
+        live,
+        Method::GET,
+        &parts.uri,
+        parts.headers,
+        body::empty(),
+        None,
+    )
+    .await?;
+    let rule = live.normalize.rules.find(&Method::GET, parts.uri.path());
+    let limit = live.normalize.max_body;
+    let mut response = respond::shape(response, rule, limit, &state.metrics).await?;
+    set_cache_status(
+        response.headers_mut(),
+        format!("{CACHE_NAME}; fwd=bypass; detail=too-large"),
+    );
+    response.extensions_mut().insert(CacheLabel("pass"));
+    Ok(response)
 }
 
 fn from_entry(entry: &Entry, cache_status: String, label: &'static str) -> Response<Body> {

@@ -1,14 +1,14 @@
-//! Applies a [`Shape`] to JSON text without building a `serde_json::Value` tree.
+//! Checks JSON text and applies a [`Shape`] to it in one pass, without building a `serde_json::Value`.
 //!
-//! Building the tree (a `String` per key and number, an `IndexMap` per object) costs ~4x the budget
-//! for a 100-task page, so this module copies the bytes through and rewrites only the fields the
-//! rule names. It expects text that serde_json has already accepted as JSON, and never recurses on
-//! the body's nesting: only on the rule's, which the operator bounds.
+//! Building a tree (a `String` per key and number, an `IndexMap` per object) costs several times the
+//! budget for a 100-task page, and so does validating with serde_json first and rewriting after. So
+//! this module reads the bytes once: it checks the JSON grammar as strictly as serde_json does, copies
+//! what the rule does not name, and rewrites only the fields it names. It never recurses on the
+//! body's nesting (only on the rule's, which the operator bounds).
 
-use std::borrow::Cow;
 use std::ops::Range;
 
-use super::rules::{Field, FieldType, Shape};
+use super::rules::{Field, FieldType, Key, Shape, Step};
 
 /// Deeper than this is refused, as serde_json refuses it when parsing into a tree.
 const MAX_DEPTH: usize = 128;
@@ -16,214 +16,359 @@ const MAX_DEPTH: usize = 128;
 /// Why the text could not be rewritten.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Stop {
+    /// Not JSON: a grammar error, or trailing bytes after the value.
+    Invalid,
+    /// Nested deeper than [`MAX_DEPTH`].
     TooDeep,
 }
 
-/// Rewrites the object that starts at `at` into `out`; returns the number of type mismatches.
-pub(super) fn object(
-    text: &str,
-    at: usize,
-    shape: &Shape,
-    out: &mut Vec<u8>,
-) -> Result<usize, Stop> {
-    let mut mismatches = 0;
-    rewrite_object(text, at, 1, shape, out, &mut mismatches)?;
-    Ok(mismatches)
+type Result<T> = std::result::Result<T, Stop>;
+
+/// Rewrites the JSON document whose top-level object starts at `at` into `out`; returns the number
+/// of type mismatches. Anything but whitespace after the object is an error.
+pub(super) fn document(text: &[u8], at: usize, shape: &Shape, out: &mut Vec<u8>) -> Result<usize> {
+    let mut rewriter = Rewriter {
+        b: text,
+        out,
+        mismatches: 0,
+    };
+    let end = rewriter.object(at, 1, shape)?;
+    match ws(text, end) == text.len() {
+        true => Ok(rewriter.mismatches),
+        false => Err(Stop::Invalid),
+    }
 }
 
-/// Rewrites the object at `at` (a `{`), nested `depth` deep, in one pass; returns the index past it.
-fn rewrite_object(
-    text: &str,
-    at: usize,
-    depth: usize,
-    shape: &Shape,
-    out: &mut Vec<u8>,
-    mismatches: &mut usize,
-) -> Result<usize, Stop> {
-    let b = text.as_bytes();
-    let open = out.len();
-    out.push(b'{');
-    // Per rename: whether its target was seen, and where the renamed entry was written.
-    let mut renames: Vec<(bool, Option<Range<usize>>)> = vec![(false, None); shape.rename.len()];
-    let mut i = ws(b, at + 1);
-    while b.get(i) == Some(&b'"') {
-        let key_end = skip_string(b, i);
-        let key = text.get(i..key_end).unwrap_or_default();
-        let start = ws(b, ws(b, key_end) + 1); // past the ':'
-        let decoded = decode_key(key);
-        let mut name: &str = &decoded;
-        let mut renamed = false;
-        let mut skip = false;
-        for (r, (from, to)) in shape.rename.iter().enumerate() {
-            if name == to.as_str() {
-                // The documented key wins over a renamed one written earlier.
-                renames[r].0 = true;
-                if let Some(range) = renames[r].1.take() {
-                    unwrite(out, &mut renames, range);
+/// How a value is written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Edit {
+    /// As it is.
+    Keep,
+    /// A number, as a string of its digits.
+    Quote,
+    /// A string of digits, as an integer.
+    Unquote,
+    /// Not decided here: the entry is renamed, dropped when null, or has a nested shape.
+    Other,
+}
+
+struct Rewriter<'a, 'o> {
+    b: &'a [u8],
+    out: &'o mut Vec<u8>,
+    mismatches: usize,
+}
+
+impl Rewriter<'_, '_> {
+    /// Rewrites the object at `at` (a `{`), nested `depth` deep; returns the index past it.
+    ///
+    /// Entries that come out as they went in are not written one by one: they gather into a run of
+    /// the source (`pending`) that is copied in one go when an entry that changes, or the end, comes.
+    fn object(&mut self, at: usize, depth: usize, shape: &Shape) -> Result<usize> {
+        let b = self.b;
+        let open = self.out.len() + 1;
+        self.out.push(b'{');
+        // Per rename: whether its target was seen, and where the renamed entry was written.
+        let mut renames: Vec<(bool, Option<Range<usize>>)> =
+            vec![(false, None); shape.rename.len()];
+        let mut pending: Option<Range<usize>> = None;
+        let mut i = ws(b, at + 1);
+        if b.get(i) == Some(&b'}') {
+            self.out.push(b'}');
+            return Ok(i + 1);
+        }
+        loop {
+            let key_start = i;
+            let (key_end, escaped) = scan_string(b, i)?;
+            let colon = ws(b, key_end);
+            expect(b, colon, b':')?;
+            let start = ws(b, colon + 1);
+            let compact = start == key_end + 1;
+            let key = lookup(shape, b, key_start, key_end - key_start, escaped);
+            // A key the shape does not name, or a typed value that needs no change, is kept.
+            let (end, edit) = match key {
+                None => (skip_value(b, start, depth)?, Edit::Keep),
+                Some(key) if key.plain() => match shape.field(key) {
+                    Field::Typed(ty) => self.typed(start, depth, ty, key)?,
+                    _ => (start, Edit::Other),
+                },
+                Some(_) => (start, Edit::Other),
+            };
+            if compact && edit == Edit::Keep {
+                pending = Some(match pending {
+                    Some(run) if b.get(run.end) == Some(&b',') && run.end + 1 == key_start => {
+                        run.start..end
+                    }
+                    run => {
+                        let wrote = self.flush(run) || self.out.len() > open;
+                        if wrote {
+                            self.out.push(b',');
+                        }
+                        key_start..end
+                    }
+                });
+            } else {
+                self.flush(pending.take());
+                let end = match (key, edit) {
+                    (Some(key), Edit::Other) => self.entry(
+                        open,
+                        &mut renames,
+                        (key_start, key_end, start),
+                        depth,
+                        key,
+                        shape,
+                    )?,
+                    (_, edit) => {
+                        if self.out.len() > open {
+                            self.out.push(b',');
+                        }
+                        self.out.extend_from_slice(&b[key_start..key_end]);
+                        self.out.push(b':');
+                        self.apply(edit, start, end);
+                        end
+                    }
+                };
+                i = ws(b, end);
+                match b.get(i) {
+                    Some(b',') => i = ws(b, i + 1),
+                    Some(b'}') => break,
+                    _ => return Err(Stop::Invalid),
                 }
-            } else if name == from.as_str() {
-                skip = renames[r].0;
-                renamed = true;
-                name = to;
+                continue;
+            }
+            i = ws(b, end);
+            match b.get(i) {
+                Some(b',') => i = ws(b, i + 1),
+                Some(b'}') => break,
+                _ => return Err(Stop::Invalid),
             }
         }
-        let entry_start = out.len();
-        let end = if skip {
-            skip_value(b, start, depth)?
-        } else {
-            out.push(b',');
-            match renamed {
-                true => write_str(out, name),
-                false => out.extend_from_slice(key.as_bytes()),
+        self.flush(pending);
+        self.out.push(b'}');
+        Ok(i + 1)
+    }
+
+    /// Copies a run of the source; whether there was one.
+    fn flush(&mut self, run: Option<Range<usize>>) -> bool {
+        match run {
+            Some(run) => {
+                self.out.extend_from_slice(&self.b[run]);
+                true
             }
-            out.push(b':');
-            let end = rewrite_value(text, start, depth, name, shape, out, mismatches)?;
-            if &b[start..end] == b"null" && shape.omit_null.iter().any(|f| f == name) {
-                out.truncate(entry_start);
+            None => false,
+        }
+    }
+
+    /// Writes one entry whose key the shape renames, drops when null, or nests a shape under;
+    /// `at` is where its key starts, ends, and its value starts. Returns the index past the value.
+    fn entry(
+        &mut self,
+        open: usize,
+        renames: &mut [(bool, Option<Range<usize>>)],
+        (key_start, key_end, start): (usize, usize, usize),
+        depth: usize,
+        key: &Key,
+        shape: &Shape,
+    ) -> Result<usize> {
+        let b = self.b;
+        let mut skip = false;
+        for step in &key.steps {
+            match *step {
+                Step::Target(r) => {
+                    renames[r].0 = true;
+                    if let Some(range) = renames[r].1.take() {
+                        unwrite(self.out, open, renames, range);
+                    }
+                }
+                Step::Source(r) => skip = renames[r].0,
             }
-            end
+        }
+        if skip {
+            return skip_value(b, start, depth);
+        }
+        let entry_start = self.out.len();
+        if entry_start > open {
+            self.out.push(b',');
+        }
+        match &key.renamed_to {
+            Some(name) => write_str(self.out, name),
+            None => self.out.extend_from_slice(&b[key_start..key_end]),
+        }
+        self.out.push(b':');
+        let end = self.value(start, depth, key, shape)?;
+        if key.omit_null && &b[start..end] == b"null" {
+            self.out.truncate(entry_start);
+        } else if let Some(Step::Source(r)) = key
+            .steps
+            .iter()
+            .rev()
+            .find(|s| matches!(s, Step::Source(_)))
+        {
+            renames[*r].1 = Some(entry_start..self.out.len());
+        }
+        Ok(end)
+    }
+
+    /// Writes the value at `start` of `key`, as the shape says; returns the index past it.
+    fn value(&mut self, start: usize, depth: usize, key: &Key, shape: &Shape) -> Result<usize> {
+        let b = self.b;
+        let field = shape.field(key);
+        match (field, b.get(start)) {
+            (Field::Array(element), Some(b'[')) => {
+                return self.array(start, depth + 1, key, element)
+            }
+            (Field::Object(inner), Some(b'{')) => return self.object(start, depth + 1, inner),
+            (Field::Typed(ty), Some(_)) => {
+                let (end, edit) = self.typed(start, depth, ty, key)?;
+                self.apply(edit, start, end);
+                return Ok(end);
+            }
+            _ => {}
+        }
+        let end = skip_value(b, start, depth)?;
+        let value = &b[start..end];
+        let expected = match field {
+            Field::Array(_) if value != b"null" => Some("array"),
+            Field::Object(_) if value != b"null" => Some("object"),
+            _ => None,
         };
-        if renamed && !skip {
-            if let Some((_, (_, written))) = shape
-                .rename
-                .iter()
-                .zip(&mut renames)
-                .find(|((_, to), _)| to == name)
-            {
-                *written = Some(entry_start..out.len());
+        if let Some(expected) = expected {
+            super::mismatch(&mut self.mismatches, key.final_name(), expected);
+        }
+        self.out.extend_from_slice(value);
+        Ok(end)
+    }
+
+    /// Reads the value of a typed field and says how to write it as `ty`: as it is where it fits
+    /// (or where it cannot be made to fit exactly: counted), or changed. `null` fits any type: it
+    /// means "no value", not a wrong one.
+    fn typed(
+        &mut self,
+        start: usize,
+        depth: usize,
+        ty: FieldType,
+        key: &Key,
+    ) -> Result<(usize, Edit)> {
+        let b = self.b;
+        let first = b.get(start).copied().unwrap_or_default();
+        let end = match first {
+            b'"' => string(b, start)?,
+            b'-' | b'0'..=b'9' => number(b, start)?,
+            _ => skip_value(b, start, depth)?,
+        };
+        let value = &b[start..end];
+        let edit = match (ty, first) {
+            (_, b'n') | (FieldType::String, b'"') => Edit::Keep,
+            (FieldType::Integer, b'-' | b'0'..=b'9') if is_integer(value) => Edit::Keep,
+            // A number's text goes into the string as it came: exact digits, no float on the way.
+            (FieldType::String, b'-' | b'0'..=b'9') => Edit::Quote,
+            (FieldType::Integer, b'"') if is_integer(&value[1..value.len() - 1]) => Edit::Unquote,
+            _ => {
+                super::mismatch(&mut self.mismatches, key.final_name(), ty.name());
+                Edit::Keep
+            }
+        };
+        Ok((end, edit))
+    }
+
+    /// Writes the value at `start..end` as `edit` says.
+    fn apply(&mut self, edit: Edit, start: usize, end: usize) {
+        let value = &self.b[start..end];
+        match edit {
+            Edit::Keep | Edit::Other => self.out.extend_from_slice(value),
+            Edit::Quote => {
+                self.out.push(b'"');
+                self.out.extend_from_slice(value);
+                self.out.push(b'"');
+            }
+            Edit::Unquote => {
+                let digits = &value[1..value.len() - 1];
+                let (sign, digits) = match digits.split_first() {
+                    Some((b'-', rest)) => (&b"-"[..], rest),
+                    _ => (&b""[..], digits),
+                };
+                let first = digits
+                    .iter()
+                    .position(|&d| d != b'0')
+                    .unwrap_or(digits.len().saturating_sub(1));
+                self.out.extend_from_slice(sign);
+                self.out.extend_from_slice(&digits[first..]); // leading zeros dropped: valid JSON
             }
         }
-        i = ws(b, end);
-        if b.get(i) == Some(&b',') {
-            i = ws(b, i + 1);
+    }
+
+    /// Rewrites the array at `at` (a `[`), each element with `element`; returns the index past it.
+    fn array(&mut self, at: usize, depth: usize, key: &Key, element: &Shape) -> Result<usize> {
+        let b = self.b;
+        self.out.push(b'[');
+        let mut i = ws(b, at + 1);
+        if b.get(i) == Some(&b']') {
+            self.out.push(b']');
+            return Ok(i + 1);
         }
+        loop {
+            let end = if b.get(i) == Some(&b'{') {
+                self.object(i, depth + 1, element)?
+            } else {
+                let end = skip_value(b, i, depth)?;
+                super::mismatch(&mut self.mismatches, key.final_name(), "array of objects");
+                self.out.extend_from_slice(&b[i..end]);
+                end
+            };
+            i = ws(b, end);
+            match b.get(i) {
+                Some(b',') => {
+                    self.out.push(b',');
+                    i = ws(b, i + 1);
+                }
+                Some(b']') => break,
+                _ => return Err(Stop::Invalid),
+            }
+        }
+        self.out.push(b']');
+        Ok(i + 1)
     }
-    if out.get(open + 1) == Some(&b',') {
-        out.remove(open + 1); // every entry was written with a leading comma
-    }
-    out.push(b'}');
-    Ok(i + 1)
 }
 
-/// Removes an entry already written, and moves the recorded ranges that came after it.
-fn unwrite(out: &mut Vec<u8>, renames: &mut [(bool, Option<Range<usize>>)], range: Range<usize>) {
+/// What the shape says about a key (with its quotes), decoding it only if it has escapes.
+fn lookup<'s>(
+    shape: &'s Shape,
+    text: &[u8],
+    at: usize,
+    len: usize,
+    escaped: bool,
+) -> Option<&'s Key> {
+    let key = text.get(at..at + len)?;
+    if !escaped {
+        return shape.key_in(text.get(at + 1..).unwrap_or_default(), len - 2);
+    }
+    let text = std::str::from_utf8(key).ok()?;
+    let decoded = serde_json::from_str::<String>(text).ok()?;
+    shape.key(decoded.as_bytes())
+}
+
+/// Removes an entry already written, and moves the recorded ranges that came after it. `open` is
+/// where the object's first entry starts: an entry moved there loses its leading comma.
+fn unwrite(
+    out: &mut Vec<u8>,
+    open: usize,
+    renames: &mut [(bool, Option<Range<usize>>)],
+    range: Range<usize>,
+) {
     let (start, len) = (range.start, range.len());
     out.drain(range);
+    let comma = start == open && out.get(open) == Some(&b',');
+    if comma {
+        out.remove(open);
+    }
     for written in renames.iter_mut().filter_map(|(_, w)| w.as_mut()) {
-        if written.start > start {
-            *written = written.start - len..written.end - len;
+        if written.start >= start {
+            let shift = len + usize::from(comma);
+            let new_start = (written.start - len)
+                .saturating_sub(usize::from(comma))
+                .max(start);
+            *written = new_start..written.end - shift;
         }
     }
-}
-
-/// Writes the value at `start` of the field `name`, as the shape says; returns the index past it.
-fn rewrite_value(
-    text: &str,
-    start: usize,
-    depth: usize,
-    name: &str,
-    shape: &Shape,
-    out: &mut Vec<u8>,
-    mismatches: &mut usize,
-) -> Result<usize, Stop> {
-    let b = text.as_bytes();
-    let field = shape.field(name);
-    match field {
-        Field::Array(element) if b.get(start) == Some(&b'[') => {
-            return rewrite_array(text, start, depth + 1, name, element, out, mismatches);
-        }
-        Field::Object(inner) if b.get(start) == Some(&b'{') => {
-            return rewrite_object(text, start, depth + 1, inner, out, mismatches);
-        }
-        _ => {}
-    }
-    let end = skip_value(b, start, depth)?;
-    let value = &b[start..end];
-    let expected = match field {
-        Field::Typed(ty) if coerce(value, ty, out) => return Ok(end),
-        Field::Typed(ty) => Some(ty.name()),
-        Field::Array(_) if value != b"null" => Some("array"),
-        Field::Object(_) if value != b"null" => Some("object"),
-        _ => None,
-    };
-    if let Some(expected) = expected {
-        super::mismatch(mismatches, name, expected);
-    }
-    out.extend_from_slice(value);
-    Ok(end)
-}
-
-/// Rewrites the array at `at` (a `[`), each element with `element`; returns the index past it.
-fn rewrite_array(
-    text: &str,
-    at: usize,
-    depth: usize,
-    name: &str,
-    element: &Shape,
-    out: &mut Vec<u8>,
-    mismatches: &mut usize,
-) -> Result<usize, Stop> {
-    let b = text.as_bytes();
-    out.push(b'[');
-    let mut i = ws(b, at + 1);
-    let mut first = true;
-    while i < b.len() && b[i] != b']' {
-        if !std::mem::take(&mut first) {
-            out.push(b',');
-        }
-        let end = if b[i] == b'{' {
-            rewrite_object(text, i, depth + 1, element, out, mismatches)?
-        } else {
-            let end = skip_value(b, i, depth)?;
-            super::mismatch(mismatches, name, "array of objects");
-            out.extend_from_slice(&b[i..end]);
-            end
-        };
-        i = ws(b, end);
-        if b.get(i) == Some(&b',') {
-            i = ws(b, i + 1);
-        }
-    }
-    out.push(b']');
-    Ok(i + 1)
-}
-
-/// Writes `value` as `ty` where that is exact; false (and nothing written) if it does not fit.
-/// `null` fits any type: it means "no value", not a wrong one.
-fn coerce(value: &[u8], ty: FieldType, out: &mut Vec<u8>) -> bool {
-    let fits = match (ty, value.first()) {
-        (_, Some(b'n')) | (FieldType::String, Some(b'"')) => true,
-        (FieldType::Integer, Some(b'-' | b'0'..=b'9')) => is_integer(value),
-        // A number's text goes into the string as it came: exact digits, no float on the way.
-        (FieldType::String, Some(b'-' | b'0'..=b'9')) => {
-            out.push(b'"');
-            out.extend_from_slice(value);
-            out.push(b'"');
-            return true;
-        }
-        (FieldType::Integer, Some(b'"')) => {
-            let digits = &value[1..value.len() - 1];
-            if !is_integer(digits) {
-                return false;
-            }
-            let (sign, digits) = match digits.split_first() {
-                Some((b'-', rest)) => (&b"-"[..], rest),
-                _ => (&b""[..], digits),
-            };
-            let first = digits
-                .iter()
-                .position(|&d| d != b'0')
-                .unwrap_or(digits.len() - 1);
-            out.extend_from_slice(sign);
-            out.extend_from_slice(&digits[first..]); // leading zeros dropped: valid JSON
-            return true;
-        }
-        _ => false,
-    };
-    if fits {
-        out.extend_from_slice(value);
-    }
-    fits
 }
 
 /// `-?[0-9]+`, any length.
@@ -239,12 +384,10 @@ fn write_str(out: &mut Vec<u8>, s: &str) {
     }
 }
 
-/// A key (with its quotes) as text; only keys with escapes are decoded, into a new string.
-fn decode_key(key: &str) -> Cow<'_, str> {
-    let inner = key.get(1..key.len() - 1).unwrap_or_default();
-    match inner.contains('\\') {
-        false => Cow::Borrowed(inner),
-        true => Cow::Owned(serde_json::from_str::<String>(key).unwrap_or_default()),
+fn expect(b: &[u8], i: usize, byte: u8) -> Result<()> {
+    match b.get(i) == Some(&byte) {
+        true => Ok(()),
+        false => Err(Stop::Invalid),
     }
 }
 
@@ -255,31 +398,58 @@ fn ws(b: &[u8], mut i: usize) -> usize {
     i
 }
 
-/// From an opening `"` to just past its closing one.
-fn skip_string(b: &[u8], mut i: usize) -> usize {
-    i += 1;
-    while let Some(rest) = b.get(i..) {
-        match find_quote_or_backslash(rest) {
-            Some(n) if rest[n] == b'"' => return i + n + 1,
-            Some(n) => i += n + 2, // past the escaped character
-            None => break,
-        }
-    }
-    b.len()
+/// From an opening `"` to just past its closing one, checking escapes and control characters.
+fn string(b: &[u8], i: usize) -> Result<usize> {
+    scan_string(b, i).map(|(end, _)| end)
 }
 
-/// The first `"` or `\\`, eight bytes at a time (strings are most of a body's bytes).
-fn find_quote_or_backslash(bytes: &[u8]) -> Option<usize> {
+/// [`string`], and whether the string has escapes.
+fn scan_string(b: &[u8], mut i: usize) -> Result<(usize, bool)> {
+    expect(b, i, b'"')?;
+    i += 1;
+    let mut escaped = false;
+    loop {
+        let rest = b.get(i..).unwrap_or_default();
+        let n = find_special(rest).ok_or(Stop::Invalid)?;
+        i += n;
+        match b[i] {
+            b'"' => return Ok((i + 1, escaped)),
+            b'\\' => match b.get(i + 1) {
+                Some(b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't') => {
+                    escaped = true;
+                    i += 2;
+                }
+                Some(b'u') => {
+                    escaped = true;
+                    let hex = b.get(i + 2..i + 6).ok_or(Stop::Invalid)?;
+                    if !hex.iter().all(u8::is_ascii_hexdigit) {
+                        return Err(Stop::Invalid);
+                    }
+                    i += 6;
+                }
+                _ => return Err(Stop::Invalid),
+            },
+            _ => return Err(Stop::Invalid), // a control character
+        }
+    }
+}
+
+/// The first `"`, `\\` or control character, eight bytes at a time (strings are most of a body).
+fn find_special(bytes: &[u8]) -> Option<usize> {
     const ONES: u64 = 0x0101_0101_0101_0101;
     const HIGHS: u64 = 0x8080_8080_8080_8080;
-    // The lowest high bit of `(x - ONES) & !x & HIGHS` marks the first zero byte of `x`.
-    let zero_byte = |x: u64| x.wrapping_sub(ONES) & !x & HIGHS;
+    // The lowest high bit of `(x - n * ONES) & !x & HIGHS` marks the first byte of `x` below `n`
+    // (for n <= 0x80); with n = 1 that is the first zero byte.
+    let below = |x: u64, n: u64| x.wrapping_sub(ONES * n) & !x & HIGHS;
     let mut chunks = bytes.chunks_exact(8);
     let mut offset = 0;
     for chunk in &mut chunks {
-        let word = u64::from_le_bytes(<[u8; 8]>::try_from(chunk).unwrap_or_default());
-        let found = zero_byte(word ^ (ONES * u64::from(b'"')))
-            | zero_byte(word ^ (ONES * u64::from(b'\\')));
+        let mut word = [0u8; 8];
+        word.copy_from_slice(chunk);
+        let word = u64::from_le_bytes(word);
+        let found = below(word ^ (ONES * u64::from(b'"')), 1)
+            | below(word ^ (ONES * u64::from(b'\\')), 1)
+            | below(word, 0x20);
         if found != 0 {
             return Some(offset + found.trailing_zeros() as usize / 8);
         }
@@ -288,34 +458,195 @@ fn find_quote_or_backslash(bytes: &[u8]) -> Option<usize> {
     let rest = chunks
         .remainder()
         .iter()
-        .position(|&c| c == b'"' || c == b'\\');
+        .position(|&c| c == b'"' || c == b'\\' || c < 0x20);
     rest.map(|n| offset + n)
 }
 
-/// Past the value at `i`, with a loop (not recursion) over its nesting.
-fn skip_value(b: &[u8], mut i: usize, depth: usize) -> Result<usize, Stop> {
-    let mut level = 0;
-    while i < b.len() {
-        match b[i] {
-            b'"' => i = skip_string(b, i),
-            b'{' | b'[' => {
+/// Past a JSON number at `i`: `-?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?`.
+fn number(b: &[u8], mut i: usize) -> Result<usize> {
+    let digits = |mut i: usize| {
+        let from = i;
+        while b.get(i).is_some_and(u8::is_ascii_digit) {
+            i += 1;
+        }
+        match i > from {
+            true => Ok(i),
+            false => Err(Stop::Invalid),
+        }
+    };
+    if b.get(i) == Some(&b'-') {
+        i += 1;
+    }
+    i = match b.get(i) {
+        Some(b'0') => i + 1,
+        _ => digits(i)?,
+    };
+    if b.get(i) == Some(&b'.') {
+        i = digits(i + 1)?;
+    }
+    if matches!(b.get(i), Some(b'e' | b'E')) {
+        i += 1;
+        if matches!(b.get(i), Some(b'+' | b'-')) {
+            i += 1;
+        }
+        i = digits(i)?;
+    }
+    Ok(i)
+}
+
+fn literal(b: &[u8], i: usize, word: &[u8]) -> Result<usize> {
+    match b.get(i..i + word.len()) == Some(word) {
+        true => Ok(i + word.len()),
+        false => Err(Stop::Invalid),
+    }
+}
+
+/// Past the value at `i`, checked, inside a container nested `depth` deep. A loop over the value's
+/// nesting (not recursion), with one bit per level saying whether it is an object.
+fn skip_value(b: &[u8], mut i: usize, depth: usize) -> Result<usize> {
+    let mut level = 0usize;
+    let mut objects: u128 = 0;
+    loop {
+        // A value starts at `i`.
+        match b.get(i) {
+            Some(b'"') => i = string(b, i)?,
+            Some(b'-' | b'0'..=b'9') => i = number(b, i)?,
+            Some(b't') => i = literal(b, i, b"true")?,
+            Some(b'f') => i = literal(b, i, b"false")?,
+            Some(b'n') => i = literal(b, i, b"null")?,
+            Some(&open @ (b'{' | b'[')) => {
                 level += 1;
                 if depth + level > MAX_DEPTH {
                     return Err(Stop::TooDeep);
                 }
-                i += 1;
+                let object = open == b'{';
+                objects = objects << 1 | u128::from(object);
+                i = ws(b, i + 1);
+                let close = if object { b'}' } else { b']' };
+                if b.get(i) == Some(&close) {
+                    i += 1;
+                    level -= 1;
+                    objects >>= 1;
+                } else {
+                    if object {
+                        i = member_key(b, i)?;
+                    }
+                    continue;
+                }
             }
-            b'}' | b']' if level == 0 => return Ok(i),
-            b'}' | b']' => {
-                level -= 1;
-                i += 1;
-            }
-            b',' | b' ' | b'\n' | b'\r' | b'\t' if level == 0 => return Ok(i),
-            _ => i += 1,
+            _ => return Err(Stop::Invalid),
         }
-        if level == 0 && matches!(b.get(i - 1), Some(b'"' | b'}' | b']')) {
-            return Ok(i);
+        // A value ended at `i`: close containers until one has another element.
+        loop {
+            if level == 0 {
+                return Ok(i);
+            }
+            i = ws(b, i);
+            let object = objects & 1 == 1;
+            match (b.get(i), object) {
+                (Some(b','), _) => {
+                    i = ws(b, i + 1);
+                    if object {
+                        i = member_key(b, i)?;
+                    }
+                    break;
+                }
+                (Some(b'}'), true) | (Some(b']'), false) => {
+                    i += 1;
+                    level -= 1;
+                    objects >>= 1;
+                }
+                _ => return Err(Stop::Invalid),
+            }
         }
     }
-    Ok(i)
+}
+
+/// Past `"key" :` and the whitespace after it, at the start of the member's value.
+fn member_key(b: &[u8], i: usize) -> Result<usize> {
+    let colon = ws(b, string(b, i)?);
+    expect(b, colon, b':')?;
+    Ok(ws(b, colon + 1))
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    fn skims(text: &str) -> bool {
+        let at = ws(text.as_bytes(), 0);
+        skip_value(text.as_bytes(), at, 0).is_ok_and(|end| ws(text.as_bytes(), end) == text.len())
+    }
+
+    #[test]
+    fn grammar_agrees_with_serde_json() {
+        let cases = [
+            "0",
+            "-0",
+            "1.5",
+            "-1e10",
+            "1E+2",
+            "1e-2",
+            "01",
+            "1.",
+            ".5",
+            "-",
+            "1e",
+            "+1",
+            "--1",
+            "\"\"",
+            "\"a\\u00e9\"",
+            "\"\\x\"",
+            "\"\\u12\"",
+            "\"\\u12G4\"",
+            "\"a\nb\"",
+            "\"\\/\"",
+            "\"unterminated",
+            "\"ends in backslash\\",
+            "true",
+            "tru",
+            "nul",
+            "falsey",
+            "[]",
+            "[ ]",
+            "[1,]",
+            "[,1]",
+            "[1 2]",
+            "{}",
+            "{ }",
+            "{\"a\":1}",
+            "{\"a\" : 1 , \"b\":[{}]}",
+            "{\"a\":}",
+            "{\"a\" 1}",
+            "{1:2}",
+            "{\"a\":1,}",
+            "{\"a\":1",
+            "[[[]]]",
+            "[[[]]",
+            "[]]",
+            "{\"a\":[1,{\"b\":null}],\"c\":\"d\"}",
+            "[\"a\",{\"b\":[true,false]}]",
+            "",
+            " ",
+            "x",
+        ];
+        for text in cases {
+            let serde = serde_json::from_str::<serde::de::IgnoredAny>(text).is_ok();
+            assert_eq!(skims(text), serde, "{text:?}");
+        }
+    }
+
+    #[test]
+    fn special_bytes_are_found_in_any_lane() {
+        for at in 0..20 {
+            for special in [b'"', b'\\', 0x00, 0x1f] {
+                let mut bytes = vec![b'a'; 20];
+                bytes.extend_from_slice("é\u{7f}".as_bytes());
+                bytes[at] = special;
+                assert_eq!(find_special(&bytes), Some(at), "{special} at {at}");
+            }
+        }
+        assert_eq!(find_special("aé\u{7f} ~".repeat(5).as_bytes()), None);
+    }
 }

@@ -152,9 +152,53 @@ async fn a_body_over_the_bound_passes_through_on_a_rule_route() {
         .await;
     assert_eq!(response.status, 200);
     assert_eq!(response.text(), big);
-    // Over the bound on the task list itself (shared with waiters, stored): a 502.
-    let response = gw.client.get(TASK_LIST).await;
-    assert_eq!(response.status, 502);
+    assert_eq!(mock.hits(), 1);
+}
+
+#[tokio::test]
+async fn a_task_list_page_over_the_bound_streams_through_and_is_never_stored() {
+    let big = format!(
+        r#"{{"taskListDtos":[{{"taskId":1,"pad":"{}"}}],"code":0}}"#,
+        "x".repeat(4096)
+    );
+    let sent = big.clone();
+    let mock = Mock::start(move |seen| {
+        let reply = Reply::json(200, sent.clone()).header("x-kept", "1");
+        // Chunked when asked, so the gateway finds out only by reading.
+        match seen.uri.query() == Some("chunked=1") {
+            true => reply.chunked(),
+            false => reply,
+        }
+    })
+    .await;
+    let gw = TestGateway::for_mock(&mock, "[normalize]\nmax_body = \"1KiB\"").await;
+    for (query, calls) in [("", 2), ("", 3), ("?chunked=1", 5), ("?chunked=1", 6)] {
+        let response = gw
+            .client
+            .get_with(
+                &format!("{TASK_LIST}{query}"),
+                &[("accept-encoding", "identity")],
+            )
+            .await;
+        assert_eq!(response.status, 200, "{query}");
+        assert_eq!(response.text(), big, "byte for byte: {query}");
+        assert_eq!(response.header("x-kept"), "1");
+        let status = response.header("cache-status");
+        assert!(status.contains("fwd=bypass; detail=too-large"), "{status}");
+        // The first request learns it in a flight that drops the body, then fetches on its
+        // own; later ones go straight to KooDrive. Never stored, never a 502.
+        assert_eq!(mock.hits(), calls, "{query}");
+        assert_eq!(
+            mock.last().headers["accept-encoding"],
+            "identity",
+            "as the client asked"
+        );
+    }
+    let metrics = gw.admin.get("/metrics").await.text();
+    assert!(
+        metrics.contains(r#"koodrive_gateway_normalize_fallbacks_total{reason="too_large"} 4"#),
+        "{metrics}"
+    );
 }
 
 #[tokio::test]

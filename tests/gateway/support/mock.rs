@@ -46,6 +46,8 @@ pub struct Reply {
     pub gate: Option<Arc<Notify>>,
     /// Drop the connection instead of answering.
     pub drop_connection: bool,
+    /// Send the body chunked, without a Content-Length.
+    pub chunked: bool,
 }
 
 impl Reply {
@@ -57,6 +59,7 @@ impl Reply {
             delay: Duration::ZERO,
             gate: None,
             drop_connection: false,
+            chunked: false,
         }
     }
 
@@ -76,6 +79,11 @@ impl Reply {
 
     pub fn gate(mut self, gate: Arc<Notify>) -> Reply {
         self.gate = Some(gate);
+        self
+    }
+
+    pub fn chunked(mut self) -> Reply {
+        self.chunked = true;
         self
     }
 
@@ -230,7 +238,8 @@ async fn answer(
         .iter()
         .any(|(n, _)| n.eq_ignore_ascii_case("content-length"));
     let body = reply.body.clone();
-    let size = (!has_length && reply.gate.is_none()).then_some(reply.body.len() as u64);
+    let size =
+        (!has_length && reply.gate.is_none() && !reply.chunked).then_some(reply.body.len() as u64);
     tokio::spawn(async move {
         let half = body.len() / 2;
         let _ = tx.send(body.slice(..half)).await;
