@@ -21,6 +21,7 @@ use crate::admin::{self, Admin};
 use crate::auth::Auth;
 use crate::cache::TaskListCache;
 use crate::config::{Config, ServerConfig};
+use crate::framing::{Framing, Guarded};
 use crate::metrics::Metrics;
 use crate::pipeline::{self, Live, State};
 use crate::upstream::{TlsSetupError, Upstream};
@@ -139,6 +140,7 @@ pub async fn run(config: Config) -> Result<Running, StartError> {
         let admin_task = tokio::spawn(serve(
             admin_listener,
             builder(&server),
+            server.max_header_bytes,
             admin_stop_rx,
             Duration::from_secs(1),
             move |req| {
@@ -150,6 +152,7 @@ pub async fn run(config: Config) -> Result<Running, StartError> {
         let proxy = serve(
             listener,
             builder(&server),
+            server.max_header_bytes,
             shutdown_rx,
             server.shutdown_grace,
             move |req| {
@@ -212,6 +215,7 @@ fn builder(server: &ServerConfig) -> auto::Builder<TokioExecutor> {
 async fn serve<S, F>(
     listener: TcpListener,
     builder: auto::Builder<TokioExecutor>,
+    max_head: usize,
     mut stop: watch::Receiver<bool>,
     grace: Duration,
     service: S,
@@ -237,8 +241,19 @@ async fn serve<S, F>(
                     }
                 };
                 let _ = stream.set_nodelay(true);
+                // The guard reads request framing along the way; the service asks it about each
+                // request, in order, and refuses the ambiguous one.
+                let framing = Arc::new(Framing::default());
+                let stream = Guarded::new(stream, Arc::clone(&framing), max_head);
+                let service = service.clone();
+                let service = service_fn(move |mut request: hyper::Request<hyper::body::Incoming>| {
+                    if let Some(ambiguous) = framing.next() {
+                        request.extensions_mut().insert(ambiguous);
+                    }
+                    service(request)
+                });
                 let connection = builder
-                    .serve_connection(TokioIo::new(stream), service_fn(service.clone()))
+                    .serve_connection(TokioIo::new(stream), service)
                     .into_owned();
                 let connection = graceful.watch(connection);
                 tokio::spawn(async move {

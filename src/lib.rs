@@ -9,6 +9,7 @@ pub mod cache;
 pub mod config;
 pub mod demo;
 pub mod error;
+pub mod framing;
 pub mod gateway;
 pub mod headers;
 pub mod metrics;

@@ -18,6 +18,7 @@ use crate::auth::{sign, Auth};
 use crate::body::{self, Body};
 use crate::cache::TaskListCache;
 use crate::error::GatewayError;
+use crate::framing::Ambiguous;
 use crate::headers::{self, X_TRACEID};
 use crate::metrics::{self, Metrics, RequestLabels, RouteLabels, UpstreamLabels};
 use crate::normalize::NormalizeConfig;
@@ -67,8 +68,13 @@ pub async fn handle(state: Arc<State>, request: Request<Incoming>) -> Response<B
     );
     telemetry::adopt_parent(request.headers(), &span);
     let method = metrics::Method::from(request.method());
+    // Framing the connection's guard found ambiguous: refused, never forwarded.
+    let ambiguous = request.extensions().get::<Ambiguous>().copied();
     async move {
         let result = match client_trace_id {
+            _ if ambiguous.is_some() => Err(GatewayError::BadRequest(
+                ambiguous.map_or("ambiguous framing", |a| a.0),
+            )),
             Err(error) => Err(error),
             Ok(_) => match Arc::clone(&state.in_flight).try_acquire_owned() {
                 Err(_) => Err(GatewayError::Overloaded(state.max_in_flight)),
@@ -92,6 +98,12 @@ pub async fn handle(state: Arc<State>, request: Request<Incoming>) -> Response<B
             error.to_response()
         });
         response.headers_mut().insert(X_TRACEID, trace_id);
+        if ambiguous.is_some() {
+            // Nothing after an ambiguous request on this connection can be trusted.
+            response
+                .headers_mut()
+                .insert(header::CONNECTION, HeaderValue::from_static("close"));
+        }
         let status = response.status().as_u16();
         let cache = response
             .extensions()

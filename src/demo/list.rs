@@ -85,8 +85,12 @@ fn bad_param(what: &str, value: &str) -> ApiError {
 }
 
 /// One page of `tasks` (newest first) at `now_ms`, and the cursor of the next page if any.
-pub fn page<'a>(tasks: &'a [Task], query: &ListQuery, now_ms: i64) -> (Vec<&'a Task>, Option<i64>) {
-    let mut matching = tasks.iter().filter(|t| {
+pub fn page<'a>(
+    tasks: impl IntoIterator<Item = &'a Task>,
+    query: &ListQuery,
+    now_ms: i64,
+) -> (Vec<&'a Task>, Option<i64>) {
+    let mut matching = tasks.into_iter().filter(|t| {
         query.cursor.map_or(true, |c| t.create_ms <= c)
             && query.task_type.map_or(true, |ty| t.task_type == ty)
             && (query.statuses.is_empty() || query.statuses.contains(&t.status(now_ms)))

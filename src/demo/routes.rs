@@ -47,9 +47,11 @@ pub fn dispatch(
     match route {
         Route::List => {
             let query = list::parse_query(query)?;
-            let tasks = store.list(user_id);
-            let (items, next) = list::page(&tasks, &query, now_ms);
-            let dtos: Vec<Value> = items.iter().map(|t| to_value(t, now_ms)).collect();
+            let (dtos, next) = store.with_tasks(user_id, |tasks| {
+                let (items, next) = list::page(tasks, &query, now_ms);
+                let dtos: Vec<Value> = items.iter().map(|t| to_value(t, now_ms)).collect();
+                (dtos, next)
+            });
             out.insert("taskListDtos".into(), Value::Array(dtos));
             if let Some(next) = next {
                 out.insert("nextCursor".into(), next.into());

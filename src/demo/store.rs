@@ -9,6 +9,9 @@ use super::tasks::{history, snowflake, Task};
 /// Bounds the memory a long-running demo can be made to use.
 const MAX_CREATED: usize = 100_000;
 
+/// Users whose generated history is kept (about 100 KB each); others get theirs generated per call.
+const MAX_KEPT_HISTORIES: usize = 256;
+
 /// What `POST /task/create` asks for, already validated.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NewTask {
@@ -30,6 +33,8 @@ struct Created {
     /// Oldest first, per user id.
     by_user: HashMap<String, Vec<Task>>,
     total: usize,
+    /// Generated histories, kept so that a list call does not rebuild one (a busy mock's main cost).
+    histories: HashMap<String, Vec<Task>>,
 }
 
 impl Store {
@@ -42,23 +47,49 @@ impl Store {
 
     /// All of a user's tasks, newest first.
     pub fn list(&self, user_id: &str) -> Vec<Task> {
-        let mut tasks: Vec<Task> = self
-            .lock()
-            .by_user
-            .get(user_id)
-            .map(|created| created.iter().rev().cloned().collect())
-            .unwrap_or_default();
-        tasks.extend(history(user_id, self.anchor_ms));
-        tasks
+        self.with_tasks(user_id, |tasks| {
+            let mut all = Vec::new();
+            all.extend(tasks.map(Task::clone));
+            all
+        })
+    }
+
+    /// Runs `f` over a user's tasks, newest first, without copying them.
+    pub fn with_tasks<R>(
+        &self,
+        user_id: &str,
+        f: impl FnOnce(&mut dyn Iterator<Item = &Task>) -> R,
+    ) -> R {
+        let mut created = self.lock();
+        let generated;
+        let history = match created.histories.contains_key(user_id) {
+            true => None,
+            false if created.histories.len() < MAX_KEPT_HISTORIES => {
+                let history = history(user_id, self.anchor_ms);
+                created.histories.insert(user_id.to_string(), history);
+                None
+            }
+            false => {
+                generated = history(user_id, self.anchor_ms);
+                Some(&generated)
+            }
+        };
+        let history = history
+            .or_else(|| created.histories.get(user_id))
+            .map_or(&[][..], Vec::as_slice);
+        let mine = created.by_user.get(user_id).map_or(&[][..], Vec::as_slice);
+        f(&mut mine.iter().rev().chain(history))
     }
 
     pub fn find(&self, user_id: &str, task_id: u64) -> Option<Task> {
-        self.list(user_id).into_iter().find(|t| t.id == task_id)
+        self.with_tasks(user_id, |mut tasks| {
+            Iterator::find(&mut tasks, |t| t.id == task_id).cloned()
+        })
     }
 
     /// Creates a task at `now_ms`; it is the user's newest task from then on.
     pub fn create(&self, user_id: &str, new: NewTask, now_ms: i64) -> Result<Task, ApiError> {
-        let newest = history(user_id, self.anchor_ms).into_iter().next();
+        let newest = self.newest_history(user_id);
         let mut created = self.lock();
         if created.total >= MAX_CREATED {
             return Err(ApiError::bad_request(
@@ -89,6 +120,14 @@ impl Store {
         list.push(task.clone());
         created.total += 1;
         Ok(task)
+    }
+
+    /// The user's newest generated task (kept histories first).
+    fn newest_history(&self, user_id: &str) -> Option<Task> {
+        if let Some(history) = self.lock().histories.get(user_id) {
+            return history.first().cloned();
+        }
+        history(user_id, self.anchor_ms).into_iter().next()
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Created> {

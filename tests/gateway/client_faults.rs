@@ -99,24 +99,55 @@ async fn conflicting_content_lengths_are_refused_and_never_forwarded() {
     assert_eq!(mock.hits(), 0);
 }
 
-/// hyper's parser resolves these as RFC 9112 section 6.3 says (Transfer-Encoding wins and the
-/// Content-Length is dropped; identical lengths are one), before the gateway sees the request,
-/// so what reaches KooDrive is never ambiguous: one framing, re-encoded by the gateway.
+const CREATE: &str = "POST /koodrive/ose/v1/task/create HTTP/1.1\r\nHost: x\r\n";
+
+/// Each answer on a connection, in order: its status line and body.
+fn answers(text: &str) -> Vec<(String, String)> {
+    text.split("HTTP/1.1 ")
+        .skip(1)
+        .map(|answer| {
+            let (head, body) = answer.split_once("\r\n\r\n").unwrap_or((answer, ""));
+            (
+                head.lines().next().unwrap_or("").to_owned(),
+                body.to_owned(),
+            )
+        })
+        .collect()
+}
+
+/// Content-Length with Transfer-Encoding (in either order, whatever the coding) and a repeated
+/// Content-Length are refused with a 400 and the connection closed, even after good requests on
+/// the same connection; hyper alone would resolve them and forward one of the framings.
 #[tokio::test]
-async fn ambiguous_framing_never_reaches_the_upstream_ambiguous() {
+async fn ambiguous_framing_is_refused_and_never_forwarded() {
     let mock = Mock::ok().await;
     let gw = TestGateway::for_mock(&mock, "[auth]\nmode = \"token\"\naccess_token = \"t\"").await;
-    let requests: [&[u8]; 2] = [
-        b"POST /koodrive/ose/v1/task/create HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n2\r\n{}\r\n0\r\n\r\n",
-        b"POST /koodrive/ose/v1/task/create HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{}",
+    let ambiguous = [
+        "Content-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n2\r\n{}\r\n0\r\n\r\n",
+        "Transfer-Encoding: chunked\r\nContent-Length: 5\r\n\r\n2\r\n{}\r\n0\r\n\r\n",
+        "Content-Length: 2\r\nTransfer-Encoding: identity, chunked\r\n\r\n0\r\n\r\n",
+        "Content-Length: 2\r\nContent-Length: 2\r\n\r\n{}",
     ];
-    for raw in requests {
-        let answer = exchange(&gw, raw).await;
-        assert!(status_line(&answer).starts_with("HTTP/1.1 200"), "{answer}");
-        let seen = mock.last();
-        assert_eq!(seen.body, "{}");
-        let lengths = seen.headers.get_all("content-length").iter().count();
-        let chunked = seen.headers.contains_key("transfer-encoding");
-        assert!(lengths + usize::from(chunked) == 1, "{:?}", seen.headers);
+    // Good requests first, pipelined on the same connection: a chunked body and a sized one.
+    let good = [
+        "Transfer-Encoding: chunked\r\n\r\n2\r\n{}\r\n0\r\n\r\n",
+        "Content-Length: 2\r\n\r\n{}",
+    ];
+    for (i, framing) in ambiguous.iter().enumerate() {
+        let mut raw = String::new();
+        for request in good.iter().chain([framing, &good[1]]) {
+            raw.push_str(CREATE);
+            raw.push_str(request);
+        }
+        let before = mock.hits();
+        let answers = answers(&exchange(&gw, raw.as_bytes()).await);
+        assert_eq!(answers.len(), 3, "{framing:?}: {answers:?}");
+        assert!(answers[0].0.starts_with("200") && answers[1].0.starts_with("200"));
+        let (status, body) = &answers[2];
+        assert!(status.starts_with("400"), "{framing:?}: {status}");
+        let json: serde_json::Value = serde_json::from_str(body).unwrap();
+        assert_eq!(json["code"], "GATEWAY_BAD_REQUEST", "{i}");
+        // Only the two good requests reached KooDrive; the one after the refusal was never read.
+        assert_eq!(mock.hits() - before, 2, "{framing:?}");
     }
 }
