@@ -52,11 +52,33 @@ struct Generations {
     by_user: HashMap<HeaderValue, u64>,
 }
 
+/// Hashes a [`Key`] by its first eight bytes: it is already a SHA-256, so rehashing it (moka's
+/// default is SipHash) would only cost time.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct DigestHasher(u64);
+
+impl std::hash::Hasher for DigestHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        // The key arrives as its length, then its 32 bytes: keep the digest's first word.
+        if let Some(word) = bytes.first_chunk::<8>() {
+            self.0 = u64::from_le_bytes(*word);
+        }
+    }
+
+    fn write_usize(&mut self, _length: usize) {}
+
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
+type KeyHash = std::hash::BuildHasherDefault<DigestHasher>;
+
 pub struct TaskListCache {
-    entries: moka::future::Cache<Key, Arc<Entry>>,
+    entries: moka::future::Cache<Key, Arc<Entry>, KeyHash>,
     /// Keys whose page was too large to share ("hit-for-pass", as Varnish calls it): requests for
     /// them stream from KooDrive directly, without a flight that would only learn it again.
-    passes: moka::future::Cache<Key, ()>,
+    passes: moka::future::Cache<Key, (), KeyHash>,
     generations: RwLock<Generations>,
     flights: Mutex<HashMap<Key, watch::Receiver<Option<FlightResult>>>>,
     /// TTL, stale windows and entry limit: replaced whole on reload.
@@ -93,11 +115,11 @@ impl TaskListCache {
             .max_capacity(config.max_bytes)
             .weigher(|_key: &Key, entry: &Arc<Entry>| entry.page.weight())
             .expire_after(Retention(Arc::clone(&retention)))
-            .build();
+            .build_with_hasher(KeyHash::default());
         let passes = moka::future::Cache::builder()
             .max_capacity(MAX_PASSES)
             .expire_after(Retention(Arc::clone(&retention)))
-            .build();
+            .build_with_hasher(KeyHash::default());
         TaskListCache {
             entries,
             passes,
@@ -284,4 +306,24 @@ impl TaskListCache {
 
 fn lost() -> GatewayError {
     GatewayError::Internal("the upstream request of a collapsed flight was lost".into())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::hash::BuildHasher;
+
+    use super::*;
+
+    #[test]
+    fn a_key_hashes_to_its_first_word() {
+        let mut key: Key = [0; 32];
+        key[..8].copy_from_slice(&0x0123_4567_89ab_cdef_u64.to_le_bytes());
+        key[31] = 1;
+        assert_eq!(KeyHash::default().hash_one(key), 0x0123_4567_89ab_cdef);
+        let other: Key = [7; 32];
+        assert_ne!(
+            KeyHash::default().hash_one(other),
+            KeyHash::default().hash_one(key)
+        );
+    }
 }

@@ -40,9 +40,27 @@ struct Cli {
     check_config: bool,
 }
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
+fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
+    runtime()?.block_on(run(cli))
+}
+
+/// One thread when the process may use one CPU (a sidecar's usual quota, or `taskset`): tokio's
+/// single-threaded scheduler then does the same work without the multi-threaded one's
+/// cross-thread bookkeeping. Otherwise one worker per CPU.
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    let cpus = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
+    let mut builder = match cpus {
+        1 => tokio::runtime::Builder::new_current_thread(),
+        _ => tokio::runtime::Builder::new_multi_thread(),
+    };
+    builder
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
     let config_path = cli.config.clone();
     if cli.check_config {
         let path = cli.config.context("--check-config needs --config PATH")?;

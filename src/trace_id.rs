@@ -27,10 +27,12 @@ pub fn from_headers(headers: &HeaderMap) -> Result<HeaderValue, GatewayError> {
 }
 
 pub fn generate() -> HeaderValue {
-    let id: String = std::iter::repeat_with(fastrand::alphanumeric)
-        .take(GENERATED_LEN)
-        .collect();
-    match HeaderValue::from_maybe_shared(bytes::Bytes::from(id)) {
+    const ALPHABET: &[u8; 62] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
+    let mut id = [0u8; GENERATED_LEN];
+    for byte in &mut id {
+        *byte = ALPHABET[fastrand::usize(..ALPHABET.len())];
+    }
+    match HeaderValue::from_maybe_shared(bytes::Bytes::copy_from_slice(&id)) {
         Ok(value) => value,
         Err(_) => unreachable!("letters and digits are a valid header value"),
     }
