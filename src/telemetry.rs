@@ -12,6 +12,11 @@ use tracing_subscriber::{fmt, reload, EnvFilter, Registry};
 
 use crate::config::{LogConfig, LogFormat, TelemetryConfig};
 
+/// Log lines queued for the writer thread. The queue's slots are allocated and written up front
+/// (32 bytes each), so tracing-appender's default of 128,000 held 4 MiB resident from startup.
+/// A queue only absorbs bursts: sustained logging goes at the writer's pace whatever its size.
+const LOG_BUFFER_LINES: usize = 8192;
+
 /// Changes the log level of a running process (SIGHUP reload); dropping it flushes the log.
 pub struct LogHandle {
     level: Option<reload::Handle<EnvFilter, Registry>>,
@@ -66,6 +71,7 @@ pub fn init(log: &LogConfig, telemetry: &TelemetryConfig) -> Result<Telemetry, T
     // callers wait rather than lose lines.
     let (writer, flush) = tracing_appender::non_blocking::NonBlockingBuilder::default()
         .lossy(false)
+        .buffered_lines_limit(LOG_BUFFER_LINES)
         .finish(std::io::stdout());
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stdout());
     let layer = fmt::layer().with_writer(writer).with_ansi(ansi);
