@@ -32,6 +32,33 @@ where
     body.map_err(Into::into).boxed_unsync()
 }
 
+/// A client's request body failed while it streamed upstream: cut off, or over `limit`. The
+/// marker lets the upstream client tell the client's fault from KooDrive's.
+#[derive(Debug, thiserror::Error)]
+#[error("the client's request body failed")]
+pub struct ClientBodyError {
+    pub limit: u64,
+    #[source]
+    pub source: BoxError,
+}
+
+impl ClientBodyError {
+    pub fn over_limit(&self) -> bool {
+        self.source.is::<http_body_util::LengthLimitError>()
+    }
+}
+
+/// A client's body streamed upstream, cut off at `limit` bytes; its errors are [`ClientBodyError`]s.
+pub fn client_stream<B>(body: B, limit: u64) -> Body
+where
+    B: http_body::Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<BoxError>,
+{
+    http_body_util::Limited::new(body, usize::try_from(limit).unwrap_or(usize::MAX))
+        .map_err(move |source| BoxError::from(ClientBodyError { limit, source }))
+        .boxed_unsync()
+}
+
 /// `prefix` (already read) followed by the rest of a body still streaming.
 pub fn prefixed(prefix: Bytes, rest: Body) -> Body {
     Prefixed {

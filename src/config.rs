@@ -61,6 +61,8 @@ pub struct ServerConfig {
     pub max_in_flight: usize,
     pub header_read_timeout: Duration,
     pub max_header_bytes: usize,
+    /// Request bodies streamed upstream (unsigned ones) are cut off beyond this: 413.
+    pub max_body: u64,
 }
 
 #[derive(Debug, Clone)]
@@ -198,6 +200,7 @@ impl Config {
                 .ok_or_else(|| {
                     invalid("server.max_header_bytes", "must be between 8KiB and 16MiB")
                 })?,
+            max_body: raw.server.max_body.as_u64(),
         };
         let url = raw
             .upstream

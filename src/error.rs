@@ -21,7 +21,7 @@ pub enum GatewayError {
     },
     #[error("malformed request: {0}")]
     BadRequest(&'static str),
-    #[error("request body exceeds the {limit}-byte limit for signed requests")]
+    #[error("request body exceeds the {limit}-byte limit")]
     BodyTooLarge { limit: u64 },
     #[error("reading the request body failed")]
     ClientBody(#[source] BoxError),
@@ -98,6 +98,14 @@ impl GatewayError {
                     | CircuitOpen(_)
             ),
         }
+    }
+
+    /// True when the client (its body) failed, not KooDrive: never counted against KooDrive.
+    pub fn is_client_fault(&self) -> bool {
+        matches!(
+            self,
+            GatewayError::ClientBody(_) | GatewayError::BodyTooLarge { .. }
+        )
     }
 
     /// True for the flight answer that sends every request to fetch and stream on its own.

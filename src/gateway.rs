@@ -119,6 +119,7 @@ pub async fn run(config: Config) -> Result<Running, StartError> {
         }),
         host: config.upstream.host.clone(),
         max_signed_body: config.upstream.max_signed_body,
+        max_body: config.server.max_body,
         in_flight: Arc::new(Semaphore::new(config.server.max_in_flight)),
         max_in_flight: config.server.max_in_flight,
         cache: Arc::clone(&cache),

@@ -33,6 +33,8 @@ pub struct State {
     pub live: ArcSwap<Live>,
     pub host: HeaderValue,
     pub max_signed_body: u64,
+    /// The bound on streamed (unsigned) request bodies.
+    pub max_body: u64,
     pub in_flight: Arc<Semaphore>,
     pub max_in_flight: usize,
     pub cache: Arc<TaskListCache>,
@@ -163,7 +165,11 @@ async fn proxy(
         set_content_length(&mut parts, bytes.len());
         (body::full(bytes.clone()), Some(sign::payload_hash(&bytes)))
     } else {
-        (body::boxed(incoming), None)
+        let limit = state.max_body;
+        if declared_length(&parts).is_some_and(|len| len > limit) {
+            return Err(GatewayError::BodyTooLarge { limit });
+        }
+        (body::client_stream(incoming, limit), None)
     };
     let rule = live.normalize.rules.find(&parts.method, parts.uri.path());
     let response = send(
@@ -263,12 +269,7 @@ async fn read_bounded(
     incoming: Incoming,
     limit: u64,
 ) -> Result<Bytes, GatewayError> {
-    let declared = parts
-        .headers
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|len| len > limit) {
+    if declared_length(parts).is_some_and(|len| len > limit) {
         return Err(GatewayError::BodyTooLarge { limit });
     }
     let limited = Limited::new(incoming, usize::try_from(limit).unwrap_or(usize::MAX));
@@ -279,6 +280,11 @@ async fn read_bounded(
         }
         Err(e) => Err(GatewayError::ClientBody(e)),
     }
+}
+
+fn declared_length(parts: &http::request::Parts) -> Option<u64> {
+    let value = parts.headers.get(header::CONTENT_LENGTH)?;
+    value.to_str().ok()?.parse().ok()
 }
 
 /// A buffered body has a known length: say so, except on a bodiless GET or HEAD.

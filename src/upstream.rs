@@ -19,6 +19,7 @@ use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::CertificateDer;
 use tokio::time::Instant;
 
+use crate::body::ClientBodyError;
 use crate::body::{self, Body};
 use crate::config::UpstreamConfig;
 use crate::error::GatewayError;
@@ -126,7 +127,8 @@ impl Upstream {
         let result = result.map_err(|(error, _)| error);
         permit.record(match &result {
             Ok(response) => !response.status().is_server_error(),
-            Err(_) => false,
+            // KooDrive took the connection; the client's body is what failed.
+            Err(error) => error.is_client_fault(),
         });
         Ok(result?.map(|incoming| body::boxed(Deadline::new(incoming, deadline, self.timeout))))
     }
@@ -166,6 +168,19 @@ fn causes<'a>(
 /// connection closed or reset before the response is 502 and retryable; anything else after the
 /// connection was made (garbage instead of HTTP) is 502.
 fn classify(error: hyper_util::client::legacy::Error, timeout: Duration) -> (GatewayError, bool) {
+    // The client's body failed on the way (cut off, or over its limit): the client's fault.
+    let client_body = causes(&error).find_map(|e| e.downcast_ref::<ClientBodyError>());
+    if let Some(body_error) = client_body {
+        return match body_error.over_limit() {
+            true => (
+                GatewayError::BodyTooLarge {
+                    limit: body_error.limit,
+                },
+                false,
+            ),
+            false => (GatewayError::ClientBody(Box::new(error)), false),
+        };
+    }
     let io_kind = |kinds: &[std::io::ErrorKind]| {
         causes(&error).any(|e| {
             e.downcast_ref::<std::io::Error>()

@@ -42,6 +42,7 @@ pub struct RawServer {
     #[serde(with = "humantime_serde")]
     pub header_read_timeout: Duration,
     pub max_header_bytes: ByteSize,
+    pub max_body: ByteSize,
 }
 
 impl Default for RawServer {
@@ -53,6 +54,7 @@ impl Default for RawServer {
             max_in_flight: 1024,
             header_read_timeout: Duration::from_secs(10),
             max_header_bytes: ByteSize::kib(64),
+            max_body: ByteSize::mib(12),
         }
     }
 }

@@ -135,6 +135,63 @@ async fn a_signed_body_over_the_limit_is_413_and_never_sent() {
     assert_eq!(mock.hits(), 0);
 }
 
+/// In token mode bodies stream to KooDrive; `server.max_body` still bounds them: a larger declared
+/// length is refused before anything is sent, a chunked body is cut off at the bound. Neither is
+/// KooDrive's fault, so the circuit breaker (here opening after one failure) stays closed.
+#[tokio::test]
+async fn a_streamed_body_over_the_limit_is_413_and_not_counted_against_koodrive() {
+    let mock = Mock::ok().await;
+    let overlay = r#"
+        [server]
+        max_body = "1KiB"
+        [upstream]
+        breaker_failures = 1
+        [auth]
+        mode = "token"
+        access_token = "t"
+    "#;
+    let gw = TestGateway::for_mock(&mock, overlay).await;
+    let with_length = gw
+        .client
+        .request(Method::POST, "/koodrive/ose/v1/task/create")
+        .body(Full::new(Bytes::from(vec![b'a'; 2048])))
+        .unwrap();
+    assert_gateway_error(
+        &gw.client.send(with_length).await,
+        413,
+        "GATEWAY_BODY_TOO_LARGE",
+    );
+    assert_eq!(mock.hits(), 0, "refused before anything was sent");
+    // Chunked: it streams until the bound, then the exchange is cut off.
+    let (tx, rx) = tokio::sync::mpsc::channel(4);
+    tokio::spawn(async move {
+        for _ in 0..4 {
+            let _ = tx.send(Bytes::from(vec![b'b'; 512])).await;
+        }
+    });
+    let chunked = http::Request::post(gw.client.url("/koodrive/ose/v1/task/create"))
+        .body(ChannelBody::new(rx))
+        .unwrap();
+    let raw = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .build_http::<ChannelBody>();
+    let response = within("chunked response", raw.request(chunked))
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 413);
+    assert!(
+        mock.requests().iter().all(|seen| seen.body.len() < 2048),
+        "KooDrive never got the whole body"
+    );
+    // Within the bound, streamed bodies go through, and the breaker did not open.
+    let small = gw
+        .client
+        .request(Method::POST, "/koodrive/ose/v1/task/create")
+        .body(Full::new(Bytes::from_static(b"{}")))
+        .unwrap();
+    assert_eq!(gw.client.send(small).await.status, 200);
+    assert_eq!(mock.last().body, "{}");
+}
+
 #[tokio::test]
 async fn over_max_in_flight_is_503_with_retry_after() {
     let mock = Mock::start(|seen| {
