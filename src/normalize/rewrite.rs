@@ -404,7 +404,6 @@ fn string(b: &[u8], i: usize) -> Result<usize> {
 }
 
 /// [`string`], and whether the string has escapes.
-#[inline]
 fn scan_string(b: &[u8], mut i: usize) -> Result<(usize, bool)> {
     expect(b, i, b'"')?;
     i += 1;
@@ -436,35 +435,31 @@ fn scan_string(b: &[u8], mut i: usize) -> Result<(usize, bool)> {
 }
 
 /// The first `"`, `\\` or control character, eight bytes at a time (strings are most of a body).
-#[inline]
 fn find_special(bytes: &[u8]) -> Option<usize> {
-    let mut offset = 0;
-    while let Some(word) = bytes.get(offset..).and_then(<[u8]>::first_chunk::<8>) {
-        let found = special_bytes(u64::from_le_bytes(*word));
-        if found != 0 {
-            return Some(offset + found.trailing_zeros() as usize / 8);
-        }
-        offset += 8;
-    }
-    let rest = bytes.get(offset..).unwrap_or_default();
-    let at = rest
-        .iter()
-        .position(|&c| c == b'"' || c == b'\\' || c < 0x20);
-    at.map(|n| offset + n)
-}
-
-/// A high bit set in each byte of `word` that is `"`, `\\` or a control character; exact for the
-/// lowest such byte (the one that matters).
-#[inline]
-fn special_bytes(word: u64) -> u64 {
     const ONES: u64 = 0x0101_0101_0101_0101;
     const HIGHS: u64 = 0x8080_8080_8080_8080;
     // The lowest high bit of `(x - n * ONES) & !x & HIGHS` marks the first byte of `x` below `n`
     // (for n <= 0x80); with n = 1 that is the first zero byte.
     let below = |x: u64, n: u64| x.wrapping_sub(ONES * n) & !x & HIGHS;
-    below(word ^ (ONES * u64::from(b'"')), 1)
-        | below(word ^ (ONES * u64::from(b'\\')), 1)
-        | below(word, 0x20)
+    let mut chunks = bytes.chunks_exact(8);
+    let mut offset = 0;
+    for chunk in &mut chunks {
+        let mut word = [0u8; 8];
+        word.copy_from_slice(chunk);
+        let word = u64::from_le_bytes(word);
+        let found = below(word ^ (ONES * u64::from(b'"')), 1)
+            | below(word ^ (ONES * u64::from(b'\\')), 1)
+            | below(word, 0x20);
+        if found != 0 {
+            return Some(offset + found.trailing_zeros() as usize / 8);
+        }
+        offset += 8;
+    }
+    let rest = chunks
+        .remainder()
+        .iter()
+        .position(|&c| c == b'"' || c == b'\\' || c < 0x20);
+    rest.map(|n| offset + n)
 }
 
 /// Past a JSON number at `i`: `-?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?`.
