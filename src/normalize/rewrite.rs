@@ -466,6 +466,13 @@ fn find_special(bytes: &[u8]) -> Option<usize> {
 fn number(b: &[u8], mut i: usize) -> Result<usize> {
     let digits = |mut i: usize| {
         let from = i;
+        // Eight digits at a time (ids are 19 digits), then one by one.
+        while let Some(word) = b.get(i..).and_then(<[u8]>::first_chunk::<8>) {
+            if !all_digits(u64::from_le_bytes(*word)) {
+                break;
+            }
+            i += 8;
+        }
         while b.get(i).is_some_and(u8::is_ascii_digit) {
             i += 1;
         }
@@ -492,6 +499,15 @@ fn number(b: &[u8], mut i: usize) -> Result<usize> {
         i = digits(i)?;
     }
     Ok(i)
+}
+
+/// Whether all eight bytes of `word` are ASCII digits: each high nibble is 3, and adding 6 to each
+/// byte keeps it there (so the low nibble is at most 9).
+fn all_digits(word: u64) -> bool {
+    const HIGH_NIBBLES: u64 = 0xf0f0_f0f0_f0f0_f0f0;
+    const THREES: u64 = 0x3030_3030_3030_3030;
+    const SIXES: u64 = 0x0606_0606_0606_0606;
+    word & HIGH_NIBBLES == THREES && word.wrapping_add(SIXES) & HIGH_NIBBLES == THREES
 }
 
 fn literal(b: &[u8], i: usize, word: &[u8]) -> Result<usize> {
@@ -634,6 +650,21 @@ mod tests {
         for text in cases {
             let serde = serde_json::from_str::<serde::de::IgnoredAny>(text).is_ok();
             assert_eq!(skims(text), serde, "{text:?}");
+        }
+    }
+
+    #[test]
+    fn eight_digits_at_a_time() {
+        assert!(all_digits(u64::from_le_bytes(*b"01234567")));
+        assert!(all_digits(u64::from_le_bytes(*b"99999999")));
+        for byte in 0..=255u8 {
+            let mut word = *b"12345678";
+            word[5] = byte;
+            assert_eq!(
+                all_digits(u64::from_le_bytes(word)),
+                byte.is_ascii_digit(),
+                "{byte}"
+            );
         }
     }
 
