@@ -47,11 +47,7 @@ impl Store {
 
     /// All of a user's tasks, newest first.
     pub fn list(&self, user_id: &str) -> Vec<Task> {
-        self.with_tasks(user_id, |tasks| {
-            let mut all = Vec::new();
-            all.extend(tasks.map(Task::clone));
-            all
-        })
+        self.with_tasks(user_id, |tasks| tasks.cloned().collect())
     }
 
     /// Runs `f` over a user's tasks, newest first, without copying them.

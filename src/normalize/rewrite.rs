@@ -93,7 +93,7 @@ impl Rewriter<'_, '_> {
                 },
                 Some(_) => (start, Edit::Other),
             };
-            if compact && edit == Edit::Keep {
+            let end = if compact && edit == Edit::Keep {
                 pending = Some(match pending {
                     Some(run) if b.get(run.end) == Some(&b',') && run.end + 1 == key_start => {
                         run.start..end
@@ -106,9 +106,10 @@ impl Rewriter<'_, '_> {
                         key_start..end
                     }
                 });
+                end
             } else {
                 self.flush(pending.take());
-                let end = match (key, edit) {
+                match (key, edit) {
                     (Some(key), Edit::Other) => self.entry(
                         open,
                         &mut renames,
@@ -126,15 +127,8 @@ impl Rewriter<'_, '_> {
                         self.apply(edit, start, end);
                         end
                     }
-                };
-                i = ws(b, end);
-                match b.get(i) {
-                    Some(b',') => i = ws(b, i + 1),
-                    Some(b'}') => break,
-                    _ => return Err(Stop::Invalid),
                 }
-                continue;
-            }
+            };
             i = ws(b, end);
             match b.get(i) {
                 Some(b',') => i = ws(b, i + 1),

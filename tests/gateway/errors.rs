@@ -101,6 +101,26 @@ async fn a_body_stalled_past_the_timeout_is_cut_off() {
     drop(gate);
 }
 
+/// POSTs a task create with a chunked body (no Content-Length) of `chunks` x `size` bytes;
+/// returns the status.
+async fn post_chunked(gw: &TestGateway, chunks: usize, size: usize) -> u16 {
+    let (tx, rx) = tokio::sync::mpsc::channel(4);
+    tokio::spawn(async move {
+        for _ in 0..chunks {
+            let _ = tx.send(Bytes::from(vec![b'b'; size])).await;
+        }
+    });
+    let chunked = http::Request::post(gw.client.url("/koodrive/ose/v1/task/create"))
+        .body(ChannelBody::new(rx))
+        .unwrap();
+    let raw = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .build_http::<ChannelBody>();
+    let response = within("chunked response", raw.request(chunked))
+        .await
+        .unwrap();
+    response.status().as_u16()
+}
+
 #[tokio::test]
 async fn a_signed_body_over_the_limit_is_413_and_never_sent() {
     let mock = Mock::ok().await;
@@ -117,21 +137,7 @@ async fn a_signed_body_over_the_limit_is_413_and_never_sent() {
         "GATEWAY_BODY_TOO_LARGE",
     );
     // Without Content-Length (chunked), the bound still holds while reading.
-    let (tx, rx) = tokio::sync::mpsc::channel(4);
-    tokio::spawn(async move {
-        for _ in 0..4 {
-            let _ = tx.send(Bytes::from(vec![b'b'; 512])).await;
-        }
-    });
-    let chunked = http::Request::post(gw.client.url("/koodrive/ose/v1/task/create"))
-        .body(ChannelBody::new(rx))
-        .unwrap();
-    let raw = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
-        .build_http::<ChannelBody>();
-    let response = within("chunked response", raw.request(chunked))
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 413);
+    assert_eq!(post_chunked(&gw, 4, 512).await, 413);
     assert_eq!(mock.hits(), 0);
 }
 
@@ -163,21 +169,7 @@ async fn a_streamed_body_over_the_limit_is_413_and_not_counted_against_koodrive(
     );
     assert_eq!(mock.hits(), 0, "refused before anything was sent");
     // Chunked: it streams until the bound, then the exchange is cut off.
-    let (tx, rx) = tokio::sync::mpsc::channel(4);
-    tokio::spawn(async move {
-        for _ in 0..4 {
-            let _ = tx.send(Bytes::from(vec![b'b'; 512])).await;
-        }
-    });
-    let chunked = http::Request::post(gw.client.url("/koodrive/ose/v1/task/create"))
-        .body(ChannelBody::new(rx))
-        .unwrap();
-    let raw = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
-        .build_http::<ChannelBody>();
-    let response = within("chunked response", raw.request(chunked))
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 413);
+    assert_eq!(post_chunked(&gw, 4, 512).await, 413);
     assert!(
         mock.requests().iter().all(|seen| seen.body.len() < 2048),
         "KooDrive never got the whole body"
