@@ -19,6 +19,38 @@ pub fn full(bytes: impl Into<Bytes>) -> Body {
         .boxed_unsync()
 }
 
+/// A buffered body held in two pieces, sent as two frames (hyper gathers them into one write).
+pub fn two_pieces(first: Bytes, second: Bytes) -> Body {
+    if second.is_empty() {
+        return full(first);
+    }
+    TwoPieces([Some(first), Some(second)]).boxed_unsync()
+}
+
+struct TwoPieces([Option<Bytes>; 2]);
+
+impl http_body::Body for TwoPieces {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        _: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let next = self.get_mut().0.iter_mut().find_map(Option::take);
+        Poll::Ready(next.map(|piece| Ok(Frame::data(piece))))
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.0.iter().all(Option::is_none)
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        let len = self.0.iter().flatten().map(Bytes::len).sum::<usize>();
+        http_body::SizeHint::with_exact(len as u64)
+    }
+}
+
 pub fn empty() -> Body {
     Empty::new().map_err(|never| match never {}).boxed_unsync()
 }

@@ -75,7 +75,7 @@ impl std::hash::Hasher for DigestHasher {
 type KeyHash = std::hash::BuildHasherDefault<DigestHasher>;
 
 pub struct TaskListCache {
-    entries: moka::future::Cache<Key, Arc<Entry>, KeyHash>,
+    entries: moka::future::Cache<Key, Entry, KeyHash>,
     /// Keys whose page was too large to share ("hit-for-pass", as Varnish calls it): requests for
     /// them stream from KooDrive directly, without a flight that would only learn it again.
     passes: moka::future::Cache<Key, (), KeyHash>,
@@ -113,7 +113,7 @@ impl TaskListCache {
         let retention = Arc::new(AtomicU64::new(retention_ms(config)));
         let entries = moka::future::Cache::builder()
             .max_capacity(config.max_bytes)
-            .weigher(|_key: &Key, entry: &Arc<Entry>| entry.page.weight())
+            .weigher(|_key: &Key, entry: &Entry| entry.weight())
             .expire_after(Retention(Arc::clone(&retention)))
             .build_with_hasher(KeyHash::default());
         let passes = moka::future::Cache::builder()
@@ -185,7 +185,7 @@ impl TaskListCache {
         self.passes.invalidate_all();
     }
 
-    pub async fn get(&self, key: &Key) -> Option<Arc<Entry>> {
+    pub async fn get(&self, key: &Key) -> Option<Entry> {
         self.entries.get(key).await
     }
 
@@ -199,9 +199,10 @@ impl TaskListCache {
         if !policy::storable(page, self.config.load().max_entry_bytes) {
             return false;
         }
-        self.entries
-            .insert(key, Arc::new(Entry::new(page.clone())))
-            .await;
+        let Some(entry) = Entry::new(page) else {
+            return false;
+        };
+        self.entries.insert(key, entry).await;
         true
     }
 
@@ -283,9 +284,8 @@ impl TaskListCache {
         if let Some(entry) = self.get(&key).await {
             if let policy::Freshness::Fresh(_) = policy::freshness(entry.age(), &self.config.load())
             {
-                let page = entry.page.clone();
                 return Ok(Arc::new(Fetched {
-                    page,
+                    page: entry.to_page(),
                     stored: false,
                 }));
             }

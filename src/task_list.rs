@@ -209,7 +209,7 @@ async fn pass(
 }
 
 fn from_entry(entry: &Entry, cache_status: String, label: &'static str) -> Response<Body> {
-    let mut response = entry.page.to_response();
+    let mut response = entry.to_response();
     response.extensions_mut().insert(CacheLabel(label));
     let headers = response.headers_mut();
     headers.insert(AGE, HeaderValue::from(entry.age().as_secs()));
