@@ -23,8 +23,9 @@ use crate::headers::{self, X_TRACEID};
 use crate::metrics::{self, Metrics, RequestLabels, RouteLabels, UpstreamLabels};
 use crate::normalize::NormalizeConfig;
 use crate::route::Route;
+use crate::task_list::{self, Served};
 use crate::upstream::Upstream;
-use crate::{respond, task_list, telemetry, trace_id};
+use crate::{respond, telemetry, trace_id};
 
 /// Everything a request needs, shared by all connections.
 pub struct State {
@@ -47,8 +48,8 @@ pub struct Live {
     pub normalize: NormalizeConfig,
 }
 
-/// What the cache did for a request, carried in the response's extensions to the access log
-/// and the metrics.
+/// What the cache did for a request, returned with its response to the access log and the
+/// metrics.
 #[derive(Debug, Clone, Copy)]
 pub struct CacheLabel(pub &'static str);
 
@@ -88,7 +89,7 @@ pub async fn handle(state: Arc<State>, request: Request<Incoming>) -> Response<B
                 }
             },
         };
-        let mut response = result.unwrap_or_else(|error| {
+        let (mut response, CacheLabel(cache)) = result.unwrap_or_else(|error| {
             // The trace id is on the event too: with a warn-only filter the span is off (a span
             // at WARN would cost every request, cache hits included).
             tracing::warn!(
@@ -97,7 +98,7 @@ pub async fn handle(state: Arc<State>, request: Request<Incoming>) -> Response<B
                 error = %ErrorChain(&error),
                 "request failed"
             );
-            error.to_response()
+            (error.to_response(), NO_CACHE)
         });
         response.headers_mut().insert(X_TRACEID, trace_id);
         if ambiguous.is_some() {
@@ -107,10 +108,6 @@ pub async fn handle(state: Arc<State>, request: Request<Incoming>) -> Response<B
                 .insert(header::CONNECTION, HeaderValue::from_static("close"));
         }
         let status = response.status().as_u16();
-        let cache = response
-            .extensions()
-            .get::<CacheLabel>()
-            .map_or("none", |c| c.0);
         let elapsed = started.elapsed();
         let labels = RequestLabels {
             route: route.name(),
@@ -118,14 +115,9 @@ pub async fn handle(state: Arc<State>, request: Request<Incoming>) -> Response<B
             status_class: metrics::status_class(status),
             cache,
         };
-        state.metrics.requests.get_or_create(&labels).inc();
         state
             .metrics
-            .request_duration
-            .get_or_create(&RouteLabels {
-                route: route.name(),
-            })
-            .observe(elapsed.as_secs_f64());
+            .request_answered(&labels, elapsed.as_secs_f64());
         // Status and cache go on the event, not into the span: recording into a span makes the
         // formatter rebuild its fields, a cost every cache hit would pay.
         tracing::info!(
@@ -141,13 +133,16 @@ pub async fn handle(state: Arc<State>, request: Request<Incoming>) -> Response<B
     .await
 }
 
+/// The label of a response the cache had nothing to do with.
+const NO_CACHE: CacheLabel = CacheLabel("none");
+
 /// Forwards one request to KooDrive.
 async fn proxy(
     state: &Arc<State>,
     request: Request<Incoming>,
     trace_id: &HeaderValue,
     route: Route,
-) -> Result<Response<Body>, GatewayError> {
+) -> Result<Served, GatewayError> {
     let (mut parts, incoming) = request.into_parts();
     // Connection-level headers stay on this hop; the trace id goes upstream.
     headers::strip_hop_by_hop(&mut parts.headers);
@@ -192,7 +187,8 @@ async fn proxy(
         tracing::debug!("task write accepted: the writer's cached task lists are invalidated");
     }
     // Normalized bodies where a rule applies (and KooDrive's error bodies); the rest streams.
-    respond::shape(response, rule, live.normalize.max_body, &state.metrics).await
+    let response = respond::shape(response, rule, live.normalize.max_body, &state.metrics).await?;
+    Ok((response, NO_CACHE))
 }
 
 /// Builds the upstream request for a client's method, URI and (stripped) headers, injects

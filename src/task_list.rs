@@ -22,7 +22,10 @@ use crate::respond;
 /// Extra time a collapsed waiter allows beyond the upstream timeout before giving up.
 const WAIT_MARGIN: Duration = Duration::from_secs(1);
 
-pub async fn serve(state: &Arc<State>, parts: Parts) -> Result<Response<Body>, GatewayError> {
+/// A response and what the cache did for it (the access log and the metrics read it).
+pub type Served = (Response<Body>, CacheLabel);
+
+pub async fn serve(state: &Arc<State>, parts: Parts) -> Result<Served, GatewayError> {
     // Validate before any cache or upstream work.
     let query = TaskListQuery::parse(parts.uri.query())?;
     // The key binds the page to the identity that asked, after credential precedence.
@@ -52,11 +55,7 @@ pub async fn serve(state: &Arc<State>, parts: Parts) -> Result<Response<Body>, G
             Freshness::Fresh(_) => {
                 record(state, "hit");
                 let ttl = policy::ttl_seconds(entry.age(), config);
-                return Ok(from_entry(
-                    entry,
-                    format!("{CACHE_NAME}; hit; ttl={ttl}"),
-                    "hit",
-                ));
+                return Ok(from_entry(entry, hit_status(ttl), "hit"));
             }
             Freshness::Revalidate => {
                 record(state, "stale-while-revalidate");
@@ -144,8 +143,7 @@ pub async fn serve(state: &Arc<State>, parts: Parts) -> Result<Response<Body>, G
         Ok(fetched) => {
             let mut response = fetched.page.to_response();
             set_cache_status(response.headers_mut(), format!("{CACHE_NAME}; {forwarded}"));
-            response.extensions_mut().insert(CacheLabel(label));
-            Ok(response)
+            Ok((response, CacheLabel(label)))
         }
         Err(error) => Err(GatewayError::Collapsed(error)),
     }
@@ -181,11 +179,7 @@ fn fetcher(
 
 /// Forwards the request as the client sent it and streams the answer through, normalized only if
 /// it turns out to fit after all (a page too large to share or store: Varnish's "pass").
-async fn pass(
-    state: &Arc<State>,
-    live: &Live,
-    parts: Parts,
-) -> Result<Response<Body>, GatewayError> {
+async fn pass(state: &Arc<State>, live: &Live, parts: Parts) -> Result<Served, GatewayError> {
     record(state, "pass");
     let response = pipeline::send(
         state,
@@ -204,17 +198,25 @@ async fn pass(
         response.headers_mut(),
         format!("{CACHE_NAME}; fwd=bypass; detail=too-large"),
     );
-    response.extensions_mut().insert(CacheLabel("pass"));
-    Ok(response)
+    Ok((response, CacheLabel("pass")))
 }
 
-fn from_entry(entry: &Entry, cache_status: String, label: &'static str) -> Response<Body> {
+fn from_entry(entry: &Entry, cache_status: String, label: &'static str) -> Served {
     let mut response = entry.to_response();
-    response.extensions_mut().insert(CacheLabel(label));
     let headers = response.headers_mut();
     headers.insert(AGE, HeaderValue::from(entry.age().as_secs()));
     set_cache_status(headers, cache_status);
-    response
+    (response, CacheLabel(label))
+}
+
+/// `Cache-Status` of a fresh hit, built without the formatting machinery (every hit pays it).
+fn hit_status(ttl: i64) -> String {
+    const PREFIX: &str = "; hit; ttl=";
+    let mut status = String::with_capacity(CACHE_NAME.len() + PREFIX.len() + 20);
+    status.push_str(CACHE_NAME);
+    status.push_str(PREFIX);
+    status.push_str(itoa::Buffer::new().format(ttl));
+    status
 }
 
 fn set_cache_status(headers: &mut HeaderMap, value: String) {
