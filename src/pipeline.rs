@@ -23,9 +23,8 @@ use crate::headers::{self, X_TRACEID};
 use crate::metrics::{self, Metrics, RequestLabels, RouteLabels, UpstreamLabels};
 use crate::normalize::NormalizeConfig;
 use crate::route::Route;
-use crate::task_list::{self, Served};
 use crate::upstream::Upstream;
-use crate::{respond, telemetry, trace_id};
+use crate::{respond, task_list, telemetry, trace_id};
 
 /// Everything a request needs, shared by all connections.
 pub struct State {
@@ -52,6 +51,9 @@ pub struct Live {
 /// metrics.
 #[derive(Debug, Clone, Copy)]
 pub struct CacheLabel(pub &'static str);
+
+/// A response and what the cache did for it.
+pub type Served = (Response<Body>, CacheLabel);
 
 pub async fn handle(state: Arc<State>, request: Request<Incoming>) -> Response<Body> {
     let started = Instant::now();

@@ -7,23 +7,20 @@ use std::time::Duration;
 
 use http::header::{ACCEPT_ENCODING, AGE};
 use http::request::Parts;
-use http::{HeaderMap, HeaderValue, Method, Response, Uri};
+use http::{HeaderMap, HeaderValue, Method, Uri};
 use tracing::Instrument;
 
-use crate::body::{self, Body};
+use crate::body;
 use crate::cache::policy::{self, Directive, Freshness, CACHE_NAME};
 use crate::cache::{Entry, Fetched, Page, Role, TaskListQuery};
 use crate::error::GatewayError;
 use crate::headers::CACHE_STATUS;
 use crate::metrics::ReasonLabels;
-use crate::pipeline::{self, CacheLabel, Live, State};
+use crate::pipeline::{self, CacheLabel, Live, Served, State};
 use crate::respond;
 
 /// Extra time a collapsed waiter allows beyond the upstream timeout before giving up.
 const WAIT_MARGIN: Duration = Duration::from_secs(1);
-
-/// A response and what the cache did for it (the access log and the metrics read it).
-pub type Served = (Response<Body>, CacheLabel);
 
 pub async fn serve(state: &Arc<State>, parts: Parts) -> Result<Served, GatewayError> {
     // Validate before any cache or upstream work.

@@ -151,7 +151,7 @@ impl Entry {
         if next > end {
             return None;
         }
-        let name = HeaderName::from_bytes(&self.head[name_at..value_at]).ok()?;
+        let name = HeaderName::from_bytes(self.head.get(name_at..value_at)?).ok()?;
         let value = HeaderValue::from_maybe_shared(self.head.slice(value_at..next)).ok()?;
         Some((name, value, next))
     }
