@@ -76,9 +76,11 @@ struct Cli {
     #[arg(long, default_value_t = 0.02)]
     fault_rate: f64,
     /// RSS "start" is read after this much load: long enough for the task-list cache to fill
-    /// up to `cache.max_bytes` (about a minute here), so that "flat" measures leaks, not the
-    /// cache doing its job.
-    #[arg(long, default_value_t = 90)]
+    /// up to `cache.max_bytes` (about 30 s here) and for its first generation of pages to be
+    /// evicted and expire (RSS rises by about 15 MiB while that generation's memory is freed
+    /// piecemeal among its successors, and settles by about 130 s), so that "flat" measures
+    /// leaks, not the cache doing its job.
+    #[arg(long, default_value_t = 150)]
     warmup_secs: u64,
     #[arg(long, default_value_t = 60)]
     report_secs: u64,
