@@ -119,9 +119,18 @@ pub struct Metrics {
 impl Metrics {
     pub fn new() -> Arc<Metrics> {
         let mut registry = Registry::with_prefix("koodrive_gateway");
+        let requests: Family<RequestLabels, Counter> = Family::default();
+        let request_duration: Family<RouteLabels, Histogram> =
+            Family::new_with_constructor(latency_histogram);
+        let hit_requests = requests.get_or_create(&HIT).clone();
+        let hit_duration = request_duration
+            .get_or_create(&RouteLabels { route: HIT.route })
+            .clone();
         let metrics = Metrics {
-            requests: Family::default(),
-            request_duration: Family::new_with_constructor(latency_histogram),
+            hit_requests,
+            hit_duration,
+            requests,
+            request_duration,
             upstream_requests: Family::default(),
             upstream_duration: Family::new_with_constructor(latency_histogram),
             cache_hits: Counter::default(),
@@ -137,15 +146,7 @@ impl Metrics {
             breaker_open: Gauge::default(),
             breaker_transitions: Family::default(),
             registry: Registry::default(),
-            hit_requests: Counter::default(),
-            hit_duration: latency_histogram(),
         };
-        let mut metrics = metrics;
-        metrics.hit_requests = metrics.requests.get_or_create(&HIT).clone();
-        metrics.hit_duration = metrics
-            .request_duration
-            .get_or_create(&RouteLabels { route: HIT.route })
-            .clone();
         let m = &metrics;
         registry.register("requests", "Client requests answered", m.requests.clone());
         registry.register(
@@ -236,7 +237,6 @@ impl Metrics {
         })
     }
 
-    /// The registry in Prometheus/OpenMetrics text.
     /// Counts one answered request and how long it took.
     pub fn request_answered(&self, labels: &RequestLabels, seconds: f64) {
         if *labels == HIT {
@@ -252,6 +252,7 @@ impl Metrics {
             .observe(seconds);
     }
 
+    /// The registry in Prometheus/OpenMetrics text.
     pub fn encode(&self) -> String {
         let mut text = String::new();
         if prometheus_client::encoding::text::encode(&mut text, &self.registry).is_err() {
