@@ -229,7 +229,13 @@ pub async fn forward(
 ) -> Result<Response<Body>, GatewayError> {
     let started = Instant::now();
     let route = Route::of(request.method(), request.uri().path()).name();
-    let span = tracing::info_span!("upstream", status = Empty);
+    // The JSON log shows an event's innermost span: this one carries the trace id too.
+    let trace_id = request.headers().get(X_TRACEID).map(HeaderValue::to_str);
+    let span = tracing::info_span!(
+        "upstream",
+        trace_id = trace_id.and_then(Result::ok).unwrap_or_default(),
+        status = Empty
+    );
     let result = state
         .upstream
         .send(request, state.upstream.deadline())

@@ -7,7 +7,7 @@ use std::process::Stdio;
 use tokio::io::{AsyncBufReadExt, BufReader, Lines};
 use tokio::process::{Child, ChildStdout, Command};
 
-use crate::support::{within, Client, Mock, TASK_LIST};
+use crate::support::{within, Client, Mock, Reply, TASK_LIST};
 
 const BIN: &str = env!("CARGO_BIN_EXE_koodrive-gateway");
 
@@ -236,6 +236,38 @@ async fn logs_carry_the_trace_id_never_the_secret_and_sigterm_exits_zero() {
     for line in &lines {
         assert!(!line.contains(secret), "secret in a log line: {line}");
     }
+    std::fs::remove_file(config).ok();
+}
+
+#[tokio::test]
+async fn events_inside_the_upstream_exchange_carry_the_trace_id() {
+    let mock = Mock::start(|_| Reply::json(503, r#"{"code":"13000503","msg":"busy"}"#)).await;
+    let config = temp_config(
+        "upstream-span",
+        &format!(
+            "[server]\nlisten = \"127.0.0.1:0\"\nadmin_listen = \"127.0.0.1:0\"\n\
+             [upstream]\nurl = \"{}\"\nbreaker_failures = 1\n\
+             [auth]\nmode = \"token\"\nuser_id = \"7\"\naccess_token = \"t\"\n\
+             [log]\nformat = \"json\"\n",
+            mock.url()
+        ),
+    );
+    let mut process = Process::spawn(
+        &["--config", config.to_str().unwrap()],
+        &[("RUST_LOG", "info")],
+    );
+    let (addr, _) = process.listening().await;
+    let trace_id = "trace-id-inside-the-upstream-span";
+    let response = Client::new(addr)
+        .get_with("/koodrive/ose/v1/task/1", &[("x-traceid", trace_id)])
+        .await;
+    assert_eq!(response.status, 503);
+    // The breaker opens while KooDrive's answer is handled, inside the upstream span.
+    let line = process.line_with("circuit breaker open").await;
+    let event: serde_json::Value = serde_json::from_str(&line).unwrap();
+    assert_eq!(event["span"]["name"], "upstream", "{line}");
+    assert_eq!(event["span"]["trace_id"], trace_id, "{line}");
+    process.terminate().await;
     std::fs::remove_file(config).ok();
 }
 
