@@ -199,23 +199,37 @@ impl Process {
     }
 }
 
-#[tokio::test]
-async fn logs_carry_the_trace_id_never_the_secret_and_sigterm_exits_zero() {
-    let mock = Mock::ok().await;
-    let secret = "TOKEN-c0ffee-never-logged";
+/// A gateway process in token mode in front of `mock`, logging JSON at `rust_log`; `upstream`
+/// adds lines to its `[upstream]` table. Returns the process and its config file.
+fn json_logging_gateway(
+    name: &str,
+    mock: &Mock,
+    upstream: &str,
+    token: &str,
+    rust_log: &str,
+) -> (Process, PathBuf) {
     let config = temp_config(
-        "logs",
+        name,
         &format!(
             "[server]\nlisten = \"127.0.0.1:0\"\nadmin_listen = \"127.0.0.1:0\"\n\
-             [upstream]\nurl = \"{}\"\n[auth]\nmode = \"token\"\nuser_id = \"7\"\naccess_token = \"{secret}\"\n\
+             [upstream]\nurl = \"{}\"\n{upstream}\
+             [auth]\nmode = \"token\"\nuser_id = \"7\"\naccess_token = \"{token}\"\n\
              [log]\nformat = \"json\"\n",
             mock.url()
         ),
     );
-    let mut process = Process::spawn(
+    let process = Process::spawn(
         &["--config", config.to_str().unwrap()],
-        &[("RUST_LOG", "trace")],
+        &[("RUST_LOG", rust_log)],
     );
+    (process, config)
+}
+
+#[tokio::test]
+async fn logs_carry_the_trace_id_never_the_secret_and_sigterm_exits_zero() {
+    let mock = Mock::ok().await;
+    let secret = "TOKEN-c0ffee-never-logged";
+    let (mut process, config) = json_logging_gateway("logs", &mock, "", secret, "trace");
     let (addr, _) = process.listening().await;
     let client = Client::new(addr);
     let trace_id = "trace-id-for-the-log-test-42";
@@ -242,19 +256,12 @@ async fn logs_carry_the_trace_id_never_the_secret_and_sigterm_exits_zero() {
 #[tokio::test]
 async fn events_inside_the_upstream_exchange_carry_the_trace_id() {
     let mock = Mock::start(|_| Reply::json(503, r#"{"code":"13000503","msg":"busy"}"#)).await;
-    let config = temp_config(
+    let (mut process, config) = json_logging_gateway(
         "upstream-span",
-        &format!(
-            "[server]\nlisten = \"127.0.0.1:0\"\nadmin_listen = \"127.0.0.1:0\"\n\
-             [upstream]\nurl = \"{}\"\nbreaker_failures = 1\n\
-             [auth]\nmode = \"token\"\nuser_id = \"7\"\naccess_token = \"t\"\n\
-             [log]\nformat = \"json\"\n",
-            mock.url()
-        ),
-    );
-    let mut process = Process::spawn(
-        &["--config", config.to_str().unwrap()],
-        &[("RUST_LOG", "info")],
+        &mock,
+        "breaker_failures = 1\n",
+        "t",
+        "info",
     );
     let (addr, _) = process.listening().await;
     let trace_id = "trace-id-inside-the-upstream-span";
