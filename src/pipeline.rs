@@ -76,12 +76,10 @@ pub async fn handle(state: Arc<State>, request: Request<Incoming>) -> Response<B
     // Framing the connection's guard found ambiguous: refused, never forwarded.
     let ambiguous = request.extensions().get::<Ambiguous>().copied();
     async move {
-        let result = match client_trace_id {
-            _ if ambiguous.is_some() => Err(GatewayError::BadRequest(
-                ambiguous.map_or("ambiguous framing", |a| a.0),
-            )),
-            Err(error) => Err(error),
-            Ok(_) => match Arc::clone(&state.in_flight).try_acquire_owned() {
+        let result = match (ambiguous, client_trace_id) {
+            (Some(Ambiguous(why)), _) => Err(GatewayError::BadRequest(why)),
+            (None, Err(error)) => Err(error),
+            (None, Ok(_)) => match Arc::clone(&state.in_flight).try_acquire_owned() {
                 Err(_) => Err(GatewayError::Overloaded(state.max_in_flight)),
                 Ok(_permit) => {
                     state.metrics.in_flight.inc();
@@ -157,15 +155,19 @@ async fn proxy(
     // A task write makes the writer's cached lists stale once KooDrive accepts it.
     let writer = (route == Route::TaskWrite).then(|| live.auth.identity(&parts.headers).user_id);
     // A signed request's body is read whole (bounded), since its hash is signed; others stream.
-    let (body, body_sha256) = if live.auth.signs(&parts.headers) {
-        let bytes = read_bounded(&parts, incoming, state.max_signed_body).await?;
+    let signs = live.auth.signs(&parts.headers);
+    let limit = match signs {
+        true => state.max_signed_body,
+        false => state.max_body,
+    };
+    if headers::declared_length(&parts.headers).is_some_and(|len| len > limit) {
+        return Err(GatewayError::BodyTooLarge { limit });
+    }
+    let (body, body_sha256) = if signs {
+        let bytes = read_bounded(incoming, limit).await?;
         set_content_length(&mut parts, bytes.len());
         (body::full(bytes.clone()), Some(sign::payload_hash(&bytes)))
     } else {
-        let limit = state.max_body;
-        if declared_length(&parts).is_some_and(|len| len > limit) {
-            return Err(GatewayError::BodyTooLarge { limit });
-        }
         (body::client_stream(incoming, limit), None)
     };
     let rule = live.normalize.rules.find(&parts.method, parts.uri.path());
@@ -230,10 +232,13 @@ pub async fn forward(
     let started = Instant::now();
     let route = Route::of(request.method(), request.uri().path()).name();
     // The JSON log shows an event's innermost span: this one carries the trace id too.
-    let trace_id = request.headers().get(X_TRACEID).map(HeaderValue::to_str);
+    let trace_id = request
+        .headers()
+        .get(X_TRACEID)
+        .and_then(|v| v.to_str().ok());
     let span = tracing::info_span!(
         "upstream",
-        trace_id = trace_id.and_then(Result::ok).unwrap_or_default(),
+        trace_id = trace_id.unwrap_or_default(),
         status = Empty
     );
     let result = state
@@ -268,14 +273,7 @@ pub async fn forward(
     Ok(response)
 }
 
-async fn read_bounded(
-    parts: &http::request::Parts,
-    incoming: Incoming,
-    limit: u64,
-) -> Result<Bytes, GatewayError> {
-    if declared_length(parts).is_some_and(|len| len > limit) {
-        return Err(GatewayError::BodyTooLarge { limit });
-    }
+async fn read_bounded(incoming: Incoming, limit: u64) -> Result<Bytes, GatewayError> {
     let limited = Limited::new(incoming, usize::try_from(limit).unwrap_or(usize::MAX));
     match limited.collect().await {
         Ok(collected) => Ok(collected.to_bytes()),
@@ -284,11 +282,6 @@ async fn read_bounded(
         }
         Err(e) => Err(GatewayError::ClientBody(e)),
     }
-}
-
-fn declared_length(parts: &http::request::Parts) -> Option<u64> {
-    let value = parts.headers.get(header::CONTENT_LENGTH)?;
-    value.to_str().ok()?.parse().ok()
 }
 
 /// A buffered body has a known length: say so, except on a bodiless GET or HEAD.

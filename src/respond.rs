@@ -10,6 +10,7 @@ use http_body_util::BodyExt;
 use crate::body::{self, Body};
 use crate::cache::Page;
 use crate::error::GatewayError;
+use crate::headers;
 use crate::metrics::{Metrics, ReasonLabels};
 use crate::normalize::{self, DecodeError, Outcome, Rule};
 use crate::upstream::DeadlineElapsed;
@@ -42,10 +43,6 @@ fn is_json(headers: &HeaderMap) -> bool {
         .get(CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .is_some_and(normalize::is_json_content_type)
-}
-
-fn declared_length(headers: &HeaderMap) -> Option<u64> {
-    headers.get(CONTENT_LENGTH)?.to_str().ok()?.parse().ok()
 }
 
 /// The body as plain bytes: decoded per `Content-Encoding`, bounded by `limit` after decoding
@@ -104,7 +101,7 @@ pub async fn page(
     limit: usize,
     metrics: &Metrics,
 ) -> Result<Page, GatewayError> {
-    if declared_length(response.headers()).is_some_and(|len| len > limit as u64) {
+    if headers::declared_length(response.headers()).is_some_and(|len| len > limit as u64) {
         return Err(GatewayError::PageTooLarge);
     }
     let (parts, body) = response.into_parts();
@@ -141,7 +138,8 @@ pub async fn shape(
     metrics: &Metrics,
 ) -> Result<Response<Body>, GatewayError> {
     let wanted = (rule.is_some() || !response.status().is_success()) && is_json(response.headers());
-    let too_large = declared_length(response.headers()).is_some_and(|len| len > limit as u64);
+    let too_large =
+        headers::declared_length(response.headers()).is_some_and(|len| len > limit as u64);
     if !wanted || too_large {
         if wanted {
             fallback(metrics, "too_large");
