@@ -68,6 +68,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         println!("{}: ok", path.display());
         return Ok(());
     }
+    let mut signals = Signals::register();
     let (config, mock) = if cli.demo {
         let (config, mock) = demo_config(cli.config).await?;
         (config, Some(mock))
@@ -98,7 +99,13 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         println!("try:  curl -si '{url}'");
         println!();
     }
-    serve_signals(&running, &telemetry.log, config_path.as_deref()).await;
+    serve_signals(
+        &mut signals,
+        &running,
+        &telemetry.log,
+        config_path.as_deref(),
+    )
+    .await;
     running.shutdown();
     running.wait().await;
     // After the drain, so the last requests' spans are exported too.
@@ -106,32 +113,75 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Waits for SIGTERM or SIGINT; on SIGHUP re-reads the config file and applies it, or keeps the
-/// current one (and says why) when the new one is invalid.
-async fn serve_signals(
-    running: &gateway::Running,
-    log: &telemetry::LogHandle,
-    path: Option<&std::path::Path>,
-) {
+/// The signals the gateway answers, registered before it starts listening: until a handler is
+/// registered, SIGHUP and SIGTERM keep their default action and kill the process, so a reload or a
+/// stop sent as soon as the "listening" line appears would otherwise be a crash.
+struct Signals {
     #[cfg(unix)]
-    let mut hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
-    let shutdown = shutdown_signal();
-    tokio::pin!(shutdown);
-    loop {
+    hangup: Option<tokio::signal::unix::Signal>,
+    #[cfg(unix)]
+    terminate: Option<tokio::signal::unix::Signal>,
+    #[cfg(unix)]
+    interrupt: Option<tokio::signal::unix::Signal>,
+}
+
+/// What a signal asks for.
+enum Asked {
+    Reload,
+    Shutdown,
+}
+
+impl Signals {
+    fn register() -> Signals {
         #[cfg(unix)]
-        let reload = async {
-            match hangup.as_mut() {
+        {
+            use tokio::signal::unix::{signal, SignalKind};
+            Signals {
+                hangup: signal(SignalKind::hangup()).ok(),
+                terminate: signal(SignalKind::terminate()).ok(),
+                interrupt: signal(SignalKind::interrupt()).ok(),
+            }
+        }
+        #[cfg(not(unix))]
+        Signals {}
+    }
+
+    #[cfg(unix)]
+    async fn next(&mut self) -> Asked {
+        async fn recv(signal: Option<&mut tokio::signal::unix::Signal>) {
+            match signal {
                 Some(signal) => {
                     signal.recv().await;
                 }
                 None => std::future::pending::<()>().await,
             }
-        };
-        #[cfg(not(unix))]
-        let reload = std::future::pending::<()>();
+        }
         tokio::select! {
-            () = &mut shutdown => return,
-            () = reload => {}
+            () = recv(self.terminate.as_mut()) => Asked::Shutdown,
+            () = recv(self.interrupt.as_mut()) => Asked::Shutdown,
+            () = recv(self.hangup.as_mut()) => Asked::Reload,
+        }
+    }
+
+    #[cfg(not(unix))]
+    async fn next(&mut self) -> Asked {
+        let _ = tokio::signal::ctrl_c().await;
+        Asked::Shutdown
+    }
+}
+
+/// Waits for SIGTERM or SIGINT; on SIGHUP re-reads the config file and applies it, or keeps the
+/// current one (and says why) when the new one is invalid.
+async fn serve_signals(
+    signals: &mut Signals,
+    running: &gateway::Running,
+    log: &telemetry::LogHandle,
+    path: Option<&std::path::Path>,
+) {
+    loop {
+        match signals.next().await {
+            Asked::Shutdown => return,
+            Asked::Reload => {}
         }
         let Some(path) = path else {
             tracing::warn!("SIGHUP ignored: no config file to re-read");
@@ -181,25 +231,4 @@ async fn demo_config(path: Option<PathBuf>) -> anyhow::Result<(Config, MockKooDr
     };
     let mock = MockKooDrive::start(listener, auth).await?;
     Ok((config, mock))
-}
-
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut signal) => {
-                signal.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => {}
-        () = term => {}
-    }
 }

@@ -351,6 +351,45 @@ async fn sighup_reloads_a_good_config_and_refuses_a_bad_one() {
     std::fs::remove_file(path).ok();
 }
 
+/// A SIGHUP or SIGTERM sent the moment the "listening" line appears is a reload or a drain, never
+/// the signal's default action (death). Before the handlers were registered ahead of the listeners,
+/// a few starts in a hundred lost that race. The signal comes from a shell already waiting on a
+/// pipe, so it follows the line within microseconds (spawning `kill` then would take a millisecond
+/// and hide the race).
+#[tokio::test]
+async fn signals_sent_at_the_listening_line_are_handled_not_fatal() {
+    use tokio::io::AsyncWriteExt;
+    let path = temp_config(
+        "early-signal",
+        "[server]\nlisten = \"127.0.0.1:0\"\nadmin_listen = \"127.0.0.1:0\"\n\
+         [upstream]\nurl = \"http://127.0.0.1:9\"\n[auth]\nmode = \"token\"\nuser_id = \"7\"\naccess_token = \"t\"\n",
+    );
+    for start in 0..200 {
+        let signal = if start % 2 == 0 { "HUP" } else { "TERM" };
+        let mut process = Process::spawn(&["--config", path.to_str().unwrap()], &[]);
+        let pid = process.child.id().unwrap().to_string();
+        let mut killer = Command::new("sh")
+            .args(["-c", "read _ && kill -s \"$0\" \"$1\"", signal, &pid])
+            .stdin(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap();
+        let mut trigger = killer.stdin.take().unwrap();
+        process.line_with("koodrive-gateway listening").await;
+        trigger.write_all(b"\n").await.unwrap();
+        assert!(killer.wait().await.unwrap().success());
+        if signal == "HUP" {
+            process.line_with("config reloaded").await;
+        }
+        let (status, seen) = process.terminate().await;
+        assert!(
+            status.success(),
+            "start {start} ({signal}): {status}\n{seen:#?}"
+        );
+    }
+    std::fs::remove_file(path).ok();
+}
+
 #[tokio::test]
 async fn no_secret_reaches_logs_error_bodies_or_metrics_at_trace_level() {
     let mock = Mock::start(|seen| {
