@@ -80,8 +80,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             Config::load(&path).with_context(|| format!("invalid config {}", path.display()))?;
         (config, None)
     };
-    let telemetry = telemetry::init(&config.log, &config.telemetry)
-        .context("cannot set up telemetry export")?;
+    let telemetry =
+        telemetry::init(&config.log, &config.telemetry).context("cannot set up telemetry")?;
     let running = gateway::run(config)
         .await
         .context("cannot start the gateway")?;

@@ -121,7 +121,7 @@ pub async fn handle(state: Arc<State>, request: Request<Incoming>) -> Response<B
         // Status and cache go on the event, not into the span: recording into a span makes the
         // formatter rebuild its fields, a cost every cache hit would pay.
         tracing::info!(
-            target: "koodrive_gateway::access",
+            target: telemetry::ACCESS_TARGET,
             status,
             cache,
             duration_ms = elapsed.as_secs_f64() * 1000.0,

@@ -5,6 +5,7 @@
 
 #[cfg(feature = "otlp")]
 mod otlp;
+mod writer;
 
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
@@ -12,15 +13,13 @@ use tracing_subscriber::{fmt, reload, EnvFilter, Registry};
 
 use crate::config::{LogConfig, LogFormat, TelemetryConfig};
 
-/// Log lines queued for the writer thread. The queue's slots are allocated and written up front
-/// (32 bytes each), so tracing-appender's default of 128,000 held 4 MiB resident from startup.
-/// A queue only absorbs bursts: sustained logging goes at the writer's pace whatever its size.
-const LOG_BUFFER_LINES: usize = 8192;
+/// The access log's target: one event per request. Its lines are written in batches.
+pub const ACCESS_TARGET: &str = "koodrive_gateway::access";
 
 /// Changes the log level of a running process (SIGHUP reload); dropping it flushes the log.
 pub struct LogHandle {
     level: Option<reload::Handle<EnvFilter, Registry>>,
-    _flush: tracing_appender::non_blocking::WorkerGuard,
+    _flush: writer::Flush,
 }
 
 /// What `init` installed: the log-level handle and, with OTLP export, the exporter to flush on
@@ -33,6 +32,8 @@ pub struct Telemetry {
 
 #[derive(Debug, thiserror::Error)]
 pub enum TelemetryError {
+    #[error("cannot start the log writer thread")]
+    Writer(#[source] std::io::Error),
     #[error("cannot set up TLS for the OTLP exporter")]
     Tls(#[source] crate::upstream::TlsSetupError),
     #[cfg(feature = "otlp")]
@@ -67,12 +68,10 @@ pub fn init(log: &LogConfig, telemetry: &TelemetryConfig) -> Result<Telemetry, T
     let registry = tracing_subscriber::registry().with(filter);
     #[cfg(feature = "otlp")]
     let registry = registry.with(export.as_ref().map(otlp::Export::layer));
-    // Lines are written by a background thread, not by the request path; when it falls behind,
-    // callers wait rather than lose lines.
-    let (writer, flush) = tracing_appender::non_blocking::NonBlockingBuilder::default()
-        .lossy(false)
-        .buffered_lines_limit(LOG_BUFFER_LINES)
-        .finish(std::io::stdout());
+    // Lines are written in batches by a background thread, not by the request path; when it
+    // falls behind, callers wait rather than lose lines.
+    let (writer, flush) = writer::spawn(std::io::stdout(), writer::Limits::default())
+        .map_err(TelemetryError::Writer)?;
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stdout());
     let layer = fmt::layer().with_writer(writer).with_ansi(ansi);
     let installed = match log.format {
