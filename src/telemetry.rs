@@ -3,6 +3,7 @@
 //! its `trace_id`. With the `otlp` feature and `telemetry.otlp_endpoint`, the same spans are
 //! also exported over OTLP/HTTP, and W3C `traceparent` is honoured and propagated upstream.
 
+mod json;
 #[cfg(feature = "otlp")]
 mod otlp;
 mod writer;
@@ -78,10 +79,8 @@ pub fn init(log: &LogConfig, telemetry: &TelemetryConfig) -> Result<Telemetry, T
         LogFormat::Json => registry
             .with(
                 layer
-                    .json()
-                    .with_current_span(true)
-                    .with_span_list(false)
-                    .flatten_event(true),
+                    .fmt_fields(fmt::format::JsonFields::new())
+                    .event_format(json::JsonLines),
             )
             .try_init(),
         LogFormat::Pretty => registry.with(layer).try_init(),
