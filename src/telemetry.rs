@@ -79,7 +79,7 @@ pub fn init(log: &LogConfig, telemetry: &TelemetryConfig) -> Result<Telemetry, T
         LogFormat::Json => registry
             .with(
                 layer
-                    .fmt_fields(fmt::format::JsonFields::new())
+                    .fmt_fields(json::JsonMembers)
                     .event_format(json::JsonLines),
             )
             .try_init(),
