@@ -6,10 +6,18 @@ use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use http::HeaderValue;
+use sha2::{Digest, Sha256};
 
 /// A secret string that is also a valid header value. `Debug` prints `[redacted]`.
 #[derive(Clone, PartialEq, Eq)]
-pub struct Secret(Arc<str>);
+pub struct Secret(Arc<Held>);
+
+#[derive(PartialEq, Eq)]
+struct Held {
+    value: Box<str>,
+    /// Computed once: a cache key binds pages to the credential through this, per request.
+    sha256: [u8; 32],
+}
 
 #[derive(Debug, thiserror::Error)]
 #[error("must be visible ASCII without control characters")]
@@ -20,12 +28,20 @@ impl Secret {
         if value.is_empty() || HeaderValue::from_str(value).is_err() || !value.is_ascii() {
             return Err(InvalidSecret);
         }
-        Ok(Secret(value.into()))
+        Ok(Secret(Arc::new(Held {
+            value: value.into(),
+            sha256: Sha256::digest(value.as_bytes()).into(),
+        })))
     }
 
     /// The secret itself: call only where it is used (signing, a header), never for logging.
     pub fn expose(&self) -> &str {
-        &self.0
+        &self.0.value
+    }
+
+    /// The secret's SHA-256, computed when it was read.
+    pub fn sha256(&self) -> [u8; 32] {
+        self.0.sha256
     }
 }
 
