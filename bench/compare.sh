@@ -15,6 +15,9 @@
 #      and the ratio gateway/nginx (best round against best round, and round by round with its
 #      median). The gateway is measured with RUST_LOG=warn (no access log)
 #      and again with RUST_LOG=info (its default: one JSON access-log line per request).
+#      The same rounds measure a floor (examples/floor.rs): bare hyper on the same core answering
+#      every request with the gateway's own hit, headers and body, captured with curl, and
+#      nothing else: what a hit can cost at best with hyper and tokio on this machine.
 #   2. collapsing: 1,000 concurrent identical misses (examples/burst.rs) and how many reached the
 #      upstream.
 #   3. memory: VmRSS of a fresh gateway before and after caching 10,000 distinct ~2 KB pages.
@@ -36,6 +39,7 @@ export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$REPO/target}
 # GATEWAY_BIN measures another build (e.g. an older commit) with this script; it is not rebuilt.
 GATEWAY=${GATEWAY_BIN:-$CARGO_TARGET_DIR/release/koodrive-gateway}
 BURST_BIN=$CARGO_TARGET_DIR/release/examples/burst
+FLOOR_BIN=$CARGO_TARGET_DIR/release/examples/floor
 LIST=/koodrive/ose/v1/task/list
 # The query every hit benchmark asks for (same path and query for nginx and the gateway).
 HIT_QUERY="$LIST?pageSize=20&status=2&pageCursor="
@@ -156,7 +160,7 @@ build() {
     if [[ -z ${GATEWAY_BIN:-} ]]; then
         (cd "$REPO" && cargo build --release --locked --quiet)
     fi
-    (cd "$REPO" && cargo build --release --locked --quiet --example burst)
+    (cd "$REPO" && cargo build --release --locked --quiet --example burst --example floor)
     echo "gateway: $GATEWAY"
     echo "nginx:   $(nginx -v 2>&1)"
     echo "wrk:     $(wrk -v 2>&1 | head -1 || true)"
@@ -383,6 +387,14 @@ bench_hits() {
     start_gateway gateway-info "http://127.0.0.1:$UPSTREAM_PORT" info "$SERVER_CPU"
     info_pid=$GW_PID info_port=$GW_PORT
     warm gateway-info "http://127.0.0.1:$info_port$HIT_QUERY"
+    local floor_pid floor_port
+    curl -fsS -D "$WORK/hit.headers" -o "$WORK/hit.body" "http://127.0.0.1:$warn_port$HIT_QUERY"
+    free_port floor_port
+    taskset -c "$SERVER_CPU" "$FLOOR_BIN" --listen "127.0.0.1:$floor_port" \
+        --headers-file "$WORK/hit.headers" --body-file "$WORK/hit.body" &
+    floor_pid=$!
+    PIDS+=("$floor_pid")
+    wait_http "http://127.0.0.1:$floor_port/"
     for ((round = 1; round <= ROUNDS; round++)); do
         echo "-- round $round of $ROUNDS"
         run_wrk nginx "http://127.0.0.1:$NGINX_PORT$HIT_QUERY" "$nginx_pid"
@@ -391,11 +403,13 @@ bench_hits() {
         # the best of each.
         ROUND_RATIOS+=("$(awk -v g="${LAST[gateway-warn]}" -v n="${LAST[nginx]}" 'BEGIN {printf "%.2f", g / n}')")
         run_wrk gateway-info "http://127.0.0.1:$info_port$HIT_QUERY" "$info_pid"
+        run_wrk floor "http://127.0.0.1:$floor_port$HIT_QUERY" "$floor_pid"
     done
     echo "gateway-info wrote $(wc -l <"$WORK/gateway-info.log") access-log lines; gateway-warn $(wc -l <"$WORK/gateway-warn.log")"
     stop "$nginx_pid"
     stop "$warn_pid"
     stop "$info_pid"
+    stop "$floor_pid"
 }
 
 # BURST identical misses at once against a fresh gateway whose upstream answers after 200 ms
@@ -453,10 +467,11 @@ summary() {
     met() { awk -v a="$1" -v b="$2" "BEGIN {print (a $3 b) ? \"yes\" : \"no\"}"; }
     log "summary ($(nproc) cores, $(awk -F': ' '/^model name/ {print $2; exit}' /proc/cpuinfo), loadavg $(cut -d' ' -f1-3 /proc/loadavg))"
     printf '%-34s %12s %10s %10s %14s\n' "cache hits, wrk -c$CONNECTIONS -d$DURATION, best of $ROUNDS" "req/s" "p50 ms" "p99 ms" "req/CPU-s"
-    for name in nginx gateway-warn gateway-info; do
+    for name in nginx gateway-warn gateway-info floor; do
         printf '%-34s %12s %10s %10s %14s\n' "$name" "${RPS[$name]}" "${P50[$name]}" "${P99[$name]}" "${PER_CPU[$name]}"
     done
-    echo "(gateway-warn: RUST_LOG=warn, access log off; gateway-info: RUST_LOG=info, JSON access log to a file)"
+    echo "(gateway-warn: RUST_LOG=warn, access log off; gateway-info: RUST_LOG=info, JSON access log to a file;"
+    echo " floor: bare hyper serving the gateway's hit bytes, nothing else; gateway-warn at $(awk -v g="${RPS[gateway-warn]}" -v f="${RPS[floor]}" 'BEGIN {printf "%.2f", g / f}')x of it)"
     echo
     printf '%-44s %-22s %-14s %s\n' "figure" "value" "target" "met"
     printf '%-44s %-22s %-14s %s\n' "hit req/s ratio gateway/nginx (warn)" "${ratio}x" ">= 1.3x" "$(met "$ratio" 1.3 '>=')"
