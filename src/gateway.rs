@@ -162,13 +162,17 @@ pub async fn run(config: Config) -> Result<Running, StartError> {
             },
         );
         tokio::pin!(proxy);
-        tokio::select! {
-            () = &mut proxy => {}
-            () = stopped(&mut stop) => {
-                ready.store(false, Ordering::SeqCst);
-                tracing::info!("shutting down: draining requests in flight");
-                proxy.await;
-            }
+        // `proxy` only ends once it has seen the stop itself, which with no connection open can
+        // happen in the very poll that delivers it: either way, turn unready and say so.
+        let drained = tokio::select! {
+            biased;
+            () = stopped(&mut stop) => false,
+            () = &mut proxy => true,
+        };
+        ready.store(false, Ordering::SeqCst);
+        tracing::info!("shutting down: draining requests in flight");
+        if !drained {
+            proxy.await;
         }
         admin_stop.send_replace(true);
         let _ = admin_task.await;

@@ -246,6 +246,7 @@ async fn logs_carry_the_trace_id_never_the_secret_and_sigterm_exits_zero() {
 
     let (status, lines) = process.terminate().await;
     assert!(status.success(), "exit status {status:?}");
+    assert!(lines.iter().any(|l| l.contains("shutting down: draining")));
     assert!(lines.iter().any(|l| l.contains("shutdown complete")));
     for line in &lines {
         assert!(!line.contains(secret), "secret in a log line: {line}");
@@ -352,7 +353,7 @@ async fn sighup_reloads_a_good_config_and_refuses_a_bad_one() {
 }
 
 /// A SIGHUP or SIGTERM sent the moment the "listening" line appears is a reload or a drain, never
-/// the signal's default action (death). Before the handlers were registered ahead of the listeners,
+/// the signal's default action (death), and every stop is announced. Before the handlers were registered ahead of the listeners,
 /// a few starts in a hundred lost that race. The signal comes from a shell already waiting on a
 /// pipe, so it follows the line within microseconds (spawning `kill` then would take a millisecond
 /// and hide the race).
@@ -385,6 +386,11 @@ async fn signals_sent_at_the_listening_line_are_handled_not_fatal() {
         assert!(
             status.success(),
             "start {start} ({signal}): {status}\n{seen:#?}"
+        );
+        // Even with no connection open, a stop turns the gateway unready and says so.
+        assert!(
+            seen.iter().any(|l| l.contains("shutting down: draining")),
+            "start {start} ({signal}):\n{seen:#?}"
         );
     }
     std::fs::remove_file(path).ok();
