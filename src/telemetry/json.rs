@@ -183,30 +183,13 @@ fn remove_member(members: &mut String, name: &str) {
             None => return,
         }
     };
-    let end = value + value_len(&members[value..]);
+    let end = crate::normalize::value_end(members.as_bytes(), value).unwrap_or(members.len());
     // The first member takes the comma after it; any other, the comma before it.
     let end = match start == 0 && members[end..].starts_with(',') {
         true => end + 1,
         false => end,
     };
     members.replace_range(start..end, "");
-}
-
-/// The length of the JSON value (a string, or a number, boolean or null) `rest` starts with.
-fn value_len(rest: &str) -> usize {
-    let bytes = rest.as_bytes();
-    if bytes.first() != Some(&b'"') {
-        return rest.find(',').unwrap_or(rest.len());
-    }
-    let mut i = 1;
-    while i < bytes.len() {
-        match bytes[i] {
-            b'\\' => i += 2,
-            b'"' => return i + 1,
-            _ => i += 1,
-        }
-    }
-    bytes.len()
 }
 
 /// A JSON string literal.
