@@ -5,7 +5,7 @@
 //! parameters sorted, status a sorted set, `pageSize` defaulted to 100, an empty `pageCursor`
 //! the same as none.
 
-use std::collections::BTreeSet;
+use std::borrow::Cow;
 
 use percent_encoding::{percent_decode, utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 
@@ -22,12 +22,35 @@ const COMPONENT: &AsciiSet = &NON_ALPHANUMERIC
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TaskListQuery {
     pub task_type: Option<i64>,
-    pub status: BTreeSet<u8>,
+    /// The statuses asked for, as a set: bit `n` is status `n` (0 to 3), so repeats and order
+    /// are gone by construction.
+    pub status: u8,
     pub page_size: u32,
     pub page_cursor: Option<i64>,
     /// Parameters KooDrive may know and we do not: kept, sorted, as part of the key.
     pub other: Vec<(String, String)>,
 }
+
+/// The canonical text of every status set, indexed by its bits: the statuses in order, joined by
+/// an encoded comma.
+const STATUS_TEXT: [&str; 16] = [
+    "",
+    "0",
+    "1",
+    "0%2C1",
+    "2",
+    "0%2C2",
+    "1%2C2",
+    "0%2C1%2C2",
+    "3",
+    "0%2C3",
+    "1%2C3",
+    "0%2C1%2C3",
+    "2%2C3",
+    "0%2C2%2C3",
+    "1%2C2%2C3",
+    "0%2C1%2C2%2C3",
+];
 
 fn bad(param: &str, value: &str, allowed: &'static str) -> GatewayError {
     GatewayError::BadQuery {
@@ -37,10 +60,32 @@ fn bad(param: &str, value: &str, allowed: &'static str) -> GatewayError {
     }
 }
 
+/// `text` split at the first `byte` (an ASCII separator), without it.
+fn split_at_byte(text: &str, byte: u8) -> Option<(&str, &str)> {
+    let at = text.bytes().position(|b| b == byte)?;
+    Some((&text[..at], &text[at + 1..]))
+}
+
+/// The pieces of `text` between `byte`s, empty ones included.
+fn pieces(text: &str, byte: u8) -> impl Iterator<Item = &str> {
+    let mut rest = Some(text);
+    std::iter::from_fn(move || {
+        let current = rest?;
+        let (piece, next) =
+            split_at_byte(current, byte).map_or((current, None), |(p, n)| (p, Some(n)));
+        rest = next;
+        Some(piece)
+    })
+}
+
 /// Decodes one query component strictly: `+` is a space, `%XY` must be two hex digits, and the
-/// result must be UTF-8.
-fn decode(raw: &str) -> Result<String, GatewayError> {
+/// result must be UTF-8. A component with neither is its own decoding (the common case, which
+/// allocates nothing).
+fn decode(raw: &str) -> Result<Cow<'_, str>, GatewayError> {
     let bytes = raw.as_bytes();
+    if !bytes.iter().any(|b| matches!(b, b'%' | b'+')) {
+        return Ok(Cow::Borrowed(raw));
+    }
     for (i, b) in bytes.iter().enumerate() {
         if *b == b'%'
             && !(bytes.get(i + 1).is_some_and(u8::is_ascii_hexdigit)
@@ -52,7 +97,7 @@ fn decode(raw: &str) -> Result<String, GatewayError> {
     let plus_as_space = raw.replace('+', " ");
     percent_decode(plus_as_space.as_bytes())
         .decode_utf8()
-        .map(|s| s.into_owned())
+        .map(|s| Cow::Owned(s.into_owned()))
         .map_err(|_| bad("query", raw, "UTF-8 text"))
 }
 
@@ -63,25 +108,36 @@ fn once(seen: &mut bool, param: &str, value: &str) -> Result<(), GatewayError> {
     Ok(())
 }
 
+/// Appends `name=value` to a canonical query, `&`-separated, each given as the pieces of its
+/// text.
+fn push_pair<'a>(
+    out: &mut String,
+    name: impl IntoIterator<Item = &'a str>,
+    value: impl IntoIterator<Item = &'a str>,
+) {
+    if !out.is_empty() {
+        out.push('&');
+    }
+    out.extend(name);
+    out.push('=');
+    out.extend(value);
+}
+
 impl TaskListQuery {
     pub fn parse(query: Option<&str>) -> Result<TaskListQuery, GatewayError> {
         let mut parsed = TaskListQuery {
             task_type: None,
-            status: BTreeSet::new(),
+            status: 0,
             page_size: MAX_PAGE_SIZE,
             page_cursor: None,
             other: Vec::new(),
         };
         let (mut seen_type, mut seen_size, mut seen_cursor) = (false, false, false);
-        for pair in query
-            .unwrap_or_default()
-            .split('&')
-            .filter(|p| !p.is_empty())
-        {
-            let (raw_name, raw_value) = pair.split_once('=').unwrap_or((pair, ""));
+        for pair in pieces(query.unwrap_or_default(), b'&').filter(|p| !p.is_empty()) {
+            let (raw_name, raw_value) = split_at_byte(pair, b'=').unwrap_or((pair, ""));
             let name = decode(raw_name)?;
             let value = decode(raw_value)?;
-            match name.as_str() {
+            match &*name {
                 "taskType" => {
                     once(&mut seen_type, "taskType", &value)?;
                     let n = value
@@ -90,7 +146,7 @@ impl TaskListQuery {
                     parsed.task_type = Some(n);
                 }
                 "status" => {
-                    for part in value.split(',') {
+                    for part in pieces(&value, b',') {
                         let s = part
                             .trim()
                             .parse::<u8>()
@@ -103,7 +159,7 @@ impl TaskListQuery {
                                     "integers 0 to 3, repeated or comma-separated",
                                 )
                             })?;
-                        parsed.status.insert(s);
+                        parsed.status |= 1 << s;
                     }
                 }
                 "pageSize" => {
@@ -127,46 +183,55 @@ impl TaskListQuery {
                         parsed.page_cursor = Some(n);
                     }
                 }
-                _ => parsed.other.push((name, value)),
+                _ => parsed.other.push((name.into_owned(), value.into_owned())),
             }
         }
         parsed.other.sort();
         Ok(parsed)
     }
 
-    /// The canonical text of the query: the cache key's query part.
+    /// The canonical text of the query: the cache key's query part. Every pair sorted by name
+    /// and value, percent-encoded; written into one string with no formatting machinery (this
+    /// runs on every task-list request, cache hits included).
     pub fn canonical(&self) -> String {
-        use std::fmt::Write;
-        // The known parameters as text, then every pair sorted by name and value; written into
-        // one string (this runs on every task-list request, cache hits included).
-        let status = self
-            .status
-            .iter()
-            .map(u8::to_string)
-            .collect::<Vec<_>>()
-            .join(",");
+        let (mut cursor, mut size, mut task_type) = (
+            itoa::Buffer::new(),
+            itoa::Buffer::new(),
+            itoa::Buffer::new(),
+        );
+        // The known parameters, in name order; their values need no encoding.
         let known = [
-            ("pageCursor", self.page_cursor.map(|c| c.to_string())),
-            ("pageSize", Some(self.page_size.to_string())),
-            ("status", (!self.status.is_empty()).then_some(status)),
-            ("taskType", self.task_type.map(|t| t.to_string())),
+            ("pageCursor", self.page_cursor.map(|c| cursor.format(c))),
+            ("pageSize", Some(size.format(self.page_size))),
+            (
+                "status",
+                STATUS_TEXT
+                    .get(usize::from(self.status))
+                    .copied()
+                    .filter(|s| !s.is_empty()),
+            ),
+            ("taskType", self.task_type.map(|t| task_type.format(t))),
         ];
-        let mut pairs: Vec<(&str, &str)> = known
-            .iter()
-            .filter_map(|(k, v)| v.as_deref().map(|v| (*k, v)))
-            .chain(self.other.iter().map(|(k, v)| (k.as_str(), v.as_str())))
-            .collect();
-        pairs.sort_unstable();
         let mut out = String::with_capacity(64);
-        for (i, (k, v)) in pairs.iter().enumerate() {
-            let sep = if i == 0 { "" } else { "&" };
-            let _ = write!(
-                out,
-                "{sep}{}={}",
-                utf8_percent_encode(k, COMPONENT),
-                utf8_percent_encode(v, COMPONENT)
-            );
+        // The other parameters are sorted already and never share a known name: merge them in.
+        let mut others = self.other.iter().peekable();
+        let mut push_others_before = |out: &mut String, bound: Option<&str>| {
+            let before = |(k, _): &&(String, String)| bound.map_or(true, |b| k.as_str() < b);
+            while let Some((k, v)) = others.next_if(before) {
+                let (k, v) = (
+                    utf8_percent_encode(k, COMPONENT),
+                    utf8_percent_encode(v, COMPONENT),
+                );
+                push_pair(out, k, v);
+            }
+        };
+        for (name, value) in known {
+            if let Some(value) = value {
+                push_others_before(&mut out, Some(name));
+                push_pair(&mut out, [name], [value]);
+            }
         }
+        push_others_before(&mut out, None);
         out
     }
 }

@@ -7,6 +7,39 @@ fn canonical(query: &str) -> String {
     TaskListQuery::parse(Some(query)).unwrap().canonical()
 }
 
+/// The canonical form spelled out plainly: every parameter as text, the pairs sorted, each name
+/// and value percent-encoded, joined by `&`.
+fn reference(query: &TaskListQuery) -> String {
+    let status = (0..4u8)
+        .filter(|s| query.status & (1 << s) != 0)
+        .map(|s| s.to_string())
+        .collect::<Vec<_>>()
+        .join(",");
+    let mut pairs: Vec<(String, String)> = query.other.clone();
+    pairs.push(("pageSize".into(), query.page_size.to_string()));
+    if let Some(c) = query.page_cursor {
+        pairs.push(("pageCursor".into(), c.to_string()));
+    }
+    if !status.is_empty() {
+        pairs.push(("status".into(), status));
+    }
+    if let Some(t) = query.task_type {
+        pairs.push(("taskType".into(), t.to_string()));
+    }
+    pairs.sort();
+    pairs
+        .iter()
+        .map(|(k, v)| {
+            format!(
+                "{}={}",
+                utf8_percent_encode(k, COMPONENT),
+                utf8_percent_encode(v, COMPONENT)
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("&")
+}
+
 #[test]
 fn equal_queries_share_one_canonical_form() {
     let same = [
@@ -76,7 +109,7 @@ proptest! {
         size in 1u32..=100,
         cursor in proptest::option::of(any::<i64>()),
         task_type in proptest::option::of(any::<i64>()),
-        other in proptest::collection::vec(("[a-z]{1,5}", "[ -~]{0,8}"), 0..3),
+        other in proptest::collection::vec(("[a-zA-Z]{0,11}", "[ -~]{0,8}"), 0..4),
     ) {
         let mut parts: Vec<String> = status.iter().map(|s| format!("status={s}")).collect();
         parts.push(format!("pageSize={size}"));
@@ -86,10 +119,25 @@ proptest! {
             if ["status", "pageSize", "pageCursor", "taskType"].contains(&k.as_str()) { continue; }
             parts.push(format!("{}={}", utf8_percent_encode(k, COMPONENT), utf8_percent_encode(v, COMPONENT)));
         }
-        let once = canonical(&parts.join("&"));
+        let query = TaskListQuery::parse(Some(&parts.join("&"))).unwrap();
+        let once = query.canonical();
+        prop_assert_eq!(&once, &reference(&query));
         prop_assert_eq!(canonical(&once), once.clone());
         // Order does not matter: equal queries give equal keys.
         parts.reverse();
         prop_assert_eq!(canonical(&parts.join("&")), once);
+    }
+}
+
+/// The status table is the statuses of each set, in order, joined by a comma and encoded.
+#[test]
+fn the_status_table_spells_every_set() {
+    for (bits, text) in STATUS_TEXT.iter().enumerate() {
+        let joined = (0..4u8)
+            .filter(|s| bits & (1 << s) != 0)
+            .map(|s| s.to_string())
+            .collect::<Vec<_>>()
+            .join(",");
+        assert_eq!(*text, utf8_percent_encode(&joined, COMPONENT).to_string());
     }
 }
