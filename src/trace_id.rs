@@ -31,15 +31,19 @@ const PER_DRAW: usize = 8;
 
 pub fn generate() -> HeaderValue {
     const ALPHABET: &[u8; 62] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
-    // Eight characters from each random u64 rather than one random draw per character: after
-    // seven divisions by 62, 5 million values are left, so the eighth is as good as uniform.
-    let base = ALPHABET.len() as u64;
+    // Eight characters from each random u64 rather than one random draw per character: the u64
+    // is read as a fraction in [0, 1) and written in base 62, one multiplication per digit (the
+    // whole part of fraction times 62 is the digit, the rest is kept). Each of the 62^8 strings
+    // a draw can give stands for 2^64 / 62^8 (about 83,000) of its values, give or take one: as
+    // good as uniform.
+    let base = ALPHABET.len() as u128;
     let mut id = [0u8; GENERATED_LEN];
     for chunk in id.chunks_mut(PER_DRAW) {
-        let mut bits = fastrand::u64(..);
+        let mut fraction = fastrand::u64(..);
         for byte in chunk {
-            *byte = ALPHABET[(bits % base) as usize];
-            bits /= base;
+            let scaled = u128::from(fraction) * base;
+            *byte = ALPHABET[(scaled >> 64) as usize];
+            fraction = scaled as u64;
         }
     }
     match HeaderValue::from_maybe_shared(bytes::Bytes::copy_from_slice(&id)) {
@@ -72,8 +76,8 @@ mod tests {
         assert_ne!(a, b);
     }
 
-    /// The last character taken from each draw is the least uniform one; every letter and digit
-    /// must still turn up there about as often as any other (within 25%: 8 standard deviations
+    /// The last character taken from each draw comes from what the others left of it; every
+    /// letter and digit must still turn up there about as often as any other (within 25%: 8 standard deviations
     /// for 70,000 samples).
     #[test]
     fn every_character_turns_up_evenly_even_at_the_end_of_a_draw() {
