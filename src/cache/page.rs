@@ -36,6 +36,30 @@ impl Page {
 /// Headers a hit adds to a stored page's own: `Age`, `Cache-Status` and `X-Traceid`.
 const ADDED_ON_HIT: usize = 3;
 
+/// Header names stored pages commonly carry: stored as their index here (with [`KNOWN_NAME`]
+/// set) rather than spelled out, so that a hit takes them as they are instead of parsing them.
+const KNOWN_NAMES: [HeaderName; 8] = [
+    header::CONTENT_TYPE,
+    header::CONTENT_LENGTH,
+    header::CONTENT_ENCODING,
+    header::CONTENT_LANGUAGE,
+    header::CACHE_CONTROL,
+    header::VARY,
+    header::EXPIRES,
+    header::LAST_MODIFIED,
+];
+
+/// Marks an encoded name that is an index into [`KNOWN_NAMES`], not a length.
+const KNOWN_NAME: u16 = 0x8000;
+
+/// A header name as a stored page spells it: not at all when it is a known one.
+fn spelled(name: &HeaderName) -> &str {
+    match KNOWN_NAMES.contains(name) {
+        true => "",
+        false => name.as_str(),
+    }
+}
+
 /// A stored page in (at most) two allocations: `head` holds its kept headers, encoded, then as
 /// much of its body as fills an allocator size class exactly; `tail` holds the rest. Allocators
 /// round a request up to a size class, four per doubling in mimalloc (and jemalloc): 2,048,
@@ -44,8 +68,9 @@ const ADDED_ON_HIT: usize = 3;
 /// out of `head`) and sends the body as its two pieces, in the same vectored write.
 #[derive(Debug, Clone)]
 pub struct Entry {
-    /// Each kept header as `[name length: u16][value length: u16][name][value]` (lengths big
-    /// endian), then the body's first bytes from `body_at`.
+    /// Each kept header as `[name: u16][value length: u16][name, unless known][value]` (big
+    /// endian; `name` is a length, or `KNOWN_NAME` plus an index into `KNOWN_NAMES`), then the
+    /// body's first bytes from `body_at`.
     head: Bytes,
     tail: Bytes,
     body_at: u32,
@@ -84,14 +109,20 @@ impl Entry {
                 .filter(|(name, _)| !DROPPED.contains(name))
                 .chain([(&header::CONTENT_LENGTH, &length)])
         };
-        let encoded: usize = kept().map(|(n, v)| 4 + n.as_str().len() + v.len()).sum();
+        let encoded: usize = kept().map(|(n, v)| 4 + spelled(n).len() + v.len()).sum();
         let cut = size_class_floor(encoded + page.body.len()).max(encoded) - encoded;
         let mut head = BytesMut::with_capacity(encoded + cut);
         let mut headers: u16 = 0;
         for (name, value) in kept() {
-            head.put_u16(u16::try_from(name.as_str().len()).ok()?);
+            let tag = match KNOWN_NAMES.iter().position(|known| known == name) {
+                Some(index) => KNOWN_NAME | u16::try_from(index).ok()?,
+                None => u16::try_from(name.as_str().len())
+                    .ok()
+                    .filter(|len| len & KNOWN_NAME == 0)?,
+            };
+            head.put_u16(tag);
             head.put_u16(u16::try_from(value.len()).ok()?);
-            head.put_slice(name.as_str().as_bytes());
+            head.put_slice(spelled(name).as_bytes());
             head.put_slice(value.as_bytes());
             headers = headers.checked_add(1)?;
         }
@@ -143,15 +174,24 @@ impl Entry {
     fn header_at(&self, at: usize) -> Option<(HeaderName, HeaderValue, usize)> {
         let end = self.body_at as usize;
         let lengths = self.head.get(at..end)?.first_chunk::<4>()?;
-        let name_len = usize::from(u16::from_be_bytes([lengths[0], lengths[1]]));
+        let tag = u16::from_be_bytes([lengths[0], lengths[1]]);
         let value_len = usize::from(u16::from_be_bytes([lengths[2], lengths[3]]));
         let name_at = at + 4;
-        let value_at = name_at + name_len;
+        let (name, value_at) = match tag & KNOWN_NAME {
+            0 => {
+                let value_at = name_at + usize::from(tag);
+                let name = HeaderName::from_bytes(self.head.get(name_at..value_at)?).ok()?;
+                (name, value_at)
+            }
+            _ => {
+                let known = KNOWN_NAMES.get(usize::from(tag & !KNOWN_NAME))?;
+                (known.clone(), name_at)
+            }
+        };
         let next = value_at + value_len;
         if next > end {
             return None;
         }
-        let name = HeaderName::from_bytes(self.head.get(name_at..value_at)?).ok()?;
         let value = HeaderValue::from_maybe_shared(self.head.slice(value_at..next)).ok()?;
         Some((name, value, next))
     }
@@ -243,9 +283,9 @@ mod tests {
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/json"),
         );
-        // Headers encode to 4 + 12 + 16 and 4 + 14 + 4 bytes (54), so a body of 2,122 makes the
-        // whole 2,176: 2,048 in the head, 128 in the tail.
-        let body: Vec<u8> = (0..2122u32).map(|i| b'a' + (i % 26) as u8).collect();
+        // Headers encode to 4 + 16 and 4 + 4 bytes (28: both names are known ones, stored as an
+        // index), so a body of 2,148 makes the whole 2,176: 2,048 in the head, 128 in the tail.
+        let body: Vec<u8> = (0..2148u32).map(|i| b'a' + (i % 26) as u8).collect();
         let page = Page {
             status: http::StatusCode::OK,
             headers,
@@ -255,7 +295,7 @@ mod tests {
         assert_eq!((entry.head.len(), entry.tail.len()), (2048, 128));
         assert_eq!(entry.to_page().body, body);
         let response = entry.to_response();
-        assert_eq!(response.headers()[header::CONTENT_LENGTH], "2122");
+        assert_eq!(response.headers()[header::CONTENT_LENGTH], "2148");
         let served = response.into_body().collect().await.expect("buffered");
         assert_eq!(served.to_bytes(), body);
     }
