@@ -2,21 +2,22 @@
 //! otherwise fetched once for all concurrent identical requests, normalized and stored; stale
 //! pages cover for KooDrive while it is refreshed or failing.
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use http::header::{ACCEPT_ENCODING, AGE};
 use http::request::Parts;
-use http::{HeaderMap, HeaderValue, Method, Uri};
+use http::{HeaderMap, HeaderValue, Method};
 use tracing::Instrument;
 
 use crate::body;
 use crate::cache::policy::{self, Directive, Freshness, CACHE_NAME};
-use crate::cache::{Entry, Fetched, Page, Role, TaskListQuery};
+use crate::cache::{Entry, Fetched, Key, Page, Role, TaskListQuery};
+use crate::config::CacheConfig;
 use crate::error::GatewayError;
 use crate::headers::CACHE_STATUS;
 use crate::metrics::ReasonLabels;
-use crate::pipeline::{self, CacheLabel, Live, Served, State};
+use crate::pipeline::{self, Boxed, CacheLabel, Live, Served, State};
 use crate::respond;
 
 /// Extra time a collapsed waiter allows beyond the upstream timeout before giving up.
@@ -25,21 +26,13 @@ const WAIT_MARGIN: Duration = Duration::from_secs(1);
 pub async fn serve(state: &Arc<State>, parts: Parts) -> Result<Served, GatewayError> {
     // Validate before any cache or upstream work.
     let query = TaskListQuery::parse(parts.uri.query())?;
-    // The key binds the page to the identity that asked, after credential precedence.
     let live = state.live.load_full();
-    let identity = live.auth.identity(&parts.headers);
-    let key = state.cache.key(&identity, &query);
+    // The key binds the page to the identity that asked, after credential precedence. (Query
+    // and identity are dropped here rather than carried in the future across its awaits.)
+    let key = state.cache.key(&live.auth.identity(&parts.headers), &query);
+    drop(query);
     let directive = policy::client_directive(&parts.headers);
     let config = &*state.cache.config();
-    // Built only on a miss: a hit never pays for it.
-    let fetch = || {
-        fetcher(
-            state,
-            Arc::clone(&live),
-            parts.uri.clone(),
-            parts.headers.clone(),
-        )
-    };
 
     // A stored page: fresh is served as it is; stale-while-revalidate is served while one
     // background refresh runs; older ones are kept for stale-if-error.
@@ -48,102 +41,125 @@ pub async fn serve(state: &Arc<State>, parts: Parts) -> Result<Served, GatewayEr
         Directive::Refresh | Directive::NoStore => None,
     };
     if let Some(entry) = &stored {
-        match policy::freshness(entry.age(), config) {
+        let age = entry.age();
+        match policy::freshness(age, config) {
             Freshness::Fresh(_) => {
                 record(state, "hit");
-                let ttl = policy::ttl_seconds(entry.age(), config);
-                return Ok(from_entry(entry, hit_status(ttl), "hit"));
+                let ttl = policy::ttl_seconds(age, config);
+                return Ok(from_entry(entry, age, hit_status(ttl), "hit"));
             }
             Freshness::Revalidate => {
                 record(state, "stale-while-revalidate");
-                state.cache.refresh_in_background(key, fetch());
-                let ttl = policy::ttl_seconds(entry.age(), config);
+                let refresh = fetcher(state, Arc::clone(&live), &parts);
+                state.cache.refresh_in_background(key, refresh);
+                let ttl = policy::ttl_seconds(age, config);
                 let status = format!("{CACHE_NAME}; hit; ttl={ttl}; detail=stale-while-revalidate");
-                return Ok(from_entry(entry, status, "stale"));
+                return Ok(from_entry(entry, age, text_value(status), "stale"));
             }
             Freshness::IfError | Freshness::Dead => {}
         }
     }
+    // Everything after this waits on KooDrive, in a boxed future (see `pipeline::Boxed`).
+    serve_miss(state, live, parts, key, directive, config, stored).await
+}
 
-    // A page known to be too large to share streams straight through.
-    if state.cache.is_pass(&key) {
-        return pass(state, &live, parts).await;
-    }
+/// A task-list request the cache could not answer by itself; `stored` is a page too old to serve
+/// as it is, kept for stale-if-error. Boxed (see [`Boxed`]).
+fn serve_miss<'a>(
+    state: &'a Arc<State>,
+    live: Arc<Live>,
+    parts: Parts,
+    key: Key,
+    directive: Directive,
+    config: &'a CacheConfig,
+    stored: Option<Entry>,
+) -> Boxed<'a, Result<Served, GatewayError>> {
+    Box::pin(async move {
+        let fetch = || fetcher(state, Arc::clone(&live), &parts);
 
-    // Fetch: collapsed with concurrent identical misses, or on its own when the client asked.
-    let max_wait = state.upstream.timeout() + WAIT_MARGIN;
-    let (result, forwarded, label) = match directive {
-        Directive::Normal => {
-            let (result, role) = state.cache.collapse(key, max_wait, fetch()).await;
-            let label = match role {
-                Role::Leader => "miss",
-                Role::Collapsed => "collapsed",
-            };
-            record(state, label);
-            let fwd = match (role, &result) {
-                (Role::Collapsed, _) => "fwd=miss; collapsed",
-                (Role::Leader, Ok(fetched)) if fetched.stored => "fwd=miss; stored",
-                (Role::Leader, _) => "fwd=miss",
-            };
-            (result, fwd, label)
+        // A page known to be too large to share streams straight through.
+        if state.cache.is_pass(&key) {
+            return pass(state, &live, parts).await;
         }
-        Directive::Refresh => {
-            record(state, "refresh");
-            let result = match fetch().await {
-                Ok(page) => {
-                    let stored = state.cache.store_if_allowed(key, &page).await;
-                    Ok(Arc::new(Fetched { page, stored }))
-                }
-                Err(e) => Err(Arc::new(e)),
-            };
-            let fwd = match &result {
-                Ok(fetched) if fetched.stored => "fwd=request; stored",
-                _ => "fwd=request",
-            };
-            (result, fwd, "refresh")
-        }
-        Directive::NoStore => {
-            record(state, "bypass");
-            let result = fetch().await.map(|page| {
-                Arc::new(Fetched {
-                    page,
-                    stored: false,
-                })
-            });
-            (result.map_err(Arc::new), "fwd=request", "bypass")
-        }
-    };
 
-    // Too large to share: this request fetches the page itself and streams it through.
-    if matches!(&result, Err(error) if error.is_page_too_large()) {
-        return pass(state, &live, parts).await;
-    }
+        // Fetch: collapsed with concurrent identical misses, or on its own when the client asked.
+        let max_wait = state.upstream.timeout() + WAIT_MARGIN;
+        let (result, forwarded, label) = match directive {
+            Directive::Normal => {
+                let (result, role) = state.cache.collapse(key, max_wait, fetch()).await;
+                let label = match role {
+                    Role::Leader => "miss",
+                    Role::Collapsed => "collapsed",
+                };
+                record(state, label);
+                let fwd = match (role, &result) {
+                    (Role::Collapsed, _) => "fwd=miss; collapsed",
+                    (Role::Leader, Ok(fetched)) if fetched.stored => "fwd=miss; stored",
+                    (Role::Leader, _) => "fwd=miss",
+                };
+                (result, fwd, label)
+            }
+            Directive::Refresh => {
+                record(state, "refresh");
+                let result = match fetch().await {
+                    Ok(page) => {
+                        let stored = state.cache.store_if_allowed(key, &page).await;
+                        Ok(Arc::new(Fetched { page, stored }))
+                    }
+                    Err(e) => Err(Arc::new(e)),
+                };
+                let fwd = match &result {
+                    Ok(fetched) if fetched.stored => "fwd=request; stored",
+                    _ => "fwd=request",
+                };
+                (result, fwd, "refresh")
+            }
+            Directive::NoStore => {
+                record(state, "bypass");
+                let result = fetch().await.map(|page| {
+                    Arc::new(Fetched {
+                        page,
+                        stored: false,
+                    })
+                });
+                (result.map_err(Arc::new), "fwd=request", "bypass")
+            }
+        };
 
-    // KooDrive failing (not refusing): a stale page within stale-if-error beats the failure.
-    let failed_status = match &result {
-        Ok(fetched) if policy::upstream_failed(&fetched.page) => Some(Some(fetched.page.status)),
-        Err(error) if error.is_upstream_failure() => Some(None),
-        _ => None,
-    };
-    if let (Some(upstream_status), Some(entry)) = (failed_status, &stored) {
-        if policy::freshness(entry.age(), config) != Freshness::Dead {
-            record(state, "stale-if-error");
-            let ttl = policy::ttl_seconds(entry.age(), config);
-            let fwd_status =
-                upstream_status.map_or(String::new(), |s| format!("; fwd-status={}", s.as_u16()));
-            let status =
-                format!("{CACHE_NAME}; fwd=miss{fwd_status}; ttl={ttl}; detail=stale-if-error");
-            return Ok(from_entry(entry, status, "stale"));
+        // Too large to share: this request fetches the page itself and streams it through.
+        if matches!(&result, Err(error) if error.is_page_too_large()) {
+            return pass(state, &live, parts).await;
         }
-    }
-    match result {
-        Ok(fetched) => {
-            let mut response = fetched.page.to_response();
-            set_cache_status(response.headers_mut(), format!("{CACHE_NAME}; {forwarded}"));
-            Ok((response, CacheLabel(label)))
+
+        // KooDrive failing (not refusing): a stale page within stale-if-error beats the failure.
+        let failed_status = match &result {
+            Ok(fetched) if policy::upstream_failed(&fetched.page) => {
+                Some(Some(fetched.page.status))
+            }
+            Err(error) if error.is_upstream_failure() => Some(None),
+            _ => None,
+        };
+        if let (Some(upstream_status), Some(entry)) = (failed_status, &stored) {
+            let age = entry.age();
+            if policy::freshness(age, config) != Freshness::Dead {
+                record(state, "stale-if-error");
+                let ttl = policy::ttl_seconds(age, config);
+                let fwd_status = upstream_status
+                    .map_or(String::new(), |s| format!("; fwd-status={}", s.as_u16()));
+                let status =
+                    format!("{CACHE_NAME}; fwd=miss{fwd_status}; ttl={ttl}; detail=stale-if-error");
+                return Ok(from_entry(entry, age, text_value(status), "stale"));
+            }
         }
-        Err(error) => Err(GatewayError::Collapsed(error)),
-    }
+        match result {
+            Ok(fetched) => {
+                let mut response = fetched.page.to_response();
+                set_cache_status(response.headers_mut(), format!("{CACHE_NAME}; {forwarded}"));
+                Ok((response, CacheLabel(label)))
+            }
+            Err(error) => Err(GatewayError::Collapsed(error)),
+        }
+    })
 }
 
 /// The upstream request for one task-list page, as a future that owns everything it needs (it
@@ -151,10 +167,11 @@ pub async fn serve(state: &Arc<State>, parts: Parts) -> Result<Served, GatewayEr
 fn fetcher(
     state: &Arc<State>,
     live: Arc<Live>,
-    uri: Uri,
-    mut headers: HeaderMap,
+    parts: &Parts,
 ) -> impl std::future::Future<Output = Result<Page, GatewayError>> + Send + 'static {
     let state = Arc::clone(state);
+    let uri = parts.uri.clone();
+    let mut headers = parts.headers.clone();
     // The stored page is decoded whatever the caller accepts, so ask for what we can decode.
     headers.insert(ACCEPT_ENCODING, HeaderValue::from_static("gzip"));
     async move {
@@ -198,28 +215,57 @@ async fn pass(state: &Arc<State>, live: &Live, parts: Parts) -> Result<Served, G
     Ok((response, CacheLabel("pass")))
 }
 
-fn from_entry(entry: &Entry, cache_status: String, label: &'static str) -> Served {
+fn from_entry(
+    entry: &Entry,
+    age: Duration,
+    cache_status: HeaderValue,
+    label: &'static str,
+) -> Served {
     let mut response = entry.to_response();
     let headers = response.headers_mut();
-    headers.insert(AGE, HeaderValue::from(entry.age().as_secs()));
-    set_cache_status(headers, cache_status);
+    headers.insert(AGE, AGES.get(age.as_secs(), HeaderValue::from));
+    headers.insert(CACHE_STATUS, cache_status);
     (response, CacheLabel(label))
 }
 
-/// `Cache-Status` of a fresh hit, built without the formatting machinery (every hit pays it).
-fn hit_status(ttl: i64) -> String {
-    const PREFIX: &str = "; hit; ttl=";
-    let mut status = String::with_capacity(CACHE_NAME.len() + PREFIX.len() + 20);
-    status.push_str(CACHE_NAME);
-    status.push_str(PREFIX);
-    status.push_str(itoa::Buffer::new().format(ttl));
-    status
+/// Header values that come back on hit after hit (an age or a ttl in seconds), each made the
+/// first time it is needed and shared after that. Numbers past the table are made every time.
+struct Memo([OnceLock<HeaderValue>; MEMO_LEN]);
+
+const MEMO_LEN: usize = 1024;
+
+impl Memo {
+    const fn new() -> Memo {
+        Memo([const { OnceLock::new() }; MEMO_LEN])
+    }
+
+    fn get(&self, n: u64, make: impl FnOnce(u64) -> HeaderValue) -> HeaderValue {
+        match usize::try_from(n).ok().and_then(|i| self.0.get(i)) {
+            Some(slot) => slot.get_or_init(|| make(n)).clone(),
+            None => make(n),
+        }
+    }
+}
+
+static AGES: Memo = Memo::new();
+static HIT_STATUSES: Memo = Memo::new();
+
+/// `Cache-Status` of a fresh hit (its ttl is never negative).
+fn hit_status(ttl: i64) -> HeaderValue {
+    HIT_STATUSES.get(u64::try_from(ttl).unwrap_or(0), |ttl| {
+        text_value(format!("{CACHE_NAME}; hit; ttl={ttl}"))
+    })
+}
+
+/// A `Cache-Status` value from text the gateway wrote itself (always visible ASCII; were it
+/// not, the bare cache name would be said instead).
+fn text_value(text: String) -> HeaderValue {
+    HeaderValue::from_maybe_shared(bytes::Bytes::from(text))
+        .unwrap_or_else(|_| HeaderValue::from_static(CACHE_NAME))
 }
 
 fn set_cache_status(headers: &mut HeaderMap, value: String) {
-    if let Ok(value) = HeaderValue::from_maybe_shared(bytes::Bytes::from(value)) {
-        headers.insert(CACHE_STATUS, value);
-    }
+    headers.insert(CACHE_STATUS, text_value(value));
 }
 
 /// Counts what the cache did (the access log reads it from the response).
@@ -234,4 +280,21 @@ fn record(state: &State, what: &'static str) {
             .inc(),
         _ => metrics.cache_misses.inc(),
     };
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Made or remembered, in the table or past it, a number's value is the number.
+    #[test]
+    fn remembered_values_say_their_number() {
+        for n in [0u64, 1, 59, 1023, 1024, 99_999] {
+            for _ in 0..2 {
+                assert_eq!(AGES.get(n, HeaderValue::from), n.to_string().as_str());
+                let status = hit_status(i64::try_from(n).unwrap_or_default());
+                assert_eq!(status, format!("koodrive-gateway; hit; ttl={n}").as_str());
+            }
+        }
+    }
 }
