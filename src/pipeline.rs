@@ -27,9 +27,9 @@ use crate::upstream::Upstream;
 use crate::{respond, task_list, telemetry, trace_id};
 
 /// A future on the heap, for the paths that wait on KooDrive. Every request's future is sized for
-/// its largest branch and moved whole several times as it is set up; boxed, those branches cost a
-/// cache hit one pointer instead of kilobytes. (Built in a plain function: `Box::pin` of an async
-/// call inside an async function still reserves the call's whole future in the caller's.)
+/// its largest branch; boxed, those branches cost a cache hit one pointer instead of kilobytes
+/// held for each request in flight. (Built in a plain function: `Box::pin` of an async call inside
+/// an async function still reserves the call's whole future in the caller's.)
 pub type Boxed<'a, T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send + 'a>>;
 
 /// Everything a request needs, shared by all connections.
@@ -150,13 +150,15 @@ async fn proxy(
     route: Route,
 ) -> Result<Served, GatewayError> {
     let (mut parts, incoming) = request.into_parts();
-    // Connection-level headers stay on this hop; the trace id goes upstream.
+    // Connection-level headers stay on this hop.
     headers::strip_hop_by_hop(&mut parts.headers);
-    parts.headers.insert(X_TRACEID, trace_id.clone());
-    // The task list has its own path: validation, cache, collapsing, stale pages.
+    // The task list has its own path: validation, cache, collapsing, stale pages. It adds the
+    // trace id only when it goes upstream (a hit never does).
     if route == Route::TaskList {
-        return task_list::serve(state, parts).await;
+        return task_list::serve(state, parts, trace_id).await;
     }
+    // The trace id goes upstream.
+    parts.headers.insert(X_TRACEID, trace_id.clone());
     forward_other(state, parts, incoming, route).await
 }
 

@@ -15,7 +15,7 @@ use crate::cache::policy::{self, Directive, Freshness, CACHE_NAME};
 use crate::cache::{Entry, Fetched, Key, Page, Role, TaskListQuery};
 use crate::config::CacheConfig;
 use crate::error::GatewayError;
-use crate::headers::CACHE_STATUS;
+use crate::headers::{CACHE_STATUS, X_TRACEID};
 use crate::metrics::ReasonLabels;
 use crate::pipeline::{self, Boxed, CacheLabel, Live, Served, State};
 use crate::respond;
@@ -23,7 +23,11 @@ use crate::respond;
 /// Extra time a collapsed waiter allows beyond the upstream timeout before giving up.
 const WAIT_MARGIN: Duration = Duration::from_secs(1);
 
-pub async fn serve(state: &Arc<State>, parts: Parts) -> Result<Served, GatewayError> {
+pub async fn serve(
+    state: &Arc<State>,
+    mut parts: Parts,
+    trace_id: &HeaderValue,
+) -> Result<Served, GatewayError> {
     // Validate before any cache or upstream work.
     let query = TaskListQuery::parse(parts.uri.query())?;
     let live = state.live.load_full();
@@ -50,6 +54,7 @@ pub async fn serve(state: &Arc<State>, parts: Parts) -> Result<Served, GatewayEr
             }
             Freshness::Revalidate => {
                 record(state, "stale-while-revalidate");
+                parts.headers.insert(X_TRACEID, trace_id.clone());
                 let refresh = fetcher(state, Arc::clone(&live), &parts);
                 state.cache.refresh_in_background(key, refresh);
                 let ttl = policy::ttl_seconds(age, config);
@@ -59,7 +64,9 @@ pub async fn serve(state: &Arc<State>, parts: Parts) -> Result<Served, GatewayEr
             Freshness::IfError | Freshness::Dead => {}
         }
     }
-    // Everything after this waits on KooDrive, in a boxed future (see `pipeline::Boxed`).
+    // Everything after this waits on KooDrive, in a boxed future (see `pipeline::Boxed`), and
+    // sends the trace id there.
+    parts.headers.insert(X_TRACEID, trace_id.clone());
     serve_miss(state, live, parts, key, directive, config, stored).await
 }
 

@@ -275,6 +275,14 @@ async fn stale_while_revalidate_serves_at_once_and_refreshes_once() {
         assert!(status.contains("ttl=-"), "{status}");
     }
     mock.wait_for_hits(2).await;
+    // The refresh carries the trace id of the request that started it.
+    let refresh_trace_id = mock.requests()[1].header("x-traceid").map(str::to_owned);
+    assert!(
+        stale
+            .iter()
+            .any(|r| Some(r.header("x-traceid")) == refresh_trace_id.as_deref()),
+        "{refresh_trace_id:?}"
+    );
     within("the refreshed page", async {
         loop {
             let response = gw.client.get(TASK_LIST).await;

@@ -193,6 +193,11 @@ async fn a_task_list_page_over_the_bound_streams_through_and_is_never_stored() {
             "identity",
             "as the client asked"
         );
+        assert_eq!(
+            mock.last().header("x-traceid"),
+            Some(response.header("x-traceid")),
+            "sent with the trace id it was given"
+        );
     }
     let metrics = gw.admin.get("/metrics").await.text();
     assert!(
