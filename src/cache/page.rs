@@ -52,11 +52,17 @@ const KNOWN_NAMES: [HeaderName; 8] = [
 /// Marks an encoded name that is an index into [`KNOWN_NAMES`], not a length.
 const KNOWN_NAME: u16 = 0x8000;
 
+/// Where a name is in [`KNOWN_NAMES`], if it is.
+fn known_index(name: &HeaderName) -> Option<u16> {
+    let index = KNOWN_NAMES.iter().position(|known| known == name)?;
+    u16::try_from(index).ok()
+}
+
 /// A header name as a stored page spells it: not at all when it is a known one.
 fn spelled(name: &HeaderName) -> &str {
-    match KNOWN_NAMES.contains(name) {
-        true => "",
-        false => name.as_str(),
+    match known_index(name) {
+        Some(_) => "",
+        None => name.as_str(),
     }
 }
 
@@ -114,8 +120,8 @@ impl Entry {
         let mut head = BytesMut::with_capacity(encoded + cut);
         let mut headers: u16 = 0;
         for (name, value) in kept() {
-            let tag = match KNOWN_NAMES.iter().position(|known| known == name) {
-                Some(index) => KNOWN_NAME | u16::try_from(index).ok()?,
+            let tag = match known_index(name) {
+                Some(index) => KNOWN_NAME | index,
                 None => u16::try_from(name.as_str().len())
                     .ok()
                     .filter(|len| len & KNOWN_NAME == 0)?,

@@ -60,24 +60,6 @@ fn bad(param: &str, value: &str, allowed: &'static str) -> GatewayError {
     }
 }
 
-/// `text` split at the first `byte` (an ASCII separator), without it.
-fn split_at_byte(text: &str, byte: u8) -> Option<(&str, &str)> {
-    let at = text.bytes().position(|b| b == byte)?;
-    Some((&text[..at], &text[at + 1..]))
-}
-
-/// The pieces of `text` between `byte`s, empty ones included.
-fn pieces(text: &str, byte: u8) -> impl Iterator<Item = &str> {
-    let mut rest = Some(text);
-    std::iter::from_fn(move || {
-        let current = rest?;
-        let (piece, next) =
-            split_at_byte(current, byte).map_or((current, None), |(p, n)| (p, Some(n)));
-        rest = next;
-        Some(piece)
-    })
-}
-
 /// Decodes one query component strictly: `+` is a space, `%XY` must be two hex digits, and the
 /// result must be UTF-8. A component with neither is its own decoding (the common case, which
 /// allocates nothing).
@@ -133,8 +115,12 @@ impl TaskListQuery {
             other: Vec::new(),
         };
         let (mut seen_type, mut seen_size, mut seen_cursor) = (false, false, false);
-        for pair in pieces(query.unwrap_or_default(), b'&').filter(|p| !p.is_empty()) {
-            let (raw_name, raw_value) = split_at_byte(pair, b'=').unwrap_or((pair, ""));
+        for pair in query
+            .unwrap_or_default()
+            .split('&')
+            .filter(|p| !p.is_empty())
+        {
+            let (raw_name, raw_value) = pair.split_once('=').unwrap_or((pair, ""));
             let name = decode(raw_name)?;
             let value = decode(raw_value)?;
             match &*name {
@@ -146,7 +132,7 @@ impl TaskListQuery {
                     parsed.task_type = Some(n);
                 }
                 "status" => {
-                    for part in pieces(&value, b',') {
+                    for part in value.split(',') {
                         let s = part
                             .trim()
                             .parse::<u8>()
