@@ -20,6 +20,7 @@ use tokio::task::JoinHandle;
 use crate::admin::{self, Admin};
 use crate::auth::Auth;
 use crate::cache::TaskListCache;
+use crate::coalesce::Coalesced;
 use crate::config::{Config, ServerConfig};
 use crate::framing::{Framing, Guarded};
 use crate::metrics::Metrics;
@@ -250,6 +251,8 @@ async fn serve<S, F>(
                 // request, in order, and refuses the ambiguous one.
                 let framing = Arc::new(Framing::default());
                 let stream = Guarded::new(stream, Arc::clone(&framing), max_head);
+                // Answers computed in the same turn of the runtime go out together.
+                let stream = Coalesced::new(stream);
                 let service = service.clone();
                 let service = service_fn(move |mut request: hyper::Request<hyper::body::Incoming>| {
                     if let Some(ambiguous) = framing.next() {
