@@ -17,7 +17,8 @@
 #      and again with RUST_LOG=info (its default: one JSON access-log line per request).
 #      The same rounds measure a floor (examples/floor.rs): bare hyper on the same core answering
 #      every request with the gateway's own hit, headers and body, captured with curl, and
-#      nothing else: what a hit can cost at best with hyper and tokio on this machine.
+#      nothing else (its connections written the gateway's way, src/coalesce.rs): what a hit can
+#      cost at best with hyper and tokio on this machine.
 #   2. collapsing: 1,000 concurrent identical misses (examples/burst.rs) and how many reached the
 #      upstream.
 #   3. memory: VmRSS of a fresh gateway before and after caching 10,000 distinct ~2 KB pages.

@@ -1,8 +1,10 @@
 //! The floor for `bench/compare.sh`: a bare hyper HTTP/1 server on tokio's single-threaded
 //! runtime that answers every request with one stored response (the gateway's own cache hit,
 //! captured with curl: the same headers and body), with no routing, validation, cache lookup,
-//! trace id, metrics or logging. What a cache hit can cost at best with hyper and tokio on the
-//! machine the bench runs on; the gateway's figures are read against it.
+//! trace id, metrics or logging. Its connections are written the gateway's way (the answers of
+//! one turn of the runtime go out together, `koodrive_gateway::coalesce`). What a cache hit can
+//! cost at best with hyper and tokio on the machine the bench runs on; the gateway's figures are
+//! read against it.
 //!
 //! ```text
 //! floor --listen 127.0.0.1:PORT --headers-file hit.headers --body-file hit.body
@@ -22,6 +24,7 @@ use http::{HeaderMap, HeaderName, HeaderValue, Response};
 use http_body_util::Full;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
+use koodrive_gateway::coalesce::Coalesced;
 use tokio::net::TcpListener;
 
 #[derive(Debug, Parser)]
@@ -79,7 +82,7 @@ fn main() -> anyhow::Result<()> {
             });
             tokio::spawn(async move {
                 let _ = hyper::server::conn::http1::Builder::new()
-                    .serve_connection(TokioIo::new(stream), service)
+                    .serve_connection(TokioIo::new(Coalesced::new(stream)), service)
                     .await;
             });
         }
