@@ -55,8 +55,7 @@ pub async fn serve(
             Freshness::Revalidate => {
                 record(state, "stale-while-revalidate");
                 parts.headers.insert(X_TRACEID, trace_id.clone());
-                let refresh = fetcher(state, Arc::clone(&live), &parts);
-                state.cache.refresh_in_background(key, refresh);
+                revalidate(state, Arc::clone(&live), &parts, key);
                 let ttl = policy::ttl_seconds(age, config);
                 let status = format!("{CACHE_NAME}; hit; ttl={ttl}; detail=stale-while-revalidate");
                 return Ok(from_entry(entry, age, text_value(status), "stale"));
@@ -167,6 +166,15 @@ fn serve_miss<'a>(
             Err(error) => Err(GatewayError::Collapsed(error)),
         }
     })
+}
+
+/// Starts the one background refresh of a stale page. Never inlined: the refresh's future (tens
+/// of kilobytes) is built on this function's stack before it moves into its task, and inlined
+/// into `serve` it made every request's poll reserve and probe that stack, hits included.
+#[inline(never)]
+fn revalidate(state: &Arc<State>, live: Arc<Live>, parts: &Parts, key: Key) {
+    let refresh = fetcher(state, live, parts);
+    state.cache.refresh_in_background(key, refresh);
 }
 
 /// The upstream request for one task-list page, as a future that owns everything it needs (it
