@@ -55,7 +55,8 @@ pub async fn serve(
             Freshness::Revalidate => {
                 record(state, "stale-while-revalidate");
                 parts.headers.insert(X_TRACEID, trace_id.clone());
-                revalidate(state, Arc::clone(&live), &parts, key);
+                let refresh = fetcher(state, Arc::clone(&live), &parts);
+                state.cache.refresh_in_background(key, refresh);
                 let ttl = policy::ttl_seconds(age, config);
                 let status = format!("{CACHE_NAME}; hit; ttl={ttl}; detail=stale-while-revalidate");
                 return Ok(from_entry(entry, age, text_value(status), "stale"));
@@ -168,42 +169,38 @@ fn serve_miss<'a>(
     })
 }
 
-/// Starts the one background refresh of a stale page. Never inlined: the refresh's future (tens
-/// of kilobytes) is built on this function's stack before it moves into its task, and inlined
-/// into `serve` it made every request's poll reserve and probe that stack, hits included.
-#[inline(never)]
-fn revalidate(state: &Arc<State>, live: Arc<Live>, parts: &Parts, key: Key) {
-    let refresh = fetcher(state, live, parts);
-    state.cache.refresh_in_background(key, refresh);
-}
-
 /// The upstream request for one task-list page, as a future that owns everything it needs (it
 /// may run in a flight's task after the requesting client is gone). Signed when it is sent.
+/// Boxed (see [`Boxed`]): the future is tens of KiB, and unboxed it was built on the stack of
+/// whoever started it, so `serve`, which starts a stale page's refresh, made every request's
+/// poll reserve and probe that stack, hits included.
 fn fetcher(
     state: &Arc<State>,
     live: Arc<Live>,
     parts: &Parts,
-) -> impl std::future::Future<Output = Result<Page, GatewayError>> + Send + 'static {
+) -> Boxed<'static, Result<Page, GatewayError>> {
     let state = Arc::clone(state);
     let uri = parts.uri.clone();
     let mut headers = parts.headers.clone();
     // The stored page is decoded whatever the caller accepts, so ask for what we can decode.
     headers.insert(ACCEPT_ENCODING, HeaderValue::from_static("gzip"));
-    async move {
-        let response = pipeline::send(
-            &state,
-            &live,
-            Method::GET,
-            &uri,
-            headers,
-            body::empty(),
-            None,
-        )
-        .await?;
-        let rule = live.normalize.rules.find(&Method::GET, uri.path());
-        respond::page(response, rule, live.normalize.max_body, &state.metrics).await
-    }
-    .instrument(tracing::Span::current())
+    Box::pin(
+        async move {
+            let response = pipeline::send(
+                &state,
+                &live,
+                Method::GET,
+                &uri,
+                headers,
+                body::empty(),
+                None,
+            )
+            .await?;
+            let rule = live.normalize.rules.find(&Method::GET, uri.path());
+            respond::page(response, rule, live.normalize.max_body, &state.metrics).await
+        }
+        .instrument(tracing::Span::current()),
+    )
 }
 
 /// Forwards the request as the client sent it and streams the answer through, normalized only if
