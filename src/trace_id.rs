@@ -77,8 +77,8 @@ mod tests {
     }
 
     /// The last character taken from each draw comes from what the others left of it; every
-    /// letter and digit must still turn up there about as often as any other (within 25%: 8 standard deviations
-    /// for 70,000 samples).
+    /// letter and digit must still turn up there about as often as any other (within 25%: 8
+    /// standard deviations for 70,000 samples).
     #[test]
     fn every_character_turns_up_evenly_even_at_the_end_of_a_draw() {
         let mut counts = std::collections::HashMap::new();

@@ -120,7 +120,8 @@ impl Entry {
         let mut head = BytesMut::with_capacity(encoded + cut);
         let mut headers: u16 = 0;
         for (name, value) in kept() {
-            let tag = match known_index(name) {
+            let known = known_index(name);
+            let tag = match known {
                 Some(index) => KNOWN_NAME | index,
                 None => u16::try_from(name.as_str().len())
                     .ok()
@@ -128,7 +129,9 @@ impl Entry {
             };
             head.put_u16(tag);
             head.put_u16(u16::try_from(value.len()).ok()?);
-            head.put_slice(spelled(name).as_bytes());
+            if known.is_none() {
+                head.put_slice(name.as_str().as_bytes());
+            }
             head.put_slice(value.as_bytes());
             headers = headers.checked_add(1)?;
         }
