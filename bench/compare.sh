@@ -23,6 +23,11 @@
 #      upstream.
 #   3. memory: VmRSS of a fresh gateway before and after caching 10,000 distinct ~2 KB pages.
 #
+# Beside every load run, examples/stalls.rs watches both CPUs as a real-time task (chrt -f) and
+# reports how often each was taken away from this machine for 1 ms or more (a virtual machine's
+# CPUs can be). Such a stall holds up every request in flight, so a p99 is read beside them.
+# STALLS=0 turns the watch off; it is off by itself when real-time priority is not allowed.
+#
 # Needs root (or nginx and wrk already installed) for apt-get; everything binds 127.0.0.1 only;
 # every process it starts is stopped on exit.
 set -euo pipefail
@@ -34,6 +39,7 @@ FILL=${FILL:-10000}           # distinct pages cached for the memory figure
 SERVER_CPU=${SERVER_CPU:-0}   # the server under test
 LOAD_CPU=${LOAD_CPU:-1}       # wrk and burst
 ROUNDS=${ROUNDS:-2}           # interleaved wrk rounds per server; the best round is reported
+STALLS=${STALLS:-1}           # watch both CPUs for host stalls during each wrk run
 
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$REPO/target}
@@ -41,6 +47,7 @@ export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$REPO/target}
 GATEWAY=${GATEWAY_BIN:-$CARGO_TARGET_DIR/release/koodrive-gateway}
 BURST_BIN=$CARGO_TARGET_DIR/release/examples/burst
 FLOOR_BIN=$CARGO_TARGET_DIR/release/examples/floor
+STALLS_BIN=$CARGO_TARGET_DIR/release/examples/stalls
 LIST=/koodrive/ose/v1/task/list
 # The query every hit benchmark asks for (same path and query for nginx and the gateway).
 HIT_QUERY="$LIST?pageSize=20&status=2&pageCursor="
@@ -161,10 +168,14 @@ build() {
     if [[ -z ${GATEWAY_BIN:-} ]]; then
         (cd "$REPO" && cargo build --release --locked --quiet)
     fi
-    (cd "$REPO" && cargo build --release --locked --quiet --example burst --example floor)
+    (cd "$REPO" && cargo build --release --locked --quiet --example burst --example floor --example stalls)
     echo "gateway: $GATEWAY"
     echo "nginx:   $(nginx -v 2>&1)"
     echo "wrk:     $(wrk -v 2>&1 | head -1 || true)"
+    if [[ $STALLS == 1 ]] && ! chrt -f 50 true 2>/dev/null; then
+        echo "stalls:  not watched (chrt -f is not allowed here)"
+        STALLS=0
+    fi
 }
 
 # A ~2 KB task-list page in KooDrive's wire shape (taskListDtos, numeric code, code 0).
@@ -333,6 +344,37 @@ to_ms() {
         printf "%.3f", n }'
 }
 
+# Starts the stall watch on both CPUs for one wrk run (it ends by itself when the run does).
+STALL_PIDS=()
+stalls_start() {
+    local cpu millis
+    STALL_PIDS=()
+    [[ $STALLS == 1 ]] || return 0
+    millis=$(to_ms "$DURATION")
+    for cpu in "$SERVER_CPU" "$LOAD_CPU"; do
+        chrt -f 50 taskset -c "$cpu" "$STALLS_BIN" --millis "${millis%.*}" >"$WORK/stalls-$cpu.txt" &
+        STALL_PIDS+=($!)
+    done
+}
+
+# Waits for the watch and sets STALLS_SEEN to
+# "host stalls >= 1 ms: CPU 0 n (max x ms), CPU 1 m (max y ms)" and STALLS_SHORT to "n/m", or
+# both to nothing when not watched.
+stalls_seen() {
+    local pid cpu seen=() counts=()
+    STALLS_SEEN= STALLS_SHORT=
+    ((${#STALL_PIDS[@]})) || return 0
+    for pid in "${STALL_PIDS[@]}"; do
+        wait "$pid" || true
+    done
+    for cpu in "$SERVER_CPU" "$LOAD_CPU"; do
+        counts+=("$(tr ' ' '\n' <"$WORK/stalls-$cpu.txt" | awk -F= '$1 == "late_1ms" {print $2}')")
+        seen+=("CPU $cpu ${counts[-1]} (max $(tr ' ' '\n' <"$WORK/stalls-$cpu.txt" | awk -F= '$1 == "max_ms" {print $2}') ms)")
+    done
+    STALLS_SEEN="host stalls >= 1 ms: ${seen[0]}, ${seen[1]}"
+    STALLS_SHORT="${counts[0]}/${counts[1]}"
+}
+
 # CPU time (clock ticks) a process and its children (nginx's worker) have used so far.
 cpu_ticks() {
     local pid total=0
@@ -346,14 +388,16 @@ CLK_TCK=$(getconf CLK_TCK)
 # Runs wrk on LOAD_CPU against a warm cache and prints one line. Keeps the round with the most
 # requests/s per server (rps, p50/p99 in ms, and requests per CPU-second the server used, which
 # other load on the machine skews less than requests/s).
-declare -A RPS P50 P99 PER_CPU NOTE LAST
-ROUND_RATIOS=()
+declare -A RPS P50 P99 PER_CPU NOTE LAST LAST_P99
+ROUND_RATIOS=() ROUND_P99S=()
 run_wrk() {
     local name=$1 url=$2 pid=$3 out=$WORK/wrk-$1.txt before after ticks rps p50 p99 n per_cpu note
     before=$(upstream_count "$LIST")
     ticks=$(cpu_ticks "$pid")
+    stalls_start
     taskset -c "$LOAD_CPU" wrk -t1 -c"$CONNECTIONS" -d"$DURATION" --latency "$url" >"$out"
     ticks=$(($(cpu_ticks "$pid") - ticks))
+    stalls_seen
     after=$(upstream_count "$LIST")
     rps=$(awk '/^Requests\/sec:/ {print $2}' "$out")
     p50=$(to_ms "$(awk '$1 == "50%" {print $2}' "$out")")
@@ -364,7 +408,8 @@ run_wrk() {
     if grep -q -e 'Non-2xx' -e 'Socket errors' "$out"; then
         note+="; $(grep -h -e 'Non-2xx' -e 'Socket errors' "$out" | tr -s ' ' | paste -sd';')"
     fi
-    LAST[$name]=$rps
+    [[ -z $STALLS_SEEN ]] || note+="; $STALLS_SEEN"
+    LAST[$name]=$rps LAST_P99[$name]=$p99
     printf '%-14s %10s req/s  p50 %7s ms  p99 %7s ms  %8s req/CPU-s  (%s)\n' \
         "$name" "$rps" "$p50" "$p99" "$per_cpu" "$note"
     if [[ -z ${RPS[$name]:-} ]] || awk -v a="$rps" -v b="${RPS[$name]}" 'BEGIN {exit !(a > b)}'; then
@@ -403,6 +448,7 @@ bench_hits() {
         # The same round's two figures, seconds apart: less exposed to the machine's drift than
         # the best of each.
         ROUND_RATIOS+=("$(awk -v g="${LAST[gateway-warn]}" -v n="${LAST[nginx]}" 'BEGIN {printf "%.2f", g / n}')")
+        ROUND_P99S+=("${LAST_P99[gateway-warn]}${STALLS_SHORT:+ ($STALLS_SHORT)}")
         run_wrk gateway-info "http://127.0.0.1:$info_port$HIT_QUERY" "$info_pid"
         run_wrk floor "http://127.0.0.1:$floor_port$HIT_QUERY" "$floor_pid"
     done
@@ -480,6 +526,9 @@ summary() {
     printf '%-44s %-22s %-14s %s\n' "hit req/CPU-s ratio gateway/nginx (warn)" "${ratio_cpu}x" "(>= 1.3x)" "$(met "$ratio_cpu" 1.3 '>=')"
     printf '%-44s %-22s %-14s %s\n' "hit req/s ratio gateway/nginx (info)" "${ratio_info}x" "(>= 1.3x)" "$(met "$ratio_info" 1.3 '>=')"
     printf '%-44s %-22s %-14s %s\n' "gateway p99 at $CONNECTIONS connections (warn)" "${P99[gateway-warn]} ms" "< 2 ms" "$(met "${P99[gateway-warn]}" 2 '<')"
+    local by_round="  round by round"
+    [[ $STALLS != 1 ]] || by_round+=" (stalls >= 1 ms, CPU $SERVER_CPU/$LOAD_CPU)"
+    printf '%-44s %s\n' "$by_round" "${ROUND_P99S[*]}"
     printf '%-44s %-22s %-14s %s\n' "gateway p99 at $CONNECTIONS connections (info)" "${P99[gateway-info]} ms" "(< 2 ms)" "$(met "${P99[gateway-info]}" 2 '<')"
     printf '%-44s %-22s %-14s %s\n' "upstream requests for $BURST identical misses" "$COLLAPSE_UPSTREAM ($COLLAPSE_STATUSES)" "1" "$(met "$COLLAPSE_UPSTREAM" 1 '==')"
     printf '%-44s %-22s %-14s %s\n' "VmRSS with $FILL cached pages" "$((RSS_AFTER / 1024)) MiB (idle $((RSS_BEFORE / 1024)))" "< 40 MiB" "$(met "$RSS_AFTER" $((40 * 1024)) '<')"
