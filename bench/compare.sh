@@ -23,10 +23,11 @@
 #      upstream.
 #   3. memory: VmRSS of a fresh gateway before and after caching 10,000 distinct ~2 KB pages.
 #
-# Beside every load run, examples/stalls.rs watches both CPUs as a real-time task (chrt -f) and
-# reports how often each was taken away from this machine for 1 ms or more (a virtual machine's
-# CPUs can be). Such a stall holds up every request in flight, so a p99 is read beside them.
-# STALLS=0 turns the watch off; it is off by itself when real-time priority is not allowed.
+# With STALLS=1, examples/stalls.rs watches both CPUs during every load run as a real-time task
+# (chrt -f) and reports how often each was taken away from this machine for 1 ms or more (a
+# virtual machine's CPUs can be). Such a stall holds up every request in flight, so a p99 is read
+# beside them. The watch wakes every millisecond and costs each CPU about 2%, the same for every
+# server; it needs real-time priority (root) and is off by default.
 #
 # Needs root (or nginx and wrk already installed) for apt-get; everything binds 127.0.0.1 only;
 # every process it starts is stopped on exit.
@@ -39,7 +40,7 @@ FILL=${FILL:-10000}           # distinct pages cached for the memory figure
 SERVER_CPU=${SERVER_CPU:-0}   # the server under test
 LOAD_CPU=${LOAD_CPU:-1}       # wrk and burst
 ROUNDS=${ROUNDS:-2}           # interleaved wrk rounds per server; the best round is reported
-STALLS=${STALLS:-1}           # watch both CPUs for host stalls during each wrk run
+STALLS=${STALLS:-0}           # 1: watch both CPUs for host stalls during each wrk run
 
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$REPO/target}
@@ -176,6 +177,7 @@ build() {
         echo "stalls:  not watched (chrt -f is not allowed here)"
         STALLS=0
     fi
+    [[ $STALLS != 1 ]] || echo "stalls:  watched on CPUs $SERVER_CPU and $LOAD_CPU during every wrk run"
 }
 
 # A ~2 KB task-list page in KooDrive's wire shape (taskListDtos, numeric code, code 0).
