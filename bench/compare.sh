@@ -363,15 +363,17 @@ stalls_start() {
 # "host stalls >= 1 ms: CPU 0 n (max x ms), CPU 1 m (max y ms)" and STALLS_SHORT to "n/m", or
 # both to nothing when not watched.
 stalls_seen() {
-    local pid cpu seen=() counts=()
+    local pid cpu late max seen=() counts=()
     STALLS_SEEN= STALLS_SHORT=
     ((${#STALL_PIDS[@]})) || return 0
     for pid in "${STALL_PIDS[@]}"; do
         wait "$pid" || true
     done
     for cpu in "$SERVER_CPU" "$LOAD_CPU"; do
-        counts+=("$(tr ' ' '\n' <"$WORK/stalls-$cpu.txt" | awk -F= '$1 == "late_1ms" {print $2}')")
-        seen+=("CPU $cpu ${counts[-1]} (max $(tr ' ' '\n' <"$WORK/stalls-$cpu.txt" | awk -F= '$1 == "max_ms" {print $2}') ms)")
+        read -r late max < <(tr ' ' '\n' <"$WORK/stalls-$cpu.txt" |
+            awk -F= '$1 == "late_1ms" {n = $2} $1 == "max_ms" {m = $2} END {print n, m}')
+        counts+=("$late")
+        seen+=("CPU $cpu $late (max $max ms)")
     done
     STALLS_SEEN="host stalls >= 1 ms: ${seen[0]}, ${seen[1]}"
     STALLS_SHORT="${counts[0]}/${counts[1]}"
