@@ -22,6 +22,7 @@ use crate::auth::Auth;
 use crate::cache::TaskListCache;
 use crate::coalesce::Coalesced;
 use crate::config::{Config, ServerConfig};
+use crate::conn_timer::ConnTimer;
 use crate::framing::{Framing, Guarded};
 use crate::metrics::Metrics;
 use crate::pipeline::{self, Live, State};
@@ -203,11 +204,12 @@ fn local_addr(listener: &TcpListener, addr: SocketAddr) -> Result<SocketAddr, St
 }
 
 /// HTTP/1.1 and cleartext HTTP/2 (prior knowledge), with a header-read timeout and size bound.
+/// The HTTP/1 timer is set for each connection as it is accepted (`ConnTimer`, see `serve`): hyper
+/// refuses a configured timeout without one.
 fn builder(server: &ServerConfig) -> auto::Builder<TokioExecutor> {
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
         .http1()
-        .timer(TokioTimer::new())
         .header_read_timeout(server.header_read_timeout)
         .max_buf_size(server.max_header_bytes);
     builder
@@ -260,6 +262,9 @@ async fn serve<S, F>(
                     }
                     service(request)
                 });
+                // The header-read timeout's timer, one registration for the whole connection.
+                let mut builder = builder.clone();
+                builder.http1().timer(ConnTimer::default());
                 let connection = builder
                     .serve_connection(TokioIo::new(stream), service)
                     .into_owned();

@@ -8,6 +8,7 @@ pub mod body;
 pub mod cache;
 pub mod coalesce;
 pub mod config;
+pub mod conn_timer;
 pub mod demo;
 pub mod error;
 pub mod framing;

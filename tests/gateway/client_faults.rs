@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use crate::support::{within, Mock, TestGateway};
+use crate::support::{within, Mock, TestGateway, TASK_LIST};
 
 /// Sends raw bytes and reads until the gateway closes the connection.
 async fn exchange(gw: &TestGateway, raw: &[u8]) -> String {
@@ -50,6 +50,72 @@ async fn headers_sent_a_byte_at_a_time_are_cut_off_at_the_header_timeout() {
     );
     drip.abort();
     assert_eq!(mock.hits(), 0);
+}
+
+/// One client connection (hyper's client), and a handle that ends when the gateway closes it.
+async fn one_connection(
+    gw: &TestGateway,
+) -> (
+    hyper::client::conn::http1::SendRequest<http_body_util::Empty<bytes::Bytes>>,
+    tokio::task::JoinHandle<()>,
+) {
+    let stream = TcpStream::connect(gw.running().addr).await.unwrap();
+    let (send, connection) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+            .await
+            .unwrap();
+    let closed = tokio::spawn(async move {
+        let _ = connection.await;
+    });
+    (send, closed)
+}
+
+fn task_list_request() -> http::Request<http_body_util::Empty<bytes::Bytes>> {
+    http::Request::get(format!("{TASK_LIST}?pageSize=10"))
+        .header("host", "gateway")
+        .body(http_body_util::Empty::new())
+        .unwrap()
+}
+
+#[tokio::test]
+async fn a_keep_alive_connection_idle_for_the_header_timeout_is_closed() {
+    let mock = Mock::ok().await;
+    let gw = TestGateway::for_mock(&mock, "[server]\nheader_read_timeout = \"300ms\"").await;
+    let (mut send, closed) = one_connection(&gw).await;
+    // Well within the timeout, twice: the connection serves both.
+    for _ in 0..2 {
+        let response = within("an answer", send.send_request(task_list_request()))
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200);
+    }
+    // Then nothing: the gateway closes it, timed from the last answer.
+    let idle = Instant::now();
+    within("the gateway closing the idle connection", closed)
+        .await
+        .unwrap();
+    assert!(
+        idle.elapsed() >= Duration::from_millis(250),
+        "{:?}",
+        idle.elapsed()
+    );
+}
+
+#[tokio::test]
+async fn requests_spread_over_many_header_timeouts_on_one_connection_are_all_served() {
+    let mock = Mock::ok().await;
+    let gw = TestGateway::for_mock(&mock, "[server]\nheader_read_timeout = \"1s\"").await;
+    let (mut send, closed) = one_connection(&gw).await;
+    // Each head comes a quarter of the timeout after the last answer; the whole run spans three
+    // timeouts, so every head is timed from its own start, not the connection's first.
+    for _ in 0..12 {
+        let response = within("an answer", send.send_request(task_list_request()))
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200);
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    assert!(!closed.is_finished(), "the connection was closed");
 }
 
 #[tokio::test]
