@@ -105,6 +105,13 @@ fn push_pair<'a>(
     out.extend(value);
 }
 
+/// `text` before and after the first `byte` (ASCII). A plain byte scan: the queries split here
+/// are a few dozen bytes, too short for `str::split_once`'s searcher to pay off.
+fn split_at_byte(text: &str, byte: u8) -> Option<(&str, &str)> {
+    let at = text.bytes().position(|b| b == byte)?;
+    Some((text.get(..at)?, text.get(at + 1..)?))
+}
+
 impl TaskListQuery {
     pub fn parse(query: Option<&str>) -> Result<TaskListQuery, GatewayError> {
         let mut parsed = TaskListQuery {
@@ -115,12 +122,14 @@ impl TaskListQuery {
             other: Vec::new(),
         };
         let (mut seen_type, mut seen_size, mut seen_cursor) = (false, false, false);
-        for pair in query
-            .unwrap_or_default()
-            .split('&')
-            .filter(|p| !p.is_empty())
-        {
-            let (raw_name, raw_value) = pair.split_once('=').unwrap_or((pair, ""));
+        let mut rest = query.unwrap_or_default();
+        while !rest.is_empty() {
+            let pair;
+            (pair, rest) = split_at_byte(rest, b'&').unwrap_or((rest, ""));
+            if pair.is_empty() {
+                continue;
+            }
+            let (raw_name, raw_value) = split_at_byte(pair, b'=').unwrap_or((pair, ""));
             let name = decode(raw_name)?;
             let value = decode(raw_value)?;
             match &*name {

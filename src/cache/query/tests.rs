@@ -104,6 +104,14 @@ proptest! {
     }
 
     #[test]
+    fn the_byte_splitter_splits_as_split_once_does(
+        text in "[a&=\u{e9}\u{1f600}]{0,12}",
+        byte in proptest::sample::select(vec![b'&', b'=']),
+    ) {
+        prop_assert_eq!(split_at_byte(&text, byte), text.split_once(char::from(byte)));
+    }
+
+    #[test]
     fn canonicalizing_twice_changes_nothing(
         status in proptest::collection::vec(0u8..=3, 0..5),
         size in 1u32..=100,
