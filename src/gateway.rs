@@ -22,8 +22,8 @@ use crate::auth::Auth;
 use crate::cache::TaskListCache;
 use crate::coalesce::Coalesced;
 use crate::config::{Config, ServerConfig};
-use crate::conn_timer::ConnTimer;
 use crate::framing::{Framing, Guarded};
+use crate::head_timeout::{Answer, Answered, Exchanges, HeadTimeout};
 use crate::metrics::Metrics;
 use crate::pipeline::{self, Live, State};
 use crate::upstream::{TlsSetupError, Upstream};
@@ -143,24 +143,24 @@ pub async fn run(config: Config) -> Result<Running, StartError> {
         let admin_task = tokio::spawn(serve(
             admin_listener,
             builder(&server),
-            server.max_header_bytes,
+            Limits::of(&server),
             admin_stop_rx,
             Duration::from_secs(1),
-            move |req| {
+            move |req, answer: Answer| {
                 let admin = Arc::clone(&admin);
-                async move { Ok::<_, Infallible>(admin::handle(&admin, req).await) }
+                async move { Ok::<_, Infallible>(answer.with(admin::handle(&admin, req).await)) }
             },
         ));
         let mut stop = shutdown_rx.clone();
         let proxy = serve(
             listener,
             builder(&server),
-            server.max_header_bytes,
+            Limits::of(&server),
             shutdown_rx,
             server.shutdown_grace,
-            move |req| {
+            move |req, answer: Answer| {
                 let state = Arc::clone(&serving);
-                async move { Ok::<_, Infallible>(pipeline::handle(state, req).await) }
+                async move { Ok::<_, Infallible>(answer.with(pipeline::handle(state, req).await)) }
             },
         );
         tokio::pin!(proxy);
@@ -203,15 +203,11 @@ fn local_addr(listener: &TcpListener, addr: SocketAddr) -> Result<SocketAddr, St
         .map_err(|source| StartError::Bind { addr, source })
 }
 
-/// HTTP/1.1 and cleartext HTTP/2 (prior knowledge), with a header-read timeout and size bound.
-/// The HTTP/1 timer is set for each connection as it is accepted (`ConnTimer`, see `serve`): hyper
-/// refuses a configured timeout without one.
+/// HTTP/1.1 and cleartext HTTP/2 (prior knowledge), with a bound on head sizes. (The header-read
+/// timeout is the connection's own, `HeadTimeout`, not hyper's.)
 fn builder(server: &ServerConfig) -> auto::Builder<TokioExecutor> {
     let mut builder = auto::Builder::new(TokioExecutor::new());
-    builder
-        .http1()
-        .header_read_timeout(server.header_read_timeout)
-        .max_buf_size(server.max_header_bytes);
+    builder.http1().max_buf_size(server.max_header_bytes);
     builder
         .http2()
         .timer(TokioTimer::new())
@@ -219,18 +215,36 @@ fn builder(server: &ServerConfig) -> auto::Builder<TokioExecutor> {
     builder
 }
 
+/// What a client connection is held to.
+#[derive(Debug, Clone, Copy)]
+struct Limits {
+    /// The largest request head.
+    max_head: usize,
+    header_read_timeout: Duration,
+}
+
+impl Limits {
+    fn of(server: &ServerConfig) -> Limits {
+        Limits {
+            max_head: server.max_header_bytes,
+            header_read_timeout: server.header_read_timeout,
+        }
+    }
+}
+
 /// Accepts connections until `stop` turns true, then waits up to `grace` for them to finish.
 async fn serve<S, F>(
     listener: TcpListener,
     builder: auto::Builder<TokioExecutor>,
-    max_head: usize,
+    limits: Limits,
     mut stop: watch::Receiver<bool>,
     grace: Duration,
     service: S,
 ) where
-    S: Fn(hyper::Request<hyper::body::Incoming>) -> F + Clone + Send + 'static,
-    F: std::future::Future<Output = Result<hyper::Response<crate::body::Body>, Infallible>>
-        + Send
+    S: Fn(hyper::Request<hyper::body::Incoming>, Answer) -> F + Clone + Send + 'static,
+    F: std::future::Future<
+            Output = Result<hyper::Response<Answered<crate::body::Body>>, Infallible>,
+        > + Send
         + 'static,
 {
     let graceful = GracefulShutdown::new();
@@ -249,10 +263,14 @@ async fn serve<S, F>(
                     }
                 };
                 let _ = stream.set_nodelay(true);
+                // Closed once it has waited a whole header-read timeout for a request head.
+                let exchanges = Arc::new(Exchanges::default());
+                let stream =
+                    HeadTimeout::new(stream, Arc::clone(&exchanges), limits.header_read_timeout);
                 // The guard reads request framing along the way; the service asks it about each
                 // request, in order, and refuses the ambiguous one.
                 let framing = Arc::new(Framing::default());
-                let stream = Guarded::new(stream, Arc::clone(&framing), max_head);
+                let stream = Guarded::new(stream, Arc::clone(&framing), limits.max_head);
                 // Answers computed in the same turn of the runtime go out together.
                 let stream = Coalesced::new(stream);
                 let service = service.clone();
@@ -260,11 +278,8 @@ async fn serve<S, F>(
                     if let Some(ambiguous) = framing.next() {
                         request.extensions_mut().insert(ambiguous);
                     }
-                    service(request)
+                    service(request, exchanges.serve())
                 });
-                // The header-read timeout's timer, one registration for the whole connection.
-                let mut builder = builder.clone();
-                builder.http1().timer(ConnTimer::default());
                 let connection = builder
                     .serve_connection(TokioIo::new(stream), service)
                     .into_owned();

@@ -1,12 +1,16 @@
 //! Misbehaving clients: slow or oversized heads, bad targets, ambiguous framing, and a crowd of
 //! idle connections. Raw TCP, since a well-behaved client cannot send these.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+use http_body_util::BodyExt;
+use tokio::sync::Notify;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use crate::support::{within, Mock, TestGateway, TASK_LIST};
+use crate::support::{within, Mock, Reply, TestGateway, TASK_LIST};
 
 /// Sends raw bytes and reads until the gateway closes the connection.
 async fn exchange(gw: &TestGateway, raw: &[u8]) -> String {
@@ -114,6 +118,98 @@ async fn requests_spread_over_many_header_timeouts_on_one_connection_are_all_ser
             .unwrap();
         assert_eq!(response.status(), 200);
         tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    assert!(!closed.is_finished(), "the connection was closed");
+}
+
+#[tokio::test]
+async fn a_request_in_service_longer_than_the_header_timeout_is_answered() {
+    let mock = Mock::start(|_| Reply::ok().delay(Duration::from_millis(1500))).await;
+    let gw = TestGateway::for_mock(&mock, "[server]\nheader_read_timeout = \"300ms\"").await;
+    let (mut send, closed) = one_connection(&gw).await;
+    let response = within("the slow answer", send.send_request(task_list_request()))
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    assert!(!closed.is_finished(), "the connection was closed");
+}
+
+#[tokio::test]
+async fn an_answer_streaming_longer_than_the_header_timeout_is_not_cut_off() {
+    let gate = Arc::new(Notify::new());
+    let held = Arc::clone(&gate);
+    let mock =
+        Mock::start(move |_| Reply::json(200, "first-half|second-half").gate(Arc::clone(&held)))
+            .await;
+    let gw = TestGateway::for_mock(&mock, "[server]\nheader_read_timeout = \"300ms\"").await;
+    let (mut send, _closed) = one_connection(&gw).await;
+    let request = http::Request::get("/koodrive/ose/v1/files/big")
+        .header("host", "gateway")
+        .body(http_body_util::Empty::new())
+        .unwrap();
+    let response = within("the answer", send.send_request(request))
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let mut body = response.into_body();
+    let first = within("first half", body.frame()).await.unwrap().unwrap();
+    assert_eq!(first.into_data().unwrap(), "first-half|");
+    // The answer stalls for three header timeouts before the rest comes.
+    tokio::time::sleep(Duration::from_millis(900)).await;
+    gate.notify_one();
+    let rest = within("the rest", body.collect()).await.unwrap().to_bytes();
+    assert_eq!(rest, "second-half");
+}
+
+#[tokio::test]
+async fn a_request_body_sent_slowly_is_not_cut_off_by_the_header_timeout() {
+    let mock = Mock::ok().await;
+    let gw = TestGateway::for_mock(&mock, "[server]\nheader_read_timeout = \"300ms\"").await;
+    let mut stream = TcpStream::connect(gw.running().addr).await.unwrap();
+    let body = br#"{"taskName":"slow"}"#;
+    let head = format!(
+        "POST /koodrive/ose/v1/task/create HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    );
+    stream.write_all(head.as_bytes()).await.unwrap();
+    // The body over about two seconds: the head was complete, so no header timeout applies.
+    for chunk in body.chunks(2) {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        stream.write_all(chunk).await.unwrap();
+    }
+    let mut answer = vec![0; 4096];
+    let n = within("the answer", stream.read(&mut answer))
+        .await
+        .unwrap();
+    let text = String::from_utf8_lossy(&answer[..n]);
+    assert!(status_line(&text).starts_with("HTTP/1.1 200"), "{text}");
+    assert_eq!(mock.hits(), 1);
+    assert_eq!(mock.requests()[0].body, &body[..]);
+}
+
+#[tokio::test]
+async fn an_http2_connection_idle_past_the_header_timeout_stays_open() {
+    let mock = Mock::ok().await;
+    let gw = TestGateway::for_mock(&mock, "[server]\nheader_read_timeout = \"300ms\"").await;
+    let stream = TcpStream::connect(gw.running().addr).await.unwrap();
+    let (mut send, connection) = hyper::client::conn::http2::handshake(
+        hyper_util::rt::TokioExecutor::new(),
+        hyper_util::rt::TokioIo::new(stream),
+    )
+    .await
+    .unwrap();
+    let closed = tokio::spawn(connection);
+    let url = format!("http://{}{TASK_LIST}?pageSize=10", gw.running().addr);
+    for _ in 0..2 {
+        let request = http::Request::get(&url)
+            .body(http_body_util::Empty::<bytes::Bytes>::new())
+            .unwrap();
+        let response = within("an answer", send.send_request(request))
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200);
+        // HTTP/2 has no header-read timeout (as with hyper's): idle for three of them.
+        tokio::time::sleep(Duration::from_millis(900)).await;
     }
     assert!(!closed.is_finished(), "the connection was closed");
 }
