@@ -233,6 +233,8 @@ impl Limits {
 }
 
 /// Accepts connections until `stop` turns true, then waits up to `grace` for them to finish.
+/// `service` gets each request with its [`Answer`], which wraps the response: the header-read
+/// timeout counts a request answered once hyper is done with that response's body.
 async fn serve<S, F>(
     listener: TcpListener,
     builder: auto::Builder<TokioExecutor>,
