@@ -10,7 +10,7 @@
 //! finds each request head (with httparse, as hyper does), follows the body's framing to the next
 //! head, and flags the first head whose framing is ambiguous. The service asks [`Framing`], in
 //! request order, whether the request it got is the flagged one, and answers it with a 400. After
-//! anything it does not follow (HTTP/2, an upgrade, a head hyper will refuse anyway) it stops
+//! anything it does not follow (HTTP/2, a CONNECT, a head hyper will refuse anyway) it stops
 //! reading along and costs nothing.
 
 use std::io;
@@ -325,7 +325,9 @@ enum Head {
     Length(u64),
     Chunked,
     Ambiguous(&'static str),
-    /// An upgrade or CONNECT: what follows is not HTTP/1 requests.
+    /// A CONNECT: what follows may be a tunnel, not HTTP/1 requests. (A request asking for an
+    /// `Upgrade` is followed like any other: the gateway drops the header as hop-by-hop and never
+    /// answers 101, so hyper goes on reading HTTP/1 requests after it.)
     Other,
 }
 
@@ -348,7 +350,7 @@ fn parse(data: &[u8]) -> Parsed {
     let mut lengths = 0;
     let mut length = None;
     let mut transfer_encoding = None;
-    let mut upgrade = request.method == Some("CONNECT");
+    let connect = request.method == Some("CONNECT");
     for header in request.headers.iter() {
         let name = header.name;
         if name.eq_ignore_ascii_case("content-length") {
@@ -358,14 +360,12 @@ fn parse(data: &[u8]) -> Parsed {
                 .and_then(|v| v.trim().parse::<u64>().ok());
         } else if name.eq_ignore_ascii_case("transfer-encoding") {
             transfer_encoding = Some(header.value);
-        } else if name.eq_ignore_ascii_case("upgrade") {
-            upgrade = true;
         }
     }
     let head = match (transfer_encoding, lengths) {
         (Some(_), 1..) => Head::Ambiguous("Content-Length together with Transfer-Encoding"),
         (None, 2..) => Head::Ambiguous("more than one Content-Length"),
-        _ if upgrade => Head::Other,
+        _ if connect => Head::Other,
         (Some(value), _) if is_chunked(value) => Head::Chunked,
         // Not chunked last: hyper refuses it.
         (Some(_), _) => return Parsed::Refused,
@@ -452,10 +452,21 @@ mod tests {
     }
 
     #[test]
+    fn a_request_asking_for_an_upgrade_is_followed_like_any_other() {
+        let stream = [
+            "GET /a HTTP/1.1\r\nUpgrade: websocket\r\nConnection: upgrade\r\n\r\n",
+            "POST /a HTTP/1.1\r\nContent-Length: 1\r\nContent-Length: 1\r\n\r\n",
+        ];
+        for step in [1, 7, 4096] {
+            let (flagged, state, _) = scan(stream.concat().as_bytes(), step);
+            assert_eq!((flagged, state), (Some(1), State::Off), "{step}");
+        }
+    }
+
+    #[test]
     fn stops_reading_along_where_hyper_decides() {
         let cases = [
             "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n",
-            "GET /a HTTP/1.1\r\nUpgrade: websocket\r\nConnection: upgrade\r\n\r\n",
             "CONNECT x:443 HTTP/1.1\r\nHost: x\r\n\r\n",
             "GET /a HTTP/1.1\r\nbad header\r\n\r\n",
             "POST /a HTTP/1.1\r\nTransfer-Encoding: gzip\r\n\r\n",

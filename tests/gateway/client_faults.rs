@@ -281,6 +281,26 @@ fn answers(text: &str) -> Vec<(String, String)> {
 /// Content-Length are refused with a 400 and the connection closed, even after good requests on
 /// the same connection; hyper alone would resolve them and forward one of the framings.
 #[tokio::test]
+async fn ambiguous_framing_after_a_request_asking_for_an_upgrade_is_still_refused() {
+    let mock = Mock::ok().await;
+    let gw = TestGateway::for_mock(&mock, "[auth]\nmode = \"token\"\naccess_token = \"t\"").await;
+    // The gateway never upgrades (`Upgrade` is hop-by-hop), so the connection stays HTTP/1 and
+    // the guard keeps reading along.
+    let mut raw = String::from(CREATE);
+    raw.push_str("Upgrade: websocket\r\nConnection: upgrade\r\nContent-Length: 2\r\n\r\n{}");
+    raw.push_str(CREATE);
+    raw.push_str("Content-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n2\r\n{}\r\n0\r\n\r\n");
+    let answers = answers(&exchange(&gw, raw.as_bytes()).await);
+    assert_eq!(answers.len(), 2, "{answers:?}");
+    assert!(answers[0].0.starts_with("200"), "{answers:?}");
+    assert!(answers[1].0.starts_with("400"), "{answers:?}");
+    let json: serde_json::Value = serde_json::from_str(&answers[1].1).unwrap();
+    assert_eq!(json["code"], "GATEWAY_BAD_REQUEST");
+    assert_eq!(mock.hits(), 1);
+    assert_eq!(mock.requests()[0].header("upgrade"), None);
+}
+
+#[tokio::test]
 async fn ambiguous_framing_is_refused_and_never_forwarded() {
     let mock = Mock::ok().await;
     let gw = TestGateway::for_mock(&mock, "[auth]\nmode = \"token\"\naccess_token = \"t\"").await;
