@@ -10,7 +10,7 @@
 //! finds each request head (with httparse, as hyper does), follows the body's framing to the next
 //! head, and flags the first head whose framing is ambiguous. The service asks [`Framing`], in
 //! request order, whether the request it got is the flagged one, and answers it with a 400. After
-//! anything it does not follow (HTTP/2, a CONNECT, a head hyper will refuse anyway) it stops
+//! anything it does not follow (HTTP/2, a head hyper will refuse anyway) it stops
 //! reading along and costs nothing.
 
 use std::io;
@@ -253,7 +253,6 @@ impl Scan {
                 size: 0,
                 digits: false,
             }),
-            Head::Other => State::Off,
         };
     }
 
@@ -325,10 +324,6 @@ enum Head {
     Length(u64),
     Chunked,
     Ambiguous(&'static str),
-    /// A CONNECT: what follows may be a tunnel, not HTTP/1 requests. (A request asking for an
-    /// `Upgrade` is followed like any other: the gateway drops the header as hop-by-hop and never
-    /// answers 101, so hyper goes on reading HTTP/1 requests after it.)
-    Other,
 }
 
 enum Parsed {
@@ -338,6 +333,10 @@ enum Parsed {
     Refused,
 }
 
+/// A head asking for an `Upgrade`, or a `CONNECT`, is framed like any other, as hyper frames it.
+/// What may follow it is HTTP/1 all the same: the gateway drops `Upgrade` as hop-by-hop and never
+/// answers 101, and a `CONNECT` that KooDrive answers with a 2xx makes hyper hand the connection
+/// to an upgrade no one takes, which closes it.
 fn parse(data: &[u8]) -> Parsed {
     // Left uninitialized for httparse to fill: zeroing 128 of them would cost more than parsing.
     let mut headers = [const { MaybeUninit::<httparse::Header>::uninit() }; MAX_HEADERS];
@@ -350,7 +349,6 @@ fn parse(data: &[u8]) -> Parsed {
     let mut lengths = 0;
     let mut length = None;
     let mut transfer_encoding = None;
-    let connect = request.method == Some("CONNECT");
     for header in request.headers.iter() {
         let name = header.name;
         if name.eq_ignore_ascii_case("content-length") {
@@ -365,7 +363,6 @@ fn parse(data: &[u8]) -> Parsed {
     let head = match (transfer_encoding, lengths) {
         (Some(_), 1..) => Head::Ambiguous("Content-Length together with Transfer-Encoding"),
         (None, 2..) => Head::Ambiguous("more than one Content-Length"),
-        _ if connect => Head::Other,
         (Some(value), _) if is_chunked(value) => Head::Chunked,
         // Not chunked last: hyper refuses it.
         (Some(_), _) => return Parsed::Refused,
@@ -452,14 +449,21 @@ mod tests {
     }
 
     #[test]
-    fn a_request_asking_for_an_upgrade_is_followed_like_any_other() {
-        let stream = [
+    fn upgrade_and_connect_requests_are_followed_like_any_other() {
+        let firsts = [
             "GET /a HTTP/1.1\r\nUpgrade: websocket\r\nConnection: upgrade\r\n\r\n",
-            "POST /a HTTP/1.1\r\nContent-Length: 1\r\nContent-Length: 1\r\n\r\n",
+            "CONNECT x:443 HTTP/1.1\r\nHost: x\r\n\r\n",
+            "CONNECT x:443 HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\nabc",
         ];
-        for step in [1, 7, 4096] {
-            let (flagged, state, _) = scan(stream.concat().as_bytes(), step);
-            assert_eq!((flagged, state), (Some(1), State::Off), "{step}");
+        for first in firsts {
+            let stream = [
+                first,
+                "POST /a HTTP/1.1\r\nContent-Length: 1\r\nContent-Length: 1\r\n\r\n",
+            ];
+            for step in [1, 7, 4096] {
+                let (flagged, state, _) = scan(stream.concat().as_bytes(), step);
+                assert_eq!((flagged, state), (Some(1), State::Off), "{first:?} {step}");
+            }
         }
     }
 
@@ -467,7 +471,6 @@ mod tests {
     fn stops_reading_along_where_hyper_decides() {
         let cases = [
             "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n",
-            "CONNECT x:443 HTTP/1.1\r\nHost: x\r\n\r\n",
             "GET /a HTTP/1.1\r\nbad header\r\n\r\n",
             "POST /a HTTP/1.1\r\nTransfer-Encoding: gzip\r\n\r\n",
             "POST /a HTTP/1.1\r\nContent-Length: 2, 2\r\n\r\n",

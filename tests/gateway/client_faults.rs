@@ -301,6 +301,42 @@ async fn ambiguous_framing_after_a_request_asking_for_an_upgrade_is_still_refuse
 }
 
 #[tokio::test]
+async fn ambiguous_framing_after_a_connect_is_still_refused() {
+    let mock = Mock::start(|request| match request.method == http::Method::CONNECT {
+        true => Reply::json(404, r#"{"code":"13000404","msg":"not found"}"#),
+        false => Reply::ok(),
+    })
+    .await;
+    let gw = TestGateway::for_mock(&mock, "[auth]\nmode = \"token\"\naccess_token = \"t\"").await;
+    // Answered with a 404, a CONNECT leaves the connection HTTP/1: the guard keeps reading along.
+    let mut raw = String::from("CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\n\r\n");
+    raw.push_str(CREATE);
+    raw.push_str("Content-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n2\r\n{}\r\n0\r\n\r\n");
+    let answers = answers(&exchange(&gw, raw.as_bytes()).await);
+    assert_eq!(answers.len(), 2, "{answers:?}");
+    assert!(answers[0].0.starts_with("404"), "{answers:?}");
+    assert!(answers[1].0.starts_with("400"), "{answers:?}");
+    let json: serde_json::Value = serde_json::from_str(&answers[1].1).unwrap();
+    assert_eq!(json["code"], "GATEWAY_BAD_REQUEST");
+    assert_eq!(mock.hits(), 1);
+}
+
+#[tokio::test]
+async fn a_connect_answered_2xx_closes_the_connection_and_nothing_after_it_is_forwarded() {
+    let mock = Mock::ok().await;
+    let gw = TestGateway::for_mock(&mock, "[auth]\nmode = \"token\"\naccess_token = \"t\"").await;
+    // hyper hands the connection to an upgrade no one takes: it closes, and the bytes after the
+    // CONNECT (a tunnel's, for all hyper knows) are never read as requests.
+    let mut raw = String::from("CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\n\r\n");
+    raw.push_str(CREATE);
+    raw.push_str("Content-Length: 2\r\n\r\n{}");
+    let answers = answers(&exchange(&gw, raw.as_bytes()).await);
+    assert_eq!(answers.len(), 1, "{answers:?}");
+    assert!(answers[0].0.starts_with("200"), "{answers:?}");
+    assert_eq!(mock.hits(), 1);
+}
+
+#[tokio::test]
 async fn ambiguous_framing_is_refused_and_never_forwarded() {
     let mock = Mock::ok().await;
     let gw = TestGateway::for_mock(&mock, "[auth]\nmode = \"token\"\naccess_token = \"t\"").await;
