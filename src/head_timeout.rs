@@ -109,16 +109,23 @@ pub struct HeadTimeout<S> {
     inner: S,
     exchanges: Arc<Exchanges>,
     tick: Duration,
-    /// False on an HTTP/2 connection.
-    watched: bool,
+    start: Start,
     sleep: Pin<Box<Sleep>>,
     /// The waker the sleep was last polled with: while it is the same, the sleep needs no poll.
     waker: Option<Waker>,
     /// At the last tick: the requests served, if all were answered, and for how many ticks in a
     /// row that was so with no new request.
     idle: Option<(u64, u32)>,
-    /// Bytes of the connection's start matched against [`H2_START`] so far, while they match.
-    start: Option<usize>,
+}
+
+/// What the connection's first bytes said.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Start {
+    /// This many of them match [`H2_START`] so far.
+    Sniffing(usize),
+    Http1,
+    /// Never timed out here.
+    Http2,
 }
 
 impl<S> HeadTimeout<S> {
@@ -128,34 +135,32 @@ impl<S> HeadTimeout<S> {
             inner,
             exchanges,
             tick,
-            watched: true,
+            start: Start::Sniffing(0),
             sleep: Box::pin(tokio::time::sleep(tick)),
             waker: None,
             // Waiting for the first head from the start.
             idle: Some((0, 0)),
-            start: Some(0),
         }
     }
 
     /// Follows the connection's first bytes: an HTTP/2 connection is not watched.
     fn sniff(&mut self, data: &[u8]) {
-        let Some(matched) = self.start else { return };
+        let Start::Sniffing(matched) = self.start else {
+            return;
+        };
         let want = &H2_START[matched..];
         let n = want.len().min(data.len());
         self.start = match want[..n] == data[..n] {
-            false => None,
-            true if matched + n == H2_START.len() => {
-                self.watched = false;
-                None
-            }
-            true => Some(matched + n),
+            false => Start::Http1,
+            true if matched + n == H2_START.len() => Start::Http2,
+            true => Start::Sniffing(matched + n),
         };
     }
 
     /// Whether the connection has waited a whole timeout for a head. Ready to wake the task at
     /// the next tick otherwise.
     fn timed_out(&mut self, cx: &mut Context<'_>) -> bool {
-        if !self.watched {
+        if self.start == Start::Http2 {
             return false;
         }
         // The common case: between ticks, polled by the same task as before.
@@ -197,7 +202,7 @@ impl<S: AsyncRead + Unpin> AsyncRead for HeadTimeout<S> {
         let before = buf.filled().len();
         match Pin::new(&mut this.inner).poll_read(cx, buf) {
             Poll::Ready(result) => {
-                if this.start.is_some() {
+                if matches!(this.start, Start::Sniffing(_)) {
                     this.sniff(&buf.filled()[before..]);
                 }
                 Poll::Ready(result)

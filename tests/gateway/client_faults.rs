@@ -280,22 +280,35 @@ fn answers(text: &str) -> Vec<(String, String)> {
 /// Content-Length with Transfer-Encoding (in either order, whatever the coding) and a repeated
 /// Content-Length are refused with a 400 and the connection closed, even after good requests on
 /// the same connection; hyper alone would resolve them and forward one of the framings.
+/// `first`, then a create with both `Content-Length` and `Transfer-Encoding`, on one connection:
+/// the two answers.
+async fn then_an_ambiguous_request(gw: &TestGateway, first: &str) -> Vec<(String, String)> {
+    let raw = format!(
+        "{first}{CREATE}Content-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n2\r\n{{}}\r\n0\r\n\r\n"
+    );
+    let answers = answers(&exchange(gw, raw.as_bytes()).await);
+    assert_eq!(answers.len(), 2, "{answers:?}");
+    answers
+}
+
+fn assert_refused_as_ambiguous((status, body): &(String, String)) {
+    assert!(status.starts_with("400"), "{status} {body}");
+    let json: serde_json::Value = serde_json::from_str(body).unwrap();
+    assert_eq!(json["code"], "GATEWAY_BAD_REQUEST");
+}
+
 #[tokio::test]
 async fn ambiguous_framing_after_a_request_asking_for_an_upgrade_is_still_refused() {
     let mock = Mock::ok().await;
     let gw = TestGateway::for_mock(&mock, "[auth]\nmode = \"token\"\naccess_token = \"t\"").await;
     // The gateway never upgrades (`Upgrade` is hop-by-hop), so the connection stays HTTP/1 and
     // the guard keeps reading along.
-    let mut raw = String::from(CREATE);
-    raw.push_str("Upgrade: websocket\r\nConnection: upgrade\r\nContent-Length: 2\r\n\r\n{}");
-    raw.push_str(CREATE);
-    raw.push_str("Content-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n2\r\n{}\r\n0\r\n\r\n");
-    let answers = answers(&exchange(&gw, raw.as_bytes()).await);
-    assert_eq!(answers.len(), 2, "{answers:?}");
+    let first = format!(
+        "{CREATE}Upgrade: websocket\r\nConnection: upgrade\r\nContent-Length: 2\r\n\r\n{{}}"
+    );
+    let answers = then_an_ambiguous_request(&gw, &first).await;
     assert!(answers[0].0.starts_with("200"), "{answers:?}");
-    assert!(answers[1].0.starts_with("400"), "{answers:?}");
-    let json: serde_json::Value = serde_json::from_str(&answers[1].1).unwrap();
-    assert_eq!(json["code"], "GATEWAY_BAD_REQUEST");
+    assert_refused_as_ambiguous(&answers[1]);
     assert_eq!(mock.hits(), 1);
     assert_eq!(mock.requests()[0].header("upgrade"), None);
 }
@@ -309,15 +322,10 @@ async fn ambiguous_framing_after_a_connect_is_still_refused() {
     .await;
     let gw = TestGateway::for_mock(&mock, "[auth]\nmode = \"token\"\naccess_token = \"t\"").await;
     // Answered with a 404, a CONNECT leaves the connection HTTP/1: the guard keeps reading along.
-    let mut raw = String::from("CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\n\r\n");
-    raw.push_str(CREATE);
-    raw.push_str("Content-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n2\r\n{}\r\n0\r\n\r\n");
-    let answers = answers(&exchange(&gw, raw.as_bytes()).await);
-    assert_eq!(answers.len(), 2, "{answers:?}");
+    let first = "CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\n\r\n";
+    let answers = then_an_ambiguous_request(&gw, first).await;
     assert!(answers[0].0.starts_with("404"), "{answers:?}");
-    assert!(answers[1].0.starts_with("400"), "{answers:?}");
-    let json: serde_json::Value = serde_json::from_str(&answers[1].1).unwrap();
-    assert_eq!(json["code"], "GATEWAY_BAD_REQUEST");
+    assert_refused_as_ambiguous(&answers[1]);
     assert_eq!(mock.hits(), 1);
 }
 
