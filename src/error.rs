@@ -9,6 +9,9 @@ use http::{header, HeaderValue, Response, StatusCode};
 use crate::body::{self, Body, BoxError};
 use crate::headers::GATEWAY_ERROR;
 
+/// What a 405 says the gateway forwards: every standard method but `CONNECT` and `TRACE`.
+const ALLOWED_METHODS: &str = "GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS";
+
 #[derive(Debug, thiserror::Error)]
 pub enum GatewayError {
     #[error("X-Traceid must be 1 to 128 visible ASCII characters")]
@@ -21,6 +24,10 @@ pub enum GatewayError {
     },
     #[error("malformed request: {0}")]
     BadRequest(&'static str),
+    /// `CONNECT` (a tunnel) and `TRACE` (an echo of the request, with the credentials the gateway
+    /// injects): neither has a use in KooDrive's API, and neither is forwarded.
+    #[error("method {0} is not forwarded to KooDrive")]
+    MethodNotAllowed(http::Method),
     #[error("request body exceeds the {limit}-byte limit")]
     BodyTooLarge { limit: u64 },
     #[error("reading the request body failed")]
@@ -53,6 +60,7 @@ impl GatewayError {
         use GatewayError::*;
         match self {
             BadTraceId | BadQuery { .. } | BadRequest(_) | ClientBody(_) => StatusCode::BAD_REQUEST,
+            MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             UpstreamConnect(_) | UpstreamProtocol(_) | UpstreamBodyTooLarge | PageTooLarge => {
                 StatusCode::BAD_GATEWAY
@@ -71,6 +79,7 @@ impl GatewayError {
             BadTraceId => "GATEWAY_BAD_TRACEID",
             BadQuery { .. } => "GATEWAY_BAD_QUERY",
             BadRequest(_) => "GATEWAY_BAD_REQUEST",
+            MethodNotAllowed(_) => "GATEWAY_METHOD_NOT_ALLOWED",
             BodyTooLarge { .. } => "GATEWAY_BODY_TOO_LARGE",
             ClientBody(_) => "GATEWAY_CLIENT_BODY",
             UpstreamConnect(_) => "GATEWAY_UPSTREAM_UNREACHABLE",
@@ -130,6 +139,9 @@ impl GatewayError {
             GatewayError::Overloaded(_) => {
                 headers.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
             }
+            GatewayError::MethodNotAllowed(_) => {
+                headers.insert(header::ALLOW, HeaderValue::from_static(ALLOWED_METHODS));
+            }
             GatewayError::CircuitOpen(left) => {
                 headers.insert(
                     header::RETRY_AFTER,
@@ -161,6 +173,11 @@ mod tests {
                 "GATEWAY_BAD_QUERY",
             ),
             (GatewayError::BadRequest("x"), 400, "GATEWAY_BAD_REQUEST"),
+            (
+                GatewayError::MethodNotAllowed(http::Method::TRACE),
+                405,
+                "GATEWAY_METHOD_NOT_ALLOWED",
+            ),
             (GatewayError::ClientBody(io()), 400, "GATEWAY_CLIENT_BODY"),
             (
                 GatewayError::BodyTooLarge { limit: 1 },
@@ -207,5 +224,17 @@ mod tests {
     fn overloaded_says_when_to_retry() {
         let response = GatewayError::Overloaded(8).to_response();
         assert_eq!(response.headers()[header::RETRY_AFTER], "1");
+    }
+
+    #[test]
+    fn method_not_allowed_lists_what_is_forwarded() {
+        let response = GatewayError::MethodNotAllowed(http::Method::CONNECT).to_response();
+        assert_eq!(response.headers()[header::ALLOW], ALLOWED_METHODS);
+        let allow = ALLOWED_METHODS;
+        assert!(allow.contains("GET") && allow.contains("POST"), "{allow}");
+        assert!(
+            !allow.contains("CONNECT") && !allow.contains("TRACE"),
+            "{allow}"
+        );
     }
 }

@@ -149,6 +149,10 @@ async fn proxy(
     trace_id: &HeaderValue,
     route: Route,
 ) -> Result<Served, GatewayError> {
+    // A tunnel, or an echo of the credentials about to be injected: never sent.
+    if matches!(*request.method(), Method::CONNECT | Method::TRACE) {
+        return Err(GatewayError::MethodNotAllowed(request.method().clone()));
+    }
     let (mut parts, incoming) = request.into_parts();
     // Connection-level headers stay on this hop.
     headers::strip_hop_by_hop(&mut parts.headers);

@@ -315,33 +315,49 @@ async fn ambiguous_framing_after_a_request_asking_for_an_upgrade_is_still_refuse
 
 #[tokio::test]
 async fn ambiguous_framing_after_a_connect_is_still_refused() {
-    let mock = Mock::start(|request| match request.method == http::Method::CONNECT {
-        true => Reply::json(404, r#"{"code":"13000404","msg":"not found"}"#),
-        false => Reply::ok(),
-    })
-    .await;
+    let mock = Mock::ok().await;
     let gw = TestGateway::for_mock(&mock, "[auth]\nmode = \"token\"\naccess_token = \"t\"").await;
-    // Answered with a 404, a CONNECT leaves the connection HTTP/1: the guard keeps reading along.
+    // Refused with a 405, a CONNECT leaves the connection HTTP/1: the guard keeps reading along.
     let first = "CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\n\r\n";
     let answers = then_an_ambiguous_request(&gw, first).await;
-    assert!(answers[0].0.starts_with("404"), "{answers:?}");
+    assert!(answers[0].0.starts_with("405"), "{answers:?}");
     assert_refused_as_ambiguous(&answers[1]);
-    assert_eq!(mock.hits(), 1);
+    assert_eq!(mock.hits(), 0);
 }
 
 #[tokio::test]
-async fn a_connect_answered_2xx_closes_the_connection_and_nothing_after_it_is_forwarded() {
+async fn connect_and_trace_are_refused_and_never_forwarded() {
     let mock = Mock::ok().await;
-    let gw = TestGateway::for_mock(&mock, "[auth]\nmode = \"token\"\naccess_token = \"t\"").await;
-    // hyper hands the connection to an upgrade no one takes: it closes, and the bytes after the
-    // CONNECT (a tunnel's, for all hyper knows) are never read as requests.
-    let mut raw = String::from("CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\n\r\n");
-    raw.push_str(CREATE);
-    raw.push_str("Content-Length: 2\r\n\r\n{}");
-    let answers = answers(&exchange(&gw, raw.as_bytes()).await);
-    assert_eq!(answers.len(), 1, "{answers:?}");
-    assert!(answers[0].0.starts_with("200"), "{answers:?}");
-    assert_eq!(mock.hits(), 1);
+    let gw = TestGateway::for_mock(
+        &mock,
+        "[auth]\nmode = \"token\"\naccess_token = \"tok-9f3c\"",
+    )
+    .await;
+    // A tunnel has no use here, and KooDrive's echo of a TRACE would carry the token the gateway
+    // injects. The connection serves on after the refusal.
+    for first in [
+        "CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\n\r\n",
+        "TRACE /koodrive/ose/v1/task/list HTTP/1.1\r\nHost: x\r\n\r\n",
+    ] {
+        let before = mock.hits();
+        let raw = format!("{first}{CREATE}Content-Length: 2\r\n\r\n{{}}");
+        let text = exchange(&gw, raw.as_bytes()).await;
+        let answers = answers(&text);
+        assert_eq!(answers.len(), 2, "{first:?}: {answers:?}");
+        let (status, body) = &answers[0];
+        assert!(status.starts_with("405"), "{first:?}: {status}");
+        let json: serde_json::Value = serde_json::from_str(body).unwrap();
+        assert_eq!(json["code"], "GATEWAY_METHOD_NOT_ALLOWED");
+        let allow = text
+            .lines()
+            .find_map(|line| line.strip_prefix("allow: "))
+            .unwrap_or_default();
+        assert!(allow.contains("GET") && !allow.contains("TRACE"), "{text}");
+        assert!(!text.contains("tok-9f3c"), "{text}");
+        assert!(answers[1].0.starts_with("200"), "{answers:?}");
+        assert_eq!(mock.hits() - before, 1, "{first:?}");
+        assert_eq!(mock.requests().last().unwrap().method, http::Method::POST);
+    }
 }
 
 #[tokio::test]
