@@ -149,11 +149,11 @@ async fn proxy(
     trace_id: &HeaderValue,
     route: Route,
 ) -> Result<Served, GatewayError> {
-    // A tunnel, or an echo of the credentials about to be injected: never sent.
-    if matches!(*request.method(), Method::CONNECT | Method::TRACE) {
-        return Err(GatewayError::MethodNotAllowed(request.method().clone()));
-    }
     let (mut parts, incoming) = request.into_parts();
+    // A tunnel, or an echo of the credentials about to be injected: never sent.
+    if matches!(parts.method, Method::CONNECT | Method::TRACE) {
+        return Err(GatewayError::MethodNotAllowed(parts.method));
+    }
     // Connection-level headers stay on this hop.
     headers::strip_hop_by_hop(&mut parts.headers);
     // The task list has its own path: validation, cache, collapsing, stale pages. It adds the
