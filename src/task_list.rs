@@ -41,7 +41,7 @@ pub async fn serve(
     // A stored page: fresh is served as it is; stale-while-revalidate is served while one
     // background refresh runs; older ones are kept for stale-if-error.
     let stored = match directive {
-        Directive::Normal => state.cache.get(&key).await,
+        Directive::Normal => state.cache.get(&key),
         Directive::Refresh | Directive::NoStore => None,
     };
     if let Some(entry) = &stored {
@@ -110,7 +110,7 @@ fn serve_miss<'a>(
                 record(state, "refresh");
                 let result = match fetch().await {
                     Ok(page) => {
-                        let stored = state.cache.store_if_allowed(key, &page).await;
+                        let stored = state.cache.store_if_allowed(key, &page);
                         Ok(Arc::new(Fetched { page, stored }))
                     }
                     Err(e) => Err(Arc::new(e)),
