@@ -327,7 +327,12 @@ async fn ambiguous_framing_after_a_connect_is_still_refused() {
 
 #[tokio::test]
 async fn connect_and_trace_are_refused_and_never_forwarded() {
-    let mock = Mock::ok().await;
+    // Like a TRACE-capable server, the mock echoes a TRACE's headers back, the token with them.
+    let mock = Mock::start(|request| match request.method == http::Method::TRACE {
+        true => Reply::json(200, format!("{:?}", request.headers)),
+        false => Reply::ok(),
+    })
+    .await;
     let gw = TestGateway::for_mock(
         &mock,
         "[auth]\nmode = \"token\"\naccess_token = \"tok-9f3c\"",
