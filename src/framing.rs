@@ -335,8 +335,8 @@ enum Parsed {
 
 /// A head asking for an `Upgrade`, or a `CONNECT`, is framed like any other, as hyper frames it.
 /// What may follow it is HTTP/1 all the same: the gateway drops `Upgrade` as hop-by-hop and never
-/// answers 101, and a `CONNECT` that KooDrive answers with a 2xx makes hyper hand the connection
-/// to an upgrade no one takes, which closes it.
+/// answers 101, and it answers a `CONNECT` itself with a 405 (hyper would hand the connection to
+/// an upgrade only after a 2xx).
 fn parse(data: &[u8]) -> Parsed {
     // Left uninitialized for httparse to fill: zeroing 128 of them would cost more than parsing.
     let mut headers = [const { MaybeUninit::<httparse::Header>::uninit() }; MAX_HEADERS];
