@@ -14,7 +14,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
-use tokio::sync::{watch, Semaphore};
+use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::admin::{self, Admin};
@@ -122,7 +122,6 @@ pub async fn run(config: Config) -> Result<Running, StartError> {
         host: config.upstream.host.clone(),
         max_signed_body: config.upstream.max_signed_body,
         max_body: config.server.max_body,
-        in_flight: Arc::new(Semaphore::new(config.server.max_in_flight)),
         max_in_flight: config.server.max_in_flight,
         cache: Arc::clone(&cache),
         metrics: Arc::clone(&metrics),

@@ -2,6 +2,7 @@
 //! errors into responses, access log); `proxy` is the inner one that returns `Result` and reads
 //! as one step per line.
 
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
@@ -11,7 +12,7 @@ use bytes::Bytes;
 use http::{header, HeaderValue, Method, Request, Response, Version};
 use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
-use tokio::sync::Semaphore;
+use prometheus_client::metrics::gauge::Gauge;
 use tracing::{field::Empty, Instrument};
 
 use crate::auth::{sign, Auth};
@@ -41,7 +42,7 @@ pub struct State {
     pub max_signed_body: u64,
     /// The bound on streamed (unsigned) request bodies.
     pub max_body: u64,
-    pub in_flight: Arc<Semaphore>,
+    /// Requests admitted at once; more are shed with a 503 (the gauge `in_flight` counts them).
     pub max_in_flight: usize,
     pub cache: Arc<TaskListCache>,
     pub metrics: Arc<Metrics>,
@@ -64,10 +65,11 @@ pub type Served = (Response<Body>, CacheLabel);
 pub async fn handle(state: Arc<State>, request: Request<Incoming>) -> Response<Body> {
     let started = Instant::now();
     let route = Route::of(request.method(), request.uri().path());
-    let client_trace_id = trace_id::from_headers(request.headers());
-    let trace_id = client_trace_id
-        .as_ref()
-        .map_or_else(|_| trace_id::generate(), Clone::clone);
+    // The caller's trace id, or one made here; a malformed one is refused (under a made one).
+    let (trace_id, bad_trace_id) = match trace_id::from_headers(request.headers()) {
+        Ok(trace_id) => (trace_id, None),
+        Err(error) => (trace_id::generate(), Some(error)),
+    };
     let span = tracing::info_span!(
         "request",
         trace_id = trace_id.to_str().unwrap_or_default(),
@@ -82,17 +84,12 @@ pub async fn handle(state: Arc<State>, request: Request<Incoming>) -> Response<B
     // Framing the connection's guard found ambiguous: refused, never forwarded.
     let ambiguous = request.extensions().get::<Ambiguous>().copied();
     async move {
-        let result = match (ambiguous, client_trace_id) {
+        let result = match (ambiguous, bad_trace_id) {
             (Some(Ambiguous(why)), _) => Err(GatewayError::BadRequest(why)),
-            (None, Err(error)) => Err(error),
-            (None, Ok(_)) => match Arc::clone(&state.in_flight).try_acquire_owned() {
-                Err(_) => Err(GatewayError::Overloaded(state.max_in_flight)),
-                Ok(_permit) => {
-                    state.metrics.in_flight.inc();
-                    let result = proxy(&state, request, &trace_id, route).await;
-                    state.metrics.in_flight.dec();
-                    result
-                }
+            (None, Some(error)) => Err(error),
+            (None, None) => match InFlight::admit(&state.metrics.in_flight, state.max_in_flight) {
+                None => Err(GatewayError::Overloaded(state.max_in_flight)),
+                Some(_counted) => proxy(&state, request, &trace_id, route).await,
             },
         };
         let (mut response, CacheLabel(cache)) = result.unwrap_or_else(|error| {
@@ -137,6 +134,31 @@ pub async fn handle(state: Arc<State>, request: Request<Incoming>) -> Response<B
     }
     .instrument(span)
     .await
+}
+
+/// A request in flight: admitted while fewer than the limit are (load shedding), counted in the
+/// gauge that says how many are, and counted out when dropped, whether the request was answered
+/// or its client hung up and hyper dropped it mid-way. The gauge is the count itself: one atomic
+/// update each way, where a semaphore beside the gauge took a lock to give its permit back.
+struct InFlight<'a>(&'a Gauge);
+
+impl<'a> InFlight<'a> {
+    fn admit(gauge: &'a Gauge, max: usize) -> Option<InFlight<'a>> {
+        let max = i64::try_from(max).unwrap_or(i64::MAX);
+        gauge
+            .inner()
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| {
+                (n < max).then_some(n + 1)
+            })
+            .ok()?;
+        Some(InFlight(gauge))
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
 }
 
 /// The label of a response the cache had nothing to do with.

@@ -206,3 +206,46 @@ async fn over_max_in_flight_is_503_with_retry_after() {
     // Capacity comes back once the slow request is done.
     assert_eq!(gw.client.get(TASK_LIST).await.status, 200);
 }
+
+/// A client that hangs up while its request waits on KooDrive takes the request out of flight:
+/// the gauge goes back to 0 and the one slot `max_in_flight = 1` allows is free again.
+#[tokio::test]
+async fn a_client_hanging_up_mid_request_leaves_nothing_in_flight() {
+    let mock = Mock::start(|seen| {
+        if seen.uri.path().ends_with("/slow") {
+            Reply::ok().delay(Duration::from_secs(600))
+        } else {
+            Reply::ok()
+        }
+    })
+    .await;
+    let gw = TestGateway::for_mock(&mock, "[server]\nmax_in_flight = 1").await;
+    let in_flight = || async {
+        let text = gw.admin.get("/metrics").await.text();
+        let line = text
+            .lines()
+            .find(|l| l.starts_with("koodrive_gateway_in_flight "))
+            .map(str::to_owned);
+        line.and_then(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+    };
+    let mut stream = tokio::net::TcpStream::connect(gw.running().addr)
+        .await
+        .unwrap();
+    stream
+        .write_all(
+            b"POST /koodrive/ose/v1/task/slow HTTP/1.1\r\nHost: gw\r\ncontent-length: 2\r\n\r\n{}",
+        )
+        .await
+        .unwrap();
+    mock.wait_for_hits(1).await;
+    assert_eq!(in_flight().await, Some(1.0));
+    drop(stream);
+    within("in-flight back to 0", async {
+        while in_flight().await != Some(0.0) {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+    assert_eq!(gw.client.get(TASK_LIST).await.status, 200);
+    assert_eq!(mock.hits(), 2);
+}
