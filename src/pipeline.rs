@@ -84,6 +84,14 @@ pub async fn handle(state: Arc<State>, request: Request<Incoming>) -> Response<B
     // Framing the connection's guard found ambiguous: refused, never forwarded.
     let ambiguous = request.extensions().get::<Ambiguous>().copied();
     async move {
+        // Recorded once: when answered below, or as a 499 if the client hangs up first.
+        let access = Access {
+            metrics: &state.metrics,
+            route,
+            method,
+            started,
+            pending: true,
+        };
         let result = match (ambiguous, bad_trace_id) {
             (Some(Ambiguous(why)), _) => Err(GatewayError::BadRequest(why)),
             (None, Some(error)) => Err(error),
@@ -110,16 +118,47 @@ pub async fn handle(state: Arc<State>, request: Request<Incoming>) -> Response<B
                 .headers_mut()
                 .insert(header::CONNECTION, HeaderValue::from_static("close"));
         }
-        let status = response.status().as_u16();
-        let elapsed = started.elapsed();
+        access.answered(response.status().as_u16(), cache);
+        response
+    }
+    .instrument(span)
+    .await
+}
+
+/// nginx's status for a request whose client closed the connection before it was answered.
+const CLIENT_CLOSED: u16 = 499;
+
+/// A request's access event and its count in the metrics, recorded once: when it is answered,
+/// or, if its client hangs up first (hyper then drops the request's future, and this with it),
+/// as a [`CLIENT_CLOSED`] at that moment. So every request leaves one access event, as with
+/// nginx, including the ones nobody was left to answer.
+struct Access<'a> {
+    metrics: &'a Metrics,
+    route: Route,
+    method: metrics::Method,
+    started: Instant,
+    /// Not recorded yet.
+    pending: bool,
+}
+
+impl Access<'_> {
+    fn answered(mut self, status: u16, cache: &'static str) {
+        self.pending = false;
+        self.record(status, cache);
+    }
+
+    // Inlined: called out of line, a cache hit ran about 300 more instructions (callgrind:
+    // 26,061 against 25,757 per hit).
+    #[inline(always)]
+    fn record(&self, status: u16, cache: &'static str) {
+        let elapsed = self.started.elapsed();
         let labels = RequestLabels {
-            route: route.name(),
-            method,
+            route: self.route.name(),
+            method: self.method,
             status_class: metrics::status_class(status),
             cache,
         };
-        state
-            .metrics
+        self.metrics
             .request_answered(&labels, elapsed.as_secs_f64());
         // Status and cache go on the event, not into the span: recording into a span makes the
         // formatter rebuild its fields, a cost every cache hit would pay.
@@ -130,10 +169,15 @@ pub async fn handle(state: Arc<State>, request: Request<Incoming>) -> Response<B
             duration_ms = elapsed.as_secs_f64() * 1000.0,
             "request"
         );
-        response
     }
-    .instrument(span)
-    .await
+}
+
+impl Drop for Access<'_> {
+    fn drop(&mut self) {
+        if self.pending {
+            self.record(CLIENT_CLOSED, NO_CACHE.0);
+        }
+    }
 }
 
 /// A request in flight: admitted while fewer than the limit are (load shedding), counted in the

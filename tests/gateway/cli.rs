@@ -3,8 +3,9 @@
 
 use std::path::PathBuf;
 use std::process::Stdio;
+use std::time::Duration;
 
-use tokio::io::{AsyncBufReadExt, BufReader, Lines};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, Lines};
 use tokio::process::{Child, ChildStdout, Command};
 
 use crate::support::{within, Client, Mock, Reply, TASK_LIST};
@@ -251,6 +252,36 @@ async fn logs_carry_the_trace_id_never_the_secret_and_sigterm_exits_zero() {
     for line in &lines {
         assert!(!line.contains(secret), "secret in a log line: {line}");
     }
+    std::fs::remove_file(config).ok();
+}
+
+/// A client that hangs up before its answer still leaves its access event, as nginx does: status
+/// 499, with the request's trace id.
+#[tokio::test]
+async fn a_client_hanging_up_leaves_a_499_access_event() {
+    let mock = Mock::start(|seen| match seen.uri.path().ends_with("/slow") {
+        true => Reply::ok().delay(Duration::from_secs(600)),
+        false => Reply::ok(),
+    })
+    .await;
+    let (mut process, config) = json_logging_gateway("hangup", &mock, "", "t", "info");
+    let (addr, _) = process.listening().await;
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    stream
+        .write_all(
+            b"GET /koodrive/ose/v1/task/slow HTTP/1.1\r\nHost: gw\r\nX-Traceid: hung-up-trace-7\r\n\r\n",
+        )
+        .await
+        .unwrap();
+    mock.wait_for_hits(1).await;
+    drop(stream);
+    let access = process.line_with("\"status\":499").await;
+    let event: serde_json::Value = serde_json::from_str(&access).unwrap();
+    assert_eq!(event["target"], "koodrive_gateway::access", "{access}");
+    assert_eq!(event["span"]["trace_id"], "hung-up-trace-7", "{access}");
+    assert_eq!(event["cache"], "none", "{access}");
+    let (status, _) = process.terminate().await;
+    assert!(status.success(), "exit status {status:?}");
     std::fs::remove_file(config).ok();
 }
 
