@@ -259,11 +259,7 @@ async fn logs_carry_the_trace_id_never_the_secret_and_sigterm_exits_zero() {
 /// 499, with the request's trace id.
 #[tokio::test]
 async fn a_client_hanging_up_leaves_a_499_access_event() {
-    let mock = Mock::start(|seen| match seen.uri.path().ends_with("/slow") {
-        true => Reply::ok().delay(Duration::from_secs(600)),
-        false => Reply::ok(),
-    })
-    .await;
+    let mock = Mock::with_slow_path(Duration::from_secs(600)).await;
     let (mut process, config) = json_logging_gateway("hangup", &mock, "", "t", "info");
     let (addr, _) = process.listening().await;
     let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();

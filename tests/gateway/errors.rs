@@ -186,14 +186,7 @@ async fn a_streamed_body_over_the_limit_is_413_and_not_counted_against_koodrive(
 
 #[tokio::test]
 async fn over_max_in_flight_is_503_with_retry_after() {
-    let mock = Mock::start(|seen| {
-        if seen.uri.path().ends_with("/slow") {
-            Reply::ok().delay(Duration::from_millis(1500))
-        } else {
-            Reply::ok()
-        }
-    })
-    .await;
+    let mock = Mock::with_slow_path(Duration::from_millis(1500)).await;
     let gw = TestGateway::for_mock(&mock, "[server]\nmax_in_flight = 1").await;
     let client = gw.client.clone();
     let slow = tokio::spawn(async move { client.get("/koodrive/ose/v1/task/slow").await });
@@ -219,14 +212,7 @@ async fn metric(gw: &TestGateway, name: &str) -> Option<f64> {
 /// request is counted as answered with a 4xx (nginx's 499, which the access event says).
 #[tokio::test]
 async fn a_client_hanging_up_mid_request_leaves_nothing_in_flight() {
-    let mock = Mock::start(|seen| {
-        if seen.uri.path().ends_with("/slow") {
-            Reply::ok().delay(Duration::from_secs(600))
-        } else {
-            Reply::ok()
-        }
-    })
-    .await;
+    let mock = Mock::with_slow_path(Duration::from_secs(600)).await;
     let gw = TestGateway::for_mock(&mock, "[server]\nmax_in_flight = 1").await;
     let in_flight = || metric(&gw, "koodrive_gateway_in_flight ");
     let hung_up = r#"koodrive_gateway_requests_total{route="task_write",method="POST",status_class="4xx",cache="none"} "#;

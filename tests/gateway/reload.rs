@@ -2,18 +2,11 @@
 
 use std::time::Duration;
 
-use crate::support::{config, within, Mock, Reply, TestGateway, TASK_LIST};
+use crate::support::{config, within, Mock, TestGateway, TASK_LIST};
 
 #[tokio::test]
 async fn reload_changes_the_token_without_failing_requests_in_flight() {
-    let mock = Mock::start(|seen| {
-        if seen.uri.path().ends_with("/slow") {
-            Reply::ok().delay(Duration::from_millis(800))
-        } else {
-            Reply::ok()
-        }
-    })
-    .await;
+    let mock = Mock::with_slow_path(Duration::from_millis(800)).await;
     let token = |t: &str| format!("[auth]\nmode = \"token\"\naccess_token = \"{t}\"");
     let gw = TestGateway::for_mock(&mock, &token("before")).await;
     let client = gw.client.clone();

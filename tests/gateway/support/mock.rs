@@ -126,6 +126,15 @@ impl Mock {
         Mock::start(|_| Reply::ok()).await
     }
 
+    /// Answers every request with `Reply::ok()`, those to a path ending in `/slow` after `delay`.
+    pub async fn with_slow_path(delay: Duration) -> Mock {
+        Mock::start(move |seen| match seen.uri.path().ends_with("/slow") {
+            true => Reply::ok().delay(delay),
+            false => Reply::ok(),
+        })
+        .await
+    }
+
     pub async fn start(handler: impl Fn(&Recorded) -> Reply + Send + Sync + 'static) -> Mock {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
