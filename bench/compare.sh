@@ -424,7 +424,8 @@ run_wrk() {
 # Hits: nginx and the gateway (RUST_LOG=warn: no access log; RUST_LOG=info: its default, one
 # JSON access-log line per request, to a file) all started and warmed, then measured one after
 # the other (each has SERVER_CPU to itself while it is measured; the others sit idle), ROUNDS
-# times, interleaved so that a burst of other load on the machine does not hit only one of them.
+# times, interleaved so that a burst of other load on the machine does not hit only one of them,
+# in an order that rotates from round to round.
 bench_hits() {
     log "cache hits: nginx proxy_cache (1 worker, access log off) and koodrive-gateway, all on CPU $SERVER_CPU; wrk on CPU $LOAD_CPU"
     local nginx_pid warn_pid warn_port info_pid info_port round
@@ -445,16 +446,22 @@ bench_hits() {
     floor_pid=$!
     PIDS+=("$floor_pid")
     wait_http "http://127.0.0.1:$floor_port/"
+    local -A port=([nginx]=$NGINX_PORT [gateway-warn]=$warn_port [gateway-info]=$info_port [floor]=$floor_port)
+    local -A pid=([nginx]=$nginx_pid [gateway-warn]=$warn_pid [gateway-info]=$info_pid [floor]=$floor_pid)
+    local order=(nginx gateway-warn gateway-info floor) i name warn_p99
     for ((round = 1; round <= ROUNDS; round++)); do
         echo "-- round $round of $ROUNDS"
-        run_wrk nginx "http://127.0.0.1:$NGINX_PORT$HIT_QUERY" "$nginx_pid"
-        run_wrk gateway-warn "http://127.0.0.1:$warn_port$HIT_QUERY" "$warn_pid"
-        # The same round's two figures, seconds apart: less exposed to the machine's drift than
-        # the best of each.
+        # Each round starts one server further along, so that none always runs first or right
+        # after the same neighbour.
+        for ((i = 0; i < ${#order[@]}; i++)); do
+            name=${order[(i + round - 1) % ${#order[@]}]}
+            run_wrk "$name" "http://127.0.0.1:${port[$name]}$HIT_QUERY" "${pid[$name]}"
+            [[ $name != gateway-warn ]] || warn_p99="${LAST_P99[gateway-warn]}${STALLS_SHORT:+ ($STALLS_SHORT)}"
+        done
+        # The same round's two figures, under a minute apart: less exposed to the machine's drift
+        # than the best of each.
         ROUND_RATIOS+=("$(awk -v g="${LAST[gateway-warn]}" -v n="${LAST[nginx]}" 'BEGIN {printf "%.2f", g / n}')")
-        ROUND_P99S+=("${LAST_P99[gateway-warn]}${STALLS_SHORT:+ ($STALLS_SHORT)}")
-        run_wrk gateway-info "http://127.0.0.1:$info_port$HIT_QUERY" "$info_pid"
-        run_wrk floor "http://127.0.0.1:$floor_port$HIT_QUERY" "$floor_pid"
+        ROUND_P99S+=("$warn_p99")
     done
     echo "gateway-info wrote $(wc -l <"$WORK/gateway-info.log") access-log lines; gateway-warn $(wc -l <"$WORK/gateway-warn.log")"
     stop "$nginx_pid"
