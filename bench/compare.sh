@@ -11,7 +11,8 @@
 # What it measures (the targets are printed next to the figures):
 #   1. cache hits: wrk -t1 -c64 --latency against nginx proxy_cache and against the gateway, both
 #      serving the same ~2 KB task-list page from their cache, each server pinned to one core
-#      (SERVER_CPU) and wrk to the other (LOAD_CPU), one after the other; requests/s, p50, p99
+#      (SERVER_CPU) and wrk to the other (LOAD_CPU), one after the other (the order rotating
+#      from round to round); requests/s, p50, p99
 #      and the ratio gateway/nginx (best round against best round, and round by round with its
 #      median). The gateway is measured with RUST_LOG=warn (no access log)
 #      and again with RUST_LOG=info (its default: one JSON access-log line per request).
