@@ -76,12 +76,7 @@ fn check_stale(fault: Fault, response: &TestResponse, elapsed: Duration) {
 }
 
 async fn in_flight(gw: &TestGateway) -> f64 {
-    let text = gw.admin.get("/metrics").await.text();
-    let line = text
-        .lines()
-        .find(|l| l.starts_with("koodrive_gateway_in_flight "))
-        .unwrap();
-    line.rsplit(' ').next().unwrap().parse().unwrap()
+    gw.metrics().await["koodrive_gateway_in_flight"]
 }
 
 async fn timed(gw: &TestGateway, path: &str) -> (TestResponse, Duration) {

@@ -12,20 +12,6 @@ use tokio::sync::Notify;
 
 use crate::support::{within, Mock, Reply, TestGateway, TASK_LIST};
 
-/// `name{labels}` -> value, from the text exposition.
-async fn scrape(gw: &TestGateway) -> HashMap<String, f64> {
-    let response = gw.admin.get("/metrics").await;
-    assert_eq!(response.status, 200);
-    assert!(response.header("content-type").contains("text"));
-    response
-        .text()
-        .lines()
-        .filter(|l| !l.starts_with('#') && !l.is_empty())
-        .filter_map(|l| l.rsplit_once(' '))
-        .map(|(k, v)| (k.to_owned(), v.parse().unwrap()))
-        .collect()
-}
-
 fn value(metrics: &HashMap<String, f64>, key: &str) -> f64 {
     metrics.get(key).copied().unwrap_or(0.0)
 }
@@ -95,7 +81,7 @@ async fn metrics_count_known_traffic() {
         502
     );
 
-    let m = scrape(&gw).await;
+    let m = gw.metrics().await;
     let p = "koodrive_gateway_";
     assert_eq!(
         value(&m, &format!("{p}cache_hits_total"))

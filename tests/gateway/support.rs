@@ -5,6 +5,7 @@ pub mod client;
 pub mod faults;
 pub mod mock;
 
+use std::collections::HashMap;
 use std::future::Future;
 use std::time::Duration;
 
@@ -94,6 +95,20 @@ impl TestGateway {
 
     pub async fn for_mock_url(url: &str, overlay: &str) -> TestGateway {
         TestGateway::start(config(url, overlay)).await
+    }
+
+    /// `/metrics` as `name{labels}` -> value, from the text exposition.
+    pub async fn metrics(&self) -> HashMap<String, f64> {
+        let response = self.admin.get("/metrics").await;
+        assert_eq!(response.status, 200);
+        assert!(response.header("content-type").contains("text"));
+        response
+            .text()
+            .lines()
+            .filter(|l| !l.starts_with('#') && !l.is_empty())
+            .filter_map(|l| l.rsplit_once(' '))
+            .map(|(k, v)| (k.to_owned(), v.parse().unwrap()))
+            .collect()
     }
 
     pub fn running(&self) -> &Running {
