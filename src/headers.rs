@@ -26,6 +26,29 @@ const HOP_BY_HOP: [HeaderName; 9] = [
     header::UPGRADE,
 ];
 
+/// Headers that say who a request acts as. The cache key and the signature each read one value
+/// of them, so a second value (which KooDrive might read instead) is refused, never forwarded.
+const IDENTITY: [(HeaderName, &str); 3] = [
+    (X_USER_ID, "X-User-Id must be sent at most once"),
+    (
+        header::AUTHORIZATION,
+        "Authorization must be sent at most once",
+    ),
+    (LANGUAGE, "language must be sent at most once"),
+];
+
+/// Why a request's identity is ambiguous: one of the [`IDENTITY`] headers comes more than once.
+pub fn repeated_identity(headers: &HeaderMap) -> Option<&'static str> {
+    // Each name once, the usual case, is told by two counts without a lookup.
+    if headers.len() == headers.keys_len() {
+        return None;
+    }
+    IDENTITY
+        .iter()
+        .find(|(name, _)| headers.get_all(name).iter().nth(1).is_some())
+        .map(|(_, why)| *why)
+}
+
 /// The length a message's `Content-Length` declares, when it is one number.
 pub fn declared_length(headers: &HeaderMap) -> Option<u64> {
     headers
@@ -58,6 +81,20 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
 mod tests {
     use super::*;
     use http::HeaderValue;
+
+    #[test]
+    fn only_a_repeated_identity_header_is_ambiguous() {
+        let mut headers = HeaderMap::new();
+        headers.append("accept", HeaderValue::from_static("a"));
+        headers.append("accept", HeaderValue::from_static("b"));
+        headers.append(X_USER_ID, HeaderValue::from_static("1001"));
+        assert_eq!(repeated_identity(&headers), None);
+        headers.append(X_USER_ID, HeaderValue::from_static("1002"));
+        assert_eq!(
+            repeated_identity(&headers),
+            Some("X-User-Id must be sent at most once")
+        );
+    }
 
     #[test]
     fn strips_listed_and_connection_named_headers() {

@@ -220,6 +220,11 @@ async fn proxy(
     if matches!(parts.method, Method::CONNECT | Method::TRACE) {
         return Err(GatewayError::MethodNotAllowed(parts.method));
     }
+    // Who the request acts as must be one answer: the cache key, the signature and KooDrive
+    // would otherwise each read their own.
+    if let Some(why) = headers::repeated_identity(&parts.headers) {
+        return Err(GatewayError::BadRequest(why));
+    }
     // Connection-level headers stay on this hop.
     headers::strip_hop_by_hop(&mut parts.headers);
     // The task list has its own path: validation, cache, collapsing, stale pages. It adds the

@@ -481,6 +481,46 @@ async fn admin_purges_everything_or_one_user_behind_the_admin_token() {
     assert!(cache_status(&gw.client.get_with(TASK_LIST, &b).await).contains("fwd=miss"));
 }
 
+/// A header that says who a request acts as, sent twice: the key would take one value and
+/// KooDrive might take the other, so the page it made could be stored for the wrong identity.
+/// Refused on every route (a write invalidates by user too), never forwarded.
+#[tokio::test]
+async fn a_repeated_identity_header_is_refused_and_never_forwarded() {
+    let mock = versioned_mock().await;
+    let gw = TestGateway::for_mock(&mock, "[cache]\nttl = \"60s\"").await;
+    for (name, first, second) in [
+        ("x-user-id", "1001", "1002"),
+        ("authorization", "Bearer token-a", "Bearer token-b"),
+        ("language", "en-US", "zh-CN"),
+    ] {
+        for (method, path) in [
+            (Method::GET, TASK_LIST),
+            (Method::POST, "/koodrive/ose/v1/task/create"),
+        ] {
+            let request = gw
+                .client
+                .request(method, path)
+                .header(name, first)
+                .header(name, second)
+                .body(Full::default())
+                .unwrap();
+            let response = gw.client.send(request).await;
+            assert_eq!(response.status, 400, "{name} twice on {path}");
+            assert_eq!(response.json()["code"], "GATEWAY_BAD_REQUEST");
+            let msg = response.json()["msg"].as_str().unwrap().to_owned();
+            assert!(msg.to_ascii_lowercase().contains(name), "{msg}");
+        }
+    }
+    assert_eq!(mock.hits(), 0, "nothing was forwarded");
+    // Once each, the same headers are served, and the first identity's page is its own.
+    let once = gw
+        .client
+        .get_with(TASK_LIST, &[("x-user-id", "1001"), ("language", "zh-CN")])
+        .await;
+    assert_eq!(once.status, 200);
+    assert_eq!(once.json()["owner"], "1001|app|zh-CN");
+}
+
 /// Many identities, queries and concurrent requests, with writes in between: every body belongs
 /// to the identity that asked, and every answer after a write reflects it.
 #[tokio::test]
