@@ -5,7 +5,10 @@
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-use http::header::{ACCEPT_ENCODING, AGE};
+use http::header::{
+    HeaderName, ACCEPT_ENCODING, AGE, IF_MATCH, IF_MODIFIED_SINCE, IF_NONE_MATCH, IF_RANGE,
+    IF_UNMODIFIED_SINCE, RANGE,
+};
 use http::request::Parts;
 use http::{HeaderMap, HeaderValue, Method};
 use tracing::Instrument;
@@ -169,6 +172,16 @@ fn serve_miss<'a>(
     })
 }
 
+/// Request headers that make an answer fit one caller only: conditionals and ranges.
+const CALLER_ONLY: [HeaderName; 6] = [
+    IF_NONE_MATCH,
+    IF_MODIFIED_SINCE,
+    IF_MATCH,
+    IF_UNMODIFIED_SINCE,
+    IF_RANGE,
+    RANGE,
+];
+
 /// The upstream request for one task-list page, as a future that owns everything it needs (it
 /// may run in a flight's task after the requesting client is gone). Signed when it is sent.
 /// Boxed (see [`Boxed`]): the future is tens of KiB, and unboxed it was built on the stack of
@@ -182,6 +195,12 @@ fn fetcher(
     let state = Arc::clone(state);
     let uri = parts.uri.clone();
     let mut headers = parts.headers.clone();
+    // The page is fetched whole for everyone who shares it: one caller's validators or range
+    // would get a 304 or a 206 that the others never asked for (nginx and Varnish drop these
+    // from a cache fill too).
+    for name in CALLER_ONLY {
+        headers.remove(name);
+    }
     // The stored page is decoded whatever the caller accepts, so ask for what we can decode.
     headers.insert(ACCEPT_ENCODING, HeaderValue::from_static("gzip"));
     Box::pin(

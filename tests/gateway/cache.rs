@@ -521,6 +521,57 @@ async fn a_repeated_identity_header_is_refused_and_never_forwarded() {
     assert_eq!(once.json()["owner"], "1001|app|zh-CN");
 }
 
+/// A caller's validators and range stay with that caller: the shared fetch asks KooDrive for
+/// the whole page, so a conditional request leading a flight cannot hand its 304 to waiters
+/// that asked unconditionally, nor have a 304 or 206 refresh a stale page.
+#[tokio::test]
+async fn a_conditional_request_leading_a_flight_fetches_the_whole_page_for_everyone() {
+    let gate = Arc::new(Notify::new());
+    let held = Arc::clone(&gate);
+    let mock = Mock::start(move |seen| {
+        let conditional = ["if-none-match", "if-modified-since", "range"]
+            .iter()
+            .any(|name| seen.header(name).is_some());
+        let reply = match conditional {
+            true => Reply::json(304, ""),
+            false => page_for(seen, 1),
+        };
+        reply.gate(Arc::clone(&held))
+    })
+    .await;
+    let gw = TestGateway::for_mock(&mock, "[cache]\nttl = \"60s\"").await;
+    let leader = {
+        let client = gw.client.clone();
+        tokio::spawn(async move {
+            let validators = [
+                ("if-none-match", "\"etag-the-leader-has\""),
+                ("if-modified-since", "Sun, 29 Nov 2026 05:00:00 GMT"),
+                ("range", "bytes=0-9"),
+            ];
+            client.get_with(TASK_LIST, &validators).await
+        })
+    };
+    mock.wait_for_hits(1).await;
+    let waiter = {
+        let client = gw.client.clone();
+        tokio::spawn(async move { client.get(TASK_LIST).await })
+    };
+    // Let the waiter join the flight before KooDrive answers.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    gate.notify_one();
+    let leader = within("the leader", leader).await.unwrap();
+    let waiter = within("the waiter", waiter).await.unwrap();
+    for response in [&leader, &waiter] {
+        assert_eq!(response.status, 200, "{}", cache_status(response));
+        assert_eq!(version(response), 1);
+    }
+    assert_eq!(mock.hits(), 1, "one flight");
+    for name in ["if-none-match", "if-modified-since", "range"] {
+        assert_eq!(mock.last().header(name), None, "{name} went upstream");
+    }
+    assert!(cache_status(&leader).ends_with("stored"));
+}
+
 /// Many identities, queries and concurrent requests, with writes in between: every body belongs
 /// to the identity that asked, and every answer after a write reflects it.
 #[tokio::test]
