@@ -47,9 +47,20 @@ fn purge<B>(admin: &Admin, request: &Request<B>) -> Response<Body> {
             "admin writes need Authorization: Bearer <admin token>",
         );
     }
-    let user_id = form_urlencoded::parse(request.uri().query().unwrap_or_default().as_bytes())
-        .find(|(k, _)| k == "user_id")
-        .map(|(_, v)| v.into_owned());
+    // Only `user_id` is understood: a misspelt one must not read as "purge everything".
+    let mut user_id = None;
+    for (name, value) in
+        form_urlencoded::parse(request.uri().query().unwrap_or_default().as_bytes())
+    {
+        if name != "user_id" || user_id.is_some() {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "GATEWAY_BAD_REQUEST",
+                "purge takes no parameter (everything) or one user_id",
+            );
+        }
+        user_id = Some(value.into_owned());
+    }
     match user_id {
         None => {
             admin.cache.purge_all();

@@ -466,6 +466,20 @@ async fn admin_purges_everything_or_one_user_behind_the_admin_token() {
     assert_eq!(gw.admin.send(purge("", Some("wrong"))).await.status, 401);
     assert!(cache_status(&gw.client.get_with(TASK_LIST, &a).await).contains("hit"));
 
+    // A misspelt or repeated parameter is refused, not read as "purge everything".
+    for query in [
+        "?userId=1001",
+        "?user=1001",
+        "?user_id=1001&user_id=1002",
+        "?all",
+    ] {
+        let refused = gw.admin.send(purge(query, Some("adm1n"))).await;
+        assert_eq!(refused.status, 400, "{query}");
+        assert_eq!(refused.json()["code"], "GATEWAY_BAD_REQUEST");
+    }
+    assert!(cache_status(&gw.client.get_with(TASK_LIST, &a).await).contains("hit"));
+    assert!(cache_status(&gw.client.get_with(TASK_LIST, &b).await).contains("hit"));
+
     assert_eq!(
         gw.admin
             .send(purge("?user_id=1001", Some("adm1n")))
