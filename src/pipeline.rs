@@ -367,6 +367,12 @@ pub async fn forward(
     let mut response = result?;
     span.record("status", response.status().as_u16());
     current.record("upstream_status", response.status().as_u16());
+    // Both framings: hyper read the body by Transfer-Encoding, and a Content-Length kept beside
+    // the de-chunked body would frame the answer wrongly (RFC 9112 section 6.3: removed before
+    // forwarding).
+    if response.headers().contains_key(header::TRANSFER_ENCODING) {
+        response.headers_mut().remove(header::CONTENT_LENGTH);
+    }
     headers::strip_hop_by_hop(response.headers_mut());
     Ok(response)
 }

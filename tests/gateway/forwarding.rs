@@ -170,3 +170,44 @@ async fn upstream_connections_are_reused() {
     assert_eq!(mock.hits(), 5);
     assert_eq!(mock.connections(), 1, "pooled keep-alive connection");
 }
+
+/// KooDrive (or something in front of it) framing an answer both ways: hyper reads the body as
+/// chunked, so the gateway must not pass the Content-Length on beside the de-chunked body, or
+/// the client gets a broken answer (here: none at all).
+#[tokio::test]
+async fn an_upstream_answer_with_both_framings_reaches_the_client_framed_by_its_chunks() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let (mut head, mut buf) = (Vec::new(), [0u8; 4096]);
+                while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match stream.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => head.extend_from_slice(&buf[..n]),
+                    }
+                }
+                let answer = "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n\
+                              Content-Length: 100\r\nTransfer-Encoding: chunked\r\n\r\n\
+                              5\r\nhello\r\n0\r\n\r\n";
+                let _ = stream.write_all(answer.as_bytes()).await;
+                let _ = stream.read(&mut buf).await;
+            });
+        }
+    });
+    let gw = TestGateway::for_mock_url(&url, "").await;
+    let response = gw.client.get("/koodrive/ose/v1/files/x").await;
+    assert_eq!(response.status, 200);
+    assert_eq!(response.text(), "hello");
+    assert!(
+        response
+            .headers
+            .get("content-length")
+            .map_or(true, |v| v == "5"),
+        "{:?}",
+        response.headers
+    );
+}
