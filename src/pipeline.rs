@@ -267,6 +267,7 @@ fn forward_other(
             (body::client_stream(incoming, limit), None)
         };
         let rule = live.normalize.rules.find(&parts.method, parts.uri.path());
+        let head = parts.method == Method::HEAD;
         let response = send(
             state,
             &live,
@@ -287,6 +288,10 @@ fn forward_other(
             tracing::debug!("task write accepted: the writer's cached task lists are invalidated");
         }
         // Normalized bodies where a rule applies (and KooDrive's error bodies); the rest streams.
+        // An answer to HEAD has no body to shape: its headers (Content-Length too) are GET's.
+        if head {
+            return Ok((response, NO_CACHE));
+        }
         let response =
             respond::shape(response, rule, live.normalize.max_body, &state.metrics).await?;
         Ok((response, NO_CACHE))

@@ -238,6 +238,24 @@ async fn error_bodies_get_one_shape_and_keep_their_status() {
     );
 }
 
+/// Nothing to shape without a body: the answer to a HEAD keeps the headers a GET would get (its
+/// Content-Length is the upstream body's, not the empty one's).
+#[tokio::test]
+async fn an_answer_to_head_passes_through_unshaped() {
+    const ERROR: &str = r#"{"code": 13000201, "msg": "inner server invoke failure"}"#;
+    let mock = Mock::start(|_| Reply::json(400, ERROR)).await;
+    let gw = TestGateway::for_mock(&mock, "").await;
+    let request = gw
+        .client
+        .request(http::Method::HEAD, "/koodrive/ose/v1/task/result?taskId=1")
+        .body(http_body_util::Full::default())
+        .unwrap();
+    let head = gw.client.send(request).await;
+    assert_eq!(head.status, 400);
+    assert_eq!(mock.last().method, http::Method::HEAD);
+    assert_eq!(head.header("content-length"), ERROR.len().to_string());
+}
+
 #[tokio::test]
 async fn user_rules_from_config_normalize_another_endpoint() {
     let mock = Mock::start(|_| {
