@@ -60,10 +60,10 @@ fn bad(param: &str, value: &str, allowed: &'static str) -> GatewayError {
     }
 }
 
-/// Decodes one query component strictly: `+` is a space, `%XY` must be two hex digits, and the
-/// result must be UTF-8. A component with neither is its own decoding (the common case, which
-/// allocates nothing).
-fn decode(raw: &str) -> Result<Cow<'_, str>, GatewayError> {
+/// Decodes one query component of parameter `param` strictly: `+` is a space, `%XY` must be two
+/// hex digits, and the result must be UTF-8. A component with neither is its own decoding (the
+/// common case, which allocates nothing).
+fn decode<'a>(raw: &'a str, param: &str) -> Result<Cow<'a, str>, GatewayError> {
     let bytes = raw.as_bytes();
     if !bytes.iter().any(|b| matches!(b, b'%' | b'+')) {
         return Ok(Cow::Borrowed(raw));
@@ -73,14 +73,14 @@ fn decode(raw: &str) -> Result<Cow<'_, str>, GatewayError> {
             && !(bytes.get(i + 1).is_some_and(u8::is_ascii_hexdigit)
                 && bytes.get(i + 2).is_some_and(u8::is_ascii_hexdigit))
         {
-            return Err(bad("query", raw, "well-formed percent-encoding"));
+            return Err(bad(param, raw, "well-formed percent-encoding"));
         }
     }
     let plus_as_space = raw.replace('+', " ");
     percent_decode(plus_as_space.as_bytes())
         .decode_utf8()
         .map(|s| Cow::Owned(s.into_owned()))
-        .map_err(|_| bad("query", raw, "UTF-8 text"))
+        .map_err(|_| bad(param, raw, "UTF-8 text"))
 }
 
 fn once(seen: &mut bool, param: &str, value: &str) -> Result<(), GatewayError> {
@@ -130,8 +130,9 @@ impl TaskListQuery {
                 continue;
             }
             let (raw_name, raw_value) = split_at_byte(pair, b'=').unwrap_or((pair, ""));
-            let name = decode(raw_name)?;
-            let value = decode(raw_value)?;
+            // An error names the parameter: as written when the name itself is malformed.
+            let name = decode(raw_name, raw_name)?;
+            let value = decode(raw_value, &name)?;
             match &*name {
                 "taskType" => {
                     once(&mut seen_type, "taskType", &value)?;
