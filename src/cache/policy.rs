@@ -29,12 +29,28 @@ fn directives(headers: &HeaderMap) -> impl Iterator<Item = String> + '_ {
         .map(|d| d.trim().to_ascii_lowercase().replace(' ', ""))
 }
 
+/// The seconds of a `max-age` directive: delta-seconds (`0`, `00`), also in the quoted form
+/// RFC 9111 asks recipients to accept (`"0"`).
+fn max_age(directive: &str) -> Option<u64> {
+    let value = directive.strip_prefix("max-age=")?;
+    let value = value
+        .strip_prefix('"')
+        .and_then(|v| v.strip_suffix('"'))
+        .unwrap_or(value);
+    if value.is_empty() || !value.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    // Past u64, a number of seconds is as good as forever.
+    Some(value.parse().unwrap_or(u64::MAX))
+}
+
 pub fn client_directive(headers: &HeaderMap) -> Directive {
     let mut directive = Directive::Normal;
     for d in directives(headers) {
         match d.as_str() {
             "no-store" => return Directive::NoStore,
-            "no-cache" | "max-age=0" => directive = Directive::Refresh,
+            "no-cache" => directive = Directive::Refresh,
+            _ if max_age(&d) == Some(0) => directive = Directive::Refresh,
             _ => {}
         }
     }
@@ -164,6 +180,16 @@ mod tests {
                 Directive::NoStore,
             ),
             (vec![("cache-control", "max-age=60")], Directive::Normal),
+            // Delta-seconds, and the quoted form: zero however it is written.
+            (vec![("cache-control", "max-age=00")], Directive::Refresh),
+            (vec![("cache-control", "max-age=\"0\"")], Directive::Refresh),
+            (vec![("cache-control", "max-age=\"10\"")], Directive::Normal),
+            (vec![("cache-control", "max-age=")], Directive::Normal),
+            (vec![("cache-control", "max-age=0x0")], Directive::Normal),
+            (
+                vec![("cache-control", "max-age=99999999999999999999999")],
+                Directive::Normal,
+            ),
         ];
         for (pairs, expected) in cases {
             assert_eq!(client_directive(&headers(&pairs)), expected, "{pairs:?}");

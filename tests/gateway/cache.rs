@@ -367,6 +367,8 @@ async fn client_no_cache_refreshes_and_no_store_stores_nothing() {
     for headers in [
         [("cache-control", "no-cache")],
         [("cache-control", "max-age=0")],
+        [("cache-control", "max-age=00")],
+        [("cache-control", "max-age=\"0\"")],
         [("pragma", "no-cache")],
     ] {
         let before = mock.hits();
