@@ -57,6 +57,7 @@ fn decoded(headers: &mut HeaderMap, raw: Bytes, limit: usize) -> Result<Bytes, G
         other => GatewayError::UpstreamProtocol(Box::new(other)),
     })?;
     headers.remove(CONTENT_ENCODING);
+    headers.insert(CONTENT_LENGTH, HeaderValue::from(plain.len()));
     Ok(plain)
 }
 
@@ -115,11 +116,9 @@ pub async fn page(
         body: Bytes::new(),
         headers: HeaderMap::new(),
     };
-    page.body = if is_json(&headers) {
-        decoded(&mut headers, raw, limit)?
-    } else {
-        raw
-    };
+    // Decoded whatever its type: the fetch asked for gzip on behalf of callers who may not
+    // accept it (a load balancer's HTML error page included).
+    page.body = decoded(&mut headers, raw, limit)?;
     page.headers = headers;
     if is_json(&page.headers) {
         rewrite(&mut page, rule, metrics);

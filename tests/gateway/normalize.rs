@@ -97,6 +97,33 @@ async fn gzip_bodies_are_decoded_whatever_the_client_accepts() {
     assert_eq!(mock.last().header("accept-encoding"), Some("gzip"));
 }
 
+/// The task list's fetch asks for gzip on its callers' behalf, so whatever comes back gzipped
+/// is decoded, not only JSON: here a load balancer's HTML error page, which a caller that
+/// accepts only identity must not receive compressed.
+#[tokio::test]
+async fn a_gzipped_page_that_is_not_json_is_decoded_too() {
+    const PAGE: &str = "<html>KooDrive maintenance</html>";
+    let mock = Mock::start(|_| {
+        let mut reply = Reply::json(503, gzip(PAGE.as_bytes()));
+        reply.headers = vec![
+            ("content-type".into(), "text/html".into()),
+            ("content-encoding".into(), "gzip".into()),
+        ];
+        reply
+    })
+    .await;
+    let gw = TestGateway::for_mock(&mock, "").await;
+    let response = gw
+        .client
+        .get_with(TASK_LIST, &[("accept-encoding", "identity")])
+        .await;
+    assert_eq!(mock.last().header("accept-encoding"), Some("gzip"));
+    assert_eq!(response.status, 503);
+    assert_eq!(response.headers.get("content-encoding"), None);
+    assert_eq!(response.text(), PAGE);
+    assert_eq!(response.header("content-length"), PAGE.len().to_string());
+}
+
 #[tokio::test]
 async fn a_compression_bomb_is_cut_off_as_a_502() {
     let zeros = vec![b' '; 64 * 1024 * 1024];
