@@ -277,8 +277,17 @@ fn forward_other(
             body,
             body_sha256.as_deref(),
         )
-        .await?;
-        if let Some(user_id) = writer.filter(|_| response.status().is_success()) {
+        .await;
+        // A write KooDrive accepted, or may have: one whose answer timed out or broke off after
+        // it was sent. A needless miss costs less than a list that misses the write.
+        let applied = match &response {
+            Ok(response) => response.status().is_success(),
+            Err(error) => matches!(
+                error,
+                GatewayError::UpstreamTimeout(_) | GatewayError::UpstreamProtocol(_)
+            ),
+        };
+        if let Some(user_id) = writer.filter(|_| applied) {
             state.cache.invalidate_user(&user_id);
             state
                 .metrics
@@ -287,6 +296,7 @@ fn forward_other(
                 .inc();
             tracing::debug!("task write accepted: the writer's cached task lists are invalidated");
         }
+        let response = response?;
         // Normalized bodies where a rule applies (and KooDrive's error bodies); the rest streams.
         // An answer to HEAD has no body to shape: its headers (Content-Length too) are GET's.
         if head {

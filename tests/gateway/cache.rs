@@ -446,6 +446,43 @@ async fn a_successful_task_write_invalidates_only_the_writer() {
     );
 }
 
+/// A write whose answer never came (KooDrive may have applied it) invalidates the writer's lists
+/// as an accepted one does, and only the writer's.
+#[tokio::test]
+async fn a_write_that_may_have_been_applied_invalidates_too() {
+    let counter = AtomicU64::new(0);
+    let mock = Mock::start(move |seen| match seen.method {
+        Method::POST => {
+            Reply::json(200, r#"{"code":0,"msg":"Success."}"#).delay(Duration::from_secs(600))
+        }
+        _ => page_for(seen, counter.fetch_add(1, Ordering::SeqCst) + 1),
+    })
+    .await;
+    let gw = TestGateway::for_mock(
+        &mock,
+        "[cache]\nttl = \"60s\"\n[upstream]\ntimeout = \"1s\"",
+    )
+    .await;
+    let a = [("x-user-id", "1001")];
+    let b = [("x-user-id", "1002")];
+    gw.client.get_with(TASK_LIST, &a).await;
+    gw.client.get_with(TASK_LIST, &b).await;
+    let timed_out = gw.client.send(create(&gw, "1001")).await;
+    assert_eq!(timed_out.status, 504);
+    assert_eq!(
+        mock.last().method,
+        Method::POST,
+        "the write reached KooDrive"
+    );
+    let a2 = gw.client.get_with(TASK_LIST, &a).await;
+    assert!(
+        cache_status(&a2).contains("fwd=miss"),
+        "{}",
+        cache_status(&a2)
+    );
+    assert!(cache_status(&gw.client.get_with(TASK_LIST, &b).await).contains("hit"));
+}
+
 #[tokio::test]
 async fn admin_purges_everything_or_one_user_behind_the_admin_token() {
     let mock = versioned_mock().await;
