@@ -10,8 +10,10 @@
 //! finds each request head (with httparse, as hyper does), follows the body's framing to the next
 //! head, and flags the first head whose framing is ambiguous. The service asks [`Framing`], in
 //! request order, whether the request it got is the flagged one, and answers it with a 400. After
-//! anything it does not follow (HTTP/2, a head hyper will refuse anyway) it stops
-//! reading along and costs nothing.
+//! HTTP/2's preface it stops reading along and costs nothing. Anywhere else it cannot follow (a
+//! head or a chunked body hyper refuses too, a head over the bound) it stops as well, but first
+//! flags the next request: hyper reads no further on such a connection, and if it ever did, what
+//! it read next would be a request the guard had not seen, so it is refused, not forwarded.
 
 use std::io;
 use std::mem::MaybeUninit;
@@ -121,8 +123,12 @@ enum State {
     Off,
 }
 
-/// Where the reader is in a chunked body (RFC 9112 section 7.1), strictly: anything unexpected
-/// turns the guard off rather than risk disagreeing with hyper about where the body ends.
+/// Where the reader is in a chunked body, state for state as hyper's decoder reads it
+/// (`ChunkedState` in hyper's `proto/h1/decode.rs`), not as RFC 9112 section 7.1 writes it:
+/// after the last chunk hyper is looser than the RFC, and reading the RFC there hid a request
+/// from the guard. Where hyper fails the body, the guard stops and flags the next request.
+/// (hyper also fails a body over its bounds on extension bytes, trailer bytes and trailer lines,
+/// where the guard reads on: harmless, since hyper reads nothing more from that connection.)
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Chunk {
     /// In the hex size; `digits` says whether one was seen.
@@ -134,7 +140,7 @@ enum Chunk {
     SizeSpace {
         size: u64,
     },
-    /// In a chunk extension, up to its line's end.
+    /// In a chunk extension, up to its line's `\r` (hyper refuses a bare `\n` in it).
     Extension {
         size: u64,
     },
@@ -147,10 +153,14 @@ enum Chunk {
     /// The `\r\n` after a chunk's data.
     DataCr,
     DataLf,
-    /// In the trailer section: at a line's start, or inside a line.
-    TrailerStart,
-    TrailerLine,
-    /// The `\n` of the empty line that ends the body.
+    /// After the last chunk's size line or a trailer line: a `\r` starts the `\r\n` that ends
+    /// the body; any other byte, a bare `\n` too, starts a trailer line.
+    EndCr,
+    /// In a trailer line, which only `\r\n` ends: a bare `\n` is part of the line.
+    Trailer,
+    /// The `\n` after a trailer line's `\r`.
+    TrailerLf,
+    /// The `\n` of the `\r\n` that ends the body.
     EndLf,
 }
 
@@ -177,7 +187,7 @@ impl Scan {
                     };
                     used
                 }
-                State::Chunked(chunk) => self.chunked(chunk, data),
+                State::Chunked(chunk) => self.chunked(chunk, data, framing),
             };
             data = &data[used..];
         }
@@ -193,10 +203,17 @@ impl Scan {
                     len
                 }
                 Parsed::Partial => {
-                    self.buffer(data);
+                    self.buffer(data, framing);
                     data.len()
                 }
-                Parsed::Refused => self.off(data.len()),
+                Parsed::Refused => match self.preface(data) {
+                    Preface::Whole => self.off(data.len()),
+                    Preface::Part => {
+                        self.buffer(data, framing);
+                        data.len()
+                    }
+                    Preface::Not => self.lost(data.len(), framing),
+                },
             };
         }
         // Only as much as a head may take: what follows it is body, not head.
@@ -207,34 +224,65 @@ impl Scan {
             // A head ends with a line feed: no need to look yet.
             return match take == data.len() {
                 true => take,
-                false => self.off(data.len()),
+                false => self.lost(data.len(), framing),
             };
         }
         let partial = std::mem::take(&mut self.partial);
-        match parse(&partial) {
+        let parsed = parse(&partial);
+        match parsed {
             Parsed::Complete(len, framing_of) => {
                 self.framed(framing_of, framing);
                 len.saturating_sub(before).min(take)
             }
-            Parsed::Partial if take == data.len() => {
+            // Over the bound and still no head.
+            _ if take < data.len() => self.lost(data.len(), framing),
+            Parsed::Partial => {
                 self.partial = partial;
                 take
             }
-            Parsed::Partial | Parsed::Refused => self.off(data.len()),
+            Parsed::Refused => match self.preface(&partial) {
+                Preface::Whole => self.off(data.len()),
+                Preface::Part => {
+                    self.partial = partial;
+                    take
+                }
+                Preface::Not => self.lost(data.len(), framing),
+            },
         }
     }
 
-    fn buffer(&mut self, data: &[u8]) {
+    fn buffer(&mut self, data: &[u8], framing: &Framing) {
         match self.partial.len() + data.len() > self.max_head {
-            true => drop(self.off(0)),
+            true => drop(self.lost(0, framing)),
             false => self.partial.extend_from_slice(data),
         }
     }
 
+    /// Whether a head httparse refuses is HTTP/2's preface, or may yet be: hyper-util's `auto`
+    /// builder serves HTTP/2 only on the whole preface, as the connection's first bytes (and
+    /// httparse refuses `PRI * HTTP/2` before the rest of it has come).
+    fn preface(&self, head: &[u8]) -> Preface {
+        match self.heads {
+            0 if head.starts_with(crate::H2_PREFACE) => Preface::Whole,
+            0 if crate::H2_PREFACE.starts_with(head) => Preface::Part,
+            _ => Preface::Not,
+        }
+    }
+
+    /// Stops reading along: after HTTP/2's preface, or a flagged head.
     fn off(&mut self, used: usize) -> usize {
         self.state = State::Off;
         self.partial = Vec::new();
         used
+    }
+
+    /// Stops reading along where the guard cannot follow the framing, and flags the request it
+    /// was reading, or the next one. hyper refuses the same bytes and closes the connection, so
+    /// the flag is never asked about; were hyper to read on, whatever it read next would be a
+    /// request the guard had not seen, answered with a 400 and the connection closed.
+    fn lost(&mut self, used: usize, framing: &Framing) -> usize {
+        framing.flag(self.heads, "framing the gateway cannot follow");
+        self.off(used)
     }
 
     /// Moves past a complete head: into its body, or flags it.
@@ -257,7 +305,7 @@ impl Scan {
     }
 
     /// Reads chunked-body bytes; returns how many it used.
-    fn chunked(&mut self, mut chunk: Chunk, data: &[u8]) -> usize {
+    fn chunked(&mut self, mut chunk: Chunk, data: &[u8], framing: &Framing) -> usize {
         let mut used = 0;
         while used < data.len() {
             if let Chunk::Data(left) = chunk {
@@ -291,16 +339,17 @@ impl Scan {
                 (Chunk::Extension { size }, b'\r') => Some(Chunk::SizeLf { size }),
                 (Chunk::Extension { .. }, b'\n') => None,
                 (Chunk::Extension { size }, _) => Some(Chunk::Extension { size }),
-                (Chunk::SizeLf { size: 0 }, b'\n') => Some(Chunk::TrailerStart),
+                (Chunk::SizeLf { size: 0 }, b'\n') => Some(Chunk::EndCr),
                 (Chunk::SizeLf { size }, b'\n') => Some(Chunk::Data(size)),
                 (Chunk::DataCr, b'\r') => Some(Chunk::DataLf),
                 (Chunk::DataLf, b'\n') => Some(Chunk::Size {
                     size: 0,
                     digits: false,
                 }),
-                (Chunk::TrailerStart, b'\r') => Some(Chunk::EndLf),
-                (Chunk::TrailerStart | Chunk::TrailerLine, b'\n') => Some(Chunk::TrailerStart),
-                (Chunk::TrailerStart | Chunk::TrailerLine, _) => Some(Chunk::TrailerLine),
+                (Chunk::EndCr, b'\r') => Some(Chunk::EndLf),
+                (Chunk::Trailer, b'\r') => Some(Chunk::TrailerLf),
+                (Chunk::EndCr | Chunk::Trailer, _) => Some(Chunk::Trailer),
+                (Chunk::TrailerLf, b'\n') => Some(Chunk::EndCr),
                 (Chunk::EndLf, b'\n') => {
                     self.state = State::Head;
                     return used;
@@ -309,7 +358,7 @@ impl Scan {
             };
             match next {
                 Some(next) => chunk = next,
-                None => return self.off(used),
+                None => return self.lost(used, framing),
             }
         }
         self.state = State::Chunked(chunk);
@@ -329,8 +378,16 @@ enum Head {
 enum Parsed {
     Complete(usize, Head),
     Partial,
-    /// Not a head hyper will accept (or HTTP/2's preface): hyper decides, the guard stops.
+    /// Not a head hyper will accept (or HTTP/2's preface).
     Refused,
+}
+
+/// What a refused head is to HTTP/2's preface.
+enum Preface {
+    Whole,
+    /// A beginning of it: more is needed to tell.
+    Part,
+    Not,
 }
 
 /// A head asking for an `Upgrade`, or a `CONNECT`, is framed like any other, as hyper frames it.
@@ -468,24 +525,93 @@ mod tests {
     }
 
     #[test]
-    fn stops_reading_along_where_hyper_decides() {
-        let cases = [
+    fn stops_quietly_after_http2s_whole_preface_however_it_comes() {
+        // Nothing after it is read, so nothing after it is flagged.
+        let stream = [
             "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n",
+            "POST /a HTTP/1.1\r\nContent-Length: 1\r\nContent-Length: 1\r\n\r\n",
+        ]
+        .concat();
+        for step in 1..=stream.len() {
+            assert_eq!(
+                scan(stream.as_bytes(), step),
+                (None, State::Off, 0),
+                "step {step}"
+            );
+        }
+    }
+
+    #[test]
+    fn flags_the_request_where_it_cannot_follow() {
+        let heads = [
+            // Not HTTP/2 after all: hyper-util's `auto` serves these as HTTP/1, which refuses them.
+            "PRI * HTTP/2.0\r\n\r\nSM\r\n\r",
+            "PRI * HTTP/2.0\r\n\r\nXX\r\n\r\n",
             "GET /a HTTP/1.1\r\nbad header\r\n\r\n",
             "POST /a HTTP/1.1\r\nTransfer-Encoding: gzip\r\n\r\n",
             "POST /a HTTP/1.1\r\nContent-Length: 2, 2\r\n\r\n",
-            "POST /a HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
-            "POST /a HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nab\n",
-            "POST /a HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\nffffffffffffffffff\r\n",
         ];
-        for case in cases {
-            // Nothing after these is read, so nothing after them can be flagged.
-            let stream = [
-                case,
-                "POST /a HTTP/1.1\r\nContent-Length: 1\r\nContent-Length: 1\r\n\r\n",
-            ];
-            let (flagged, state, _) = scan(stream.concat().as_bytes(), 3);
-            assert_eq!((flagged, state), (None, State::Off), "{case:?}");
+        // HTTP/2's preface is that only as a connection's first bytes.
+        let later = format!("{GET}PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n");
+        let chunked = "POST /a HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n";
+        let bodies = [
+            "zz\r\n",
+            "\r\n",
+            "2\r\nab\n",
+            "2\r\nab\r\r",
+            "0\n",
+            "0 1\r\n",
+            "0;x\n",
+            "0\r\r\n",
+            "0\r\n\r\r\n",
+            "0\r\nX: a\rb\r\n\r\n",
+            "ffffffffffffffffff\r\n",
+        ];
+        // The head it cannot read, or the one after the body it cannot follow.
+        let cases = heads
+            .iter()
+            .map(|head| (head.to_string(), 0))
+            .chain([(later, 1)])
+            .chain(
+                bodies
+                    .iter()
+                    .map(|body| (format!("{GET}{chunked}{body}"), 2)),
+            );
+        for (case, index) in cases {
+            let stream = [&case, "X", GET].concat();
+            for step in [1, 3, stream.len()] {
+                let (flagged, state, _) = scan(stream.as_bytes(), step);
+                assert_eq!((flagged, state), (Some(index), State::Off), "{case:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn a_chunked_body_ends_where_hyper_ends_it() {
+        // After the last chunk, hyper takes any byte but `\r` as the start of a trailer line,
+        // and a trailer line runs to its `\r\n`, bare `\n`s and all. So after some of these
+        // the GET that follows is read as trailers, not as a request.
+        let cases = [
+            ("0\r\n\r\n", 2),
+            ("0 \t;x=\"y\"\r\nX-Trailer: 1\r\n\r\n", 2),
+            ("0\r\n\n\r\n\r\n", 2),
+            ("0\r\nX-Trailer: 1\n\r\n\r\n", 2),
+            ("0\r\nX\nY\r\n\r\n", 2),
+            ("0\r\n\n\r\n", 1),
+            ("0\r\n\n\n\r\n", 1),
+            ("0\r\nX-Trailer: 1\n\r\n", 1),
+            ("0\r\nX-Trailer: 1\r\n\n\r\n", 1),
+        ];
+        let chunked = "POST /a HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nab\r\n";
+        for (end, heads) in cases {
+            let stream = [chunked, end, GET].concat();
+            for step in [1, 2, 5, stream.len()] {
+                assert_eq!(
+                    scan(stream.as_bytes(), step),
+                    (None, State::Head, heads),
+                    "{end:?} {step}"
+                );
+            }
         }
     }
 
@@ -540,9 +666,135 @@ mod tests {
         }
     }
 
+    /// A request with ambiguous framing, to be hidden where the guard might miss it.
+    const HIDDEN: &str =
+        "POST /hidden HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\nContent-Length: 1\r\n\r\nx";
+
+    /// Requests `/0`, `/1`, ...: sized, some with [`HIDDEN`] as their body, or chunked, with bare
+    /// LFs and CRs, extensions and trailers where hyper might end the body other than the RFC
+    /// does (mostly well-formed, so that hyper reads on).
+    fn tangled() -> impl proptest::strategy::Strategy<Value = Vec<u8>> {
+        use proptest::prelude::*;
+        use proptest::sample::select;
+        let line_end = || select(vec!["\r\n", "\r\n", "\r\n", "\r\n", "\n", "\r", "\r\r\n"]);
+        let extension = || select(vec!["", "", "", " ", ";x", "\t;y=\"z\"", ";x\n"]);
+        let chunk = (
+            prop::collection::vec(select(vec![b'a', b'a', b'\r', b'\n']), 1..4),
+            extension(),
+            line_end(),
+        );
+        let trailer = select(vec![
+            "\r\n",
+            "\n",
+            "\n",
+            "\r",
+            "X-T: 1",
+            "X-T: 1\r\n",
+            HIDDEN,
+        ]);
+        let chunked = (
+            prop::collection::vec(chunk, 0..3),
+            extension(),
+            line_end(),
+            prop::collection::vec(trailer, 0..4),
+            select(vec!["\r\n", "\r\n", "\r\n", "\n", ""]),
+        );
+        let request = prop_oneof![
+            any::<bool>().prop_map(|hidden| {
+                let body = if hidden { HIDDEN } else { "ab" };
+                format!("Content-Length: {}\r\n\r\n{body}", body.len())
+            }),
+            chunked.prop_map(|(chunks, extension, size_end, trailers, end)| {
+                let mut body = String::from("Transfer-Encoding: chunked\r\n\r\n");
+                for (data, extension, data_end) in chunks {
+                    let data = String::from_utf8(data).unwrap_or_default();
+                    body += &format!("{:x}{extension}\r\n{data}{data_end}", data.len());
+                }
+                body += &format!("0{extension}{size_end}{}{end}", trailers.concat());
+                body
+            }),
+        ];
+        prop::collection::vec(request, 1..6).prop_map(|requests| {
+            let mut stream = Vec::new();
+            for (i, framing) in requests.iter().enumerate() {
+                stream.extend_from_slice(format!("POST /{i} HTTP/1.1\r\nHost: x\r\n").as_bytes());
+                stream.extend_from_slice(framing.as_bytes());
+            }
+            stream
+        })
+    }
+
+    /// The requests hyper serves from `stream` through the guard, as the gateway serves them (a
+    /// flagged one answered and the connection closed): each one's path, whether the guard
+    /// flagged it, and whether hyper read its body whole.
+    async fn served_by_hyper(stream: Vec<u8>) -> Vec<(String, bool, bool)> {
+        use http_body_util::BodyExt;
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+        let (client, server) = tokio::io::duplex(64 * 1024);
+        let framing = Arc::new(Framing::default());
+        let server = Guarded::new(server, Arc::clone(&framing), 64 * 1024);
+        let served = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let record = Arc::clone(&served);
+        let service =
+            hyper::service::service_fn(move |request: http::Request<hyper::body::Incoming>| {
+                let flagged = framing.next().is_some();
+                let record = Arc::clone(&record);
+                async move {
+                    let path = request.uri().path().to_owned();
+                    let whole = request.into_body().collect().await.is_ok();
+                    record.lock().unwrap().push((path, flagged, whole));
+                    let mut response =
+                        http::Response::new(http_body_util::Empty::<bytes::Bytes>::new());
+                    if flagged {
+                        let close = http::HeaderValue::from_static("close");
+                        response
+                            .headers_mut()
+                            .insert(http::header::CONNECTION, close);
+                    }
+                    Ok::<_, std::convert::Infallible>(response)
+                }
+            });
+        // Served on after the client's end of the stream (half-closed here, to end the stream).
+        let connection = hyper::server::conn::http1::Builder::new()
+            .half_close(true)
+            .serve_connection(hyper_util::rt::TokioIo::new(server), service);
+        let (mut answers, mut requests) = tokio::io::split(client);
+        let send = async move {
+            let _ = requests.write_all(&stream).await;
+            let _ = requests.shutdown().await;
+        };
+        let receive = async move { answers.read_to_end(&mut Vec::new()).await };
+        let all = async { tokio::join!(connection, send, receive) };
+        let finished = tokio::time::timeout(std::time::Duration::from_secs(10), all).await;
+        assert!(finished.is_ok(), "hyper never finished with the connection");
+        let served = std::mem::take(&mut *served.lock().unwrap());
+        served
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(crate::fuzz_cases(256)))]
+
+        /// hyper and the guard agree on where each request starts: hyper serves no request the
+        /// guard has not seen (an ambiguous one it serves is the one the guard flagged), and as
+        /// many as the guard saw.
+        #[test]
+        fn hyper_serves_the_requests_the_guard_reads(stream in tangled()) {
+            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+            let served = runtime.block_on(served_by_hyper(stream.clone()));
+            for (path, flagged, _) in &served {
+                proptest::prop_assert_eq!(*flagged, path == "/hidden", "{:?}", served);
+            }
+            let (_, state, heads) = scan(&stream, 7);
+            if state != State::Off && served.iter().all(|(_, _, whole)| *whole) {
+                proptest::prop_assert_eq!(served.len() as u64, heads, "{:?}", served);
+            }
+        }
+    }
+
     #[test]
-    fn a_head_larger_than_the_bound_turns_it_off() {
+    fn a_head_larger_than_the_bound_is_flagged() {
         let big = format!("GET /a HTTP/1.1\r\nX: {}\r\n\r\n", "a".repeat(100 * 1024));
-        assert_eq!(scan(big.as_bytes(), 1000).1, State::Off);
+        assert_eq!(scan(big.as_bytes(), 1000), (Some(0), State::Off, 0));
     }
 }

@@ -68,6 +68,10 @@ pub mod telemetry;
 pub mod trace_id;
 pub mod upstream;
 
+/// How an HTTP/2 connection with prior knowledge opens. hyper-util's `auto` builder serves a
+/// connection as HTTP/2 only if its first bytes are all of this, and as HTTP/1 otherwise.
+pub(crate) const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+
 /// Property-test cases: the given default in CI, or `PROPTEST_CASES` for a longer run
 /// (`fuzz/run.sh`).
 #[cfg(test)]

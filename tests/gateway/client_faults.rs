@@ -398,3 +398,35 @@ async fn ambiguous_framing_is_refused_and_never_forwarded() {
         assert_eq!(mock.hits() - before, 2, "{framing:?}");
     }
 }
+
+#[tokio::test]
+async fn a_bare_lf_after_the_last_chunk_cannot_hide_an_ambiguous_request() {
+    let mock = Mock::ok().await;
+    let gw = TestGateway::for_mock(&mock, "[auth]\nmode = \"token\"\naccess_token = \"t\"").await;
+    // After the last chunk hyper takes any byte but CR, a bare LF too, as the start of a trailer
+    // line, and a bare LF inside one as part of it: the trailers then run on to the next CRLF
+    // CRLF, swallowing the head after them, and what that head frames as its body is the next
+    // request hyper reads.
+    let ends = ["0\r\n\n\r\n", "0\r\nX-Trailer: 1\n\r\n"];
+    let ambiguous = [
+        "Content-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n2\r\n{}\r\n0\r\n\r\n",
+        "Content-Length: 2\r\nContent-Length: 2\r\n\r\n{}",
+    ];
+    for end in ends {
+        for framing in ambiguous {
+            let hidden = format!("{CREATE}{framing}");
+            let raw = format!(
+                "{CREATE}Transfer-Encoding: chunked\r\n\r\n2\r\n{{}}\r\n{end}\
+                 {CREATE}Content-Length: {}\r\n\r\n{hidden}",
+                hidden.len()
+            );
+            let before = mock.hits();
+            let answers = answers(&exchange(&gw, raw.as_bytes()).await);
+            // The chunked request reached KooDrive, the one hidden behind it did not.
+            assert_eq!(mock.hits() - before, 1, "{end:?} {framing:?}: {answers:?}");
+            assert_eq!(answers.len(), 2, "{end:?} {framing:?}: {answers:?}");
+            assert!(answers[0].0.starts_with("200"), "{answers:?}");
+            assert_refused_as_ambiguous(&answers[1]);
+        }
+    }
+}
