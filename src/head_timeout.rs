@@ -15,8 +15,10 @@
 //! left idle, is cut off between one and one and a quarter timeouts after the last answer (or the
 //! connection's start), while a request in service (its body arriving, its answer being made or
 //! sent) is never cut off. A request costs two counter increments; the tick is set once per
-//! quarter timeout per connection. HTTP/2 connections (they open with `PRI `) are left alone, as
-//! hyper's HTTP/1 timeout leaves them.
+//! quarter timeout per connection. HTTP/2 connections are left alone, as hyper's HTTP/1 timeout
+//! leaves them: those that open with HTTP/2's whole 24-byte preface, which is what hyper-util's
+//! `auto` builder serves as HTTP/2. A connection is timed until all of it has come, so neither a
+//! head like `PRI /x HTTP/1.1`, served as HTTP/1, nor a preface left unfinished is let off.
 
 use std::future::Future;
 use std::io;
@@ -33,9 +35,6 @@ use tokio::time::{Instant, Sleep};
 
 /// Ticks per timeout: the timeout is kept to within a quarter of itself.
 const TICKS: u32 = 4;
-
-/// How an HTTP/2 connection starts (its preface is `PRI * HTTP/2.0...`).
-const H2_START: &[u8] = b"PRI ";
 
 /// The requests of one client connection: handed to the service, and answered.
 #[derive(Debug, Default)]
@@ -121,7 +120,7 @@ pub struct HeadTimeout<S> {
 /// What the connection's first bytes said.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Start {
-    /// This many of them match [`H2_START`] so far.
+    /// This many of them match HTTP/2's preface so far: timed, as HTTP/1 is.
     Sniffing(usize),
     Http1,
     /// Never timed out here.
@@ -148,11 +147,11 @@ impl<S> HeadTimeout<S> {
         let Start::Sniffing(matched) = self.start else {
             return;
         };
-        let want = &H2_START[matched..];
+        let want = &crate::H2_PREFACE[matched..];
         let n = want.len().min(data.len());
         self.start = match want[..n] == data[..n] {
             false => Start::Http1,
-            true if matched + n == H2_START.len() => Start::Http2,
+            true if matched + n == crate::H2_PREFACE.len() => Start::Http2,
             true => Start::Sniffing(matched + n),
         };
     }
@@ -330,8 +329,19 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn a_start_like_http2_but_not_it_is_timed_out() {
-        let (mut client, mut server, _) = connection();
-        client.write_all(b"PRX / HTTP/1.1\r\n").await.unwrap();
-        assert_eq!(time_to_cut_off(&mut server).await, TIMEOUT);
+        // hyper-util serves the first three as HTTP/1, and holds the last, waiting for the rest
+        // of a preface: all are timed.
+        let starts: [&[u8]; 4] = [
+            b"PRX / HTTP/1.1\r\n",
+            b"PRI /x HTTP/1.1\r\n",
+            b"PRI * HTTP/2.0\r\n\r\nXX\r\n\r\n",
+            b"PRI * HTTP/2.0\r\n\r\nSM\r\n",
+        ];
+        for start in starts {
+            let (mut client, mut server, _) = connection();
+            client.write_all(start).await.unwrap();
+            let took = tokio::time::timeout(TIMEOUT * 10, time_to_cut_off(&mut server)).await;
+            assert_eq!(took, Ok(TIMEOUT), "{:?}", String::from_utf8_lossy(start));
+        }
     }
 }

@@ -56,6 +56,48 @@ async fn headers_sent_a_byte_at_a_time_are_cut_off_at_the_header_timeout() {
     assert_eq!(mock.hits(), 0);
 }
 
+#[tokio::test]
+async fn a_head_that_only_starts_like_http2s_preface_is_cut_off_at_the_header_timeout() {
+    let mock = Mock::ok().await;
+    let gw = TestGateway::for_mock(&mock, "[server]\nheader_read_timeout = \"500ms\"").await;
+    // An HTTP/1 head whose method is `PRI`, dripped; and all of the preface but its last two
+    // bytes, then nothing. Only the whole 24-byte preface makes a connection HTTP/2.
+    let starts: [(&[u8], &[u8]); 2] = [
+        (b"PRI /x HTTP/1.1\r\nHost: x\r\n", b"X-Slow: a\r\n"),
+        (b"PRI * HTTP/2.0\r\n\r\nSM\r\n", b""),
+    ];
+    for (start, then) in starts {
+        let stream = TcpStream::connect(gw.running().addr).await.unwrap();
+        let (mut read, mut write) = stream.into_split();
+        let started = Instant::now();
+        let drip = tokio::spawn(async move {
+            if write.write_all(start).await.is_err() {
+                return;
+            }
+            loop {
+                for byte in then {
+                    if write.write_all(&[*byte]).await.is_err() {
+                        return;
+                    }
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        });
+        let mut buf = Vec::new();
+        // Ten header timeouts: the cut-off is due after one and a quarter.
+        let closed = tokio::time::timeout(Duration::from_secs(5), read.read_to_end(&mut buf)).await;
+        drip.abort();
+        assert!(
+            closed.is_ok(),
+            "{:?} kept the connection for {:?}",
+            String::from_utf8_lossy(start),
+            started.elapsed()
+        );
+    }
+    assert_eq!(mock.hits(), 0);
+}
+
 /// One client connection (hyper's client), and a handle that ends when the gateway closes it.
 async fn one_connection(
     gw: &TestGateway,
