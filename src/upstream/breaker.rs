@@ -105,12 +105,16 @@ impl Breaker {
         self.transition(OPEN, "open");
     }
 
+    /// Only the probe closes: a request let through before the breaker opened may succeed after
+    /// it did, and that says nothing of KooDrive now (it would end the cooldown at once).
     fn success(&self, probe: bool) {
-        self.failures.store(0, Ordering::Relaxed);
-        if probe || self.state.load(Ordering::Acquire) != CLOSED {
+        if probe {
             let mut inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
             inner.probing = false;
+            self.failures.store(0, Ordering::Relaxed);
             self.transition(CLOSED, "closed");
+        } else if self.state.load(Ordering::Acquire) == CLOSED {
+            self.failures.store(0, Ordering::Relaxed);
         }
     }
 
@@ -194,6 +198,21 @@ mod tests {
         tokio::time::advance(Duration::from_secs(6)).await;
         drop(b.admit().unwrap_or_else(|_| panic!("a probe")));
         assert!(b.admit().is_ok());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn only_the_probe_closes_an_open_breaker() {
+        let b = breaker(1);
+        let late = b.admit().unwrap_or_else(|_| panic!("closed"));
+        b.admit()
+            .map(|p| p.record(false))
+            .unwrap_or_else(|_| panic!("closed"));
+        late.record(true);
+        assert!(b.admit().is_err(), "still open within the cooldown");
+        tokio::time::advance(Duration::from_secs(6)).await;
+        let probe = b.admit().unwrap_or_else(|_| panic!("a probe"));
+        probe.record(true);
+        assert_eq!(b.state.load(Ordering::Acquire), CLOSED);
     }
 
     #[test]

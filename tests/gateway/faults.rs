@@ -3,15 +3,17 @@
 //! margin, that nothing is left in flight, and that the gateway serves normally afterwards.
 //! Then retries and the circuit breaker.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http::Method;
 use http_body_util::{BodyExt, Full};
+use tokio::sync::Notify;
 
 use crate::support::client::Client;
 use crate::support::faults::{Fault, FaultServer, HEALTHY_PAGE};
-use crate::support::{config, TestGateway, TestResponse, TASK_LIST};
+use crate::support::{config, within, Mock, Reply, TestGateway, TestResponse, TASK_LIST};
 
 const TIMEOUT: Duration = Duration::from_secs(1);
 /// Generous on a loaded 2-core machine: the point is "bounded", not "fast".
@@ -342,6 +344,48 @@ async fn the_breaker_fails_fast_serves_stale_then_closes_after_a_good_probe() {
         "{metrics}"
     );
     assert!(metrics.contains(r#"koodrive_gateway_breaker_transitions_total{reason="open"} 1"#));
+}
+
+/// Only the probe decides: a request let through before the breaker opened, answered well after
+/// it opened, leaves it open for the whole cooldown.
+#[tokio::test]
+async fn a_late_success_leaves_an_open_breaker_open_until_the_probe() {
+    let release = Arc::new(Notify::new());
+    let held = Arc::clone(&release);
+    let mock = Mock::start(move |seen| match seen.uri.path() {
+        p if p.ends_with("/slow") => Reply::ok().hold(Arc::clone(&held)),
+        p if p.ends_with("/fail") => Reply::json(500, r#"{"code":1,"msg":"failing"}"#),
+        _ => Reply::ok(),
+    })
+    .await;
+    let overlay = r#"
+        [upstream]
+        breaker_failures = 1
+        breaker_cooldown = "60s"
+    "#;
+    let gw = TestGateway::for_mock(&mock, overlay).await;
+    let client = gw.client.clone();
+    let late = tokio::spawn(async move { client.get("/koodrive/ose/v1/task/slow").await });
+    mock.wait_for_hits(1).await;
+    assert_eq!(
+        gw.client.get("/koodrive/ose/v1/task/fail").await.status,
+        500
+    );
+    let open = gw.client.get("/koodrive/ose/v1/task/1").await;
+    assert_eq!(open.json()["code"], "GATEWAY_UPSTREAM_CIRCUIT_OPEN");
+
+    // The request admitted while closed now succeeds.
+    release.notify_one();
+    assert_eq!(within("the late answer", late).await.unwrap().status, 200);
+    let hits = mock.hits();
+    let during_cooldown = gw.client.get("/koodrive/ose/v1/task/1").await;
+    assert_eq!(
+        during_cooldown.json()["code"],
+        "GATEWAY_UPSTREAM_CIRCUIT_OPEN",
+        "closed by a success that was not the probe"
+    );
+    assert_eq!(mock.hits(), hits, "KooDrive called within the cooldown");
+    assert_eq!(gw.metrics().await["koodrive_gateway_breaker_open"], 1.0);
 }
 
 #[test]

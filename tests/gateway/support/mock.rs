@@ -1,5 +1,6 @@
 //! A mock KooDrive that records every request, counts hits, and answers with whatever the test's
-//! handler says: a status, headers and body, after an optional delay, streamed in two halves with
+//! handler says: a status, headers and body, after an optional delay or once the test
+//! releases it, streamed in two halves with
 //! an optional gate between them, or by dropping the connection.
 
 use std::convert::Infallible;
@@ -42,6 +43,8 @@ pub struct Reply {
     pub headers: Vec<(String, String)>,
     pub body: Bytes,
     pub delay: Duration,
+    /// Wait for this before answering at all (after the delay, if any).
+    pub hold: Option<Arc<Notify>>,
     /// Send the first half of the body, then wait for this before the rest.
     pub gate: Option<Arc<Notify>>,
     /// Drop the connection instead of answering.
@@ -57,6 +60,7 @@ impl Reply {
             headers: vec![("content-type".into(), "application/json".into())],
             body: body.into(),
             delay: Duration::ZERO,
+            hold: None,
             gate: None,
             drop_connection: false,
             chunked: false,
@@ -74,6 +78,11 @@ impl Reply {
 
     pub fn delay(mut self, delay: Duration) -> Reply {
         self.delay = delay;
+        self
+    }
+
+    pub fn hold(mut self, hold: Arc<Notify>) -> Reply {
+        self.hold = Some(hold);
         self
     }
 
@@ -233,6 +242,9 @@ async fn answer(
     state.arrived.notify_waiters();
     if !reply.delay.is_zero() {
         tokio::time::sleep(reply.delay).await;
+    }
+    if let Some(hold) = &reply.hold {
+        hold.notified().await;
     }
     if reply.drop_connection {
         return Err(Dropped);
