@@ -32,6 +32,11 @@ pub enum GatewayError {
     BodyTooLarge { limit: u64 },
     #[error("reading the request body failed")]
     ClientBody(#[source] BoxError),
+    /// The client stopped sending its (streamed) body and KooDrive, waiting for the rest, could
+    /// not answer within `upstream.timeout`: the client's fault, as nginx's 408 for a body that
+    /// stops arriving.
+    #[error("the request body did not arrive within {0:?}")]
+    ClientBodyTimeout(Duration),
     #[error("KooDrive is unreachable")]
     UpstreamConnect(#[source] BoxError),
     #[error("KooDrive did not answer within {0:?}")]
@@ -61,6 +66,7 @@ impl GatewayError {
         match self {
             BadTraceId | BadQuery { .. } | BadRequest(_) | ClientBody(_) => StatusCode::BAD_REQUEST,
             MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
+            ClientBodyTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             UpstreamConnect(_) | UpstreamProtocol(_) | UpstreamBodyTooLarge | PageTooLarge => {
                 StatusCode::BAD_GATEWAY
@@ -82,6 +88,7 @@ impl GatewayError {
             MethodNotAllowed(_) => "GATEWAY_METHOD_NOT_ALLOWED",
             BodyTooLarge { .. } => "GATEWAY_BODY_TOO_LARGE",
             ClientBody(_) => "GATEWAY_CLIENT_BODY",
+            ClientBodyTimeout(_) => "GATEWAY_CLIENT_BODY_TIMEOUT",
             UpstreamConnect(_) => "GATEWAY_UPSTREAM_UNREACHABLE",
             UpstreamTimeout(_) => "GATEWAY_UPSTREAM_TIMEOUT",
             UpstreamProtocol(_) => "GATEWAY_UPSTREAM_PROTOCOL",
@@ -113,7 +120,9 @@ impl GatewayError {
     pub fn is_client_fault(&self) -> bool {
         matches!(
             self,
-            GatewayError::ClientBody(_) | GatewayError::BodyTooLarge { .. }
+            GatewayError::ClientBody(_)
+                | GatewayError::ClientBodyTimeout(_)
+                | GatewayError::BodyTooLarge { .. }
         )
     }
 
@@ -141,6 +150,10 @@ impl GatewayError {
             }
             GatewayError::MethodNotAllowed(_) => {
                 headers.insert(header::ALLOW, HeaderValue::from_static(ALLOWED_METHODS));
+            }
+            // The rest of the body is not waited for: the connection cannot carry another request.
+            GatewayError::ClientBodyTimeout(_) => {
+                headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
             }
             GatewayError::CircuitOpen(left) => {
                 headers.insert(
@@ -179,6 +192,11 @@ mod tests {
                 "GATEWAY_METHOD_NOT_ALLOWED",
             ),
             (GatewayError::ClientBody(io()), 400, "GATEWAY_CLIENT_BODY"),
+            (
+                GatewayError::ClientBodyTimeout(Duration::from_secs(1)),
+                408,
+                "GATEWAY_CLIENT_BODY_TIMEOUT",
+            ),
             (
                 GatewayError::BodyTooLarge { limit: 1 },
                 413,

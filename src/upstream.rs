@@ -4,6 +4,7 @@
 
 mod breaker;
 mod deadline;
+mod waiting;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -117,6 +118,16 @@ impl Upstream {
             *copy.headers_mut() = request.headers().clone();
             copy
         });
+        // A body still to come may stall on its sender, the client: watched, to tell whose
+        // fault a timeout is. (A bodiless request, the task list's, is never waiting.)
+        let (request, waiting) = match request.body().is_end_stream() {
+            true => (request, None),
+            false => {
+                let (parts, body) = request.into_parts();
+                let (body, waiting) = waiting::watch(body);
+                (Request::from_parts(parts, body), Some(waiting))
+            }
+        };
         let mut result = self.attempt(&self.client, request, deadline).await;
         if let (Err((_, true)), Some(copy)) = (&result, replay) {
             tracing::debug!("upstream connection failed before any response byte; retrying once on a fresh connection");
@@ -124,12 +135,19 @@ impl Upstream {
                 .attempt(&self.fresh, copy.map(|()| body::empty()), deadline)
                 .await;
         }
-        let result = result.map_err(|(error, _)| error);
-        permit.record(match &result {
-            Ok(response) => !response.status().is_server_error(),
-            // KooDrive took the connection; the client's body is what failed.
-            Err(error) => error.is_client_fault(),
+        let result = result.map_err(|(error, _)| match error {
+            GatewayError::UpstreamTimeout(timeout) if waiting.is_some_and(|w| w.on_client()) => {
+                GatewayError::ClientBodyTimeout(timeout)
+            }
+            error => error,
         });
+        match &result {
+            Ok(response) => permit.record(!response.status().is_server_error()),
+            // KooDrive was waiting on the client: nothing learnt about KooDrive either way.
+            Err(GatewayError::ClientBodyTimeout(_)) => drop(permit),
+            // KooDrive took the connection; the client's body is what failed.
+            Err(error) => permit.record(error.is_client_fault()),
+        }
         Ok(result?.map(|incoming| body::boxed(Deadline::new(incoming, deadline, self.timeout))))
     }
 

@@ -13,6 +13,7 @@ use tokio::sync::Notify;
 
 use crate::support::client::Client;
 use crate::support::faults::{Fault, FaultServer, HEALTHY_PAGE};
+use crate::support::mock::ChannelBody;
 use crate::support::{config, within, Mock, Reply, TestGateway, TestResponse, TASK_LIST};
 
 const TIMEOUT: Duration = Duration::from_secs(1);
@@ -385,6 +386,65 @@ async fn a_late_success_leaves_an_open_breaker_open_until_the_probe() {
         "closed by a success that was not the probe"
     );
     assert_eq!(mock.hits(), hits, "KooDrive called within the cooldown");
+    assert_eq!(gw.metrics().await["koodrive_gateway_breaker_open"], 1.0);
+}
+
+/// A client that stops sending its body is at fault, not KooDrive: once upstream.timeout passes it
+/// gets a 408 of the gateway's, and the breaker (here opening after one failure) stays closed.
+#[tokio::test]
+async fn a_client_stalling_its_upload_gets_408_and_does_not_open_the_breaker() {
+    let mock = Mock::with_slow_path(Duration::from_secs(3)).await;
+    let overlay = r#"
+        [upstream]
+        timeout = "1s"
+        breaker_failures = 1
+        breaker_cooldown = "60s"
+        [auth]
+        mode = "token"
+        access_token = "t"
+    "#;
+    let gw = TestGateway::for_mock(&mock, overlay).await;
+    // One chunk, then nothing: the sender is kept, so the body never ends.
+    let (tx, rx) = tokio::sync::mpsc::channel(1);
+    tx.send(Bytes::from_static(b"{\"")).await.unwrap();
+    let upload = gw
+        .client
+        .request(Method::POST, "/koodrive/ose/v1/task/create")
+        .body(ChannelBody::new(rx))
+        .unwrap();
+    let raw = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .build_http::<ChannelBody>();
+    let started = Instant::now();
+    let response = within("the stalled upload's answer", raw.request(upload))
+        .await
+        .unwrap();
+    assert!(
+        started.elapsed() < TIMEOUT + MARGIN,
+        "{:?}",
+        started.elapsed()
+    );
+    let status = response.status();
+    let marker = response.headers()["koodrive-gateway-error"].clone();
+    let body = response.into_body().collect().await.unwrap().to_bytes();
+    assert_eq!(status, 408, "{}", String::from_utf8_lossy(&body));
+    assert_eq!(marker, "GATEWAY_CLIENT_BODY_TIMEOUT");
+    let json: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(json["code"], "GATEWAY_CLIENT_BODY_TIMEOUT");
+    drop(tx);
+
+    // Another client right after: KooDrive is called, not refused by an open breaker.
+    let other = gw.client.get("/koodrive/ose/v1/task/1").await;
+    assert_eq!(other.status, 200, "{}", other.text());
+    assert_eq!(gw.metrics().await["koodrive_gateway_breaker_open"], 0.0);
+
+    // A whole body sent and KooDrive slow to answer: KooDrive's timeout, as ever.
+    let whole = gw
+        .client
+        .request(Method::POST, "/koodrive/ose/v1/task/slow")
+        .body(Full::new(Bytes::from_static(b"{}")))
+        .unwrap();
+    let slow = gw.client.send(whole).await;
+    assert_eq!(slow.json()["code"], "GATEWAY_UPSTREAM_TIMEOUT");
     assert_eq!(gw.metrics().await["koodrive_gateway_breaker_open"], 1.0);
 }
 
