@@ -260,7 +260,12 @@ fn forward_other(
             return Err(GatewayError::BodyTooLarge { limit });
         }
         let (body, body_sha256) = if signs {
-            let bytes = read_bounded(incoming, limit).await?;
+            // Bounded in time as a streamed body is (by the exchange's deadline): a client that
+            // stops sending must not hold its place in flight for ever.
+            let timeout = state.upstream.timeout();
+            let bytes = tokio::time::timeout(timeout, read_bounded(incoming, limit))
+                .await
+                .map_err(|_| GatewayError::ClientBodyTimeout(timeout))??;
             set_content_length(&mut parts, bytes.len());
             (body::full(bytes.clone()), Some(sign::payload_hash(&bytes)))
         } else {

@@ -454,3 +454,40 @@ fn the_healthy_page_is_storable_json() {
     assert_eq!(json["code"], 0);
     let _ = config("http://127.0.0.1:1", "");
 }
+
+/// A body read whole to be signed is bounded in time too: a client that promises a body and
+/// stops sending it gets the 408 within upstream.timeout, and its place in flight (here the only
+/// one) is free for the next request. KooDrive never hears of it.
+#[tokio::test]
+async fn a_client_stalling_a_body_to_be_signed_gets_408_and_frees_its_place() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let mock = Mock::ok().await;
+    let overlay = "[server]\nmax_in_flight = 1\n[upstream]\ntimeout = \"1s\"";
+    let gw = TestGateway::for_mock(&mock, overlay).await;
+    let mut stalled = tokio::net::TcpStream::connect(gw.running().addr)
+        .await
+        .unwrap();
+    let head =
+        "POST /koodrive/ose/v1/task/create HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\n{\"";
+    stalled.write_all(head.as_bytes()).await.unwrap();
+    let started = Instant::now();
+    let mut answer = Vec::new();
+    within(
+        "the stalled body's answer",
+        stalled.read_to_end(&mut answer),
+    )
+    .await
+    .unwrap();
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(answer.contains("GATEWAY_CLIENT_BODY_TIMEOUT"), "{answer}");
+    assert!(
+        started.elapsed() < TIMEOUT + MARGIN,
+        "{:?}",
+        started.elapsed()
+    );
+    let other = gw.client.get("/koodrive/ose/v1/task/1").await;
+    assert_eq!(other.status, 200, "{}", other.text());
+    assert_eq!(mock.hits(), 1, "only the second request reached KooDrive");
+}
