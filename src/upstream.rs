@@ -50,7 +50,7 @@ pub struct Upstream {
     scheme: Scheme,
     authority: http::uri::Authority,
     timeout: Duration,
-    breaker: Breaker,
+    breaker: Arc<Breaker>,
 }
 
 impl Upstream {
@@ -78,7 +78,11 @@ impl Upstream {
             scheme: config.scheme.clone(),
             authority: config.authority.clone(),
             timeout: config.timeout,
-            breaker: Breaker::new(config.breaker_failures, config.breaker_cooldown, metrics),
+            breaker: Arc::new(Breaker::new(
+                config.breaker_failures,
+                config.breaker_cooldown,
+                metrics,
+            )),
         })
     }
 
@@ -100,7 +104,7 @@ impl Upstream {
     /// Sends a request through the circuit breaker. A bodiless GET or HEAD that failed to
     /// connect or was reset before any response byte is retried once, on a fresh connection,
     /// within the same deadline; nothing else is ever retried. The response body errors out if
-    /// it is still streaming at `deadline`.
+    /// it is still streaming at `deadline`, and its end (or error) is the breaker's outcome.
     pub async fn send(
         &self,
         request: Request<Body>,
@@ -141,14 +145,26 @@ impl Upstream {
             }
             error => error,
         });
-        match &result {
-            Ok(response) => permit.record(!response.status().is_server_error()),
+        // The outcome left for the body's end to tell, if any.
+        let outcome = match &result {
+            Ok(response) if response.status().is_server_error() => {
+                permit.record(false);
+                None
+            }
+            Ok(_) => Some(permit),
             // KooDrive was waiting on the client: nothing learnt about KooDrive either way.
-            Err(GatewayError::ClientBodyTimeout(_)) => drop(permit),
+            Err(GatewayError::ClientBodyTimeout(_)) => None,
             // KooDrive took the connection; the client's body is what failed.
-            Err(error) => permit.record(error.is_client_fault()),
-        }
-        Ok(result?.map(|incoming| body::boxed(Deadline::new(incoming, deadline, self.timeout))))
+            Err(error) => {
+                permit.record(error.is_client_fault());
+                None
+            }
+        };
+        let timeout = self.timeout;
+        Ok(
+            result?
+                .map(|incoming| body::boxed(Deadline::new(incoming, deadline, timeout, outcome))),
+        )
     }
 
     /// One try; on failure, also whether it may be retried.

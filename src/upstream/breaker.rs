@@ -33,10 +33,11 @@ struct Inner {
 #[derive(Debug)]
 pub struct Open(pub Duration);
 
-/// Admission to call KooDrive; report the outcome with [`Permit::record`]. A probe dropped
-/// without an outcome (its client went away) lets the next request probe instead.
-pub struct Permit<'a> {
-    breaker: &'a Breaker,
+/// Admission to call KooDrive; report the outcome with [`Permit::record`]. Owned, so that it can
+/// travel with the response body, whose end is the exchange's. A probe dropped without an outcome
+/// (its client went away) lets the next request probe instead.
+pub struct Permit {
+    breaker: Arc<Breaker>,
     probe: bool,
     recorded: bool,
 }
@@ -56,7 +57,7 @@ impl Breaker {
         }
     }
 
-    pub fn admit(&self) -> Result<Permit<'_>, Open> {
+    pub fn admit(self: &Arc<Self>) -> Result<Permit, Open> {
         if self.threshold == 0 || self.state.load(Ordering::Acquire) == CLOSED {
             return Ok(self.permit(false));
         }
@@ -75,9 +76,9 @@ impl Breaker {
         }
     }
 
-    fn permit(&self, probe: bool) -> Permit<'_> {
+    fn permit(self: &Arc<Self>, probe: bool) -> Permit {
         Permit {
-            breaker: self,
+            breaker: Arc::clone(self),
             probe,
             recorded: false,
         }
@@ -129,7 +130,7 @@ impl Breaker {
     }
 }
 
-impl Permit<'_> {
+impl Permit {
     pub fn record(mut self, success: bool) {
         self.recorded = true;
         if success {
@@ -140,7 +141,7 @@ impl Permit<'_> {
     }
 }
 
-impl Drop for Permit<'_> {
+impl Drop for Permit {
     fn drop(&mut self) {
         if self.probe && !self.recorded {
             let mut inner = self.breaker.inner.lock().unwrap_or_else(|p| p.into_inner());
@@ -155,8 +156,12 @@ impl Drop for Permit<'_> {
 mod tests {
     use super::*;
 
-    fn breaker(threshold: u32) -> Breaker {
-        Breaker::new(threshold, Duration::from_secs(5), Metrics::new())
+    fn breaker(threshold: u32) -> Arc<Breaker> {
+        Arc::new(Breaker::new(
+            threshold,
+            Duration::from_secs(5),
+            Metrics::new(),
+        ))
     }
 
     #[tokio::test(start_paused = true)]

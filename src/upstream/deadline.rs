@@ -1,5 +1,7 @@
 //! A body wrapper that fails once a deadline passes, so `upstream.timeout` bounds the whole
-//! exchange and a stalled upstream body cannot hold a client (or a cache waiter) forever.
+//! exchange and a stalled upstream body cannot hold a client (or a cache waiter) forever. It also
+//! carries the exchange's circuit-breaker permit: how an exchange ended is known at its body's end,
+//! not when its head arrives (a KooDrive that always stalls or resets mid-body must trip it).
 
 use std::future::Future;
 use std::pin::Pin;
@@ -9,6 +11,7 @@ use std::time::Duration;
 use http_body::{Body, Frame, SizeHint};
 use tokio::time::{Instant, Sleep};
 
+use super::breaker::Permit;
 use crate::body::BoxError;
 
 /// The body was still streaming when the exchange's time (`upstream.timeout`) ran out.
@@ -20,14 +23,31 @@ pub struct Deadline<B> {
     inner: B,
     sleep: Pin<Box<Sleep>>,
     timeout: Duration,
+    /// The exchange's admission, until it is told how the exchange ended: a success at the body's
+    /// end, a failure when the body errs or outlives the deadline. A body dropped before either
+    /// (its reader left mid-way) tells nothing: that says nothing of KooDrive, and a success
+    /// would count an exchange that might yet have stalled.
+    outcome: Option<Permit>,
 }
 
-impl<B> Deadline<B> {
-    pub fn new(inner: B, deadline: Instant, timeout: Duration) -> Self {
-        Deadline {
+impl<B: Body> Deadline<B> {
+    pub fn new(inner: B, deadline: Instant, timeout: Duration, outcome: Option<Permit>) -> Self {
+        let mut body = Deadline {
             inner,
             sleep: Box::pin(tokio::time::sleep_until(deadline)),
             timeout,
+            outcome,
+        };
+        // No body (HEAD, 204, 304, a zero length): over already, and hyper never polls it.
+        if body.inner.is_end_stream() {
+            body.record(true);
+        }
+        body
+    }
+
+    fn record(&mut self, success: bool) {
+        if let Some(permit) = self.outcome.take() {
+            permit.record(success);
         }
     }
 }
@@ -45,10 +65,22 @@ where
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
         if let Poll::Ready(frame) = Pin::new(&mut self.inner).poll_frame(cx) {
+            match &frame {
+                None => self.record(true),
+                Some(Err(_)) => self.record(false),
+                // hyper stops polling a body that says it has ended: its last frame is its end.
+                Some(Ok(_)) if self.outcome.is_some() && self.inner.is_end_stream() => {
+                    self.record(true)
+                }
+                Some(Ok(_)) => {}
+            }
             return Poll::Ready(frame.map(|f| f.map_err(Into::into)));
         }
         match self.sleep.as_mut().poll(cx) {
-            Poll::Ready(()) => Poll::Ready(Some(Err(Box::new(DeadlineElapsed(self.timeout))))),
+            Poll::Ready(()) => {
+                self.record(false);
+                Poll::Ready(Some(Err(Box::new(DeadlineElapsed(self.timeout)))))
+            }
             Poll::Pending => Poll::Pending,
         }
     }
@@ -59,5 +91,80 @@ where
 
     fn size_hint(&self) -> SizeHint {
         self.inner.size_hint()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use bytes::Bytes;
+    use http_body_util::{BodyExt, Full};
+
+    use super::super::breaker::Breaker;
+    use super::*;
+    use crate::metrics::Metrics;
+
+    /// A body whose next frame never comes.
+    struct Stalled;
+
+    impl Body for Stalled {
+        type Data = Bytes;
+        type Error = BoxError;
+
+        fn poll_frame(
+            self: Pin<&mut Self>,
+            _: &mut Context<'_>,
+        ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+            Poll::Pending
+        }
+    }
+
+    /// A breaker opened by one failure, its cooldown over: the next admission is the probe.
+    async fn probing() -> Arc<Breaker> {
+        let breaker = Arc::new(Breaker::new(1, Duration::from_secs(5), Metrics::new()));
+        breaker
+            .admit()
+            .map(|p| p.record(false))
+            .unwrap_or_else(|_| panic!("closed"));
+        tokio::time::advance(Duration::from_secs(6)).await;
+        breaker
+    }
+
+    fn deadline<B: Body>(body: B, breaker: &Arc<Breaker>) -> Deadline<B> {
+        let probe = breaker.admit().unwrap_or_else(|_| panic!("a probe"));
+        let at = Instant::now() + Duration::from_secs(1);
+        Deadline::new(body, at, Duration::from_secs(1), Some(probe))
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_body_read_to_its_end_is_a_success() {
+        for body in [Bytes::new(), Bytes::from_static(b"{}")] {
+            let breaker = probing().await;
+            let mut body = deadline(Full::new(body), &breaker);
+            // As hyper does: polled until it says it has ended, never past that.
+            while !body.is_end_stream() {
+                assert!(body.frame().await.is_some_and(|f| f.is_ok()));
+            }
+            assert!(breaker.admit().is_ok() && breaker.admit().is_ok(), "closed");
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_body_past_the_deadline_is_a_failure() {
+        let breaker = probing().await;
+        let mut body = deadline(Stalled, &breaker);
+        assert!(body.frame().await.is_some_and(|f| f.is_err()));
+        assert!(breaker.admit().is_err(), "open again");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_body_dropped_mid_way_tells_nothing() {
+        let breaker = probing().await;
+        drop(deadline(Stalled, &breaker));
+        // Neither closed nor opened for a cooldown: the next request probes instead.
+        let probe = breaker.admit();
+        assert!(probe.is_ok(), "a probe");
+        assert!(breaker.admit().is_err(), "one probe at a time");
     }
 }

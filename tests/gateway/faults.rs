@@ -448,6 +448,32 @@ async fn a_client_stalling_its_upload_gets_408_and_does_not_open_the_breaker() {
     assert_eq!(gw.metrics().await["koodrive_gateway_breaker_open"], 1.0);
 }
 
+/// A body that stalls or is reset after a good head is a failure of KooDrive's like any other:
+/// with the breaker opening after one failure, the next request is refused without a call.
+#[tokio::test]
+async fn a_response_body_that_stalls_or_is_reset_counts_against_koodrive() {
+    for fault in [Fault::StallMidBody, Fault::ResetMidBody] {
+        let server = FaultServer::start(fault).await;
+        let overlay = r#"
+            [upstream]
+            timeout = "1s"
+            breaker_failures = 1
+            breaker_cooldown = "60s"
+        "#;
+        let gw = TestGateway::for_mock_url(&server.url(), overlay).await;
+        let (failed, elapsed) = timed(&gw, &format!("{TASK_LIST}?status=1")).await;
+        check(fault, &failed, elapsed);
+        let hits = server.hits();
+        let next = gw.client.get(&format!("{TASK_LIST}?status=2")).await;
+        assert_eq!(
+            next.json()["code"],
+            "GATEWAY_UPSTREAM_CIRCUIT_OPEN",
+            "{fault:?}: the breaker stayed closed"
+        );
+        assert_eq!(server.hits(), hits, "{fault:?}: KooDrive called again");
+    }
+}
+
 #[test]
 fn the_healthy_page_is_storable_json() {
     let json: serde_json::Value = serde_json::from_str(HEALTHY_PAGE).unwrap();
