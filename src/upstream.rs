@@ -4,6 +4,7 @@
 
 mod breaker;
 mod deadline;
+mod heard;
 mod waiting;
 
 use std::sync::Arc;
@@ -13,7 +14,7 @@ use http::uri::{PathAndQuery, Scheme};
 use http::{Method, Request, Response, Uri};
 use http_body::Body as _;
 use hyper_rustls::HttpsConnector;
-use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::connect::{capture_connection, HttpConnector};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 use rustls_pki_types::pem::PemObject;
@@ -43,10 +44,13 @@ pub enum TlsSetupError {
     Rustls(#[from] rustls::Error),
 }
 
+/// Connections that say whether anything came back since the request went out (for retries).
+type Connector = heard::Listening<HttpsConnector<HttpConnector>>;
+
 pub struct Upstream {
-    client: Client<HttpsConnector<HttpConnector>, Body>,
+    client: Client<Connector, Body>,
     /// Keeps no idle connections: a retry always goes out on a fresh one.
-    fresh: Client<HttpsConnector<HttpConnector>, Body>,
+    fresh: Client<Connector, Body>,
     scheme: Scheme,
     authority: http::uri::Authority,
     timeout: Duration,
@@ -64,6 +68,7 @@ impl Upstream {
             .https_or_http()
             .enable_http1()
             .wrap_connector(http);
+        let connector = heard::Listening(https);
         let builder = || {
             let mut builder = Client::builder(TokioExecutor::new());
             builder
@@ -73,8 +78,8 @@ impl Upstream {
             builder
         };
         Ok(Upstream {
-            client: builder().build(https.clone()),
-            fresh: builder().pool_max_idle_per_host(0).build(https),
+            client: builder().build(connector.clone()),
+            fresh: builder().pool_max_idle_per_host(0).build(connector),
             scheme: config.scheme.clone(),
             authority: config.authority.clone(),
             timeout: config.timeout,
@@ -114,13 +119,15 @@ impl Upstream {
             .breaker
             .admit()
             .map_err(|open| GatewayError::CircuitOpen(open.0))?;
+        let mut request = request;
         let replay = replayable(&request).then(|| {
             let mut copy = Request::new(());
             *copy.method_mut() = request.method().clone();
             *copy.uri_mut() = request.uri().clone();
             *copy.version_mut() = request.version();
             *copy.headers_mut() = request.headers().clone();
-            copy
+            // The connection it goes out on, to ask whether anything came back.
+            (copy, capture_connection(&mut request))
         });
         // A body still to come may stall on its sender, the client: watched, to tell whose
         // fault a timeout is. (A bodiless request, the task list's, is never waiting.)
@@ -133,7 +140,11 @@ impl Upstream {
             }
         };
         let mut result = self.attempt(&self.client, request, deadline).await;
-        if let (Err((_, true)), Some(copy)) = (&result, replay) {
+        let retry = match (&result, replay) {
+            (Err((_, true)), Some((copy, captured))) if !heard::anything(&captured) => Some(copy),
+            _ => None,
+        };
+        if let Some(copy) = retry {
             tracing::debug!("upstream connection failed before any response byte; retrying once on a fresh connection");
             result = self
                 .attempt(&self.fresh, copy.map(|()| body::empty()), deadline)
@@ -170,7 +181,7 @@ impl Upstream {
     /// One try; on failure, also whether it may be retried.
     async fn attempt(
         &self,
-        client: &Client<HttpsConnector<HttpConnector>, Body>,
+        client: &Client<Connector, Body>,
         request: Request<Body>,
         deadline: Instant,
     ) -> Result<Response<hyper::body::Incoming>, (GatewayError, bool)> {

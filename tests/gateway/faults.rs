@@ -34,7 +34,7 @@ const MATRIX_CONFIG: &str = r#"
 fn expected(fault: Fault) -> (u16, &'static str) {
     match fault {
         Fault::Refused => (502, "GATEWAY_UPSTREAM_UNREACHABLE"),
-        Fault::ResetBeforeHeaders | Fault::ResetMidBody | Fault::Garbage => {
+        Fault::ResetBeforeHeaders | Fault::ResetMidHead | Fault::ResetMidBody | Fault::Garbage => {
             (502, "GATEWAY_UPSTREAM_PROTOCOL")
         }
         Fault::StallBeforeHeaders | Fault::StallMidBody => (504, "GATEWAY_UPSTREAM_TIMEOUT"),
@@ -215,6 +215,11 @@ async fn fault_reset_before_headers() {
 }
 
 #[tokio::test]
+async fn fault_reset_mid_head() {
+    matrix(Fault::ResetMidHead).await;
+}
+
+#[tokio::test]
 async fn fault_reset_mid_body() {
     matrix(Fault::ResetMidBody).await;
 }
@@ -271,6 +276,18 @@ async fn an_idempotent_request_reset_before_headers_is_retried_once_on_a_fresh_c
         .await;
     assert_eq!(response.status, 200);
     assert_eq!(server.hits(), 2, "one reset, one retry");
+}
+
+/// Retried only before any response byte: once part of the head has come, KooDrive has started
+/// answering, and a second call could do twice what the first did.
+#[tokio::test]
+async fn a_get_reset_after_part_of_the_head_is_not_retried() {
+    let server = FaultServer::start(Fault::ResetMidHead).await;
+    let gw = TestGateway::for_mock_url(&server.url(), "").await;
+    let response = gw.client.get("/koodrive/ose/v1/task/1").await;
+    assert_eq!(response.status, 502, "{}", response.text());
+    assert_eq!(response.json()["code"], "GATEWAY_UPSTREAM_PROTOCOL");
+    assert_eq!(server.hits(), 1, "retried after part of the head");
 }
 
 #[tokio::test]

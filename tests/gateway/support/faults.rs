@@ -18,6 +18,8 @@ pub enum Fault {
     /// Reset the first connection before any byte, then be healthy.
     ResetOnce,
     ResetBeforeHeaders,
+    /// Part of the status line and headers, then a reset.
+    ResetMidHead,
     ResetMidBody,
     StallBeforeHeaders,
     StallMidBody,
@@ -144,6 +146,14 @@ async fn answer(mut stream: TcpStream, fault: Fault, n: usize) {
                     format!("{}{HEALTHY_PAGE}", head(200, HEALTHY_PAGE.len(), "")).as_bytes(),
                 )
                 .await;
+        }
+        Fault::ResetMidHead => {
+            let _ = stream
+                .write_all(b"HTTP/1.1 200 OK\r\ncontent-type: appl")
+                .await;
+            let _ = stream.flush().await;
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            reset(stream);
         }
         Fault::ResetMidBody => {
             let _ = stream

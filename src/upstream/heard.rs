@@ -1,0 +1,139 @@
+//! Whether KooDrive has sent anything back on a connection since the gateway last wrote to it:
+//! what tells "reset before any response byte" (safe to retry a GET: KooDrive never began to
+//! answer) from "reset after part of the head" (it did). hyper's errors say neither: a connection
+//! closed or reset mid-head is the same error as one closed before it. So each connection's IO
+//! is wrapped, above TLS (a session ticket is not an answer), to keep one flag: set by a read
+//! that brings bytes, cleared by a write. For a bodiless request the writes are its head, so
+//! after them the flag is "any response byte yet". The flag rides on the connection's
+//! [`Connected`] info, which the caller captures for its request.
+
+use std::future::Future;
+use std::io::{self, IoSlice};
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use http::Uri;
+use hyper_util::client::legacy::connect::{CaptureConnection, Connected, Connection};
+use hyper_util::rt::TokioIo;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+
+/// A connection's flag: something was read since the last write.
+#[derive(Clone, Default)]
+struct Heard(Arc<AtomicBool>);
+
+/// Whether the connection `captured` for a request has brought any byte since the request was
+/// written. No connection (the connect failed): nothing heard.
+pub fn anything(captured: &CaptureConnection) -> bool {
+    let connected = captured.connection_metadata();
+    let Some(connected) = connected.as_ref() else {
+        return false;
+    };
+    let mut extras = http::Extensions::new();
+    connected.get_extras(&mut extras);
+    extras
+        .get::<Heard>()
+        .is_some_and(|heard| heard.0.load(Ordering::Relaxed))
+}
+
+/// A connector whose connections keep a [`Heard`] flag. (hyper's IO traits hand a read a
+/// cursor that cannot tell how much was filled; tokio's can, hence the [`TokioIo`] on each side.)
+#[derive(Clone)]
+pub struct Listening<C>(pub C);
+
+pub type Io<T> = TokioIo<Watched<TokioIo<T>>>;
+
+impl<C> tower_service::Service<Uri> for Listening<C>
+where
+    C: tower_service::Service<Uri>,
+    C::Future: Send + 'static,
+{
+    type Response = Io<C::Response>;
+    type Error = C::Error;
+    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, C::Error>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), C::Error>> {
+        self.0.poll_ready(cx)
+    }
+
+    fn call(&mut self, uri: Uri) -> Self::Future {
+        let connecting = self.0.call(uri);
+        Box::pin(async move {
+            let io = connecting.await?;
+            Ok(TokioIo::new(Watched {
+                io: TokioIo::new(io),
+                heard: Heard::default(),
+            }))
+        })
+    }
+}
+
+/// A connection's IO that keeps its [`Heard`] flag.
+pub struct Watched<T> {
+    io: T,
+    heard: Heard,
+}
+
+impl<T: AsyncRead + Unpin> AsyncRead for Watched<T> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let before = buf.filled().len();
+        let poll = Pin::new(&mut self.io).poll_read(cx, buf);
+        if buf.filled().len() > before {
+            self.heard.0.store(true, Ordering::Relaxed);
+        }
+        poll
+    }
+}
+
+impl<T: AsyncWrite + Unpin> AsyncWrite for Watched<T> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let poll = Pin::new(&mut self.io).poll_write(cx, buf);
+        self.wrote(&poll);
+        poll
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        let poll = Pin::new(&mut self.io).poll_write_vectored(cx, bufs);
+        self.wrote(&poll);
+        poll
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.io.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.io).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.io).poll_shutdown(cx)
+    }
+}
+
+impl<T> Watched<T> {
+    fn wrote(&self, poll: &Poll<io::Result<usize>>) {
+        if matches!(poll, Poll::Ready(Ok(n)) if *n > 0) {
+            self.heard.0.store(false, Ordering::Relaxed);
+        }
+    }
+}
+
+impl<T: Connection> Connection for Watched<T> {
+    fn connected(&self) -> Connected {
+        self.io.connected().extra(self.heard.clone())
+    }
+}
