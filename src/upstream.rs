@@ -163,11 +163,11 @@ impl Upstream {
                 None
             }
             Ok(_) => Some(permit),
-            // KooDrive was waiting on the client: nothing learnt about KooDrive either way.
-            Err(GatewayError::ClientBodyTimeout(_)) => None,
-            // KooDrive took the connection; the client's body is what failed.
-            Err(error) => {
-                permit.record(error.is_client_fault());
+            // The client's body failed (cut off, too large, stopped): nothing learnt about
+            // KooDrive either way, so a probe's turn passes to the next request.
+            Err(error) if error.is_client_fault() => None,
+            Err(_) => {
+                permit.record(false);
                 None
             }
         };

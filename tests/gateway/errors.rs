@@ -184,6 +184,50 @@ async fn a_streamed_body_over_the_limit_is_413_and_not_counted_against_koodrive(
     assert_eq!(mock.last().body, "{}");
 }
 
+/// A probe that fails on its client's side (here a streamed body over `server.max_body`) says
+/// nothing of KooDrive: it does not close the breaker, and the next request probes instead.
+#[tokio::test]
+async fn a_probe_its_own_client_failed_does_not_close_the_breaker() {
+    let mock = Mock::start(|seen| match seen.uri.path().ends_with("/fail") {
+        true => Reply::json(500, r#"{"code":1,"msg":"failing"}"#),
+        false => Reply::ok(),
+    })
+    .await;
+    let overlay = r#"
+        [server]
+        max_body = "1KiB"
+        [upstream]
+        breaker_failures = 1
+        breaker_cooldown = "200ms"
+        [auth]
+        mode = "token"
+        access_token = "t"
+    "#;
+    let gw = TestGateway::for_mock(&mock, overlay).await;
+    assert_eq!(
+        gw.client.get("/koodrive/ose/v1/task/fail").await.status,
+        500
+    );
+    let transitions = |metrics: &std::collections::HashMap<String, f64>, reason: &str| {
+        let key = format!(r#"koodrive_gateway_breaker_transitions_total{{reason="{reason}"}}"#);
+        metrics.get(&key).copied().unwrap_or(0.0)
+    };
+    assert_eq!(transitions(&gw.metrics().await, "open"), 1.0);
+    // Past the cooldown (generously), the next request is the probe.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(post_chunked(&gw, 4, 512).await, 413);
+    let metrics = gw.metrics().await;
+    assert_eq!(transitions(&metrics, "half_open"), 1.0, "it was the probe");
+    assert_eq!(
+        transitions(&metrics, "closed"),
+        0.0,
+        "closed by the client's fault"
+    );
+    // The next request probes: KooDrive answers it, and that closes the breaker.
+    assert_eq!(gw.client.get("/koodrive/ose/v1/task/1").await.status, 200);
+    assert_eq!(transitions(&gw.metrics().await, "closed"), 1.0);
+}
+
 #[tokio::test]
 async fn over_max_in_flight_is_503_with_retry_after() {
     let mock = Mock::with_slow_path(Duration::from_millis(1500)).await;
