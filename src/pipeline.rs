@@ -372,6 +372,8 @@ pub async fn forward(
         Err(GatewayError::UpstreamTimeout(_)) => "timeout",
         Err(GatewayError::UpstreamConnect(_)) => "connect_error",
         Err(GatewayError::CircuitOpen(_)) => "circuit_open",
+        // The client's body failed, not KooDrive.
+        Err(error) if error.is_client_fault() => "client_error",
         Err(_) => "protocol_error",
     };
     state

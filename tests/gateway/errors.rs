@@ -223,6 +223,13 @@ async fn a_probe_its_own_client_failed_does_not_close_the_breaker() {
         0.0,
         "closed by the client's fault"
     );
+    let client_errors =
+        r#"koodrive_gateway_upstream_requests_total{route="task_write",outcome="client_error"}"#;
+    assert_eq!(
+        metrics.get(client_errors),
+        Some(&1.0),
+        "counted as the client's"
+    );
     // The next request probes: KooDrive answers it, and that closes the breaker.
     assert_eq!(gw.client.get("/koodrive/ose/v1/task/1").await.status, 200);
     assert_eq!(transitions(&gw.metrics().await, "closed"), 1.0);
