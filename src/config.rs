@@ -142,10 +142,27 @@ pub struct TelemetryConfig {
     pub service_name: String,
 }
 
+/// The process environment's overrides: the `KOODRIVE_GATEWAY__` variables. Others are not read
+/// at all, so one that is not UTF-8 (a locale, a path) cannot stop the gateway; one of ours that
+/// is not is an error naming it.
+pub fn overrides() -> Result<Vec<(String, String)>, ConfigError> {
+    let mut ours = Vec::new();
+    for (name, value) in std::env::vars_os() {
+        let Some(name) = name.to_str().filter(|n| n.starts_with(ENV_PREFIX)) else {
+            continue;
+        };
+        let value = value
+            .into_string()
+            .map_err(|_| invalid(name, "the value is not UTF-8"))?;
+        ours.push((name.to_owned(), value));
+    }
+    Ok(ours)
+}
+
 impl Config {
     /// Reads a file and applies the process environment's overrides.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
-        Config::from_table(Config::layered(path, std::env::vars())?)
+        Config::from_table(Config::layered(path, overrides()?)?)
     }
 
     /// The file's TOML table after environment overrides, before validation (the demo edits it).
@@ -188,7 +205,7 @@ impl Config {
         let server = ServerConfig {
             listen: parse_addr("server.listen", &raw.server.listen)?,
             admin_listen: parse_addr("server.admin_listen", &raw.server.admin_listen)?,
-            shutdown_grace: raw.server.shutdown_grace,
+            shutdown_grace: bounded("server.shutdown_grace", raw.server.shutdown_grace)?,
             max_in_flight: positive("server.max_in_flight", raw.server.max_in_flight)?,
             header_read_timeout: nonzero(
                 "server.header_read_timeout",
@@ -218,7 +235,10 @@ impl Config {
             timeout: nonzero("upstream.timeout", raw.upstream.timeout)?,
             max_signed_body: raw.upstream.max_signed_body.as_u64(),
             ca_file: raw.upstream.ca_file,
-            pool_idle_timeout: raw.upstream.pool_idle_timeout,
+            pool_idle_timeout: bounded(
+                "upstream.pool_idle_timeout",
+                raw.upstream.pool_idle_timeout,
+            )?,
             breaker_failures: raw.upstream.breaker_failures,
             breaker_cooldown: nonzero("upstream.breaker_cooldown", raw.upstream.breaker_cooldown)?,
         };
@@ -227,8 +247,11 @@ impl Config {
             max_bytes: raw.cache.max_bytes.as_u64(),
             max_entry_bytes: raw.cache.max_entry_bytes.as_u64(),
             ttl: nonzero("cache.ttl", raw.cache.ttl)?,
-            stale_while_revalidate: raw.cache.stale_while_revalidate,
-            stale_if_error: raw.cache.stale_if_error,
+            stale_while_revalidate: bounded(
+                "cache.stale_while_revalidate",
+                raw.cache.stale_while_revalidate,
+            )?,
+            stale_if_error: bounded("cache.stale_if_error", raw.cache.stale_if_error)?,
         };
         let normalize = raw
             .normalize
@@ -375,7 +398,7 @@ fn auth_from_raw(raw: raw::RawAuth) -> Result<AuthConfig, ConfigError> {
         user_id,
         app_id,
         secret,
-        file_poll_interval: raw.file_poll_interval,
+        file_poll_interval: bounded("auth.file_poll_interval", raw.file_poll_interval)?,
         language: HeaderValue::from_str(&raw.language).map_err(|e| invalid("auth.language", e))?,
         override_client: raw.override_client,
     })
@@ -405,6 +428,17 @@ fn positive(key: &str, value: usize) -> Result<usize, ConfigError> {
 fn nonzero(key: &str, value: Duration) -> Result<Duration, ConfigError> {
     if value.is_zero() {
         return Err(invalid(key, "must be greater than zero"));
+    }
+    bounded(key, value)
+}
+
+/// The longest any duration key may be. More is "for ever" for every one of them, and a
+/// deadline this far from a clock reading is far from overflowing it (which panics).
+const MAX_DURATION: Duration = Duration::from_secs(366 * 24 * 60 * 60);
+
+fn bounded(key: &str, value: Duration) -> Result<Duration, ConfigError> {
+    if value > MAX_DURATION {
+        return Err(invalid(key, "must be at most 366 days"));
     }
     Ok(value)
 }

@@ -205,8 +205,8 @@ async fn serve_signals(
 /// mock accepting the credentials that config holds.
 async fn demo_config(path: Option<PathBuf>) -> anyhow::Result<(Config, MockKooDrive)> {
     let mut table = match &path {
-        Some(path) => Config::layered(path, std::env::vars())?,
-        None => Config::layered_str(DEMO_CONFIG, std::env::vars())?,
+        Some(path) => Config::layered(path, koodrive_gateway::config::overrides()?)?,
+        None => Config::layered_str(DEMO_CONFIG, koodrive_gateway::config::overrides()?)?,
     };
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let mock_addr = listener.local_addr()?;

@@ -173,6 +173,36 @@ fn errors_name_the_key_and_why() {
     assert!(error_of("[upstream]\n", &[]).contains("upstream.url"));
 }
 
+/// Any duration the config takes is one the gateway can add to a clock reading: past 366 days
+/// ("for ever" for each of them) a key is refused by name, where it used to pass and then panic
+/// every request (`upstream.timeout`) or the breaker (`upstream.breaker_cooldown`).
+#[test]
+fn durations_are_bounded_by_name() {
+    for key in [
+        "server.shutdown_grace",
+        "server.header_read_timeout",
+        "upstream.connect_timeout",
+        "upstream.timeout",
+        "upstream.pool_idle_timeout",
+        "upstream.breaker_cooldown",
+        "auth.file_poll_interval",
+        "cache.ttl",
+        "cache.stale_while_revalidate",
+        "cache.stale_if_error",
+    ] {
+        let name = format!(
+            "KOODRIVE_GATEWAY__{}",
+            key.replace('.', "__").to_uppercase()
+        );
+        let error = error_of(MINIMAL, &[(&name, "500000000000years")]);
+        assert!(
+            error.contains(key) && error.contains("366 days"),
+            "{key}: {error}"
+        );
+        Config::parse(MINIMAL, env(&[(&name, "366days")])).unwrap_or_else(|e| panic!("{e}"));
+    }
+}
+
 #[test]
 fn secrets_never_show_in_debug_output() {
     let config = Config::parse(MINIMAL, env(&[("KOODRIVE_GATEWAY__ADMIN__TOKEN", "adm1n")]))

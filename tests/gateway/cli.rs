@@ -116,6 +116,35 @@ fn environment_overrides_every_key() {
     std::fs::remove_file(good).ok();
 }
 
+/// The environment may hold variables that are not UTF-8 (a locale, a path): only the
+/// KOODRIVE_GATEWAY__ ones are read, and one of those that is not UTF-8 is an error naming it,
+/// never a panic.
+#[test]
+fn a_variable_that_is_not_utf8_never_panics_the_gateway() {
+    use std::os::unix::ffi::OsStrExt;
+    let good = temp_config("non-utf8-env", GOOD);
+    for (name, ok) in [
+        ("KDGW_UNRELATED", true),
+        ("KOODRIVE_GATEWAY__AUTH__APP_ID", false),
+    ] {
+        let output = std::process::Command::new(BIN)
+            .arg("--check-config")
+            .arg("--config")
+            .arg(&good)
+            .env_remove("KOODRIVE_GATEWAY_CONFIG")
+            .env(name, std::ffi::OsStr::from_bytes(b"caf\xe9"))
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(!stderr.contains("panicked"), "{name}: {stderr}");
+        assert_eq!(output.status.success(), ok, "{name}: {stderr}");
+        if !ok {
+            assert!(stderr.contains(name), "{stderr}");
+        }
+    }
+    std::fs::remove_file(good).ok();
+}
+
 #[test]
 fn help_documents_the_modes() {
     let output = std::process::Command::new(BIN)
