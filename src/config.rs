@@ -27,10 +27,27 @@ pub enum ConfigError {
         #[source]
         source: std::io::Error,
     },
-    #[error("config is not valid TOML")]
-    Toml(#[source] toml::de::Error),
+    /// Where and why, never the offending line itself: it may hold a secret.
+    #[error("config is not valid TOML: line {line}, column {column}: {message}")]
+    Toml {
+        line: usize,
+        column: usize,
+        message: String,
+    },
     #[error("{key}: {message}")]
     Invalid { key: String, message: String },
+}
+
+/// A TOML syntax error as its position and reason. (`toml`'s own message quotes the line, and
+/// a line with a typo in it may be the one holding a token or secret.)
+fn toml_error(text: &str, error: &toml::de::Error) -> ConfigError {
+    let at = error.span().map_or(0, |span| span.start).min(text.len());
+    let before = text.get(..at).unwrap_or_default();
+    ConfigError::Toml {
+        line: before.matches('\n').count() + 1,
+        column: before.len() - before.rfind('\n').map_or(0, |i| i + 1) + 1,
+        message: error.message().to_owned(),
+    }
 }
 
 fn invalid(key: &str, message: impl std::fmt::Display) -> ConfigError {
@@ -182,7 +199,7 @@ impl Config {
         text: &str,
         env: impl IntoIterator<Item = (String, String)>,
     ) -> Result<toml::Table, ConfigError> {
-        let mut table: toml::Table = toml::from_str(text).map_err(ConfigError::Toml)?;
+        let mut table: toml::Table = toml::from_str(text).map_err(|e| toml_error(text, &e))?;
         apply_env(&mut table, env)?;
         Ok(table)
     }

@@ -203,6 +203,33 @@ fn durations_are_bounded_by_name() {
     }
 }
 
+/// A syntax error says where and why, never the line itself: a typo on a secret's line (a
+/// backslash TOML does not take, a stray quote) would otherwise put the secret in the log.
+#[test]
+fn a_toml_syntax_error_never_quotes_the_line() {
+    for (line, secret) in [
+        (r#"access_token = "TOK-9f2e\q-never-logged""#, "TOK-9f2e"),
+        (
+            r#"access_token = "TOK-77a1"quoted"-never-logged""#,
+            "TOK-77a1",
+        ),
+    ] {
+        let text = format!("[auth]\nmode = \"token\"\n{line}\n");
+        let Err(error) = Config::parse(&text, env(&[])) else {
+            panic!("accepted: {text}");
+        };
+        // All of it, as the log's error chain shows it.
+        let mut chain = error.to_string();
+        let mut source = std::error::Error::source(&error);
+        while let Some(e) = source {
+            chain += &format!(": {e}");
+            source = e.source();
+        }
+        assert!(!chain.contains(secret), "{chain}");
+        assert!(chain.contains("line 3, column"), "{chain}");
+    }
+}
+
 #[test]
 fn secrets_never_show_in_debug_output() {
     let config = Config::parse(MINIMAL, env(&[("KOODRIVE_GATEWAY__ADMIN__TOKEN", "adm1n")]))
