@@ -66,8 +66,16 @@ pub fn canonical_query(query: Option<&str>) -> String {
     let Some(query) = query.filter(|q| !q.is_empty()) else {
         return String::new();
     };
-    let mut pairs: Vec<(String, String)> = form_urlencoded::parse(query.as_bytes())
-        .map(|(k, v)| (k.into_owned(), v.into_owned()))
+    // Decoded to bytes, not text: a byte that is not UTF-8 is signed as that byte, as `enc`
+    // writes every byte (decoded as text, every such byte was signed alike, as U+FFFD).
+    let decode = |raw: &str| -> Vec<u8> { percent_decode_str(&raw.replace('+', " ")).collect() };
+    let mut pairs: Vec<(Vec<u8>, Vec<u8>)> = query
+        .split('&')
+        .filter(|pair| !pair.is_empty())
+        .map(|pair| {
+            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+            (decode(k), decode(v))
+        })
         .collect();
     pairs.sort();
     let mut out = String::with_capacity(query.len() + 8);
@@ -75,9 +83,9 @@ pub fn canonical_query(query: Option<&str>) -> String {
         if i > 0 {
             out.push('&');
         }
-        out.push_str(&enc(k.as_bytes()));
+        out.push_str(&enc(k));
         out.push('=');
-        out.push_str(&enc(v.as_bytes()));
+        out.push_str(&enc(v));
     }
     out
 }
@@ -247,6 +255,14 @@ mod tests {
         assert_eq!(
             canonical_query(Some("b=x%2Fy&a=1+2&a=%21&c")),
             "a=%21&a=1%202&b=x%2Fy&c="
+        );
+        // A byte that is not UTF-8 is signed as that byte, in the query as in the path: two
+        // different queries never sign alike.
+        assert_eq!(canonical_uri("/a%FF"), "/a%FF/");
+        assert_eq!(canonical_query(Some("a=%FF&%FE=1&&")), "a=%FF&%FE=1");
+        assert_ne!(
+            canonical_query(Some("a=%FF")),
+            canonical_query(Some("a=%FE"))
         );
         let input = SignInput {
             method: "GET",
