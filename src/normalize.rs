@@ -11,7 +11,7 @@ mod rules;
 use bytes::Bytes;
 use serde_json::{Map, Value};
 
-pub use decode::{decode, DecodeError};
+pub use decode::{decodable, decode, DecodeError};
 pub(crate) use rewrite::value_end;
 pub use rules::{
     FieldType, NormalizeConfig, RawNormalizeConfig, RawRule, RawShape, Rule, RuleError, RuleTable,

@@ -139,9 +139,17 @@ pub async fn shape(
     let wanted = (rule.is_some() || !response.status().is_success()) && is_json(response.headers());
     let too_large =
         headers::declared_length(response.headers()).is_some_and(|len| len > limit as u64);
-    if !wanted || too_large {
-        if wanted {
+    // A coding the gateway cannot undo (one the client asked for: this route passes its
+    // Accept-Encoding on) streams through as it came, never a 502.
+    let decodable = response
+        .headers()
+        .get(CONTENT_ENCODING)
+        .map_or(true, |v| v.to_str().is_ok_and(normalize::decodable));
+    if !wanted || too_large || !decodable {
+        if wanted && too_large {
             fallback(metrics, "too_large");
+        } else if wanted {
+            fallback(metrics, "unsupported_encoding");
         } else if rule.is_some() && response.status().is_success() {
             fallback(metrics, "not_json");
         }

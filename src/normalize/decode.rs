@@ -60,6 +60,15 @@ pub fn decode(content_encoding: &str, body: &[u8], max: usize) -> Result<Bytes, 
     Ok(Bytes::from(current.into_owned()))
 }
 
+/// Whether [`decode`] knows every coding a `Content-Encoding` names.
+pub fn decodable(content_encoding: &str) -> bool {
+    content_encoding
+        .split(',')
+        .map(str::trim)
+        .filter(|name| !name.is_empty())
+        .all(|name| coding(name).is_ok())
+}
+
 fn coding(name: &str) -> Result<Coding, DecodeError> {
     let known = [
         ("gzip", Coding::Gzip),

@@ -124,6 +124,44 @@ async fn a_gzipped_page_that_is_not_json_is_decoded_too() {
     assert_eq!(response.header("content-length"), PAGE.len().to_string());
 }
 
+/// A coding the gateway cannot undo, which the client asked for (off the task list the
+/// client's Accept-Encoding goes upstream): the answer streams through as it came, status and
+/// bytes, counted as a fallback where it would have been normalized. It was a 502.
+#[tokio::test]
+async fn a_body_in_a_coding_the_gateway_cannot_undo_passes_through() {
+    const OPAQUE: &[u8] = b"\x28\xb5\x2f\xfd\x00\x58opaque-zstd-frame";
+    let mock = Mock::start(|seen| {
+        let status = match seen.uri.path().ends_with("/missing") {
+            true => 404,
+            false => 200,
+        };
+        Reply::json(status, OPAQUE).header("content-encoding", "zstd")
+    })
+    .await;
+    let overlay = r#"
+        [[normalize.rules]]
+        path = "/koodrive/ose/v1/task/{id}"
+        types = { code = "string" }
+    "#;
+    let gw = TestGateway::for_mock(&mock, overlay).await;
+    for (path, status) in [
+        ("/koodrive/ose/v1/files/missing", 404),
+        ("/koodrive/ose/v1/task/1", 200),
+    ] {
+        let response = gw
+            .client
+            .get_with(path, &[("accept-encoding", "zstd")])
+            .await;
+        assert_eq!(mock.last().header("accept-encoding"), Some("zstd"));
+        assert_eq!(response.status, status, "{path}: {}", response.text());
+        assert_eq!(response.header("content-encoding"), "zstd");
+        assert_eq!(response.body, OPAQUE);
+    }
+    let metrics = gw.metrics().await;
+    let key = r#"koodrive_gateway_normalize_fallbacks_total{reason="unsupported_encoding"}"#;
+    assert_eq!(metrics.get(key), Some(&2.0), "{metrics:?}");
+}
+
 #[tokio::test]
 async fn a_compression_bomb_is_cut_off_as_a_502() {
     let zeros = vec![b' '; 64 * 1024 * 1024];
