@@ -31,7 +31,7 @@ pub enum Outcome {
 pub enum Reason {
     /// Not UTF-8, so not JSON.
     NotUtf8,
-    /// Not valid JSON, or an object nested more than 128 deep (serde_json's own limit).
+    /// Not valid JSON, or an object nested more than 127 deep (serde_json's own limit).
     InvalidJson,
     /// Valid JSON, but not an object at the top level.
     NotAnObject,
@@ -53,7 +53,12 @@ pub fn normalize_body(rule: &Rule, body: &[u8]) -> Outcome {
     let Ok(text) = std::str::from_utf8(body) else {
         return Outcome::PassThrough(Reason::NotUtf8);
     };
-    let start = text.len() - text.trim_start().len();
+    // JSON's own whitespace only: `trim_start`'s Unicode whitespace (a form feed, U+00A0) would
+    // let a body serde_json refuses be normalized and stored.
+    let start = body
+        .iter()
+        .position(|b| !matches!(b, b' ' | b'\t' | b'\n' | b'\r'))
+        .unwrap_or(body.len());
     if body.get(start) != Some(&b'{') {
         // Rare: tell a JSON array or string from something that is not JSON at all.
         let json = serde_json::from_str::<&serde_json::value::RawValue>(text).is_ok();
@@ -282,6 +287,13 @@ mod tests {
             ("truncated", b"{\"taskList\":[", Reason::InvalidJson),
             ("empty", b"", Reason::InvalidJson),
             ("trailing garbage", b"{} x", Reason::InvalidJson),
+            // Whitespace, but not JSON's: serde_json refuses these.
+            ("a leading form feed", b"\x0c{}", Reason::InvalidJson),
+            (
+                "a leading no-break space",
+                b"\xc2\xa0{}",
+                Reason::InvalidJson,
+            ),
             // Refused before any nesting is looked at.
             (
                 "10,000 deep array",
@@ -315,6 +327,13 @@ mod tests {
     fn nesting_up_to_the_limit_is_kept() {
         let nested = format!(r#"{{"x":{}{}}}"#, "[".repeat(126), "]".repeat(126));
         assert_eq!(task_list(nested.as_bytes()), (nested.clone(), 0));
+        // One more container is one serde_json refuses: so is it here.
+        let deeper = format!(r#"{{"x":{}{}}}"#, "[".repeat(127), "]".repeat(127));
+        assert!(serde_json::from_str::<serde_json::Value>(&deeper).is_err());
+        assert_eq!(
+            normalize_body(&Rule::task_list(), deeper.as_bytes()),
+            Outcome::PassThrough(Reason::InvalidJson)
+        );
     }
 
     #[test]

@@ -10,8 +10,9 @@ use std::ops::Range;
 
 use super::rules::{Field, FieldType, Key, Shape, Step};
 
-/// Deeper than this is refused, as serde_json refuses it when parsing into a tree.
-const MAX_DEPTH: usize = 128;
+/// Deeper than this is refused, as serde_json refuses it when parsing into a tree (it takes 127
+/// nested containers, not 128).
+const MAX_DEPTH: usize = 127;
 
 /// Why the text could not be rewritten.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
