@@ -177,6 +177,29 @@ pub fn overrides() -> Result<Vec<(String, String)>, ConfigError> {
 }
 
 impl Config {
+    /// Reads the files the config names (a secret file, the CA file) as the gateway reads them at
+    /// start, so that `--check-config` (a unit's `ExecStartPre`) fails on one it cannot use,
+    /// naming its key, where the start would fail after binding its ports.
+    pub fn check_files(&self) -> Result<(), ConfigError> {
+        if let SecretSource::File(path) = &self.auth.secret {
+            let key = match self.auth.mode {
+                AuthMode::AppSignature => "auth.app_secret_file",
+                AuthMode::Token => "auth.access_token_file",
+            };
+            let text = std::fs::read_to_string(path)
+                .map_err(|e| invalid(key, format!("cannot read {}: {e}", path.display())))?;
+            Secret::new(text.trim())
+                .map_err(|e| invalid(key, format!("{}: {e}", path.display())))?;
+        }
+        if let Some(path) = &self.upstream.ca_file {
+            crate::upstream::tls_config(Some(path)).map_err(|e| {
+                let chain = crate::pipeline::ErrorChain(&e);
+                invalid("upstream.ca_file", chain)
+            })?;
+        }
+        Ok(())
+    }
+
     /// Reads a file and applies the process environment's overrides.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
         Config::from_table(Config::layered(path, overrides()?)?)

@@ -64,7 +64,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     let config_path = cli.config.clone();
     if cli.check_config {
         let path = cli.config.context("--check-config needs --config PATH")?;
-        Config::load(&path).with_context(|| format!("invalid config {}", path.display()))?;
+        Config::load(&path)
+            .and_then(|config| config.check_files())
+            .with_context(|| format!("invalid config {}", path.display()))?;
         println!("{}: ok", path.display());
         return Ok(());
     }

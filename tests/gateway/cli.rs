@@ -145,6 +145,45 @@ fn a_variable_that_is_not_utf8_never_panics_the_gateway() {
     std::fs::remove_file(good).ok();
 }
 
+/// `--check-config` is what a unit's ExecStartPre runs: a secret file or CA file the gateway
+/// cannot use would fail the start after binding, so the check fails too, naming the key.
+#[test]
+fn check_config_reads_the_files_the_config_names() {
+    const SECRET: &str = "[auth]\nuser_id = \"1\"\napp_id = \"a\"\napp_secret = \"s\"\n";
+    let cases = [
+        (
+            "",
+            "[auth]\nuser_id = \"1\"\napp_id = \"a\"\napp_secret_file = \"/nonexistent/kdgw-secret\"\n",
+            "auth.app_secret_file",
+        ),
+        (
+            "",
+            "[auth]\nmode = \"token\"\nuser_id = \"1\"\naccess_token_file = \"/nonexistent/kdgw-token\"\n",
+            "auth.access_token_file",
+        ),
+        ("ca_file = \"/nonexistent/ca.pem\"\n", SECRET, "upstream.ca_file"),
+    ];
+    for (i, (upstream, auth, key)) in cases.iter().enumerate() {
+        let text = format!("[upstream]\nurl = \"http://127.0.0.1:1\"\n{upstream}{auth}");
+        let path = temp_config(&format!("files-{i}"), &text);
+        let (ok, stderr) = check(&path, &[]);
+        assert!(!ok, "{key}: passed");
+        assert!(stderr.contains(key), "{key}: {stderr}");
+        std::fs::remove_file(path).ok();
+    }
+    // A readable secret file passes.
+    let secret = std::env::temp_dir().join(format!("kdgw-{}-secret", std::process::id()));
+    std::fs::write(&secret, "s3cret\n").unwrap();
+    let text = format!(
+        "[upstream]\nurl = \"http://127.0.0.1:1\"\n[auth]\nuser_id = \"1\"\napp_id = \"a\"\napp_secret_file = \"{}\"\n",
+        secret.display()
+    );
+    let path = temp_config("files-ok", &text);
+    assert_eq!(check(&path, &[]), (true, String::new()));
+    std::fs::remove_file(path).ok();
+    std::fs::remove_file(secret).ok();
+}
+
 #[test]
 fn help_documents_the_modes() {
     let output = std::process::Command::new(BIN)
