@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use anyhow::Context;
 use clap::Parser;
 
-use koodrive_gateway::config::{Config, SecretSource};
+use koodrive_gateway::config::{Config, ConfigError, SecretSource};
 use koodrive_gateway::demo::{MockAuth, MockKooDrive};
 use koodrive_gateway::{gateway, pipeline, telemetry};
 
@@ -101,13 +101,15 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         println!("try:  curl -si '{url}'");
         println!();
     }
-    serve_signals(
-        &mut signals,
-        &running,
-        &telemetry.log,
-        config_path.as_deref(),
-    )
-    .await;
+    // What a SIGHUP re-reads: the file, and in the demo, that file with the mock as upstream.
+    let mock_addr = mock.as_ref().map(MockKooDrive::addr);
+    let reload = config_path.map(|path| {
+        move || match mock_addr {
+            Some(addr) => Config::from_table(demo_table(Some(&path), addr)?),
+            None => Config::load(&path),
+        }
+    });
+    serve_signals(&mut signals, &running, &telemetry.log, reload).await;
     running.shutdown();
     running.wait().await;
     // After the drain, so the last requests' spans are exported too.
@@ -178,18 +180,18 @@ async fn serve_signals(
     signals: &mut Signals,
     running: &gateway::Running,
     log: &telemetry::LogHandle,
-    path: Option<&std::path::Path>,
+    reload: Option<impl Fn() -> Result<Config, ConfigError>>,
 ) {
     loop {
         match signals.next().await {
             Asked::Shutdown => return,
             Asked::Reload => {}
         }
-        let Some(path) = path else {
+        let Some(reload) = &reload else {
             tracing::warn!("SIGHUP ignored: no config file to re-read");
             continue;
         };
-        match Config::load(path) {
+        match reload() {
             Ok(config) => match running.reload(&config).await {
                 Ok(()) => log.set_level(&config.log),
                 Err(error) => {
@@ -203,15 +205,17 @@ async fn serve_signals(
     }
 }
 
-/// The demo's config: the given file (or the built-in one) with the mock as its upstream, and the
-/// mock accepting the credentials that config holds.
-async fn demo_config(path: Option<PathBuf>) -> anyhow::Result<(Config, MockKooDrive)> {
-    let mut table = match &path {
+/// The demo's config before validation: the given file (or the built-in one) with the mock at
+/// `mock_addr` as its upstream. A reload reads it the same way (the mock keeps the credentials it
+/// started with).
+fn demo_table(
+    path: Option<&std::path::Path>,
+    mock_addr: std::net::SocketAddr,
+) -> Result<toml::Table, ConfigError> {
+    let mut table = match path {
         Some(path) => Config::layered(path, koodrive_gateway::config::overrides()?)?,
         None => Config::layered_str(DEMO_CONFIG, koodrive_gateway::config::overrides()?)?,
     };
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let mock_addr = listener.local_addr()?;
     let upstream = table
         .entry("upstream")
         .or_insert_with(|| toml::Value::Table(toml::Table::new()));
@@ -221,6 +225,14 @@ async fn demo_config(path: Option<PathBuf>) -> anyhow::Result<(Config, MockKooDr
             toml::Value::String(format!("http://{mock_addr}")),
         );
     }
+    Ok(table)
+}
+
+/// The demo's config: the given file (or the built-in one) with the mock as its upstream, and the
+/// mock accepting the credentials that config holds.
+async fn demo_config(path: Option<PathBuf>) -> anyhow::Result<(Config, MockKooDrive)> {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let table = demo_table(path.as_deref(), listener.local_addr()?)?;
     let config = Config::from_table(table).context("invalid demo config")?;
     let secret = match &config.auth.secret {
         SecretSource::Inline(secret) => secret.expose().to_owned(),

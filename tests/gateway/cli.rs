@@ -447,6 +447,32 @@ async fn sighup_reloads_a_good_config_and_refuses_a_bad_one() {
     std::fs::remove_file(path).ok();
 }
 
+/// `--demo --config PATH` serves that file with the mock as upstream; a SIGHUP re-reads it the same
+/// way (the mock as upstream), where it refused the file for lacking the upstream.url the demo
+/// fills in.
+#[tokio::test]
+async fn a_sighup_in_the_demo_reloads_its_config_with_the_mock_as_upstream() {
+    let demo = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("config/demo.toml");
+    let mut process = Process::spawn(
+        &["--demo", "--config", demo.to_str().unwrap()],
+        &[
+            ("KOODRIVE_GATEWAY__SERVER__LISTEN", "127.0.0.1:0"),
+            ("KOODRIVE_GATEWAY__SERVER__ADMIN_LISTEN", "127.0.0.1:0"),
+        ],
+    );
+    process.line_with("curl").await;
+    let pid = process.child.id().unwrap().to_string();
+    std::process::Command::new("kill")
+        .args(["-HUP", &pid])
+        .status()
+        .unwrap();
+    // "config reloaded" or "reload refused": both say "reload".
+    let outcome = process.line_with("reload").await;
+    assert!(outcome.contains("config reloaded"), "{outcome}");
+    let (status, _) = process.terminate().await;
+    assert!(status.success());
+}
+
 /// A SIGHUP or SIGTERM sent the moment the "listening" line appears is a reload or a drain, never
 /// the signal's default action (death), and every stop is announced. Before the handlers were
 /// registered ahead of the listeners, a few starts in a hundred lost that race; about one stop in
