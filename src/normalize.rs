@@ -324,6 +324,31 @@ mod tests {
     }
 
     #[test]
+    fn a_repeated_source_key_is_renamed_once() {
+        let cases: [(&[u8], &str); 3] = [
+            (
+                br#"{"taskListDtos":[{"taskId":1}],"taskListDtos":[{"taskId":2}],"taskList":[{"taskId":3}],"code":0}"#,
+                r#"{"taskList":[{"taskId":"3"}],"code":"0"}"#,
+            ),
+            (
+                br#"{"taskListDtos":[{"taskId":1}],"code":0,"taskListDtos":[{"taskId":2}]}"#,
+                r#"{"code":"0","taskList":[{"taskId":"2"}]}"#,
+            ),
+            (
+                br#"{"taskList":[{"taskId":3}],"taskListDtos":[],"taskListDtos":[{"taskId":2}]}"#,
+                r#"{"taskList":[{"taskId":"3"}]}"#,
+            ),
+        ];
+        for (body, expected) in cases {
+            let Outcome::Normalized { body: out, .. } = normalize_body(&Rule::task_list(), body)
+            else {
+                panic!("not normalized: {}", String::from_utf8_lossy(body));
+            };
+            assert_eq!(std::str::from_utf8(&out).unwrap_or_default(), expected);
+        }
+    }
+
+    #[test]
     fn nesting_up_to_the_limit_is_kept() {
         let nested = format!(r#"{{"x":{}{}}}"#, "[".repeat(126), "]".repeat(126));
         assert_eq!(task_list(nested.as_bytes()), (nested.clone(), 0));

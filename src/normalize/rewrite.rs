@@ -174,7 +174,15 @@ impl Rewriter<'_, '_> {
                         unwrite(self.out, open, renames, range);
                     }
                 }
-                Step::Source(r) => skip = renames[r].0,
+                Step::Source(r) => {
+                    skip = renames[r].0;
+                    // The same source key again: its last copy is the one kept (as JSON parsers
+                    // that keep a repeated key's last value read it), and a target after it
+                    // drops that one, so the output never holds the renamed key twice.
+                    if let Some(range) = renames[r].1.take().filter(|_| !skip) {
+                        unwrite(self.out, open, renames, range);
+                    }
+                }
             }
         }
         if skip {
