@@ -180,16 +180,15 @@ impl Config {
     /// Reads the files the config names (a secret file, the CA file) as the gateway reads them at
     /// start, so that `--check-config` (a unit's `ExecStartPre`) fails on one it cannot use,
     /// naming its key, where the start would fail after binding its ports.
-    pub fn check_files(&self) -> Result<(), ConfigError> {
+    pub async fn check_files(&self) -> Result<(), ConfigError> {
         if let SecretSource::File(path) = &self.auth.secret {
             let key = match self.auth.mode {
                 AuthMode::AppSignature => "auth.app_secret_file",
                 AuthMode::Token => "auth.access_token_file",
             };
-            let text = std::fs::read_to_string(path)
-                .map_err(|e| invalid(key, format!("cannot read {}: {e}", path.display())))?;
-            Secret::new(text.trim())
-                .map_err(|e| invalid(key, format!("{}: {e}", path.display())))?;
+            crate::secret::read_file(path)
+                .await
+                .map_err(|e| invalid(key, e))?;
         }
         if let Some(path) = &self.upstream.ca_file {
             crate::upstream::tls_config(Some(path)).map_err(|e| {

@@ -64,8 +64,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     let config_path = cli.config.clone();
     if cli.check_config {
         let path = cli.config.context("--check-config needs --config PATH")?;
-        Config::load(&path)
-            .and_then(|config| config.check_files())
+        let config =
+            Config::load(&path).with_context(|| format!("invalid config {}", path.display()))?;
+        config
+            .check_files()
+            .await
             .with_context(|| format!("invalid config {}", path.display()))?;
         println!("{}: ok", path.display());
         return Ok(());
@@ -236,7 +239,11 @@ async fn demo_config(path: Option<PathBuf>) -> anyhow::Result<(Config, MockKooDr
     let config = Config::from_table(table).context("invalid demo config")?;
     let secret = match &config.auth.secret {
         SecretSource::Inline(secret) => secret.expose().to_owned(),
-        SecretSource::File(path) => std::fs::read_to_string(path)?.trim().to_owned(),
+        SecretSource::File(path) => koodrive_gateway::secret::read_file(path)
+            .await
+            .map_err(anyhow::Error::msg)?
+            .expose()
+            .to_owned(),
     };
     let auth = MockAuth {
         app_id: config.auth.app_id.clone(),

@@ -78,7 +78,7 @@ impl SecretCell {
     /// `interval` in a background task. A read that fails or finds the file empty (a rotation
     /// half done) keeps the previous value, so requests in flight never see a missing secret.
     pub async fn watch_file(path: PathBuf, interval: Duration) -> Result<SecretCell, String> {
-        let first = read_secret(&path).await?;
+        let first = read_file(&path).await?;
         let cell = SecretCell::fixed(first);
         let weak = Arc::downgrade(&cell.0);
         tokio::spawn(async move {
@@ -88,7 +88,7 @@ impl SecretCell {
                 tick.tick().await;
                 let Some(inner) = weak.upgrade() else { return };
                 let cell = SecretCell(inner);
-                match read_secret(&path).await {
+                match read_file(&path).await {
                     Ok(secret) if secret != cell.get() => {
                         cell.set(secret);
                         tracing::info!(path = %path.display(), "secret file changed; using the new value");
@@ -104,7 +104,9 @@ impl SecretCell {
     }
 }
 
-async fn read_secret(path: &std::path::Path) -> Result<Secret, String> {
+/// A secret file's secret, read as the gateway reads it: trimmed and checked, an error naming the
+/// file (never the value).
+pub async fn read_file(path: &std::path::Path) -> Result<Secret, String> {
     let text = tokio::fs::read_to_string(path)
         .await
         .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
