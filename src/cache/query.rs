@@ -2,7 +2,7 @@
 //! canonical form so that equal queries share one cache entry.
 //!
 //! `status=2&status=1`, `status=1,2` and `status=1&status=2&pageSize=100` are the same query:
-//! parameters sorted, status a sorted set, `pageSize` defaulted to 100, an empty `pageCursor`
+//! parameters sorted by name, status a sorted set, `pageSize` defaulted to 100, an empty `pageCursor`
 //! the same as none.
 
 use std::borrow::Cow;
@@ -27,7 +27,9 @@ pub struct TaskListQuery {
     pub status: u8,
     pub page_size: u32,
     pub page_cursor: Option<i64>,
-    /// Parameters KooDrive may know and we do not: kept, sorted, as part of the key.
+    /// Parameters KooDrive may know and we do not: kept as part of the key, sorted by name; a
+    /// repeated name keeps its values in the order written, since KooDrive may read only the
+    /// first (`a=1&a=2` and `a=2&a=1` are different queries).
     pub other: Vec<(String, String)>,
 }
 
@@ -182,12 +184,13 @@ impl TaskListQuery {
                 _ => parsed.other.push((name.into_owned(), value.into_owned())),
             }
         }
-        parsed.other.sort();
+        // Stable: by name only, so a repeated name's values keep their order.
+        parsed.other.sort_by(|a, b| a.0.cmp(&b.0));
         Ok(parsed)
     }
 
     /// The canonical text of the query: the cache key's query part. Every pair sorted by name
-    /// and value, percent-encoded; written into one string with no formatting machinery (this
+    /// (a repeated name's values in the order written), percent-encoded; written into one string with no formatting machinery (this
     /// runs on every task-list request, cache hits included).
     pub fn canonical(&self) -> String {
         let (mut cursor, mut size, mut task_type) = (

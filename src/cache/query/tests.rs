@@ -7,8 +7,9 @@ fn canonical(query: &str) -> String {
     TaskListQuery::parse(Some(query)).unwrap().canonical()
 }
 
-/// The canonical form spelled out plainly: every parameter as text, the pairs sorted, each name
-/// and value percent-encoded, joined by `&`.
+/// The canonical form spelled out plainly: every parameter as text, the pairs sorted by name (a
+/// stable sort: a repeated name's values stay in the order written), each name and value
+/// percent-encoded, joined by `&`.
 fn reference(query: &TaskListQuery) -> String {
     let status = (0..4u8)
         .filter(|s| query.status & (1 << s) != 0)
@@ -26,7 +27,7 @@ fn reference(query: &TaskListQuery) -> String {
     if let Some(t) = query.task_type {
         pairs.push(("taskType".into(), t.to_string()));
     }
-    pairs.sort();
+    pairs.sort_by(|a, b| a.0.cmp(&b.0));
     pairs
         .iter()
         .map(|(k, v)| {
@@ -59,6 +60,10 @@ fn equal_queries_share_one_canonical_form() {
     );
     assert_ne!(canonical("pageSize=10"), canonical("pageSize=11"));
     assert_ne!(canonical("x=1"), canonical("x=2"));
+    // A repeated unknown parameter keeps its values' order: KooDrive may read the first only.
+    assert_eq!(canonical("b=2&a=1&b=1"), "a=1&b=2&b=1&pageSize=100");
+    assert_ne!(canonical("a=1&a=2"), canonical("a=2&a=1"));
+    assert_eq!(canonical("a=1&b=1&a=2"), canonical("b=1&a=1&a=2"));
 }
 
 #[test]
@@ -133,8 +138,10 @@ proptest! {
         let once = query.canonical();
         prop_assert_eq!(&once, &reference(&query));
         prop_assert_eq!(canonical(&once), once.clone());
-        // Order does not matter: equal queries give equal keys.
-        parts.reverse();
+        // The order of different names does not matter: equal queries give equal keys. (The
+        // order of one name's values does, but for status, which is a set.)
+        let name = |part: &String| part.split('=').next().unwrap_or_default().to_owned();
+        parts.sort_by_key(|part| std::cmp::Reverse(name(part)));
         prop_assert_eq!(canonical(&parts.join("&")), once);
     }
 }
