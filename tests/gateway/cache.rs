@@ -453,6 +453,41 @@ async fn a_successful_task_write_invalidates_only_the_writer() {
     );
 }
 
+/// A write to a task path written loosely (a doubled slash, a dot segment, an encoded letter),
+/// which KooDrive's server may well route to the same endpoint, invalidates the writer's lists
+/// as the canonical path does.
+#[tokio::test]
+async fn a_write_to_a_loosely_written_task_path_invalidates_too() {
+    let counter = AtomicU64::new(0);
+    let mock = Mock::start(move |seen| {
+        if seen.method == Method::POST {
+            return Reply::json(200, r#"{"code":0,"msg":"Success.","taskId":"1"}"#);
+        }
+        page_for(seen, counter.fetch_add(1, Ordering::SeqCst) + 1)
+    })
+    .await;
+    let gw = TestGateway::for_mock(&mock, "[cache]\nttl = \"60s\"").await;
+    let a = [("x-user-id", "1001")];
+    for path in [
+        "/koodrive/ose/v1//task/create",
+        "/koodrive/ose/v1/./task/create",
+        "/koodrive/ose/v1/%74ask/create",
+    ] {
+        let before = version(&gw.client.get_with(TASK_LIST, &a).await);
+        let write = gw
+            .client
+            .request(Method::POST, path)
+            .header("x-user-id", "1001")
+            .body(Full::new(Bytes::from(r#"{"taskName":"t","taskType":0}"#)))
+            .unwrap();
+        assert_eq!(gw.client.send(write).await.status, 200, "{path}");
+        assert_eq!(mock.last().uri.path(), path, "forwarded as written");
+        let after = gw.client.get_with(TASK_LIST, &a).await;
+        assert!(cache_status(&after).contains("fwd=miss"), "{path}");
+        assert!(version(&after) > before, "{path}");
+    }
+}
+
 /// A write whose answer never came (KooDrive may have applied it) invalidates the writer's lists
 /// as an accepted one does, and only the writer's.
 #[tokio::test]
