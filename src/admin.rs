@@ -22,21 +22,38 @@ pub struct Admin {
 pub async fn handle<B>(admin: &Admin, request: Request<B>) -> Response<Body> {
     let ready = admin.ready.load(Ordering::SeqCst);
     let read = matches!(*request.method(), Method::GET | Method::HEAD);
-    match (request.uri().path(), read) {
-        ("/healthz", true) => json(StatusCode::OK, r#"{"status":"alive"}"#.into()),
-        ("/readyz", true) if ready => json(StatusCode::OK, r#"{"status":"ready"}"#.into()),
-        ("/readyz", true) => json(
+    let write = request.method() == Method::POST;
+    match (request.uri().path(), read, write) {
+        ("/healthz", true, _) => json(StatusCode::OK, r#"{"status":"alive"}"#.into()),
+        ("/readyz", true, _) if ready => json(StatusCode::OK, r#"{"status":"ready"}"#.into()),
+        ("/readyz", true, _) => json(
             StatusCode::SERVICE_UNAVAILABLE,
             r#"{"status":"draining"}"#.into(),
         ),
-        ("/metrics", true) => metrics(admin),
-        ("/cache/purge", false) if request.method() == Method::POST => purge(admin, &request),
+        ("/metrics", true, _) => metrics(admin),
+        ("/cache/purge", _, true) => purge(admin, &request),
+        // A known endpoint asked with the wrong method: 405 naming the right ones (RFC 9110
+        // section 15.5.6), so a `GET /cache/purge` is not mistaken for a missing endpoint.
+        ("/healthz" | "/readyz" | "/metrics", _, _) => not_allowed("GET, HEAD"),
+        ("/cache/purge", _, _) => not_allowed("POST"),
         _ => error(
             StatusCode::NOT_FOUND,
             "GATEWAY_ADMIN_NOT_FOUND",
             "no such admin endpoint",
         ),
     }
+}
+
+fn not_allowed(allow: &'static str) -> Response<Body> {
+    let mut response = error(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "GATEWAY_ADMIN_METHOD_NOT_ALLOWED",
+        &format!("this admin endpoint takes {allow}"),
+    );
+    response
+        .headers_mut()
+        .insert(header::ALLOW, HeaderValue::from_static(allow));
+    response
 }
 
 fn purge<B>(admin: &Admin, request: &Request<B>) -> Response<Body> {
@@ -113,11 +130,14 @@ fn authorized<B>(admin: &Admin, request: &Request<B>) -> bool {
     let Some(token) = &admin.token else {
         return true;
     };
+    // The scheme's name is case-insensitive (RFC 9110 section 11.1); the token is not.
     let given = request
         .headers()
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "));
+        .and_then(|v| v.split_once(' '))
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .map(|(_, token)| token.trim_start_matches(' '));
     given.is_some_and(|given| constant_time_eq(given.as_bytes(), token.expose().as_bytes()))
 }
 

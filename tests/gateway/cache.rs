@@ -545,6 +545,45 @@ async fn admin_purges_everything_or_one_user_behind_the_admin_token() {
     };
     assert_eq!(gw.admin.send(purge("", None)).await.status, 401);
     assert_eq!(gw.admin.send(purge("", Some("wrong"))).await.status, 401);
+    // The scheme's name is case-insensitive; the token is not.
+    for (authorization, status) in [
+        ("bearer adm1n", 200),
+        ("BEARER  adm1n", 200),
+        ("Bearer ADM1N", 401),
+        ("Basic adm1n", 401),
+        ("Bearer", 401),
+    ] {
+        gw.client.get_with(TASK_LIST, &a).await;
+        let request = gw
+            .admin
+            .request(Method::POST, "/cache/purge?user_id=0")
+            .header("authorization", authorization)
+            .body(Full::default())
+            .unwrap();
+        assert_eq!(
+            gw.admin.send(request).await.status,
+            status,
+            "{authorization}"
+        );
+    }
+    // A known endpoint with the wrong method is a 405 naming the methods it takes.
+    for (method, path, allow) in [
+        (Method::GET, "/cache/purge", "POST"),
+        (Method::DELETE, "/cache/purge", "POST"),
+        (Method::POST, "/healthz", "GET, HEAD"),
+        (Method::PUT, "/metrics", "GET, HEAD"),
+    ] {
+        let request = gw
+            .admin
+            .request(method.clone(), path)
+            .body(Full::default())
+            .unwrap();
+        let answer = gw.admin.send(request).await;
+        assert_eq!(answer.status, 405, "{method} {path}");
+        assert_eq!(answer.header("allow"), allow, "{method} {path}");
+        assert_eq!(answer.json()["code"], "GATEWAY_ADMIN_METHOD_NOT_ALLOWED");
+    }
+    assert_eq!(gw.admin.get("/nothing").await.status, 404);
     assert!(cache_status(&gw.client.get_with(TASK_LIST, &a).await).contains("hit"));
 
     // A misspelt or repeated parameter is refused, not read as "purge everything".
