@@ -56,8 +56,10 @@ pub struct Running {
 impl Running {
     /// Applies a new, already validated config without dropping connections or the cache:
     /// credentials (and secret files), normalization rules, TTL and stale windows. Requests in
-    /// flight finish with the config they started with. Listeners, upstream, limits and the
-    /// admin token need a restart, and the log says so.
+    /// flight finish with the config they started with. Listeners, upstream, limits, the admin
+    /// token, the log format and telemetry need a restart: each reload whose file differs from the
+    /// start there says so (it still does on the next reload, as the process still runs the old
+    /// value).
     pub async fn reload(&self, config: &Config) -> Result<(), StartError> {
         let auth = Auth::new(&config.auth).await.map_err(StartError::Secret)?;
         let old = &self.started_with;
@@ -75,6 +77,13 @@ impl Running {
                 old.cache.max_bytes != config.cache.max_bytes,
             ),
             ("admin.token", old.admin.token != config.admin.token),
+            // The log level is reloaded (by the caller); the format and the exporter are set up
+            // once, at start.
+            ("log.format", old.log.format != config.log.format),
+            (
+                "telemetry",
+                format!("{:?}", old.telemetry) != format!("{:?}", config.telemetry),
+            ),
         ];
         for (section, changed) in restart_only {
             if changed {

@@ -442,6 +442,20 @@ async fn sighup_reloads_a_good_config_and_refuses_a_bad_one() {
     client.get("/koodrive/ose/v1/task/1").await;
     assert_eq!(mock.last().header("authorization"), Some("Bearer second"));
 
+    // What only a restart applies is named, not ignored in silence.
+    let merged = text(
+        "second",
+        "[log]\nformat = \"pretty\"\n[telemetry]\nservice_name = \"renamed\"\n",
+    )
+    .replace("[server]\n", "[server]\nmax_in_flight = 7\n");
+    std::fs::write(&path, merged).unwrap();
+    hup();
+    for section in ["server", "log.format", "telemetry"] {
+        let warned = process.line_with("takes effect only after a restart").await;
+        assert!(warned.contains(section), "{section}: {warned}");
+    }
+    process.line_with("config reloaded").await;
+
     let (status, _) = process.terminate().await;
     assert!(status.success());
     std::fs::remove_file(path).ok();
