@@ -22,7 +22,8 @@ const DEMO_CONFIG: &str = include_str!("../config/demo.toml");
 ///
 /// Every config key can be overridden from the environment as KOODRIVE_GATEWAY__SECTION__KEY,
 /// e.g. KOODRIVE_GATEWAY__AUTH__APP_SECRET=... so that secrets need not sit in files.
-/// SIGTERM or SIGINT drains requests in flight (within server.shutdown_grace) and exits 0.
+/// SIGTERM or SIGINT drains requests in flight (within server.shutdown_grace) and exits 0; a second
+/// one during the drain quits at once (exit 1).
 #[derive(Debug, Parser)]
 #[command(version, about, long_about)]
 struct Cli {
@@ -42,7 +43,11 @@ struct Cli {
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    runtime()?.block_on(run(cli))
+    let runtime = runtime()?;
+    let outcome = runtime.block_on(run(cli));
+    // After a forced quit, connections may still be open: they are dropped, not waited for.
+    runtime.shutdown_background();
+    outcome
 }
 
 /// One thread when the process may use one CPU (a sidecar's usual quota, or `taskset`): tokio's
@@ -114,7 +119,19 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     });
     serve_signals(&mut signals, &running, &telemetry.log, reload).await;
     running.shutdown();
-    running.wait().await;
+    // A second SIGTERM or SIGINT during the drain quits at once (an operator's second Ctrl-C).
+    let forced = tokio::select! {
+        () = running.wait() => false,
+        () = signals.stop() => true,
+    };
+    if forced {
+        tracing::warn!("second stop signal during the drain: quitting without waiting for it");
+        // Dropping the log writer flushes the lines queued so far, this one included.
+        drop(telemetry);
+        anyhow::bail!(
+            "stopped by a second signal during the drain; requests in flight were cut off"
+        );
+    }
     // After the drain, so the last requests' spans are exported too.
     telemetry.shutdown().await;
     Ok(())
@@ -174,6 +191,11 @@ impl Signals {
     async fn next(&mut self) -> Asked {
         let _ = tokio::signal::ctrl_c().await;
         Asked::Shutdown
+    }
+
+    /// The next SIGTERM or SIGINT; a SIGHUP meanwhile is ignored.
+    async fn stop(&mut self) {
+        while let Asked::Reload = self.next().await {}
     }
 }
 

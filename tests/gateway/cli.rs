@@ -252,12 +252,17 @@ impl Process {
         (addr("addr"), addr("admin_addr"))
     }
 
-    pub(crate) async fn terminate(mut self) -> (std::process::ExitStatus, Vec<String>) {
+    pub(crate) async fn terminate(self) -> (std::process::ExitStatus, Vec<String>) {
         let pid = self.child.id().unwrap().to_string();
         std::process::Command::new("kill")
             .args(["-TERM", &pid])
             .status()
             .unwrap();
+        self.exited().await
+    }
+
+    /// Waits for the process to exit (a stop already sent); returns its status and every line.
+    pub(crate) async fn exited(mut self) -> (std::process::ExitStatus, Vec<String>) {
         let status = within("exit after SIGTERM", self.child.wait())
             .await
             .unwrap();
@@ -346,6 +351,50 @@ async fn a_client_hanging_up_leaves_a_499_access_event() {
     assert_eq!(event["cache"], "none", "{access}");
     let (status, _) = process.terminate().await;
     assert!(status.success(), "exit status {status:?}");
+    std::fs::remove_file(config).ok();
+}
+
+/// A second SIGTERM during the drain quits at once (exit 1, saying so), where the first waits up
+/// to `server.shutdown_grace` for requests in flight.
+#[tokio::test]
+async fn a_second_sigterm_during_the_drain_quits_at_once() {
+    let mock = Mock::with_slow_path(Duration::from_secs(600)).await;
+    let config = temp_config(
+        "second-term",
+        &format!(
+            "[server]\nlisten = \"127.0.0.1:0\"\nadmin_listen = \"127.0.0.1:0\"\n\
+             shutdown_grace = \"300s\"\n[upstream]\nurl = \"{}\"\ntimeout = \"300s\"\n\
+             [auth]\nmode = \"token\"\nuser_id = \"7\"\naccess_token = \"t\"\n\
+             [log]\nformat = \"json\"\n",
+            mock.url()
+        ),
+    );
+    let mut process = Process::spawn(&["--config", config.to_str().unwrap()], &[]);
+    let (addr, _) = process.listening().await;
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    stream
+        .write_all(b"GET /koodrive/ose/v1/task/slow HTTP/1.1\r\nHost: gw\r\n\r\n")
+        .await
+        .unwrap();
+    mock.wait_for_hits(1).await;
+    let pid = process.child.id().unwrap().to_string();
+    let term = || {
+        std::process::Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+    };
+    term();
+    process.line_with("shutting down: draining").await;
+    term();
+    let status = within("exit after a second SIGTERM", process.child.wait())
+        .await
+        .unwrap();
+    assert_eq!(status.code(), Some(1), "{status:?}");
+    process
+        .line_with("second stop signal during the drain")
+        .await;
+    drop(stream);
     std::fs::remove_file(config).ok();
 }
 
@@ -515,10 +564,14 @@ async fn signals_sent_at_the_listening_line_are_handled_not_fatal() {
         process.line_with("koodrive-gateway listening").await;
         trigger.write_all(b"\n").await.unwrap();
         assert!(killer.wait().await.unwrap().success());
-        if signal == "HUP" {
-            process.line_with("config reloaded").await;
-        }
-        let (status, seen) = process.terminate().await;
+        // A second SIGTERM during the drain would quit at once: after a TERM, only wait.
+        let (status, seen) = match signal {
+            "HUP" => {
+                process.line_with("config reloaded").await;
+                process.terminate().await
+            }
+            _ => process.exited().await,
+        };
         assert!(
             status.success(),
             "start {start} ({signal}): {status}\n{seen:#?}"
