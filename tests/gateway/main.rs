@@ -18,5 +18,6 @@ mod normalize;
 #[cfg(feature = "otlp")]
 mod otlp;
 mod reload;
+mod review_r3b;
 mod tls;
 mod trace;
