@@ -23,6 +23,13 @@ pub struct Deadline<B> {
     inner: B,
     sleep: Pin<Box<Sleep>>,
     timeout: Duration,
+    /// When the body began, and how long it has waited on KooDrive (its inner body pending while
+    /// the reader asked for more) since then. The rest of its life it waited on the reader: a
+    /// client reading slowly. At the deadline, KooDrive is blamed only for a body it held up more
+    /// than the reader did.
+    began: Instant,
+    upstream_wait: Duration,
+    pending_since: Option<Instant>,
     /// The exchange's admission, until it is told how the exchange ended: a success at the body's
     /// end, a failure when the body errs or outlives the deadline. A body dropped before either
     /// (its reader left mid-way) tells nothing: that says nothing of KooDrive, and a success
@@ -36,6 +43,9 @@ impl<B: Body> Deadline<B> {
             inner,
             sleep: Box::pin(tokio::time::sleep_until(deadline)),
             timeout,
+            began: Instant::now(),
+            upstream_wait: Duration::ZERO,
+            pending_since: None,
             outcome,
         };
         // No body (HEAD, 204, 304, a zero length): over already, and hyper never polls it.
@@ -49,6 +59,14 @@ impl<B: Body> Deadline<B> {
         if let Some(permit) = self.outcome.take() {
             permit.record(success);
         }
+    }
+
+    /// At the deadline: whether KooDrive held the body up more than its reader did.
+    fn upstream_stalled(&self, now: Instant) -> bool {
+        let waiting = self
+            .pending_since
+            .map_or(Duration::ZERO, |since| now - since);
+        (self.upstream_wait + waiting) * 2 >= now - self.began
     }
 }
 
@@ -65,6 +83,9 @@ where
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
         if let Poll::Ready(frame) = Pin::new(&mut self.inner).poll_frame(cx) {
+            if let Some(since) = self.pending_since.take() {
+                self.upstream_wait += since.elapsed();
+            }
             match &frame {
                 None => self.record(true),
                 Some(Err(_)) => self.record(false),
@@ -76,9 +97,17 @@ where
             }
             return Poll::Ready(frame.map(|f| f.map_err(Into::into)));
         }
+        if self.pending_since.is_none() {
+            self.pending_since = Some(Instant::now());
+        }
         match self.sleep.as_mut().poll(cx) {
             Poll::Ready(()) => {
-                self.record(false);
+                // A reader too slow for the deadline says nothing of KooDrive: its admission
+                // ends with no outcome.
+                match self.upstream_stalled(Instant::now()) {
+                    true => self.record(false),
+                    false => drop(self.outcome.take()),
+                }
                 Poll::Ready(Some(Err(Box::new(DeadlineElapsed(self.timeout)))))
             }
             Poll::Pending => Poll::Pending,
@@ -156,6 +185,46 @@ mod tests {
         let mut body = deadline(Stalled, &breaker);
         assert!(body.frame().await.is_some_and(|f| f.is_err()));
         assert!(breaker.admit().is_err(), "open again");
+    }
+
+    /// A body whose first frame is ready at once and whose next never comes.
+    struct OneThenStalled(bool);
+
+    impl Body for OneThenStalled {
+        type Data = Bytes;
+        type Error = BoxError;
+
+        fn poll_frame(
+            mut self: Pin<&mut Self>,
+            _: &mut Context<'_>,
+        ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+            match std::mem::replace(&mut self.0, false) {
+                true => Poll::Ready(Some(Ok(Frame::data(Bytes::from_static(b"x"))))),
+                false => Poll::Pending,
+            }
+        }
+    }
+
+    /// The deadline passing while the body mostly waited on its reader (a client reading slowly)
+    /// cuts the body off but says nothing of KooDrive; one it mostly waited on KooDrive for is
+    /// KooDrive's failure.
+    #[tokio::test(start_paused = true)]
+    async fn a_deadline_blames_koodrive_only_for_the_time_it_held_the_body_up() {
+        for (reader_ms, blamed) in [(900, false), (300, true)] {
+            let breaker = probing().await;
+            let mut body = deadline(OneThenStalled(true), &breaker);
+            assert!(body.frame().await.is_some_and(|f| f.is_ok()));
+            tokio::time::advance(Duration::from_millis(reader_ms)).await;
+            assert!(body.frame().await.is_some_and(|f| f.is_err()), "cut off");
+            match blamed {
+                true => assert!(breaker.admit().is_err(), "{reader_ms}: open again"),
+                false => {
+                    let probe = breaker.admit();
+                    assert!(probe.is_ok(), "{reader_ms}: a probe, not open");
+                    assert!(breaker.admit().is_err(), "{reader_ms}: one probe at a time");
+                }
+            }
+        }
     }
 
     #[tokio::test(start_paused = true)]
