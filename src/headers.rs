@@ -1,6 +1,6 @@
 //! Header names the gateway reads or writes, and hop-by-hop stripping (RFC 9110 section 7.6.1).
 
-use http::header::{self, HeaderMap, HeaderName};
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 
 pub const X_TRACEID: HeaderName = HeaderName::from_static("x-traceid");
 pub const X_USER_ID: HeaderName = HeaderName::from_static("x-user-id");
@@ -28,13 +28,15 @@ const HOP_BY_HOP: [HeaderName; 9] = [
 
 /// Headers that say who a request acts as. The cache key and the signature each read one value
 /// of them, so a second value (which KooDrive might read instead) is refused, never forwarded.
-const IDENTITY: [(HeaderName, &str); 3] = [
+/// Host comes once too (RFC 9112 section 3.2).
+const IDENTITY: [(HeaderName, &str); 4] = [
     (X_USER_ID, "X-User-Id must be sent at most once"),
     (
         header::AUTHORIZATION,
         "Authorization must be sent at most once",
     ),
     (LANGUAGE, "language must be sent at most once"),
+    (header::HOST, "Host must be sent at most once"),
 ];
 
 /// Why a request's identity is ambiguous: one of the [`IDENTITY`] headers comes more than once.
@@ -59,6 +61,41 @@ pub fn declared_length(headers: &HeaderMap) -> Option<u64> {
         .ok()
 }
 
+/// Joins an HTTP/2 request's `cookie` fields into one, as RFC 9113 section 8.2.3 asks before
+/// the request goes on over HTTP/1.1.
+pub fn join_cookies(headers: &mut HeaderMap) {
+    let mut cookies = headers.get_all(header::COOKIE).iter();
+    if cookies.nth(1).is_none() {
+        return;
+    }
+    let mut joined = Vec::new();
+    for cookie in headers.get_all(header::COOKIE) {
+        if !joined.is_empty() {
+            joined.extend_from_slice(b"; ");
+        }
+        joined.extend_from_slice(cookie.as_bytes());
+    }
+    // Each part was a valid field value, and "; " is too: so is the whole.
+    if let Ok(value) = HeaderValue::from_bytes(&joined) {
+        headers.insert(header::COOKIE, value);
+    }
+}
+
+/// Whether a response's `Transfer-Encoding`, if any, is `chunked` alone: the one coding hyper
+/// undoes.
+pub fn only_chunked(headers: &HeaderMap) -> bool {
+    let mut codings = headers
+        .get_all(header::TRANSFER_ENCODING)
+        .iter()
+        .flat_map(|v| v.as_bytes().split(|b| *b == b','))
+        .map(<[u8]>::trim_ascii)
+        .filter(|c| !c.is_empty());
+    match codings.next() {
+        None => true,
+        Some(first) => first.eq_ignore_ascii_case(b"chunked") && codings.next().is_none(),
+    }
+}
+
 /// Removes the hop-by-hop headers, including every header the `Connection` header names.
 pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
     // Most messages carry none: one pass over their few names beats nine hashed removals.
@@ -80,7 +117,6 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use http::HeaderValue;
 
     #[test]
     fn only_a_repeated_identity_header_is_ambiguous() {

@@ -221,19 +221,33 @@ async fn proxy(
         return Err(GatewayError::MethodNotAllowed(parts.method));
     }
     // Who the request acts as must be one answer: the cache key, the signature and KooDrive
-    // would otherwise each read their own.
+    // would otherwise each read their own. (A repeated Host is refused there too.)
     if let Some(why) = headers::repeated_identity(&parts.headers) {
         return Err(GatewayError::BadRequest(why));
+    }
+    // RFC 9112 section 3.2: an HTTP/1.1 request without Host is a 400, as nginx answers it.
+    if parts.version == Version::HTTP_11 && !parts.headers.contains_key(header::HOST) {
+        return Err(GatewayError::BadRequest(
+            "an HTTP/1.1 request needs a Host header",
+        ));
+    }
+    if parts.version == Version::HTTP_2 {
+        headers::join_cookies(&mut parts.headers);
     }
     // Connection-level headers stay on this hop.
     headers::strip_hop_by_hop(&mut parts.headers);
     // The task list has its own path: validation, cache, collapsing, stale pages. It adds the
     // trace id only when it goes upstream (a hit never does).
     if route == Route::TaskList {
+        if parts.method == Method::HEAD {
+            return head_of(task_list::serve(state, parts, trace_id).await);
+        }
         return task_list::serve(state, parts, trace_id).await;
     }
-    // The trace id goes upstream.
+    // The trace id goes upstream. An expectation is the gateway's to meet (hyper sends the 100
+    // when the body is first read), not KooDrive's: nginx and Envoy drop it too.
     parts.headers.insert(X_TRACEID, trace_id.clone());
+    parts.headers.remove(header::EXPECT);
     forward_other(state, parts, incoming, route).await
 }
 
@@ -313,6 +327,14 @@ fn forward_other(
     })
 }
 
+/// The answer to `HEAD` of a page served as for `GET`: the same status and headers (its
+/// `Content-Length` says what `GET` would send), no body.
+fn head_of(served: Result<Served, GatewayError>) -> Result<Served, GatewayError> {
+    let (response, cache) = served?;
+    let (parts, _) = response.into_parts();
+    Ok((Response::from_parts(parts, body::empty()), cache))
+}
+
 /// Builds the upstream request for a client's method, URI and (stripped) headers, injects
 /// authentication last, and sends it.
 pub async fn send(
@@ -387,6 +409,13 @@ pub async fn forward(
         .get_or_create(&RouteLabels { route })
         .observe(elapsed.as_secs_f64());
     let mut response = result?;
+    // hyper undoes only `chunked`: another transfer coding (`gzip, chunked`) would reach the
+    // client undone and unlabelled once Transfer-Encoding is stripped (nginx refuses it too).
+    if !headers::only_chunked(response.headers()) {
+        return Err(GatewayError::UpstreamProtocol(
+            "KooDrive used a transfer coding other than chunked".into(),
+        ));
+    }
     span.record("status", response.status().as_u16());
     current.record("upstream_status", response.status().as_u16());
     // Both framings: hyper read the body by Transfer-Encoding, and a Content-Length kept beside

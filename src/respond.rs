@@ -48,7 +48,8 @@ fn is_json(headers: &HeaderMap) -> bool {
 /// The body as plain bytes: decoded per `Content-Encoding`, bounded by `limit` after decoding
 /// (a compression bomb is cut off as a 502, never an out-of-memory).
 fn decoded(headers: &mut HeaderMap, raw: Bytes, limit: usize) -> Result<Bytes, GatewayError> {
-    let Some(encoding) = headers.get(CONTENT_ENCODING) else {
+    // An empty body has nothing to decode, whatever its label says.
+    let Some(encoding) = headers.get(CONTENT_ENCODING).filter(|_| !raw.is_empty()) else {
         return Ok(raw);
     };
     let encoding = encoding.to_str().unwrap_or("unknown").to_owned();
@@ -136,6 +137,11 @@ pub async fn shape(
     limit: usize,
     metrics: &Metrics,
 ) -> Result<Response<Body>, GatewayError> {
+    // No content to shape (RFC 9110 section 6.4.1): a 304 may still describe the representation
+    // (`Content-Encoding` too), and passes on as it came.
+    if matches!(response.status().as_u16(), 100..=199 | 204 | 304) {
+        return Ok(response);
+    }
     let wanted = (rule.is_some() || !response.status().is_success()) && is_json(response.headers());
     let too_large =
         headers::declared_length(response.headers()).is_some_and(|len| len > limit as u64);

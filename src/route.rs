@@ -8,7 +8,8 @@ pub const TASK_LIST_PATH: &str = "/koodrive/ose/v1/task/list";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Route {
-    /// `GET /task/list`: validated, cached, normalized.
+    /// `GET /task/list`: validated, cached, normalized. `HEAD` too, answered as `GET` is without
+    /// the body (nginx's `proxy_cache_convert_head`, Varnish's default).
     TaskList,
     /// Any other method under `/task/`: a write; success invalidates that identity's lists.
     TaskWrite,
@@ -31,7 +32,7 @@ impl Route {
             };
         };
         match (read, rest) {
-            (true, "list") if method == Method::GET => Route::TaskList,
+            (true, "list") => Route::TaskList,
             (true, _) => Route::TaskRead,
             (false, _) => Route::TaskWrite,
         }
@@ -85,7 +86,7 @@ mod tests {
     fn literal_paths_before_patterns() {
         let cases = [
             (Method::GET, "/koodrive/ose/v1/task/list", Route::TaskList),
-            (Method::HEAD, "/koodrive/ose/v1/task/list", Route::TaskRead),
+            (Method::HEAD, "/koodrive/ose/v1/task/list", Route::TaskList),
             (Method::POST, "/koodrive/ose/v1/task/list", Route::TaskWrite),
             (
                 Method::POST,

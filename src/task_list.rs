@@ -6,8 +6,8 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use http::header::{
-    HeaderName, ACCEPT_ENCODING, AGE, IF_MATCH, IF_MODIFIED_SINCE, IF_NONE_MATCH, IF_RANGE,
-    IF_UNMODIFIED_SINCE, RANGE,
+    HeaderName, ACCEPT_ENCODING, AGE, CONTENT_ENCODING, CONTENT_LENGTH, CONTENT_TYPE, EXPECT,
+    IF_MATCH, IF_MODIFIED_SINCE, IF_NONE_MATCH, IF_RANGE, IF_UNMODIFIED_SINCE, RANGE,
 };
 use http::request::Parts;
 use http::{HeaderMap, HeaderValue, Method};
@@ -57,7 +57,7 @@ pub async fn serve(
             }
             Freshness::Revalidate => {
                 record(state, "stale-while-revalidate");
-                parts.headers.insert(X_TRACEID, trace_id.clone());
+                bound_upstream(&mut parts.headers, trace_id);
                 let refresh = fetcher(state, Arc::clone(&live), &parts);
                 state.cache.refresh_in_background(key, refresh);
                 let ttl = policy::ttl_seconds(age, config);
@@ -67,10 +67,23 @@ pub async fn serve(
             Freshness::IfError | Freshness::Dead => {}
         }
     }
-    // Everything after this waits on KooDrive, in a boxed future (see `pipeline::Boxed`), and
-    // sends the trace id there.
-    parts.headers.insert(X_TRACEID, trace_id.clone());
+    // Everything after this waits on KooDrive, in a boxed future (see `pipeline::Boxed`).
+    bound_upstream(&mut parts.headers, trace_id);
     serve_miss(state, live, parts, key, directive, config, stored).await
+}
+
+/// Headers that describe a request's body. The task list is fetched with none (a GET's body
+/// means nothing, and a shared page cannot depend on one caller's), so a caller's
+/// `Content-Length` would leave KooDrive waiting for bytes that never come.
+const BODY_ONLY: [HeaderName; 4] = [CONTENT_LENGTH, CONTENT_TYPE, CONTENT_ENCODING, EXPECT];
+
+/// A task-list request's headers as they go to KooDrive: its trace id added, and no header about
+/// a body, which is never sent (Varnish drops a GET's body too).
+fn bound_upstream(headers: &mut HeaderMap, trace_id: &HeaderValue) {
+    headers.insert(X_TRACEID, trace_id.clone());
+    for name in BODY_ONLY {
+        headers.remove(name);
+    }
 }
 
 /// A task-list request the cache could not answer by itself; `stored` is a page too old to serve

@@ -17,7 +17,7 @@ mod metrics;
 mod normalize;
 #[cfg(feature = "otlp")]
 mod otlp;
+mod protocol;
 mod reload;
-mod review_r3b;
 mod tls;
 mod trace;

@@ -1,5 +1,5 @@
-//! Review r3b: HTTP/1.1 and HTTP/2 protocol edges on the forwarding path, as a proxy engineer
-//! would test them. Each test states what RFC 9110/9112 (and nginx/Envoy) do.
+//! HTTP/1.1 and HTTP/2 edges on the forwarding path, as a proxy engineer would test them (found
+//! in the third review round). Each test states what RFC 9110/9112 (and nginx/Envoy) do.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -99,7 +99,7 @@ fn page_json() -> String {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Finding: a GET /task/list that carries a body (Content-Length) is forwarded upstream with the
+// Was a bug: a GET /task/list that carries a body (Content-Length) is forwarded upstream with the
 // client's Content-Length but no body. RFC 9112 section 6: the request would be framed by that
 // length; the upstream waits for bytes that never come. nginx drops the body framing (it sends
 // its own Content-Length for what it actually forwards), Envoy likewise.
@@ -146,7 +146,7 @@ async fn an_http2_task_list_get_with_a_body_is_answered() {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Finding: a slow-reading client makes the response body's deadline fire, and that is recorded
+// Was a bug: a slow-reading client makes the response body's deadline fire, and that is recorded
 // as a KooDrive failure in the circuit breaker: a few slow downloads open the breaker against a
 // healthy KooDrive, and every other caller gets 503 GATEWAY_UPSTREAM_CIRCUIT_OPEN.
 // ---------------------------------------------------------------------------------------------
@@ -191,7 +191,7 @@ async fn slow_reading_clients_do_not_open_the_breaker_against_a_healthy_upstream
 }
 
 // ---------------------------------------------------------------------------------------------
-// Finding: a body-less answer (304) carrying Content-Encoding is "decoded" and becomes a 502.
+// Was a bug: a body-less answer (304) carrying Content-Encoding is "decoded" and becomes a 502.
 // ---------------------------------------------------------------------------------------------
 
 /// A 304 to a conditional GET of a task (TaskRead) carrying the representation's metadata
@@ -567,6 +567,11 @@ async fn head_of_the_task_list_says_the_length_get_returns() {
         head.headers,
         get.body.len()
     );
+    // Answered from GET's page, as nginx's proxy_cache_convert_head and Varnish do.
+    assert!(head.body.is_empty());
+    assert_eq!(mock.hits(), 1, "HEAD was a hit");
+    let status = head.headers.get("cache-status").unwrap().to_str().unwrap();
+    assert!(status.contains("hit"), "{status}");
 }
 
 /// nginx clears `Expect` from proxied requests (`proxy_set_header Expect ""` is in its default
