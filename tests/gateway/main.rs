@@ -19,5 +19,6 @@ mod normalize;
 mod otlp;
 mod protocol;
 mod reload;
+mod review_r3a;
 mod tls;
 mod trace;
