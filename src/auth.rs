@@ -82,7 +82,7 @@ impl Auth {
     /// Who the client request acts as, computed before any header is injected.
     pub fn identity(&self, headers: &HeaderMap) -> Identity {
         let user_id = match headers.get(X_USER_ID) {
-            Some(v) if !self.override_client => v.clone(),
+            Some(v) if !self.override_client => trimmed(v),
             _ => self.user_id.clone(),
         };
         let credential_sha256 = match self.client_credential(headers) {
@@ -97,7 +97,7 @@ impl Auth {
             credential_sha256,
             language: headers
                 .get(LANGUAGE)
-                .cloned()
+                .map(trimmed)
                 .unwrap_or_else(|| self.language.clone()),
         }
     }
@@ -184,6 +184,18 @@ pub fn bearer(token: &str) -> String {
     } else {
         format!("Bearer {token}")
     }
+}
+
+/// A header value without the spaces and tabs around it, as KooDrive and the signer read it.
+/// HTTP/1 heads arrive trimmed; an HTTP/2 field may not (`42 ` and `42` are one user to
+/// KooDrive, so they must be one to the cache key and to invalidation too).
+fn trimmed(value: &HeaderValue) -> HeaderValue {
+    let bytes = value.as_bytes();
+    let padded = |b: Option<&u8>| matches!(b, Some(b' ' | b'\t'));
+    if !(padded(bytes.first()) || padded(bytes.last())) {
+        return value.clone();
+    }
+    HeaderValue::from_bytes(bytes.trim_ascii()).unwrap_or_else(|_| value.clone())
 }
 
 #[cfg(test)]

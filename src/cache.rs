@@ -13,6 +13,8 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
+use moka::ops::compute::{CompResult, Op};
+use tokio::time::Instant;
 
 use http::HeaderValue;
 use sha2::{Digest, Sha256};
@@ -49,7 +51,17 @@ struct Generations {
     /// The generation of every user not in `by_user`.
     floor: u64,
     last: u64,
-    by_user: HashMap<HeaderValue, u64>,
+    /// By a hash of the user id, not the id: an id may be as long as a head allows, and a
+    /// `HeaderValue` parsed by hyper holds the whole buffer its head came in. Two ids that hash
+    /// alike share a generation: a write by either invalidates both, never neither.
+    by_user: HashMap<u64, u64>,
+    user_hasher: std::hash::RandomState,
+}
+
+impl Generations {
+    fn user(&self, user_id: &HeaderValue) -> u64 {
+        std::hash::BuildHasher::hash_one(&self.user_hasher, user_id.as_bytes())
+    }
 }
 
 /// Hashes a [`Key`] by its first eight bytes: it is already a SHA-256, so rehashing it (moka's
@@ -98,6 +110,18 @@ struct Retention(Arc<AtomicU64>);
 
 impl<V> moka::Expiry<Key, V> for Retention {
     fn expire_after_create(&self, _: &Key, _: &V, _: std::time::Instant) -> Option<Duration> {
+        Some(Duration::from_millis(self.0.load(Ordering::Relaxed)))
+    }
+
+    /// A page stored over another is kept as long as a new one (moka would keep the old
+    /// deadline, and a page refreshed every ttl would vanish at its first one's end).
+    fn expire_after_update(
+        &self,
+        _: &Key,
+        _: &V,
+        _: std::time::Instant,
+        _: Option<Duration>,
+    ) -> Option<Duration> {
         Some(Duration::from_millis(self.0.load(Ordering::Relaxed)))
     }
 }
@@ -163,7 +187,7 @@ impl TaskListCache {
         let generations = self.generations.read().unwrap_or_else(|p| p.into_inner());
         generations
             .by_user
-            .get(user_id)
+            .get(&generations.user(user_id))
             .copied()
             .unwrap_or(generations.floor)
     }
@@ -177,7 +201,8 @@ impl TaskListCache {
             generations.floor = next;
             generations.by_user.clear();
         }
-        generations.by_user.insert(user_id.clone(), next);
+        let user = generations.user(user_id);
+        generations.by_user.insert(user, next);
     }
 
     /// Drops every entry.
@@ -199,16 +224,25 @@ impl TaskListCache {
         self.passes.contains_key(key)
     }
 
-    /// Stores the page when policy allows; says whether it did.
-    pub fn store_if_allowed(&self, key: Key, page: &Page) -> bool {
+    /// Stores the page, fetched by a request sent at `requested_at`, when policy allows and no
+    /// page fetched later is stored already (a slow fetch must not put an older page back over a
+    /// newer one); says whether it did. Its age counts from `requested_at`, as RFC 9111 section
+    /// 4.2.3 counts the time KooDrive took.
+    pub fn store_if_allowed(&self, key: Key, page: &Page, requested_at: Instant) -> bool {
         if !policy::storable(page, self.config.load().max_entry_bytes) {
             return false;
         }
-        let Some(entry) = Entry::new(page) else {
+        let Some(entry) = Entry::new(page, requested_at) else {
             return false;
         };
-        self.entries.insert(key, entry);
-        true
+        let outcome = self
+            .entries
+            .entry(key)
+            .and_compute_with(|stored| match stored {
+                Some(stored) if stored.value().requested_at() > requested_at => Op::Nop,
+                _ => Op::Put(entry),
+            });
+        !matches!(outcome, CompResult::Unchanged(_) | CompResult::StillNone(_))
     }
 
     pub fn entry_count(&self) -> u64 {
@@ -295,6 +329,7 @@ impl TaskListCache {
                 }));
             }
         }
+        let requested_at = Instant::now();
         let page = match fetch.await {
             Ok(page) => page,
             Err(error) => {
@@ -304,7 +339,7 @@ impl TaskListCache {
                 return Err(Arc::new(error));
             }
         };
-        let stored = self.store_if_allowed(key, &page);
+        let stored = self.store_if_allowed(key, &page, requested_at);
         Ok(Arc::new(Fetched { page, stored }))
     }
 }

@@ -205,6 +205,22 @@ impl Drop for InFlight<'_> {
     }
 }
 
+/// Runs `fetch` counted in the `in_flight` gauge, from its first poll to its end. For the
+/// fetches that outlive their request (a flight whose leader hung up, a background refresh): they
+/// hold an upstream connection as a request does, so new requests are shed while they run, and
+/// one caller starting fetches and hanging up cannot keep more than `server.max_in_flight` open.
+pub async fn counted<F: std::future::Future>(gauge: Gauge, fetch: F) -> F::Output {
+    struct Counted(Gauge);
+    impl Drop for Counted {
+        fn drop(&mut self) {
+            self.0.dec();
+        }
+    }
+    gauge.inc();
+    let _counted = Counted(gauge);
+    fetch.await
+}
+
 /// The label of a response the cache had nothing to do with.
 const NO_CACHE: CacheLabel = CacheLabel("none");
 

@@ -59,6 +59,7 @@ pub async fn serve(
                 record(state, "stale-while-revalidate");
                 bound_upstream(&mut parts.headers, trace_id);
                 let refresh = fetcher(state, Arc::clone(&live), &parts);
+                let refresh = pipeline::counted(state.metrics.in_flight.clone(), refresh);
                 state.cache.refresh_in_background(key, refresh);
                 let ttl = policy::ttl_seconds(age, config);
                 let status = format!("{CACHE_NAME}; hit; ttl={ttl}; detail=stale-while-revalidate");
@@ -109,7 +110,9 @@ fn serve_miss<'a>(
         let max_wait = state.upstream.timeout() + WAIT_MARGIN;
         let (result, forwarded, label) = match directive {
             Directive::Normal => {
-                let (result, role) = state.cache.collapse(key, max_wait, fetch()).await;
+                // Counted only if it flies (a request that joins a flight drops it unpolled).
+                let flight = pipeline::counted(state.metrics.in_flight.clone(), fetch());
+                let (result, role) = state.cache.collapse(key, max_wait, flight).await;
                 let label = match role {
                     Role::Leader => "miss",
                     Role::Collapsed => "collapsed",
@@ -124,9 +127,10 @@ fn serve_miss<'a>(
             }
             Directive::Refresh => {
                 record(state, "refresh");
+                let requested_at = tokio::time::Instant::now();
                 let result = match fetch().await {
                     Ok(page) => {
-                        let stored = state.cache.store_if_allowed(key, &page);
+                        let stored = state.cache.store_if_allowed(key, &page, requested_at);
                         Ok(Arc::new(Fetched { page, stored }))
                     }
                     Err(e) => Err(Arc::new(e)),

@@ -82,7 +82,8 @@ pub struct Entry {
     body_at: u32,
     headers: u16,
     status: StatusCode,
-    stored_at: Instant,
+    /// When the request that fetched the page was sent: its age counts from then.
+    requested_at: Instant,
 }
 
 /// The largest allocator size class not above `len` (below 64 bytes, classes are 8 bytes apart
@@ -100,7 +101,7 @@ impl Entry {
     /// dropped: `Date` and `Server` (the server sets its own) and `ETag`/`Accept-Ranges`, which
     /// describe KooDrive's bytes, not the normalized ones. `Content-Length` is written once, here,
     /// so that a hit does not format it. `None` when a header is too long to encode.
-    pub fn new(page: &Page) -> Option<Entry> {
+    pub fn new(page: &Page, requested_at: Instant) -> Option<Entry> {
         const DROPPED: [HeaderName; 5] = [
             header::DATE,
             header::SERVER,
@@ -144,7 +145,7 @@ impl Entry {
             body_at,
             headers,
             status: page.status,
-            stored_at: Instant::now(),
+            requested_at,
         })
     }
 
@@ -207,12 +208,16 @@ impl Entry {
 
     /// Bytes this entry costs in the cache: its pieces, key, this record and moka's bookkeeping
     /// (about 400 bytes per entry, measured).
+    pub fn requested_at(&self) -> Instant {
+        self.requested_at
+    }
+
     pub fn weight(&self) -> u32 {
         u32::try_from(self.head.len() + self.tail.len() + 32 + 88 + 400).unwrap_or(u32::MAX)
     }
 
     pub fn age(&self) -> Duration {
-        self.stored_at.elapsed()
+        self.requested_at.elapsed()
     }
 }
 
@@ -242,7 +247,7 @@ mod tests {
             headers,
             body: Bytes::from_static(br#"{"code":"0"}"#),
         };
-        let entry = Entry::new(&page).expect("encodable");
+        let entry = Entry::new(&page, Instant::now()).expect("encodable");
         let stored = entry.to_page();
         assert_eq!(stored.status, http::StatusCode::OK);
         assert_eq!(stored.body, r#"{"code":"0"}"#);
@@ -300,7 +305,7 @@ mod tests {
             headers,
             body: Bytes::from(body.clone()),
         };
-        let entry = Entry::new(&page).expect("encodable");
+        let entry = Entry::new(&page, Instant::now()).expect("encodable");
         assert_eq!((entry.head.len(), entry.tail.len()), (2048, 128));
         assert_eq!(entry.to_page().body, body);
         let response = entry.to_response();
@@ -322,6 +327,6 @@ mod tests {
             headers,
             body: Bytes::from_static(b"{}"),
         };
-        assert!(Entry::new(&page).is_none());
+        assert!(Entry::new(&page, Instant::now()).is_none());
     }
 }

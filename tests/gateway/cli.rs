@@ -203,7 +203,7 @@ fn help_documents_the_modes() {
 }
 
 pub(crate) struct Process {
-    child: Child,
+    pub(crate) child: Child,
     lines: Lines<BufReader<ChildStdout>>,
     seen: Vec<String>,
 }
@@ -262,14 +262,21 @@ impl Process {
     }
 
     /// Waits for the process to exit (a stop already sent); returns its status and every line.
+    /// Its output is read meanwhile: a gateway whose stdout pipe is full waits for it to drain
+    /// (its log writer flushes on the way out), so a test that left many lines unread would
+    /// otherwise never see it exit.
     pub(crate) async fn exited(mut self) -> (std::process::ExitStatus, Vec<String>) {
-        let status = within("exit after SIGTERM", self.child.wait())
-            .await
-            .unwrap();
-        while let Ok(Some(line)) = self.lines.next_line().await {
-            self.seen.push(line);
-        }
-        (status, self.seen)
+        let (child, lines, seen) = (&mut self.child, &mut self.lines, &mut self.seen);
+        let read_all = async {
+            while let Ok(Some(line)) = lines.next_line().await {
+                seen.push(line);
+            }
+        };
+        let (status, ()) = within("exit after SIGTERM", async {
+            tokio::join!(child.wait(), read_all)
+        })
+        .await;
+        (status.unwrap(), self.seen)
     }
 }
 
@@ -672,7 +679,7 @@ fn open_files_limit() -> usize {
         .unwrap_or(1024)
 }
 
-fn rss_kib(pid: u32) -> u64 {
+pub(crate) fn rss_kib(pid: u32) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
     let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
     line.split_whitespace().nth(1).unwrap().parse().unwrap()

@@ -5,6 +5,7 @@ mod support;
 
 mod auth;
 mod cache;
+mod cache_races;
 mod cli;
 mod client_faults;
 mod deploy;
@@ -19,6 +20,5 @@ mod normalize;
 mod otlp;
 mod protocol;
 mod reload;
-mod review_r3a;
 mod tls;
 mod trace;

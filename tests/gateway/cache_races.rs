@@ -1,7 +1,6 @@
-//! Review r3a: concurrency, cancellation and cache-correctness races in the task-list cache.
-//! Every test here fails on the code it was written against; each documents one finding.
-//! (`the_generation_table_is_bounded_by_count_not_bytes` measures the resident memory of the
-//! test process: its margins are wide, but it is best run on its own.)
+//! Concurrency, cancellation and cache-correctness races in the task-list cache (found in the
+//! third review round). Each test failed on the code it was written against; each documents one
+//! finding, fixed since.
 
 use std::convert::Infallible;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -38,7 +37,7 @@ async fn sleep_until(at: Instant) {
     tokio::time::sleep(at.saturating_duration_since(Instant::now())).await;
 }
 
-/// Finding 1. A page stored again under a key that still holds an entry (a refetch in the
+/// Was finding 1. A page stored again under a key that still holds an entry (a refetch in the
 /// stale-if-error window, a stale-while-revalidate refresh, a `no-cache` refresh) keeps the
 /// expiry of the entry it replaces: moka's `Expiry::expire_after_update` defaults to "keep the
 /// current expiry" and `Retention` only implements `expire_after_create`. So the refreshed page
@@ -101,7 +100,7 @@ async fn a_refreshed_page_keeps_the_expiry_of_the_page_it_replaced() {
     assert_eq!(version(&third), 2);
 }
 
-/// Finding 1, the same root cause seen on a hot key without any failure: a `no-cache` refresh
+/// Was finding 1, the same root cause seen on a hot key without any failure: a `no-cache` refresh
 /// stores a new page, and a plain request 0.8 s later (well inside the 3 s ttl) misses because
 /// the entry was dropped at the first page's deadline.
 #[tokio::test]
@@ -141,7 +140,7 @@ async fn a_page_refreshed_by_no_cache_is_dropped_at_the_old_deadline_while_fresh
     );
 }
 
-/// Finding 2. A collapsed fetch runs in its own task and outlives its leader, but nothing
+/// Was finding 2. A collapsed fetch runs in its own task and outlives its leader, but nothing
 /// counts it against `server.max_in_flight`: a client that starts a flight for a new key and
 /// hangs up leaves the upstream request (and its buffered page, up to `normalize.max_body`)
 /// running while its slot is freed. Repeating that keeps any number of KooDrive requests and
@@ -214,34 +213,40 @@ async fn forgetful_upstream() -> String {
     format!("http://{addr}")
 }
 
-fn resident_bytes() -> u64 {
-    let statm = std::fs::read_to_string("/proc/self/statm").unwrap();
-    let pages: u64 = statm.split_whitespace().nth(1).unwrap().parse().unwrap();
-    pages * 4096
-}
-
-/// Finding 3. The per-user generation table is bounded by a count (100,000 users), not by
-/// bytes, and each entry is a clone of the writer's `X-User-Id` `HeaderValue`:
+/// Was finding 3. The per-user generation table is bounded by a count (100,000 users), not by
+/// bytes, and each entry was a clone of the writer's `X-User-Id` `HeaderValue`:
 ///
 /// - (a) a clone shares the connection's read buffer, so a short id pins the whole request head
 ///   it came in (up to `server.max_header_bytes`, 64 KiB);
 /// - (b) the id itself may be as long as the head allows.
 ///
-/// Writes from distinct users (any 2xx, or any write whose answer timed out) therefore grow
+/// Writes from distinct users (any 2xx, or any write whose answer timed out) therefore grew
 /// memory by up to 64 KiB each, ~6 GiB before the count bound resets the table, whatever
 /// `cache.max_bytes` says (64 KiB here).
 ///
-/// Measured as the test process's resident memory: 1,500 writes with the same user as a
-/// control, then 1,500 with short distinct ids and a 48 KiB header beside them, then 1,000 with
-/// distinct 40 KiB ids.
+/// Measured as the resident memory of a gateway process of its own (the test process's would
+/// move with the tests running beside this one): 1,500 writes with the same user as a control,
+/// then 1,500 with short distinct ids and a 48 KiB header beside them, then 1,000 with distinct
+/// 40 KiB ids.
 #[tokio::test]
 async fn the_generation_table_is_bounded_by_count_not_bytes() {
+    use crate::cli::{rss_kib, temp_config, Process};
     let upstream = forgetful_upstream().await;
-    let gw = TestGateway::for_mock_url(&upstream, "[cache]\nmax_bytes = \"64KiB\"").await;
+    let config = temp_config(
+        "generations",
+        &format!(
+            "[server]\nlisten = \"127.0.0.1:0\"\nadmin_listen = \"127.0.0.1:0\"\n\
+             [upstream]\nurl = \"{upstream}\"\n[auth]\nmode = \"token\"\nuser_id = \"7\"\n\
+             access_token = \"t\"\n[cache]\nmax_bytes = \"64KiB\"\n"
+        ),
+    );
+    let mut process = Process::spawn(&["--config", config.to_str().unwrap()], &[]);
+    let (addr, _) = process.listening().await;
+    let pid = process.child.id().unwrap();
+    let client = crate::support::Client::new(addr);
     let pad = "p".repeat(48 * 1024);
     let write = |user: String, pad: &str| {
-        let mut request = gw
-            .client
+        let mut request = client
             .request(Method::POST, "/koodrive/ose/v1/task/create")
             .header("x-user-id", user);
         if !pad.is_empty() {
@@ -255,44 +260,30 @@ async fn the_generation_table_is_bounded_by_count_not_bytes() {
     };
     // Warm-up and control: one user, many writes.
     for _ in 0..200 {
-        assert_eq!(
-            gw.client.send(write("control".into(), &pad)).await.status,
-            200
-        );
+        assert_eq!(client.send(write("control".into(), &pad)).await.status, 200);
     }
-    let before = resident_bytes();
+    let before = rss_kib(pid);
     for _ in 0..1500 {
-        assert_eq!(
-            gw.client.send(write("control".into(), &pad)).await.status,
-            200
-        );
+        assert_eq!(client.send(write("control".into(), &pad)).await.status, 200);
     }
-    let control = resident_bytes().saturating_sub(before);
+    let control = rss_kib(pid).saturating_sub(before);
 
-    let before = resident_bytes();
+    let before = rss_kib(pid);
     for n in 0..1500 {
-        assert_eq!(
-            gw.client.send(write(format!("u{n}"), &pad)).await.status,
-            200
-        );
+        assert_eq!(client.send(write(format!("u{n}"), &pad)).await.status, 200);
     }
-    let pinned = resident_bytes().saturating_sub(before);
+    let pinned = rss_kib(pid).saturating_sub(before);
 
-    let before = resident_bytes();
+    let before = rss_kib(pid);
     let long = "1".repeat(40 * 1024);
     for n in 0..1000 {
-        assert_eq!(
-            gw.client
-                .send(write(format!("{n}-{long}"), ""))
-                .await
-                .status,
-            200
-        );
+        let status = client.send(write(format!("{n}-{long}"), "")).await.status;
+        assert_eq!(status, 200);
     }
-    let long_ids = resident_bytes().saturating_sub(before);
+    let long_ids = rss_kib(pid).saturating_sub(before);
 
-    let mib = |b: u64| b as f64 / (1024.0 * 1024.0);
-    let limit = control + (16 << 20);
+    let mib = |kib: u64| kib as f64 / 1024.0;
+    let limit = control + 16 * 1024;
     assert!(
         pinned < limit && long_ids < limit,
         "with cache.max_bytes = 64 KiB, resident memory grew by {:.1} MiB after 1,500 writes \
@@ -302,9 +293,12 @@ async fn the_generation_table_is_bounded_by_count_not_bytes() {
         mib(pinned),
         mib(long_ids)
     );
+    let (status, _) = process.terminate().await;
+    assert!(status.success());
+    std::fs::remove_file(config).ok();
 }
 
-/// Finding 4 (low). A store replaces whatever the key holds, last writer wins, with no regard to
+/// Was finding 4 (low). A store replaces whatever the key holds, last writer wins, with no regard to
 /// when each page was fetched: a slow fetch that started first stores its older page over a
 /// newer one another request stored meanwhile, and that older page is then served as fresh (Age
 /// 0) for a whole ttl. Here a `no-cache` refresh stores v2 (and a hit serves it) while the
@@ -353,7 +347,7 @@ async fn a_slow_older_fetch_overwrites_a_newer_stored_page() {
     );
 }
 
-/// Finding 5 (low). The cache identity and the per-user generation use `X-User-Id` byte for
+/// Was finding 5 (low). The cache identity and the per-user generation use `X-User-Id` byte for
 /// byte, but KooDrive (and the gateway's own signer, `auth/sign.rs`) trims it: over HTTP/2,
 /// where the value reaches the gateway untrimmed, `42 ` is one user to KooDrive and two to the
 /// cache. A write (or an admin purge) for `42` leaves the pages cached for `42 ` served, so a
