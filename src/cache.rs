@@ -54,7 +54,8 @@ struct Generations {
     /// By a hash of the user id, not the id: an id may be as long as a head allows, and a
     /// `HeaderValue` parsed by hyper holds the whole buffer its head came in. Two ids that hash
     /// alike share a generation: a write by either invalidates both, never neither.
-    by_user: HashMap<u64, u64>,
+    /// (The hash is SipHash with this process's random keys: the map need not hash it again.)
+    by_user: HashMap<u64, u64, KeyHash>,
     user_hasher: std::hash::RandomState,
 }
 
@@ -64,8 +65,8 @@ impl Generations {
     }
 }
 
-/// Hashes a [`Key`] by its first eight bytes: it is already a SHA-256, so rehashing it (moka's
-/// default is SipHash) would only cost time.
+/// Hashes a [`Key`] by its first eight bytes (a `u64` by itself): it is already a SHA-256, so
+/// rehashing it (moka's default is SipHash) would only cost time.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct DigestHasher(u64);
 
