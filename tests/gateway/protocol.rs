@@ -572,6 +572,24 @@ async fn head_of_the_task_list_says_the_length_get_returns() {
     assert_eq!(mock.hits(), 1, "HEAD was a hit");
     let status = head.headers.get("cache-status").unwrap().to_str().unwrap();
     assert!(status.contains("hit"), "{status}");
+    // The same over HTTP/2.
+    let h2 = crate::support::Client::http2(gw.running().addr);
+    let request = h2
+        .request(Method::HEAD, &format!("{TASK_LIST}?pageSize=5"))
+        .body(Full::default())
+        .unwrap();
+    let head = h2.send(request).await;
+    assert_eq!(head.status, 200);
+    assert!(head.body.is_empty());
+    assert_eq!(
+        head.headers
+            .get("content-length")
+            .unwrap()
+            .to_str()
+            .unwrap(),
+        get.body.len().to_string()
+    );
+    assert_eq!(mock.hits(), 1, "HEAD over HTTP/2 was a hit");
 }
 
 /// nginx clears `Expect` from proxied requests (`proxy_set_header Expect ""` is in its default
