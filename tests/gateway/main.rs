@@ -20,5 +20,6 @@ mod normalize;
 mod otlp;
 mod protocol;
 mod reload;
+mod review_r4a;
 mod tls;
 mod trace;
