@@ -21,5 +21,6 @@ mod otlp;
 mod protocol;
 mod reload;
 mod review_r4a;
+mod review_r4b;
 mod tls;
 mod trace;
