@@ -54,6 +54,7 @@ pub struct Upstream {
     scheme: Scheme,
     authority: http::uri::Authority,
     timeout: Duration,
+    connect_timeout: Duration,
     breaker: Arc<Breaker>,
 }
 
@@ -68,7 +69,7 @@ impl Upstream {
             .https_or_http()
             .enable_http1()
             .wrap_connector(http);
-        let connector = heard::Listening(https);
+        let connector = heard::Listening(https, config.connect_timeout);
         let builder = || {
             let mut builder = Client::builder(TokioExecutor::new());
             builder
@@ -83,6 +84,7 @@ impl Upstream {
             scheme: config.scheme.clone(),
             authority: config.authority.clone(),
             timeout: config.timeout,
+            connect_timeout: config.connect_timeout,
             breaker: Arc::new(Breaker::new(
                 config.breaker_failures,
                 config.breaker_cooldown,
@@ -188,7 +190,7 @@ impl Upstream {
         match tokio::time::timeout_at(deadline, client.request(request)).await {
             Err(_) => Err((GatewayError::UpstreamTimeout(self.timeout), false)),
             Ok(Ok(response)) => Ok(response),
-            Ok(Err(error)) => Err(classify(error, self.timeout)),
+            Ok(Err(error)) => Err(classify(error, self.connect_timeout)),
         }
     }
 
@@ -212,7 +214,12 @@ fn causes<'a>(
 /// Connect failures (refused, DNS, TLS) are 502 and retryable; a connect timeout is 504; a
 /// connection closed or reset before the response is 502 and retryable; anything else after the
 /// connection was made (garbage instead of HTTP) is 502.
-fn classify(error: hyper_util::client::legacy::Error, timeout: Duration) -> (GatewayError, bool) {
+/// `connect_timeout` names the bound of a connect that timed out (the only timeout hyper reports:
+/// the exchange's own is kept by the caller).
+fn classify(
+    error: hyper_util::client::legacy::Error,
+    connect_timeout: Duration,
+) -> (GatewayError, bool) {
     // The client's body failed on the way (cut off, or over its limit): the client's fault.
     let client_body = causes(&error).find_map(|e| e.downcast_ref::<ClientBodyError>());
     if let Some(body_error) = client_body {
@@ -236,7 +243,7 @@ fn classify(error: hyper_util::client::legacy::Error, timeout: Duration) -> (Gat
         || causes(&error).any(|e| e.to_string().contains("timed out"));
     if error.is_connect() {
         if timed_out {
-            return (GatewayError::UpstreamTimeout(timeout), false);
+            return (GatewayError::UpstreamTimeout(connect_timeout), false);
         }
         return (GatewayError::UpstreamConnect(Box::new(error)), true);
     }

@@ -39,8 +39,10 @@ pub fn anything(captured: &CaptureConnection) -> bool {
 
 /// A connector whose connections keep a [`Heard`] flag. (hyper's IO traits hand a read a
 /// cursor that cannot tell how much was filled; tokio's can, hence the [`TokioIo`] on each side.)
+/// It also bounds the whole connect, TCP and TLS handshake together, by the duration it holds
+/// (`upstream.connect_timeout`): the TCP connector bounds only its own part.
 #[derive(Clone)]
-pub struct Listening<C>(pub C);
+pub struct Listening<C>(pub C, pub std::time::Duration);
 
 pub type Io<T> = TokioIo<Watched<TokioIo<T>>>;
 
@@ -48,6 +50,7 @@ impl<C> tower_service::Service<Uri> for Listening<C>
 where
     C: tower_service::Service<Uri>,
     C::Future: Send + 'static,
+    C::Error: From<io::Error>,
 {
     type Response = Io<C::Response>;
     type Error = C::Error;
@@ -59,8 +62,11 @@ where
 
     fn call(&mut self, uri: Uri) -> Self::Future {
         let connecting = self.0.call(uri);
+        let timeout = self.1;
         Box::pin(async move {
-            let io = connecting.await?;
+            let io = tokio::time::timeout(timeout, connecting)
+                .await
+                .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "connect timed out"))??;
             Ok(TokioIo::new(Watched {
                 io: TokioIo::new(io),
                 heard: Heard::default(),
