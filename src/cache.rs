@@ -258,26 +258,16 @@ impl TaskListCache {
         self.entries.weighted_size()
     }
 
-    /// Runs `fetch` once for all concurrent callers with the same key. The fetch runs in its own
-    /// task, so a leader whose client goes away does not fail its waiters; it stores a storable
-    /// page before anyone is answered. Nobody waits longer than `max_wait`.
-    pub async fn collapse<F>(
-        self: &Arc<Self>,
-        key: Key,
-        max_wait: std::time::Duration,
-        fetch: F,
-    ) -> (FlightResult, Role)
+    /// Runs `fetch` once for all concurrent callers with the same key: joins the flight for
+    /// `key` in the air, or starts one. The fetch runs in its own task, so a leader whose client
+    /// goes away does not fail its waiters; it stores a storable page before anyone is answered.
+    /// [`Flight::wait`] then waits for its answer.
+    pub fn collapse<F>(self: &Arc<Self>, key: Key, fetch: F) -> (Flight, Role)
     where
         F: Future<Output = Result<Page, GatewayError>> + Send + 'static,
     {
-        let (mut receiver, role) = self.join_or_lead(key, fetch);
-        let waited = tokio::time::timeout(max_wait, receiver.wait_for(Option::is_some)).await;
-        let result = match waited {
-            Ok(Ok(result)) => result.clone().unwrap_or_else(|| Err(Arc::new(lost()))),
-            Ok(Err(_)) => Err(Arc::new(lost())),
-            Err(_) => Err(Arc::new(GatewayError::UpstreamTimeout(max_wait))),
-        };
-        (result, role)
+        let (receiver, role) = self.join_or_lead(key, fetch);
+        (Flight(receiver), role)
     }
 
     /// Starts a flight for `key` unless one is in the air; returns without waiting.
@@ -346,6 +336,21 @@ impl TaskListCache {
         };
         let stored = self.store_if_allowed(key, &page, requested_at);
         Ok(Arc::new(Fetched { page, stored }))
+    }
+}
+
+/// A flight joined or led: its answer, once it has one.
+pub struct Flight(watch::Receiver<Option<FlightResult>>);
+
+impl Flight {
+    /// The flight's answer; nobody waits longer than `max_wait`.
+    pub async fn wait(mut self, max_wait: std::time::Duration) -> FlightResult {
+        let waited = tokio::time::timeout(max_wait, self.0.wait_for(Option::is_some)).await;
+        match waited {
+            Ok(Ok(result)) => result.clone().unwrap_or_else(|| Err(Arc::new(lost()))),
+            Ok(Err(_)) => Err(Arc::new(lost())),
+            Err(_) => Err(Arc::new(GatewayError::UpstreamTimeout(max_wait))),
+        }
     }
 }
 

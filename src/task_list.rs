@@ -2,6 +2,8 @@
 //! otherwise fetched once for all concurrent identical requests, normalized and stored; stale
 //! pages cover for KooDrive while it is refreshed or failing.
 
+use std::future::Future;
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
@@ -11,6 +13,7 @@ use http::header::{
 };
 use http::request::Parts;
 use http::{HeaderMap, HeaderValue, Method};
+use prometheus_client::metrics::gauge::Gauge;
 use tracing::Instrument;
 
 use crate::body;
@@ -73,6 +76,65 @@ pub async fn serve(
     serve_miss(state, live, parts, key, directive, config, stored).await
 }
 
+/// Whether a flight's leader left before the flight ended, and so whether the flight counts in
+/// `in_flight` by itself: [`RUNNING`] while its leader waits, then [`ORPHANED`] or [`ENDED`],
+/// whichever comes first.
+struct Orphan {
+    state: AtomicU8,
+    in_flight: Gauge,
+}
+
+const RUNNING: u8 = 0;
+const ORPHANED: u8 = 1;
+const ENDED: u8 = 2;
+
+impl Orphan {
+    fn new(in_flight: Gauge) -> Orphan {
+        Orphan {
+            state: AtomicU8::new(RUNNING),
+            in_flight,
+        }
+    }
+
+    /// The flight's fetch, which marks the flight ended when it is done or dropped (unpolled,
+    /// when the request joined another flight instead).
+    fn fetch<F: Future>(shared: &Arc<Orphan>, fetch: F) -> impl Future<Output = F::Output> {
+        let ended = FlightEnded(Arc::clone(shared));
+        async move {
+            let _ended = ended;
+            fetch.await
+        }
+    }
+}
+
+struct FlightEnded(Arc<Orphan>);
+
+impl Drop for FlightEnded {
+    fn drop(&mut self) {
+        if self.0.state.swap(ENDED, Ordering::AcqRel) == ORPHANED {
+            self.0.in_flight.dec();
+        }
+    }
+}
+
+/// Held by a flight's leader while it waits: when it goes (answered, timed out, or its client
+/// gone) before the flight ends, the flight takes over its place in `in_flight`.
+struct LeaderLeaving(Arc<Orphan>);
+
+impl Drop for LeaderLeaving {
+    fn drop(&mut self) {
+        // Counted first, so the flight's end can never uncount it before it was counted.
+        self.0.in_flight.inc();
+        let orphaned =
+            self.0
+                .state
+                .compare_exchange(RUNNING, ORPHANED, Ordering::AcqRel, Ordering::Acquire);
+        if orphaned.is_err() {
+            self.0.in_flight.dec();
+        }
+    }
+}
+
 /// Headers that describe a request's body. The task list is fetched with none (a GET's body
 /// means nothing, and a shared page cannot depend on one caller's), so a caller's
 /// `Content-Length` would leave KooDrive waiting for bytes that never come.
@@ -103,6 +165,7 @@ fn serve_miss<'a>(
 
         // A page known to be too large to share streams straight through.
         if state.cache.is_pass(&key) {
+            record(state, "pass");
             return pass(state, &live, parts).await;
         }
 
@@ -110,9 +173,13 @@ fn serve_miss<'a>(
         let max_wait = state.upstream.timeout() + WAIT_MARGIN;
         let (result, forwarded, label) = match directive {
             Directive::Normal => {
-                // Counted only if it flies (a request that joins a flight drops it unpolled).
-                let flight = pipeline::counted(state.metrics.in_flight.clone(), fetch());
-                let (result, role) = state.cache.collapse(key, max_wait, flight).await;
+                // The leader's own place in max_in_flight covers its flight; a flight its leader
+                // leaves before it ends (a client hanging up) counts by itself from then on.
+                let shared = Arc::new(Orphan::new(state.metrics.in_flight.clone()));
+                let flight = Orphan::fetch(&shared, fetch());
+                let (flight, role) = state.cache.collapse(key, flight);
+                let _leaving = (role == Role::Leader).then(|| LeaderLeaving(shared));
+                let result = flight.wait(max_wait).await;
                 let label = match role {
                     Role::Leader => "miss",
                     Role::Collapsed => "collapsed",
@@ -153,8 +220,14 @@ fn serve_miss<'a>(
             }
         };
 
-        // Too large to share: this request fetches the page itself and streams it through.
+        // Too large to share: this request fetches the page itself and streams it through. So
+        // does one that joined a fetch whose page was only for the request that made it.
         if matches!(&result, Err(error) if error.is_page_too_large()) {
+            return pass(state, &live, parts).await;
+        }
+        if label == "collapsed"
+            && matches!(&result, Ok(fetched) if policy::private_to_its_request(&fetched.page))
+        {
             return pass(state, &live, parts).await;
         }
 
@@ -241,8 +314,8 @@ fn fetcher(
 
 /// Forwards the request as the client sent it and streams the answer through, normalized only if
 /// it turns out to fit after all (a page too large to share or store: Varnish's "pass").
+/// (Counted by the caller: a request that learnt it must pass was counted when it fetched.)
 async fn pass(state: &Arc<State>, live: &Live, parts: Parts) -> Result<Served, GatewayError> {
-    record(state, "pass");
     let response = pipeline::send(
         state,
         live,
