@@ -86,7 +86,8 @@ impl Auth {
             _ => self.user_id.clone(),
         };
         let credential_sha256 = match self.client_credential(headers) {
-            Some(client) => credential_hash(b"client\0", client.as_bytes()),
+            // Without the spaces around it, as KooDrive reads it (HTTP/2 may keep them).
+            Some(client) => credential_hash(b"client\0", client.as_bytes().trim_ascii()),
             // The configured token's hash is kept beside it (every request would hash it
             // otherwise). Untagged, it still never equals a tagged hash: a secret has no NUL.
             None if self.mode == AuthMode::Token => self.secret.get().sha256(),

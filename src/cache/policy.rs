@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use http::header::{CACHE_CONTROL, PRAGMA, SET_COOKIE};
+use http::header::{CACHE_CONTROL, PRAGMA, SET_COOKIE, VARY};
 use http::{HeaderMap, StatusCode};
 
 use super::page::Page;
@@ -64,13 +64,34 @@ pub fn client_directive(headers: &HeaderMap) -> Directive {
     directive
 }
 
-/// 200, KooDrive `code` 0, small enough, no cookie, and the upstream did not forbid storing.
+/// 200, KooDrive `code` 0, small enough, not private to the request that fetched it, and the
+/// upstream did not forbid storing.
 pub fn storable(page: &Page, max_entry_bytes: u64) -> bool {
     page.status == StatusCode::OK
         && page.body.len() as u64 <= max_entry_bytes
-        && !page.headers.contains_key(SET_COOKIE)
+        && !private_to_its_request(page)
         && !directives(&page.headers).any(|d| d == "no-store")
         && koodrive_code(&page.body).as_deref() == Some("0")
+}
+
+/// Request headers the key already separates pages by (`Accept-Encoding`: the fetch always asks
+/// for gzip, and stored pages are decoded).
+const KEYED: [&str; 4] = ["x-user-id", "authorization", "language", "accept-encoding"];
+
+/// Whether a page answers its own request only, so that neither the cache nor the requests that
+/// joined its fetch may have it: it sets a cookie, or it varies (RFC 9111 section 4.1) on a
+/// request header the key does not hold, `Vary: *` included. (nginx and Varnish send the waiters
+/// of such a fetch to KooDrive themselves.)
+pub fn private_to_its_request(page: &Page) -> bool {
+    page.headers.contains_key(SET_COOKIE)
+        || page
+            .headers
+            .get_all(VARY)
+            .iter()
+            .flat_map(|v| v.to_str().unwrap_or("*").split(','))
+            .map(str::trim)
+            .filter(|name| !name.is_empty())
+            .any(|name| !KEYED.iter().any(|k| k.eq_ignore_ascii_case(name)))
 }
 
 /// The top-level `code` of a JSON body, as text (`0` and `"0"` alike).

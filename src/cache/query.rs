@@ -54,9 +54,15 @@ const STATUS_TEXT: [&str; 16] = [
     "0%2C1%2C2%2C3",
 ];
 
+/// The error names the parameter as a client wrote it, decoded: cut short and escaped (a name
+/// decoded from `%0A` must not start a line of its own in a plain-text log).
 fn bad(param: &str, value: &str, allowed: &'static str) -> GatewayError {
     GatewayError::BadQuery {
-        param: param.to_owned(),
+        param: param
+            .chars()
+            .take(64)
+            .flat_map(char::escape_debug)
+            .collect(),
         value: value.chars().take(64).collect(),
         allowed,
     }
