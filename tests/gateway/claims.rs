@@ -1,5 +1,5 @@
-//! Review round 4 (a): README claims the code does not keep. Each test states the README line it
-//! checks and fails on the code it was written against.
+//! README claims the code did not keep, found in the fourth review round (each fixed since). Each
+//! test states the claim it checks and failed on the code it was written against.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};

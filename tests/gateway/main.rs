@@ -6,6 +6,7 @@ mod support;
 mod auth;
 mod cache;
 mod cache_races;
+mod claims;
 mod cli;
 mod client_faults;
 mod deploy;
@@ -18,9 +19,8 @@ mod metrics;
 mod normalize;
 #[cfg(feature = "otlp")]
 mod otlp;
+mod poisoning;
 mod protocol;
 mod reload;
-mod review_r4a;
-mod review_r4b;
 mod tls;
 mod trace;

@@ -1,6 +1,6 @@
-//! Review r4b: failing tests for the findings of an adversarial security review (cache
-//! poisoning through an ignored `Vary`, a leader's `Set-Cookie` handed to collapsed waiters, log
-//! forging in the pretty log format through a decoded query-parameter name).
+//! Cache poisoning and log forging, found in the fourth review round (a security review) and
+//! fixed since: a `Vary` the cache ignored, a leader's `Set-Cookie` handed to collapsed waiters,
+//! and a decoded query-parameter name forging lines in the pretty log format.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -18,7 +18,7 @@ use crate::support::{within, Client, Mock, Reply, TestGateway, TASK_LIST};
 /// only be used for a request whose `Vary`-named headers match; nginx and Varnish key variants
 /// on them.
 #[tokio::test]
-async fn review_r4b_a_page_that_varies_is_not_served_to_a_request_it_does_not_match() {
+async fn a_page_that_varies_is_not_served_to_a_request_it_does_not_match() {
     let mock = Mock::start(|seen| {
         let variant = seen.header("accept-language").unwrap_or("none").to_owned();
         let body = serde_json::json!({"code": 0, "msg": "Success.", "variant": variant});
@@ -49,7 +49,7 @@ async fn review_r4b_a_page_that_varies_is_not_served_to_a_request_it_does_not_ma
 /// `Vary: *` means no later request can be known to match (RFC 9111 section 4.1): nginx does not
 /// cache such a response. The gateway stores it and serves it as a hit.
 #[tokio::test]
-async fn review_r4b_a_page_with_vary_star_is_never_served_from_the_cache() {
+async fn a_page_with_vary_star_is_never_served_from_the_cache() {
     let mock = Mock::start(|_| Reply::ok().header("vary", "*")).await;
     let gw = TestGateway::for_mock(&mock, "[cache]\nttl = \"60s\"").await;
     let first = gw.client.get(TASK_LIST).await;
@@ -69,7 +69,7 @@ async fn review_r4b_a_page_with_vary_star_is_never_served_from_the_cache() {
 /// `proxy_cache_lock` and Varnish's waiting list send the waiters upstream themselves when the
 /// answer is not cacheable.
 #[tokio::test]
-async fn review_r4b_a_leaders_set_cookie_never_reaches_a_collapsed_waiter() {
+async fn a_leaders_set_cookie_never_reaches_a_collapsed_waiter() {
     let hold = Arc::new(Notify::new());
     let held = Arc::clone(&hold);
     let calls = AtomicUsize::new(0);
@@ -133,7 +133,7 @@ async fn review_r4b_a_leaders_set_cookie_never_reaches_a_collapsed_waiter() {
 /// writes a log line of its choosing (CWE-117). The value is escaped (`{value:?}`); the name is
 /// not.
 #[tokio::test]
-async fn review_r4b_a_query_parameter_name_cannot_forge_a_pretty_log_line() {
+async fn a_query_parameter_name_cannot_forge_a_pretty_log_line() {
     let mock = Mock::ok().await;
     let config = temp_config(
         "r4b-pretty",
