@@ -24,3 +24,4 @@ mod protocol;
 mod reload;
 mod tls;
 mod trace;
+mod review_r5b;
