@@ -177,6 +177,11 @@ pub fn x_date(now: OffsetDateTime) -> HeaderValue {
 
 /// `Bearer <token>`, unless the configured token already starts with a scheme word.
 pub fn bearer(token: &str) -> String {
+    // The docs write the header as `Bearer+{access_token}`: a token copied with that prefix means
+    // the scheme, not a token that begins with it.
+    if let Some(token) = token.strip_prefix("Bearer+") {
+        return format!("Bearer {token}");
+    }
     let has_scheme = token.split_once(' ').is_some_and(|(scheme, rest)| {
         !rest.is_empty() && scheme.bytes().all(|b| b.is_ascii_alphabetic())
     });
@@ -214,6 +219,6 @@ mod tests {
         assert_eq!(bearer("6ebb12"), "Bearer 6ebb12");
         assert_eq!(bearer("Bearer 6ebb12"), "Bearer 6ebb12");
         assert_eq!(bearer("AT 6ebb12"), "AT 6ebb12");
-        assert_eq!(bearer("Bearer+6ebb"), "Bearer Bearer+6ebb");
+        assert_eq!(bearer("Bearer+6ebb"), "Bearer 6ebb");
     }
 }

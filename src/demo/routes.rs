@@ -17,6 +17,8 @@ pub enum Route {
     Create,
     Result,
     Get(String),
+    /// `GET /task/dstUserInfo/{src_user_id}`: where a transfer from that user would go.
+    DstUserInfo(String),
 }
 
 /// The route for a method and path, or `None` for KooDrive's 404.
@@ -27,6 +29,10 @@ pub fn route(method: &Method, path: &str) -> Option<Route> {
         (&Method::POST, "create") => Some(Route::Create),
         (&Method::GET, "result") => Some(Route::Result),
         (_, "list" | "create" | "result") => None,
+        (&Method::GET, rest) if rest.starts_with("dstUserInfo/") => {
+            let src = &rest["dstUserInfo/".len()..];
+            (!src.is_empty() && !src.contains('/')).then(|| Route::DstUserInfo(src.to_string()))
+        }
         (&Method::GET, id) if !id.is_empty() && !id.contains('/') => {
             Some(Route::Get(id.to_string()))
         }
@@ -64,6 +70,12 @@ pub fn dispatch(
         Route::Get(id) => {
             let task = find(store, user_id, id)?;
             out.insert("taskDto".into(), to_value(&task, now_ms));
+        }
+        Route::DstUserInfo(src) => {
+            // The docs name the endpoint, not its fields: the mock answers who would receive a
+            // transfer from `src` (the caller) in KooDrive's id form.
+            out.insert("srcUserId".into(), src.clone().into());
+            out.insert("dstUserId".into(), user_id.into());
         }
         Route::Result => {
             let id = form_urlencoded::parse(query.unwrap_or("").as_bytes())
