@@ -21,6 +21,7 @@ mod normalize;
 mod otlp;
 mod poisoning;
 mod protocol;
+mod review_r5a;
 mod reload;
 mod tls;
 mod trace;
