@@ -51,7 +51,9 @@ pub enum Method {
     PATCH,
     DELETE,
     OPTIONS,
-    Other,
+    /// Encoded as the variant's name: lower case, as every documented label value is.
+    #[allow(non_camel_case_types)]
+    other,
 }
 
 impl From<&http::Method> for Method {
@@ -64,7 +66,7 @@ impl From<&http::Method> for Method {
             http::Method::PATCH => Method::PATCH,
             http::Method::DELETE => Method::DELETE,
             http::Method::OPTIONS => Method::OPTIONS,
-            _ => Method::Other,
+            _ => Method::other,
         }
     }
 }
@@ -114,6 +116,8 @@ pub struct Metrics {
     pub in_flight: Gauge,
     pub breaker_open: Gauge,
     pub breaker_transitions: Family<ReasonLabels, Counter>,
+    /// Exchanges sent to KooDrive a second time, on a fresh connection.
+    pub upstream_retries: Counter,
 }
 
 impl Metrics {
@@ -145,9 +149,28 @@ impl Metrics {
             in_flight: Gauge::default(),
             breaker_open: Gauge::default(),
             breaker_transitions: Family::default(),
+            upstream_retries: Counter::default(),
             registry: Registry::default(),
         };
         let m = &metrics;
+        // Every documented reason from the start, at 0: a series born at 1 has no earlier sample,
+        // and rate() and increase() would miss the first breaker opening after each restart.
+        let reasons = [
+            (&m.breaker_transitions, &["open", "half_open", "closed"][..]),
+            (
+                &m.cache_stale_served,
+                &["stale-while-revalidate", "stale-if-error"][..],
+            ),
+            (
+                &m.cache_invalidations,
+                &["write", "purge_user", "purge_all"][..],
+            ),
+        ];
+        for (family, names) in reasons {
+            for &reason in names {
+                drop(family.get_or_create(&ReasonLabels { reason }));
+            }
+        }
         registry.register("requests", "Client requests answered", m.requests.clone());
         registry.register(
             "request_duration_seconds",
@@ -158,6 +181,11 @@ impl Metrics {
             "upstream_requests",
             "Requests sent to KooDrive, by outcome",
             m.upstream_requests.clone(),
+        );
+        registry.register(
+            "upstream_retries",
+            "Requests sent to KooDrive again on a fresh connection (connect failed, or reset before any response byte)",
+            m.upstream_retries.clone(),
         );
         registry.register(
             "upstream_duration_seconds",
@@ -211,7 +239,7 @@ impl Metrics {
         );
         registry.register(
             "in_flight",
-            "Client requests in flight",
+            "Client requests in flight, and task-list fetches that outlive theirs",
             m.in_flight.clone(),
         );
         registry.register(
@@ -310,7 +338,7 @@ mod tests {
     #[test]
     fn unusual_methods_are_one_label() {
         let m: Method = (&http::Method::from_bytes(b"PURGE").unwrap_or(http::Method::GET)).into();
-        assert_eq!(m, Method::Other);
+        assert_eq!(m, Method::other);
         assert_eq!(status_class(503), "5xx");
         assert_eq!(status_class(404), "4xx");
     }

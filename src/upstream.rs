@@ -25,6 +25,7 @@ use crate::body::ClientBodyError;
 use crate::body::{self, Body};
 use crate::config::UpstreamConfig;
 use crate::error::GatewayError;
+use crate::headers;
 use crate::metrics::Metrics;
 use breaker::Breaker;
 
@@ -56,6 +57,7 @@ pub struct Upstream {
     timeout: Duration,
     connect_timeout: Duration,
     breaker: Arc<Breaker>,
+    metrics: Arc<Metrics>,
 }
 
 impl Upstream {
@@ -88,8 +90,9 @@ impl Upstream {
             breaker: Arc::new(Breaker::new(
                 config.breaker_failures,
                 config.breaker_cooldown,
-                metrics,
+                Arc::clone(&metrics),
             )),
+            metrics,
         })
     }
 
@@ -147,6 +150,7 @@ impl Upstream {
             _ => None,
         };
         if let Some(copy) = retry {
+            self.metrics.upstream_retries.inc();
             tracing::debug!("upstream connection failed before any response byte; retrying once on a fresh connection");
             result = self
                 .attempt(&self.fresh, copy.map(|()| body::empty()), deadline)
@@ -157,6 +161,15 @@ impl Upstream {
                 GatewayError::ClientBodyTimeout(timeout)
             }
             error => error,
+        });
+        // hyper undoes only `chunked`: another transfer coding (`gzip, chunked`) would reach the
+        // client undone and unlabelled once Transfer-Encoding is stripped (nginx refuses it too).
+        // KooDrive's protocol error, counted as one.
+        let result = result.and_then(|response| match headers::only_chunked(response.headers()) {
+            true => Ok(response),
+            false => Err(GatewayError::UpstreamProtocol(
+                "KooDrive used a transfer coding other than chunked".into(),
+            )),
         });
         // The outcome left for the body's end to tell, if any.
         let outcome = match &result {

@@ -86,7 +86,8 @@ impl Breaker {
 
     fn transition(&self, to: u8, name: &'static str) {
         if self.state.swap(to, Ordering::AcqRel) != to {
-            self.metrics.breaker_open.set(i64::from(to == OPEN));
+            // Half-open refuses all but the probe: to callers, still open.
+            self.metrics.breaker_open.set(i64::from(to != CLOSED));
             self.metrics
                 .breaker_transitions
                 .get_or_create(&ReasonLabels { reason: name })
@@ -143,11 +144,11 @@ impl Permit {
 
 impl Drop for Permit {
     fn drop(&mut self) {
+        // A probe that ends with no outcome (its client left) passes its turn: still half-open,
+        // and the next request probes. Nothing was learnt of KooDrive, so no transition.
         if self.probe && !self.recorded {
             let mut inner = self.breaker.inner.lock().unwrap_or_else(|p| p.into_inner());
             inner.probing = false;
-            inner.open_until = Instant::now();
-            self.breaker.transition(OPEN, "open");
         }
     }
 }
