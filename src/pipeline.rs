@@ -303,6 +303,12 @@ fn forward_other(
         };
         let rule = live.normalize.rules.find(&parts.method, parts.uri.path());
         let head = parts.method == Method::HEAD;
+        // A write whose client hangs up while it is out (hyper then drops this future) may have
+        // been applied all the same: invalidated then too, by this guard.
+        let mut unsettled = writer.clone().map(|user_id| UnsettledWrite {
+            state,
+            user_id: Some(user_id),
+        });
         let response = send(
             state,
             &live,
@@ -322,14 +328,11 @@ fn forward_other(
                 GatewayError::UpstreamTimeout(_) | GatewayError::UpstreamProtocol(_)
             ),
         };
-        if let Some(user_id) = writer.filter(|_| applied) {
-            state.cache.invalidate_user(&user_id);
-            state
-                .metrics
-                .cache_invalidations
-                .get_or_create(&metrics::ReasonLabels { reason: "write" })
-                .inc();
-            tracing::debug!("task write accepted: the writer's cached task lists are invalidated");
+        if let Some(unsettled) = &mut unsettled {
+            match applied {
+                true => unsettled.invalidate(),
+                false => unsettled.user_id = None,
+            }
         }
         let response = response?;
         // Normalized bodies where a rule applies (and KooDrive's error bodies); the rest streams.
@@ -341,6 +344,34 @@ fn forward_other(
             respond::shape(response, rule, live.normalize.max_body, &state.metrics).await?;
         Ok((response, NO_CACHE))
     })
+}
+
+/// A task write sent to KooDrive whose outcome is not known yet: dropped unsettled (its client
+/// gone mid-exchange), it invalidates the writer's lists, as an accepted write does.
+struct UnsettledWrite<'a> {
+    state: &'a State,
+    /// The writer, until settled.
+    user_id: Option<HeaderValue>,
+}
+
+impl UnsettledWrite<'_> {
+    fn invalidate(&mut self) {
+        if let Some(user_id) = self.user_id.take() {
+            self.state.cache.invalidate_user(&user_id);
+            self.state
+                .metrics
+                .cache_invalidations
+                .get_or_create(&metrics::ReasonLabels { reason: "write" })
+                .inc();
+            tracing::debug!("task write accepted: the writer's cached task lists are invalidated");
+        }
+    }
+}
+
+impl Drop for UnsettledWrite<'_> {
+    fn drop(&mut self) {
+        self.invalidate();
+    }
 }
 
 /// The answer to `HEAD` of a page served as for `GET`: the same status and headers (its
@@ -419,19 +450,16 @@ pub async fn forward(
         .upstream_requests
         .get_or_create(&UpstreamLabels { route, outcome })
         .inc();
-    state
-        .metrics
-        .upstream_duration
-        .get_or_create(&RouteLabels { route })
-        .observe(elapsed.as_secs_f64());
-    let mut response = result?;
-    // hyper undoes only `chunked`: another transfer coding (`gzip, chunked`) would reach the
-    // client undone and unlabelled once Transfer-Encoding is stripped (nginx refuses it too).
-    if !headers::only_chunked(response.headers()) {
-        return Err(GatewayError::UpstreamProtocol(
-            "KooDrive used a transfer coding other than chunked".into(),
-        ));
+    // KooDrive's latency: a call never made (the breaker open, the client's body failing first)
+    // would pull its quantiles toward 0 exactly when KooDrive is slow.
+    if !matches!(outcome, "circuit_open" | "client_error") {
+        state
+            .metrics
+            .upstream_duration
+            .get_or_create(&RouteLabels { route })
+            .observe(elapsed.as_secs_f64());
     }
+    let mut response = result?;
     span.record("status", response.status().as_u16());
     current.record("upstream_status", response.status().as_u16());
     // Both framings: hyper read the body by Transfer-Encoding, and a Content-Length kept beside

@@ -61,7 +61,17 @@ pub async fn serve(
             Freshness::Revalidate => {
                 record(state, "stale-while-revalidate");
                 bound_upstream(&mut parts.headers, trace_id);
-                let refresh = fetcher(state, Arc::clone(&live), &parts);
+                // Its own span, linked to this request's: the request's ends with its answer, not
+                // with the refresh (which may take up to upstream.timeout).
+                let span = tracing::info_span!(
+                    parent: None,
+                    "refresh",
+                    trace_id = trace_id.to_str().unwrap_or_default(),
+                    upstream_status = tracing::field::Empty,
+                    upstream_ms = tracing::field::Empty,
+                );
+                span.follows_from(tracing::Span::current());
+                let refresh = fetcher(state, Arc::clone(&live), &parts, span);
                 let refresh = pipeline::counted(state.metrics.in_flight.clone(), refresh);
                 state.cache.refresh_in_background(key, refresh);
                 let ttl = policy::ttl_seconds(age, config);
@@ -161,7 +171,7 @@ fn serve_miss<'a>(
     stored: Option<Entry>,
 ) -> Boxed<'a, Result<Served, GatewayError>> {
     Box::pin(async move {
-        let fetch = || fetcher(state, Arc::clone(&live), &parts);
+        let fetch = || fetcher(state, Arc::clone(&live), &parts, tracing::Span::current());
 
         // A page known to be too large to share streams straight through.
         if state.cache.is_pass(&key) {
@@ -179,12 +189,14 @@ fn serve_miss<'a>(
                 let flight = Orphan::fetch(&shared, fetch());
                 let (flight, role) = state.cache.collapse(key, flight);
                 let _leaving = (role == Role::Leader).then(|| LeaderLeaving(shared));
-                let result = flight.wait(max_wait).await;
                 let label = match role {
                     Role::Leader => "miss",
                     Role::Collapsed => "collapsed",
                 };
+                // Counted now: a client that hangs up while it waits still made (or joined) the
+                // fetch.
                 record(state, label);
+                let result = flight.wait(max_wait).await;
                 let fwd = match (role, &result) {
                     (Role::Collapsed, _) => "fwd=miss; collapsed",
                     (Role::Leader, Ok(fetched)) if fetched.stored => "fwd=miss; stored",
@@ -281,6 +293,7 @@ fn fetcher(
     state: &Arc<State>,
     live: Arc<Live>,
     parts: &Parts,
+    span: tracing::Span,
 ) -> Boxed<'static, Result<Page, GatewayError>> {
     let state = Arc::clone(state);
     let uri = parts.uri.clone();
@@ -308,7 +321,7 @@ fn fetcher(
             let rule = live.normalize.rules.find(&Method::GET, uri.path());
             respond::page(response, rule, live.normalize.max_body, &state.metrics).await
         }
-        .instrument(tracing::Span::current()),
+        .instrument(span),
     )
 }
 
