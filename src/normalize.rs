@@ -80,19 +80,21 @@ pub fn normalize_body(rule: &Rule, body: &[u8]) -> Outcome {
     }
 }
 
-/// Rewrites a non-2xx body to KooDrive's `{"code": "<string>", "msg": ...}`, from either its own
-/// shape (numeric `code`) or the API gateway's (`error_code`, `error_msg`, `request_id`).
-/// `None` means there is nothing to change: send the original bytes.
-pub fn normalize_error_body(body: &[u8]) -> Option<Bytes> {
+/// Rewrites a non-2xx body to KooDrive's `{"code": ..., "msg": ...}`, from either its own shape
+/// or the API gateway's (`error_code`, `error_msg`, `request_id`). A numeric `code` becomes a
+/// string where the route's `code` is one (`code_as_string`: the task APIs); elsewhere KooDrive
+/// declares it an integer, and it stays one. `None` means there is nothing to change: send the
+/// original bytes.
+pub fn normalize_error_body(body: &[u8], code_as_string: bool) -> Option<Bytes> {
     let mut map = parse_object(body).ok()?;
     if map.contains_key("error_code") {
         rename(&mut map, "error_code", "code");
         rename(&mut map, "error_msg", "msg");
         rename(&mut map, "request_id", "requestId");
-    } else if !matches!(map.get("code"), Some(Value::Number(_))) {
+    } else if !(code_as_string && matches!(map.get("code"), Some(Value::Number(_)))) {
         return None;
     }
-    if let Some(Value::Number(code)) = map.get("code") {
+    if let (true, Some(Value::Number(code))) = (code_as_string, map.get("code")) {
         let code = Value::String(code.as_str().to_owned());
         map.insert("code".to_owned(), code);
     }
@@ -319,7 +321,11 @@ mod tests {
         for (what, input, reason) in cases {
             let outcome = normalize_body(&Rule::task_list(), input);
             assert_eq!(outcome, Outcome::PassThrough(*reason), "{what}");
-            assert_eq!(normalize_error_body(input), None, "{what}: error body");
+            assert_eq!(
+                normalize_error_body(input, true),
+                None,
+                "{what}: error body"
+            );
         }
     }
 
@@ -394,7 +400,7 @@ mod tests {
             ("not JSON", "<html>502</html>", None),
         ];
         for (what, input, expected) in cases {
-            let out = normalize_error_body(input.as_bytes());
+            let out = normalize_error_body(input.as_bytes(), true);
             let out = out.map(|b| String::from_utf8(b.to_vec()).unwrap());
             assert_eq!(out.as_deref(), *expected, "{what}");
         }
@@ -576,7 +582,7 @@ mod tests {
         #[test]
         fn arbitrary_bytes_never_panic(bytes in prop::collection::vec(any::<u8>(), 0..512)) {
             let _ = normalize_body(&Rule::task_list(), &bytes);
-            let _ = normalize_error_body(&bytes);
+            let _ = normalize_error_body(&bytes, true);
         }
 
         /// The one-pass rewriter checks the grammar itself: it must accept exactly what serde_json
@@ -635,7 +641,7 @@ mod tests {
                     prop_assert_eq!(reason, Reason::NotAnObject);
                 }
             }
-            if let Some(body) = normalize_error_body(&input) {
+            if let Some(body) = normalize_error_body(&input, true) {
                 serde_json::from_slice::<Value>(&body).unwrap();
             }
         }

@@ -77,7 +77,7 @@ fn rewrite(page: &mut Page, rule: Option<&Rule>, metrics: &Metrics) {
             None => None,
         }
     } else {
-        normalize::normalize_error_body(&page.body)
+        normalize::normalize_error_body(&page.body, rule.is_some_and(Rule::code_is_string))
     };
     if let Some(body) = rewritten {
         page.body = body;

@@ -64,10 +64,17 @@ pub fn client_directive(headers: &HeaderMap) -> Directive {
     directive
 }
 
-/// 200, KooDrive `code` 0, small enough, not private to the request that fetched it, and the
-/// upstream did not forbid storing.
+/// JSON, 200, KooDrive `code` 0, small enough, not private to the request that fetched it, and
+/// the upstream did not forbid storing.
 pub fn storable(page: &Page, max_entry_bytes: u64) -> bool {
-    page.status == StatusCode::OK
+    // Labelled JSON, so normalized: a page in KooDrive's wire shape is never kept to be served
+    // again (it passes through once, counted as a `not_json` fallback).
+    let json = page
+        .headers
+        .get(http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(crate::normalize::is_json_content_type);
+    json && page.status == StatusCode::OK
         && page.body.len() as u64 <= max_entry_bytes
         && !private_to_its_request(page)
         && !directives(&page.headers).any(|d| d == "no-store")
@@ -219,18 +226,39 @@ mod tests {
 
     #[test]
     fn only_successful_small_private_free_pages_are_stored() {
+        // A page labelled JSON, with `extra` headers besides.
+        let json = |status, body, extra: &[(&'static str, &'static str)]| {
+            let mut pairs = vec![("content-type", "application/json;charset=UTF-8")];
+            pairs.extend_from_slice(extra);
+            page(status, body, &pairs)
+        };
         let ok = r#"{"code":"0","msg":"Success.","taskList":[]}"#;
-        assert!(storable(&page(200, ok, &[]), 1000));
-        assert!(storable(&page(200, r#"{"code":0}"#, &[]), 1000));
-        assert!(!storable(&page(200, ok, &[]), 10), "too large");
-        assert!(!storable(&page(201, ok, &[]), 1000));
-        assert!(!storable(&page(200, r#"{"code":"13000201"}"#, &[]), 1000));
-        assert!(!storable(&page(200, "not json", &[]), 1000));
-        assert!(!storable(&page(200, ok, &[("set-cookie", "a=b")]), 1000));
+        assert!(storable(&json(200, ok, &[]), 1000));
+        assert!(storable(&json(200, r#"{"code":0}"#, &[]), 1000));
+        assert!(!storable(&page(200, ok, &[]), 1000), "not labelled JSON");
         assert!(!storable(
-            &page(200, ok, &[("cache-control", "private, no-store")]),
+            &page(200, ok, &[("content-type", "text/plain")]),
             1000
         ));
+        assert!(!storable(&json(200, ok, &[]), 10), "too large");
+        assert!(!storable(&json(201, ok, &[]), 1000));
+        assert!(!storable(&json(200, r#"{"code":"13000201"}"#, &[]), 1000));
+        assert!(!storable(&json(200, "not json", &[]), 1000));
+        assert!(!storable(&json(200, ok, &[("set-cookie", "a=b")]), 1000));
+        assert!(!storable(
+            &json(200, ok, &[("cache-control", "private, no-store")]),
+            1000
+        ));
+        // Vary: only on what the key holds.
+        assert!(storable(
+            &json(200, ok, &[("vary", "Accept-Encoding, language")]),
+            1000
+        ));
+        assert!(!storable(
+            &json(200, ok, &[("vary", "Accept-Language")]),
+            1000
+        ));
+        assert!(!storable(&json(200, ok, &[("vary", "*")]), 1000));
     }
 
     #[test]

@@ -334,6 +334,10 @@ pub struct RuleTable {
 
 const DEFAULT_MAX_BODY: ByteSize = ByteSize::mib(8);
 const TASK_LIST_PATH: &str = "/koodrive/ose/v1/task/list";
+const TASK_CREATE_PATH: &str = "/koodrive/ose/v1/task/create";
+const TASK_RESULT_PATH: &str = "/koodrive/ose/v1/task/result";
+const TASK_ONE_PATH: &str = "/koodrive/ose/v1/task/{task_id}";
+const TASK_DST_USER_PATH: &str = "/koodrive/ose/v1/task/dstUserInfo/{src_user_id}";
 /// TaskInfo fields documented as strings; `taskType` and `status` are integers.
 const TASK_INFO_STRINGS: [&str; 10] = [
     "taskId",
@@ -495,6 +499,58 @@ impl Rule {
         }
     }
 
+    /// The built-in rules of the other task endpoints (authentication.md, "Task endpoints"):
+    /// task APIs declare `code` a string, and a task's fields are TaskInfo's.
+    pub fn task_endpoints() -> Vec<Rule> {
+        let task_info = || {
+            let mut fields = typed(FieldType::String, &TASK_INFO_STRINGS);
+            fields.extend(typed(FieldType::Integer, &["taskType", "status"]));
+            Shape::new(Vec::new(), Vec::new(), fields, Vec::new(), Vec::new())
+        };
+        let rule = |method: Method, path: &str, strings: &[&str], objects: Vec<(String, Shape)>| {
+            let mut strings = strings.to_vec();
+            strings.extend(["code", "msg"]);
+            let shape = Shape::new(
+                Vec::new(),
+                Vec::new(),
+                typed(FieldType::String, &strings),
+                Vec::new(),
+                objects,
+            );
+            Rule {
+                path: path.to_owned(),
+                segments: parse_pattern(path).unwrap_or_default(),
+                methods: vec![method],
+                shape,
+            }
+        };
+        vec![
+            rule(Method::POST, TASK_CREATE_PATH, &["taskId"], Vec::new()),
+            rule(
+                Method::GET,
+                TASK_RESULT_PATH,
+                &[],
+                vec![("taskResult".to_owned(), task_info())],
+            ),
+            rule(
+                Method::GET,
+                TASK_ONE_PATH,
+                &[],
+                vec![("taskDto".to_owned(), task_info())],
+            ),
+            rule(Method::GET, TASK_DST_USER_PATH, &[], Vec::new()),
+        ]
+    }
+
+    /// Whether this rule makes `code` a string, as the task APIs declare it: their error bodies'
+    /// numeric codes become strings too; elsewhere KooDrive's integer code is kept.
+    pub fn code_is_string(&self) -> bool {
+        self.shape
+            .types
+            .iter()
+            .any(|(name, ty)| name == "code" && *ty == FieldType::String)
+    }
+
     /// The path or pattern as configured: a bounded label for logs and metrics.
     pub fn path(&self) -> &str {
         &self.path
@@ -532,6 +588,7 @@ impl RuleTable {
     pub fn new(user: Vec<Rule>) -> RuleTable {
         let mut rules = user;
         rules.push(Rule::task_list());
+        rules.extend(Rule::task_endpoints());
         rules.sort_by_key(Rule::is_pattern); // stable: keeps user-before-built-in within each kind
         RuleTable { rules }
     }

@@ -77,7 +77,7 @@ fn check_query(raw: &[u8]) {
 }
 
 fn check_normalize(raw: &[u8]) {
-    let _ = normalize::normalize_error_body(raw);
+    let _ = normalize::normalize_error_body(raw, true);
     match normalize::normalize_body(&Rule::task_list(), raw) {
         Outcome::Normalized { body, .. } => {
             serde_json::from_slice::<serde_json::Value>(&body).expect("valid JSON out");
