@@ -250,7 +250,10 @@ impl TaskListCache {
         !matches!(outcome, CompResult::Unchanged(_) | CompResult::StillNone(_))
     }
 
+    /// moka counts entries and bytes in its maintenance: run it first, or a scrape right after
+    /// a store or a purge reads the old figures. (Called per scrape, never per request.)
     pub fn entry_count(&self) -> u64 {
+        self.entries.run_pending_tasks();
         self.entries.entry_count()
     }
 
