@@ -10,20 +10,7 @@ use tokio::sync::Notify;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use crate::support::{within, Mock, Reply, TestGateway, TASK_LIST};
-
-/// Sends raw bytes and reads until the gateway closes the connection.
-async fn exchange(gw: &TestGateway, raw: &[u8]) -> String {
-    let mut stream = TcpStream::connect(gw.running().addr).await.unwrap();
-    stream.write_all(raw).await.unwrap();
-    let mut buf = Vec::new();
-    let _ = within("the answer", stream.read_to_end(&mut buf)).await;
-    String::from_utf8_lossy(&buf).into_owned()
-}
-
-fn status_line(text: &str) -> &str {
-    text.lines().next().unwrap_or("")
-}
+use crate::support::{exchange, status_line, within, Mock, Reply, TestGateway, TASK_LIST};
 
 #[tokio::test]
 async fn headers_sent_a_byte_at_a_time_are_cut_off_at_the_header_timeout() {

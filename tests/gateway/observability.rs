@@ -8,11 +8,11 @@ use std::time::Duration;
 use bytes::Bytes;
 use http::Method;
 use http_body_util::Full;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::net::TcpListener;
 use tokio::sync::Notify;
 
-use crate::support::faults::{Fault, FaultServer};
+use crate::support::faults::{read_head, Fault, FaultServer};
 use crate::support::{within, Mock, Reply, TestGateway, TASK_LIST};
 
 const TOKEN_MODE: &str = "[auth]\nmode = \"token\"\naccess_token = \"tok-r5a\"\n";
@@ -71,12 +71,9 @@ async fn raw_get(gw: &TestGateway, path: &str) -> tokio::net::TcpStream {
     stream
 }
 
-/// Finding 1. A half-open probe whose client hangs up "passes its turn to the next request"
-/// (README, Fault tolerance): nothing was learnt about KooDrive. The breaker nevertheless
-/// counts a new `open` transition, sets `breaker_open` back to 1 and logs "circuit breaker open:
-/// KooDrive is failing" (`Permit::drop` calls `transition(OPEN, "open")`).
-#[tokio::test]
-async fn a_probe_that_passes_its_turn_is_not_a_new_opening() {
+/// A gateway whose breaker opens on one failure (cooldown 200 ms), in front of a mock that fails
+/// `/fail`, holds `/slow` until the returned `Notify` is told, and answers the rest.
+async fn breaker_behind_a_holding_mock() -> (Mock, TestGateway, Arc<Notify>) {
     let hold = Arc::new(Notify::new());
     let held = Arc::clone(&hold);
     let mock = Mock::start(move |seen| match seen.uri.path() {
@@ -88,6 +85,16 @@ async fn a_probe_that_passes_its_turn_is_not_a_new_opening() {
     let overlay =
         format!("{TOKEN_MODE}[upstream]\nbreaker_failures = 1\nbreaker_cooldown = \"200ms\"\n");
     let gw = TestGateway::for_mock(&mock, &overlay).await;
+    (mock, gw, hold)
+}
+
+/// Finding 1. A half-open probe whose client hangs up "passes its turn to the next request"
+/// (README, Fault tolerance): nothing was learnt about KooDrive. The breaker nevertheless
+/// counts a new `open` transition, sets `breaker_open` back to 1 and logs "circuit breaker open:
+/// KooDrive is failing" (`Permit::drop` calls `transition(OPEN, "open")`).
+#[tokio::test]
+async fn a_probe_that_passes_its_turn_is_not_a_new_opening() {
+    let (mock, gw, hold) = breaker_behind_a_holding_mock().await;
 
     // One 500: the breaker opens (threshold 1).
     assert_eq!(
@@ -252,13 +259,8 @@ async fn raw_upstream(answer: &'static [u8]) -> String {
     tokio::spawn(async move {
         while let Ok((mut stream, _)) = listener.accept().await {
             tokio::spawn(async move {
-                let mut head = Vec::new();
-                let mut buf = [0u8; 4096];
-                while !head.windows(4).any(|w| w == b"\r\n\r\n") {
-                    match stream.read(&mut buf).await {
-                        Ok(0) | Err(_) => return,
-                        Ok(n) => head.extend_from_slice(&buf[..n]),
-                    }
+                if !read_head(&mut stream).await {
+                    return;
                 }
                 let _ = stream.write_all(answer).await;
                 let _ = stream.shutdown().await;
@@ -422,17 +424,7 @@ async fn an_unusual_method_is_labelled_other() {
 /// `upstream.timeout`).
 #[tokio::test]
 async fn breaker_open_says_so_while_requests_are_refused() {
-    let hold = Arc::new(Notify::new());
-    let held = Arc::clone(&hold);
-    let mock = Mock::start(move |seen| match seen.uri.path() {
-        p if p.ends_with("/fail") => Reply::json(500, r#"{"code":"1","msg":"boom"}"#),
-        p if p.ends_with("/slow") => Reply::ok().hold(Arc::clone(&held)),
-        _ => Reply::ok(),
-    })
-    .await;
-    let overlay =
-        format!("{TOKEN_MODE}[upstream]\nbreaker_failures = 1\nbreaker_cooldown = \"200ms\"\n");
-    let gw = TestGateway::for_mock(&mock, &overlay).await;
+    let (mock, gw, hold) = breaker_behind_a_holding_mock().await;
     assert_eq!(
         gw.client.get("/koodrive/ose/v1/files/fail").await.status,
         500

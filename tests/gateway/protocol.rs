@@ -10,22 +10,10 @@ use http_body_util::{BodyExt, Full};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
-use crate::support::{within, Mock, Reply, TestGateway, TASK_LIST};
+use crate::support::faults::read_head;
+use crate::support::{exchange, status_line, within, Mock, Reply, TestGateway, TASK_LIST};
 
 const TOKEN_MODE: &str = "[auth]\nmode = \"token\"\naccess_token = \"tok-r3b\"\n";
-
-/// Sends raw bytes and reads until the gateway closes the connection.
-async fn exchange(gw: &TestGateway, raw: &[u8]) -> String {
-    let mut stream = TcpStream::connect(gw.running().addr).await.unwrap();
-    stream.write_all(raw).await.unwrap();
-    let mut buf = Vec::new();
-    let _ = within("the answer", stream.read_to_end(&mut buf)).await;
-    String::from_utf8_lossy(&buf).into_owned()
-}
-
-fn status_line(text: &str) -> &str {
-    text.lines().next().unwrap_or("")
-}
 
 /// A raw upstream that keeps connections alive: reads each request head (and a body by its
 /// Content-Length), records the head, and answers with `answer(n)` (n counts requests overall).
@@ -459,13 +447,8 @@ async fn a_client_that_stops_reading_holds_the_upstream_back() {
         let Ok((mut stream, _)) = listener.accept().await else {
             return;
         };
-        let mut head = Vec::new();
-        let mut buf = [0u8; 4096];
-        while !head.windows(4).any(|w| w == b"\r\n\r\n") {
-            match stream.read(&mut buf).await {
-                Ok(0) | Err(_) => return,
-                Ok(n) => head.extend_from_slice(&buf[..n]),
-            }
+        if !read_head(&mut stream).await {
+            return;
         }
         let size = 256 * 1024 * 1024;
         let head = format!("HTTP/1.1 200 OK\r\ncontent-type: application/octet-stream\r\ncontent-length: {size}\r\n\r\n");

@@ -130,3 +130,20 @@ impl Drop for TestGateway {
         }
     }
 }
+
+/// Sends raw bytes to the gateway and reads until it closes the connection (or `within` gives up).
+pub async fn exchange(gw: &TestGateway, raw: &[u8]) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(gw.running().addr)
+        .await
+        .unwrap();
+    stream.write_all(raw).await.unwrap();
+    let mut buf = Vec::new();
+    let _ = within("the answer", stream.read_to_end(&mut buf)).await;
+    String::from_utf8_lossy(&buf).into_owned()
+}
+
+/// The first line of a raw answer.
+pub fn status_line(text: &str) -> &str {
+    text.lines().next().unwrap_or("")
+}

@@ -100,15 +100,17 @@ impl Drop for FaultServer {
     }
 }
 
-async fn read_head(stream: &mut TcpStream) {
+/// Reads a request head off a raw upstream's connection; false when the connection ended first.
+pub async fn read_head(stream: &mut TcpStream) -> bool {
     let mut head = Vec::new();
     let mut buf = [0u8; 4096];
     while !head.windows(4).any(|w| w == b"\r\n\r\n") {
         match stream.read(&mut buf).await {
-            Ok(0) | Err(_) => return,
+            Ok(0) | Err(_) => return false,
             Ok(n) => head.extend_from_slice(&buf[..n]),
         }
     }
+    true
 }
 
 #[allow(deprecated)]
