@@ -227,6 +227,27 @@ mod tests {
         }
     }
 
+    /// Review r6a: the blame heuristic measures only the body's life (`began` is when the head
+    /// arrived), so the time KooDrive took to send its head, most of the exchange's deadline here,
+    /// counts for nobody. KooDrive held this exchange up 900 ms of 1 s, its reader 100 ms: a
+    /// KooDrive slow to first byte is never a failure as long as readers are not fast.
+    #[tokio::test(start_paused = true)]
+    async fn review_r6a_time_koodrive_took_before_its_head_counts_against_it() {
+        let breaker = probing().await;
+        let probe = breaker.admit().unwrap_or_else(|_| panic!("a probe"));
+        // The exchange began 900 ms ago: KooDrive sent its head just now, 100 ms are left.
+        let at = Instant::now() + Duration::from_millis(100);
+        let mut body = Deadline::new(OneThenStalled(true), at, Duration::from_secs(1), Some(probe));
+        assert!(body.frame().await.is_some_and(|f| f.is_ok()));
+        tokio::time::advance(Duration::from_millis(100)).await;
+        assert!(body.frame().await.is_some_and(|f| f.is_err()), "cut off");
+        assert!(
+            breaker.admit().is_err(),
+            "KooDrive held the exchange up 900 ms of 1 s and its reader 100 ms, yet the probe \
+             ended with no outcome (a new probe was admitted)"
+        );
+    }
+
     #[tokio::test(start_paused = true)]
     async fn a_body_dropped_mid_way_tells_nothing() {
         let breaker = probing().await;

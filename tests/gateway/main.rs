@@ -23,6 +23,7 @@ mod observability;
 mod otlp;
 mod poisoning;
 mod protocol;
+mod review_r6a;
 mod reload;
 mod tls;
 mod trace;
