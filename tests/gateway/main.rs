@@ -25,5 +25,6 @@ mod poisoning;
 mod protocol;
 mod review_r6a;
 mod reload;
+mod review_r6b;
 mod tls;
 mod trace;
