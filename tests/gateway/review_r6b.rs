@@ -139,3 +139,41 @@ fn the_dockerfile_build_stage_copies_every_file_the_binary_embeds() {
         );
     }
 }
+
+/// README: the key holds `X-User-Id` "without the spaces around it (as KooDrive reads them: an
+/// HTTP/2 `x-user-id: 42 ` is user `42`)", and `POST /cache/purge?user_id=...` drops "one user's
+/// pages". A purge of `user_id=555%20` answers `{"purged":"user"}` but drops nothing: user 555's
+/// page is still a hit. (Either trim it as the key does, or refuse it; not a silent no-op.)
+#[tokio::test]
+async fn a_purge_whose_user_id_has_surrounding_spaces_purges_that_user_or_is_refused() {
+    let mock = Mock::ok().await;
+    let gw = TestGateway::for_mock(&mock, "").await;
+    let path = format!("{TASK_LIST}?pageSize=3");
+    let user = [("x-user-id", "555")];
+    assert_eq!(gw.client.get_with(&path, &user).await.status, 200);
+    let hit = gw.client.get_with(&path, &user).await;
+    assert!(
+        hit.header("cache-status").contains("hit"),
+        "{:?}",
+        hit.headers
+    );
+    let purge = gw
+        .admin
+        .send(
+            http::Request::post(gw.admin.url("/cache/purge?user_id=555%20"))
+                .body(http_body_util::Full::new(bytes::Bytes::new()))
+                .unwrap(),
+        )
+        .await;
+    if purge.status == 200 {
+        let after = gw.client.get_with(&path, &user).await;
+        assert!(
+            !after.header("cache-status").contains("hit"),
+            "purge answered {} but user 555's page is still served from the cache: {}",
+            purge.text(),
+            after.header("cache-status")
+        );
+    } else {
+        assert_eq!(purge.status, 400, "{}", purge.text());
+    }
+}
