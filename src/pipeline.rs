@@ -81,6 +81,7 @@ pub async fn handle(state: Arc<State>, request: Request<Incoming>) -> Response<B
     );
     telemetry::adopt_parent(request.headers(), &span);
     let method = metrics::Method::from(request.method());
+    let head = request.method() == Method::HEAD;
     // Framing the connection's guard found ambiguous: refused, never forwarded.
     let ambiguous = request.extensions().get::<Ambiguous>().copied();
     async move {
@@ -112,6 +113,11 @@ pub async fn handle(state: Arc<State>, request: Request<Incoming>) -> Response<B
             (error.to_response(), NO_CACHE)
         });
         response.headers_mut().insert(X_TRACEID, trace_id);
+        // An answer to HEAD has GET's headers and no body, the gateway's own errors included:
+        // hyper's HTTP/2 server would send one, and the client would reset the stream.
+        if head {
+            *response.body_mut() = body::empty();
+        }
         if ambiguous.is_some() {
             // Nothing after an ambiguous request on this connection can be trusted.
             response
@@ -255,9 +261,6 @@ async fn proxy(
     // The task list has its own path: validation, cache, collapsing, stale pages. It adds the
     // trace id only when it goes upstream (a hit never does).
     if route == Route::TaskList {
-        if parts.method == Method::HEAD {
-            return head_of(task_list::serve(state, parts, trace_id).await);
-        }
         return task_list::serve(state, parts, trace_id).await;
     }
     // The trace id goes upstream. An expectation is the gateway's to meet (hyper sends the 100
@@ -372,14 +375,6 @@ impl Drop for UnsettledWrite<'_> {
     fn drop(&mut self) {
         self.invalidate();
     }
-}
-
-/// The answer to `HEAD` of a page served as for `GET`: the same status and headers (its
-/// `Content-Length` says what `GET` would send), no body.
-fn head_of(served: Result<Served, GatewayError>) -> Result<Served, GatewayError> {
-    let (response, cache) = served?;
-    let (parts, _) = response.into_parts();
-    Ok((Response::from_parts(parts, body::empty()), cache))
 }
 
 /// Builds the upstream request for a client's method, URI and (stripped) headers, injects

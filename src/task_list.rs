@@ -133,6 +133,10 @@ struct LeaderLeaving(Arc<Orphan>);
 
 impl Drop for LeaderLeaving {
     fn drop(&mut self) {
+        // Usually the flight has ended (the leader was answered): nothing to hand over.
+        if self.0.state.load(Ordering::Acquire) != RUNNING {
+            return;
+        }
         // Counted first, so the flight's end can never uncount it before it was counted.
         self.0.in_flight.inc();
         let orphaned =
@@ -176,7 +180,7 @@ fn serve_miss<'a>(
         // A page known to be too large to share streams straight through.
         if state.cache.is_pass(&key) {
             record(state, "pass");
-            return pass(state, &live, parts).await;
+            return pass(state, &live, parts, "too-large").await;
         }
 
         // Fetch: collapsed with concurrent identical misses, or on its own when the client asked.
@@ -235,12 +239,12 @@ fn serve_miss<'a>(
         // Too large to share: this request fetches the page itself and streams it through. So
         // does one that joined a fetch whose page was only for the request that made it.
         if matches!(&result, Err(error) if error.is_page_too_large()) {
-            return pass(state, &live, parts).await;
+            return pass(state, &live, parts, "too-large").await;
         }
         if label == "collapsed"
             && matches!(&result, Ok(fetched) if policy::private_to_its_request(&fetched.page))
         {
-            return pass(state, &live, parts).await;
+            return pass(state, &live, parts, "private").await;
         }
 
         // KooDrive failing (not refusing): a stale page within stale-if-error beats the failure.
@@ -328,7 +332,14 @@ fn fetcher(
 /// Forwards the request as the client sent it and streams the answer through, normalized only if
 /// it turns out to fit after all (a page too large to share or store: Varnish's "pass").
 /// (Counted by the caller: a request that learnt it must pass was counted when it fetched.)
-async fn pass(state: &Arc<State>, live: &Live, parts: Parts) -> Result<Served, GatewayError> {
+/// `detail` says why, in `Cache-Status`: `too-large`, or `private` (the page its fetch's leader
+/// got was for that leader only: `Set-Cookie`, or a `Vary` the key does not hold).
+async fn pass(
+    state: &Arc<State>,
+    live: &Live,
+    parts: Parts,
+    detail: &'static str,
+) -> Result<Served, GatewayError> {
     let response = pipeline::send(
         state,
         live,
@@ -344,7 +355,7 @@ async fn pass(state: &Arc<State>, live: &Live, parts: Parts) -> Result<Served, G
     let mut response = respond::shape(response, rule, limit, &state.metrics).await?;
     set_cache_status(
         response.headers_mut(),
-        format!("{CACHE_NAME}; fwd=bypass; detail=too-large"),
+        format!("{CACHE_NAME}; fwd=bypass; detail={detail}"),
     );
     Ok((response, CacheLabel("pass")))
 }

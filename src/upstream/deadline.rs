@@ -23,8 +23,8 @@ pub struct Deadline<B> {
     inner: B,
     sleep: Pin<Box<Sleep>>,
     timeout: Duration,
-    /// When the body began, and how long it has waited on KooDrive (its inner body pending while
-    /// the reader asked for more) since then. The rest of its life it waited on the reader: a
+    /// When the exchange began, and how long it has waited on KooDrive (for its head, then its
+    /// inner body pending while the reader asked for more) since then. The rest of its life it waited on the reader: a
     /// client reading slowly. At the deadline, KooDrive is blamed only for a body it held up more
     /// than the reader did.
     began: Instant,
@@ -39,12 +39,16 @@ pub struct Deadline<B> {
 
 impl<B: Body> Deadline<B> {
     pub fn new(inner: B, deadline: Instant, timeout: Duration, outcome: Option<Permit>) -> Self {
+        // The exchange began `timeout` before its deadline; until its head came, it waited on
+        // KooDrive.
+        let now = Instant::now();
+        let began = deadline.checked_sub(timeout).unwrap_or(now);
         let mut body = Deadline {
             inner,
             sleep: Box::pin(tokio::time::sleep_until(deadline)),
             timeout,
-            began: Instant::now(),
-            upstream_wait: Duration::ZERO,
+            began,
+            upstream_wait: now.saturating_duration_since(began),
             pending_since: None,
             outcome,
         };
@@ -227,17 +231,21 @@ mod tests {
         }
     }
 
-    /// Review r6a: the blame heuristic measures only the body's life (`began` is when the head
-    /// arrived), so the time KooDrive took to send its head, most of the exchange's deadline here,
-    /// counts for nobody. KooDrive held this exchange up 900 ms of 1 s, its reader 100 ms: a
-    /// KooDrive slow to first byte is never a failure as long as readers are not fast.
+    /// The time KooDrive took to send its head counts against it too (found in review round 6:
+    /// the heuristic measured only the body's life). KooDrive held this exchange up 900 ms of
+    /// 1 s, its reader 100 ms: KooDrive's failure.
     #[tokio::test(start_paused = true)]
-    async fn review_r6a_time_koodrive_took_before_its_head_counts_against_it() {
+    async fn the_time_koodrive_took_before_its_head_counts_against_it() {
         let breaker = probing().await;
         let probe = breaker.admit().unwrap_or_else(|_| panic!("a probe"));
         // The exchange began 900 ms ago: KooDrive sent its head just now, 100 ms are left.
         let at = Instant::now() + Duration::from_millis(100);
-        let mut body = Deadline::new(OneThenStalled(true), at, Duration::from_secs(1), Some(probe));
+        let mut body = Deadline::new(
+            OneThenStalled(true),
+            at,
+            Duration::from_secs(1),
+            Some(probe),
+        );
         assert!(body.frame().await.is_some_and(|f| f.is_ok()));
         tokio::time::advance(Duration::from_millis(100)).await;
         assert!(body.frame().await.is_some_and(|f| f.is_err()), "cut off");
