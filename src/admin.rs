@@ -58,11 +58,17 @@ fn not_allowed(allow: &'static str) -> Response<Body> {
 
 fn purge<B>(admin: &Admin, request: &Request<B>) -> Response<Body> {
     if !authorized(admin, request) {
-        return error(
+        let mut refused = error(
             StatusCode::UNAUTHORIZED,
             "GATEWAY_ADMIN_UNAUTHORIZED",
             "admin writes need Authorization: Bearer <admin token>",
         );
+        // RFC 9110 section 15.5.2: a 401 names the scheme it wants.
+        refused.headers_mut().insert(
+            header::WWW_AUTHENTICATE,
+            HeaderValue::from_static("Bearer realm=\"koodrive-gateway admin\""),
+        );
+        return refused;
     }
     // Only `user_id` is understood: a misspelt one must not read as "purge everything".
     let mut user_id = None;
@@ -76,7 +82,8 @@ fn purge<B>(admin: &Admin, request: &Request<B>) -> Response<Body> {
                 "purge takes no parameter (everything) or one user_id",
             );
         }
-        user_id = Some(value.into_owned());
+        // Without the spaces around it, as the cache key reads a user id.
+        user_id = Some(value.trim_matches([' ', '\t']).to_owned());
     }
     match user_id {
         None => {

@@ -144,7 +144,12 @@ impl GatewayError {
             HeaderValue::from_static("application/json"),
         );
         headers.insert(GATEWAY_ERROR, HeaderValue::from_static(self.code()));
-        match self {
+        // A collapsed waiter's error carries the leader's headers too (`Retry-After` above all).
+        let mut error = self;
+        while let GatewayError::Collapsed(inner) = error {
+            error = inner;
+        }
+        match error {
             GatewayError::Overloaded(_) => {
                 headers.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
             }

@@ -20,7 +20,8 @@ const DEMO_CONFIG: &str = include_str!("../config/demo.toml");
 
 /// Caching sidecar gateway for the KooDrive Open API.
 ///
-/// Every config key can be overridden from the environment as KOODRIVE_GATEWAY__SECTION__KEY,
+/// Every config key but normalize.rules can be overridden from the environment as
+/// KOODRIVE_GATEWAY__SECTION__KEY,
 /// e.g. KOODRIVE_GATEWAY__AUTH__APP_SECRET=... so that secrets need not sit in files.
 /// SIGTERM or SIGINT drains requests in flight (within server.shutdown_grace) and exits 0; a second
 /// one during the drain quits at once (exit 1).
@@ -267,10 +268,14 @@ async fn demo_config(path: Option<PathBuf>) -> anyhow::Result<(Config, MockKooDr
             .expose()
             .to_owned(),
     };
+    // The token as the gateway sends it, its scheme taken off as the mock reads it (a token
+    // written `Bearer+tok` or `Bearer tok` goes out as `Bearer tok`), and as written.
+    let sent = koodrive_gateway::auth::bearer(&secret);
+    let sent = sent.strip_prefix("Bearer ").unwrap_or(&sent).to_owned();
     let auth = MockAuth {
         app_id: config.auth.app_id.clone(),
         app_secret: secret.clone(),
-        tokens: vec![secret],
+        tokens: vec![secret, sent],
     };
     let mock = MockKooDrive::start(listener, auth).await?;
     Ok((config, mock))

@@ -165,6 +165,17 @@ impl Metrics {
                 &m.cache_invalidations,
                 &["write", "purge_user", "purge_all"][..],
             ),
+            (
+                &m.normalize_fallbacks,
+                &[
+                    "invalid_json",
+                    "not_utf8",
+                    "not_an_object",
+                    "not_json",
+                    "too_large",
+                    "unsupported_encoding",
+                ][..],
+            ),
         ];
         for (family, names) in reasons {
             for &reason in names {

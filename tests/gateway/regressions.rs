@@ -1,4 +1,4 @@
-//! Review r6a: failing tests for bugs introduced by the day's changes (44ffd03..560b1da).
+//! Bugs the fixes of 44ffd03..560b1da introduced, found in the sixth review round (fixed since).
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -27,11 +27,17 @@ async fn head_of_the_task_list_over_http2_refused_has_no_body() {
         .build::<_, Full<Bytes>>(HttpConnector::new());
     let request = Request::builder()
         .method(Method::HEAD)
-        .uri(format!("http://{}{TASK_LIST}?pageSize=101", gw.running().addr))
+        .uri(format!(
+            "http://{}{TASK_LIST}?pageSize=101",
+            gw.running().addr
+        ))
         .body(Full::default())
         .unwrap();
     let outcome = within("HEAD over h2", async {
-        let response = client.request(request).await.map_err(|e| format!("{e:?}"))?;
+        let response = client
+            .request(request)
+            .await
+            .map_err(|e| format!("{e:?}"))?;
         let status = response.status();
         let body = response
             .into_body()
@@ -98,4 +104,3 @@ async fn a_waiter_sent_on_by_a_private_page_is_not_said_too_large() {
         "a waiter sent on by a Set-Cookie page says: {status}"
     );
 }
-

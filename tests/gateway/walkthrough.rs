@@ -1,4 +1,5 @@
-//! Review round 6b: behaviour the README documents that the binary does not have.
+//! Behaviour the README documents that the binary lacked, found by a hands-on walkthrough in the
+//! sixth review round (fixed since).
 
 use crate::support::{Mock, Reply, TestGateway, TASK_LIST};
 
