@@ -82,8 +82,7 @@ fn purge<B>(admin: &Admin, request: &Request<B>) -> Response<Body> {
                 "purge takes no parameter (everything) or one user_id",
             );
         }
-        // Without the spaces around it, as the cache key reads a user id.
-        user_id = Some(value.trim_matches([' ', '\t']).to_owned());
+        user_id = Some(value.into_owned());
     }
     match user_id {
         None => {
@@ -92,8 +91,9 @@ fn purge<B>(admin: &Admin, request: &Request<B>) -> Response<Body> {
             tracing::info!("admin purge: every cached page dropped");
             json(StatusCode::OK, r#"{"purged":"all"}"#.into())
         }
-        Some(user_id) => match HeaderValue::from_str(&user_id) {
-            Ok(value) if !user_id.is_empty() => {
+        // Read as the cache key reads a user id: without the spaces around it.
+        Some(user_id) => match HeaderValue::from_str(&user_id).map(|v| crate::auth::trimmed(&v)) {
+            Ok(value) if !value.is_empty() => {
                 admin.cache.invalidate_user(&value);
                 invalidated(admin, "purge_user");
                 tracing::info!("admin purge: one user's cached pages dropped");
@@ -121,6 +121,7 @@ fn invalidated(admin: &Admin, reason: &'static str) {
 
 fn metrics(admin: &Admin) -> Response<Body> {
     let m = &admin.metrics;
+    admin.cache.settle();
     m.cache_entries
         .set(i64::try_from(admin.cache.entry_count()).unwrap_or(i64::MAX));
     m.cache_bytes

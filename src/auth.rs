@@ -195,7 +195,7 @@ pub fn bearer(token: &str) -> String {
 /// A header value without the spaces and tabs around it, as KooDrive and the signer read it.
 /// HTTP/1 heads arrive trimmed; an HTTP/2 field may not (`42 ` and `42` are one user to
 /// KooDrive, so they must be one to the cache key and to invalidation too).
-fn trimmed(value: &HeaderValue) -> HeaderValue {
+pub(crate) fn trimmed(value: &HeaderValue) -> HeaderValue {
     let bytes = value.as_bytes();
     let padded = |b: Option<&u8>| matches!(b, Some(b' ' | b'\t'));
     if !(padded(bytes.first()) || padded(bytes.last())) {

@@ -250,10 +250,14 @@ impl TaskListCache {
         !matches!(outcome, CompResult::Unchanged(_) | CompResult::StillNone(_))
     }
 
-    /// moka counts entries and bytes in its maintenance: run it first, or a scrape right after
-    /// a store or a purge reads the old figures. (Called per scrape, never per request.)
-    pub fn entry_count(&self) -> u64 {
+    /// Runs moka's pending maintenance, where it counts entries and bytes: before reading
+    /// [`Self::entry_count`] and [`Self::weighted_size`], or a scrape right after a store or a
+    /// purge reads the old figures. (Called per scrape, never per request.)
+    pub fn settle(&self) {
         self.entries.run_pending_tasks();
+    }
+
+    pub fn entry_count(&self) -> u64 {
         self.entries.entry_count()
     }
 

@@ -101,6 +101,14 @@ pub fn normalize_error_body(body: &[u8], code_as_string: bool) -> Option<Bytes> 
     serde_json::to_vec(&map).ok().map(Bytes::from)
 }
 
+/// Whether a message is labelled JSON by its `Content-Type` (see [`is_json_content_type`]).
+pub fn is_json(headers: &http::HeaderMap) -> bool {
+    headers
+        .get(http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(is_json_content_type)
+}
+
 /// Whether a `Content-Type` value is JSON: `application/json` or any `+json` type, parameters ignored.
 pub fn is_json_content_type(value: &str) -> bool {
     let essence = value.split(';').next().unwrap_or_default().trim();

@@ -308,7 +308,7 @@ fn forward_other(
         let head = parts.method == Method::HEAD;
         // A write whose client hangs up while it is out (hyper then drops this future) may have
         // been applied all the same: invalidated then too, by this guard.
-        let mut unsettled = writer.clone().map(|user_id| UnsettledWrite {
+        let mut unsettled = writer.map(|user_id| UnsettledWrite {
             state,
             user_id: Some(user_id),
         });

@@ -3,7 +3,7 @@
 //! before anything is stored, so a cache hit does no JSON work.
 
 use bytes::{Bytes, BytesMut};
-use http::header::{CONTENT_ENCODING, CONTENT_LENGTH, CONTENT_TYPE};
+use http::header::{CONTENT_ENCODING, CONTENT_LENGTH};
 use http::{HeaderMap, HeaderValue, Response};
 use http_body_util::BodyExt;
 
@@ -36,13 +36,6 @@ async fn read_up_to(mut body: Body, limit: usize) -> Result<Read, GatewayError> 
         }
     }
     Ok(Read::Whole(buffer.freeze()))
-}
-
-fn is_json(headers: &HeaderMap) -> bool {
-    headers
-        .get(CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(normalize::is_json_content_type)
 }
 
 /// The body as plain bytes: decoded per `Content-Encoding`, bounded by `limit` after decoding
@@ -121,7 +114,7 @@ pub async fn page(
     // accept it (a load balancer's HTML error page included).
     page.body = decoded(&mut headers, raw, limit)?;
     page.headers = headers;
-    if is_json(&page.headers) {
+    if normalize::is_json(&page.headers) {
         rewrite(&mut page, rule, metrics);
     } else if rule.is_some() {
         fallback(metrics, "not_json");
@@ -142,7 +135,8 @@ pub async fn shape(
     if matches!(response.status().as_u16(), 100..=199 | 204 | 304) {
         return Ok(response);
     }
-    let wanted = (rule.is_some() || !response.status().is_success()) && is_json(response.headers());
+    let wanted = (rule.is_some() || !response.status().is_success())
+        && normalize::is_json(response.headers());
     let too_large =
         headers::declared_length(response.headers()).is_some_and(|len| len > limit as u64);
     // A coding the gateway cannot undo (one the client asked for: this route passes its

@@ -69,12 +69,8 @@ pub fn client_directive(headers: &HeaderMap) -> Directive {
 pub fn storable(page: &Page, max_entry_bytes: u64) -> bool {
     // Labelled JSON, so normalized: a page in KooDrive's wire shape is never kept to be served
     // again (it passes through once, counted as a `not_json` fallback).
-    let json = page
-        .headers
-        .get(http::header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(crate::normalize::is_json_content_type);
-    json && page.status == StatusCode::OK
+    crate::normalize::is_json(&page.headers)
+        && page.status == StatusCode::OK
         && page.body.len() as u64 <= max_entry_bytes
         && !private_to_its_request(page)
         && !directives(&page.headers).any(|d| d == "no-store")

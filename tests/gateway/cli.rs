@@ -244,6 +244,20 @@ impl Process {
         .await
     }
 
+    /// Waits for the `--demo` banner, through its "try: curl" line; returns the gateway's address.
+    pub(crate) async fn demo_banner(&mut self) -> std::net::SocketAddr {
+        let banner = self.line_with("gateway on http://").await;
+        let addr = banner
+            .split("gateway on http://")
+            .nth(1)
+            .and_then(|rest| rest.split([',', ' ']).next())
+            .unwrap()
+            .parse()
+            .unwrap();
+        self.line_with("curl").await;
+        addr
+    }
+
     /// Waits for the JSON "listening" line; returns the proxy and admin addresses.
     pub(crate) async fn listening(&mut self) -> (std::net::SocketAddr, std::net::SocketAddr) {
         let line = self.line_with("koodrive-gateway listening").await;
@@ -439,15 +453,7 @@ async fn demo_serves_the_task_list_through_the_embedded_mock() {
             ("KOODRIVE_GATEWAY__SERVER__ADMIN_LISTEN", "127.0.0.1:0"),
         ],
     );
-    let banner = process.line_with("gateway on http://").await;
-    let addr = banner
-        .split("gateway on http://")
-        .nth(1)
-        .and_then(|rest| rest.split([',', ' ']).next())
-        .unwrap()
-        .parse()
-        .unwrap();
-    process.line_with("curl").await;
+    let addr = process.demo_banner().await;
     let client = Client::new(addr);
     let response = client
         .get(&format!("{TASK_LIST}?taskType=0&pageSize=5"))

@@ -80,15 +80,7 @@ async fn the_demo_mock_accepts_a_configured_token_written_with_its_scheme() {
             ),
         );
         let mut process = Process::spawn(&["--demo", "--config", path.to_str().unwrap()], &[]);
-        let banner = process.line_with("gateway on http://").await;
-        let addr = banner
-            .split("gateway on http://")
-            .nth(1)
-            .and_then(|rest| rest.split([',', ' ']).next())
-            .unwrap()
-            .parse()
-            .unwrap();
-        process.line_with("curl").await;
+        let addr = process.demo_banner().await;
         let response = Client::new(addr)
             .get(&format!("{TASK_LIST}?pageSize=1"))
             .await;
