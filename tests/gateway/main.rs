@@ -11,6 +11,7 @@ mod cli;
 mod client_faults;
 mod conformance;
 mod deploy;
+mod docs;
 mod errors;
 mod faults;
 mod forwarding;
