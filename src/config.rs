@@ -2,6 +2,7 @@
 //! validation into [`Config`], where every duration, size, address and URL is parsed once.
 //! Errors name the offending key.
 
+mod keys;
 mod raw;
 
 use std::net::SocketAddr;
@@ -11,6 +12,7 @@ use std::time::Duration;
 use http::uri::{Authority, Scheme};
 use http::{HeaderValue, Uri};
 
+pub use keys::keys;
 pub use raw::RawConfig;
 
 use crate::normalize::NormalizeConfig;

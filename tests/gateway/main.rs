@@ -23,6 +23,7 @@ mod observability;
 mod otlp;
 mod poisoning;
 mod protocol;
+mod reference;
 mod regressions;
 mod reload;
 mod tls;
