@@ -540,7 +540,7 @@ fn included_files(dir: &std::path::Path) -> Vec<PathBuf> {
             pending.extend(std::fs::read_dir(&path).unwrap().map(|e| e.unwrap().path()));
             continue;
         }
-        if path.extension().is_none_or(|ext| ext != "rs") {
+        if path.extension() != Some(std::ffi::OsStr::new("rs")) {
             continue;
         }
         let text = std::fs::read_to_string(&path).unwrap();
