@@ -297,6 +297,18 @@ fn compose_example_shares_the_gateway_network_and_outwaits_its_drain() {
     let gateway = &compose["services"]["gateway"];
     let app = &compose["services"]["app"];
 
+    // It builds the image from the Dockerfile checked above, with the repository as context.
+    let context = repo_path("deploy").join(str_of(&gateway["build"]["context"], "build.context"));
+    assert_eq!(
+        context.canonicalize().unwrap(),
+        repo_path("").canonicalize().unwrap(),
+        "compose builds from the repository root"
+    );
+    assert_eq!(
+        str_of(&gateway["build"]["dockerfile"], "build.dockerfile"),
+        "deploy/Dockerfile"
+    );
+
     let healthcheck = seq_of(&gateway["healthcheck"]["test"], "healthcheck.test")
         .iter()
         .map(|part| str_of(part, "healthcheck part"))
