@@ -477,8 +477,9 @@ fn copy_into_context(
 /// A target cargo sees: (package, kind, name, source path relative to the workspace root).
 type CargoTarget = (String, String, String, PathBuf);
 
-/// The targets `cargo metadata` finds in the workspace at `dir`, offline, from its Cargo.lock.
-fn cargo_targets(dir: &std::path::Path) -> Vec<CargoTarget> {
+/// The targets `cargo metadata` finds in the workspace at `dir`, offline, from its Cargo.lock, and
+/// each package's manifest.
+fn cargo_targets(dir: &std::path::Path) -> (Vec<CargoTarget>, Vec<(String, PathBuf)>) {
     let output = std::process::Command::new(env!("CARGO"))
         .args([
             "metadata",
@@ -501,7 +502,12 @@ fn cargo_targets(dir: &std::path::Path) -> Vec<CargoTarget> {
     let metadata: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
     let root = PathBuf::from(metadata["workspace_root"].as_str().unwrap());
     let mut targets = Vec::new();
+    let mut manifests = Vec::new();
     for package in metadata["packages"].as_array().unwrap() {
+        manifests.push((
+            package["name"].as_str().unwrap().to_owned(),
+            PathBuf::from(package["manifest_path"].as_str().unwrap()),
+        ));
         for target in package["targets"].as_array().unwrap() {
             for kind in target["kind"].as_array().unwrap() {
                 let path = PathBuf::from(target["src_path"].as_str().unwrap());
@@ -514,7 +520,7 @@ fn cargo_targets(dir: &std::path::Path) -> Vec<CargoTarget> {
             }
         }
     }
-    targets
+    (targets, manifests)
 }
 
 /// The targets a manifest declares by name (`[[bin]]`, `[[example]]`, `[[test]]`, `[[bench]]`):
@@ -624,30 +630,17 @@ fn dockerfile_build_stage_copies_everything_cargo_needs() {
         }
     }
 
-    let repository = cargo_targets(&repo_path(""));
-    let in_image = cargo_targets(&context);
-    let mut declared = Vec::new();
-    for manifest in repository
+    let (repository, manifests) = cargo_targets(&repo_path(""));
+    let (in_image, _) = cargo_targets(&context);
+    // Every package's manifest: the root's, and any workspace member's.
+    let declared: Vec<(String, String, String)> = manifests
         .iter()
-        .map(|(package, ..)| package)
-        .collect::<std::collections::BTreeSet<_>>()
-    {
-        // Every package's manifest: the root's, and any workspace member's.
-        let path = repository
-            .iter()
-            .find(|(p, ..)| p == manifest)
-            .map(|(_, _, _, src)| src.clone())
-            .unwrap();
-        let mut dir = repo_path("").join(path);
-        while !dir.join("Cargo.toml").exists() {
-            assert!(dir.pop(), "no Cargo.toml above a target of {manifest}");
-        }
-        declared.extend(
-            declared_targets(&dir.join("Cargo.toml"))
+        .flat_map(|(package, manifest)| {
+            declared_targets(manifest)
                 .into_iter()
-                .map(|(kind, name)| (manifest.clone(), kind, name)),
-        );
-    }
+                .map(|(kind, name)| (package.clone(), kind, name))
+        })
+        .collect();
     let needed: Vec<&CargoTarget> = repository
         .iter()
         .filter(|(package, kind, name, _)| {
