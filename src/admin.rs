@@ -11,6 +11,20 @@ use crate::cache::TaskListCache;
 use crate::metrics::{Metrics, ReasonLabels};
 use crate::secret::Secret;
 
+/// The admin listener's endpoints, as `(method, path)`: what [`handle`] answers (a GET endpoint
+/// answers HEAD too), and what the README's reference must name.
+pub const ROUTES: &[(&str, &str)] = &[
+    ("GET", HEALTHZ),
+    ("GET", READYZ),
+    ("GET", METRICS),
+    ("POST", PURGE),
+];
+
+const HEALTHZ: &str = "/healthz";
+const READYZ: &str = "/readyz";
+const METRICS: &str = "/metrics";
+const PURGE: &str = "/cache/purge";
+
 pub struct Admin {
     /// False once shutdown has begun: readiness turns 503 while requests drain.
     pub ready: Arc<AtomicBool>,
@@ -24,18 +38,18 @@ pub async fn handle<B>(admin: &Admin, request: Request<B>) -> Response<Body> {
     let read = matches!(*request.method(), Method::GET | Method::HEAD);
     let write = request.method() == Method::POST;
     match (request.uri().path(), read, write) {
-        ("/healthz", true, _) => json(StatusCode::OK, r#"{"status":"alive"}"#.into()),
-        ("/readyz", true, _) if ready => json(StatusCode::OK, r#"{"status":"ready"}"#.into()),
-        ("/readyz", true, _) => json(
+        (HEALTHZ, true, _) => json(StatusCode::OK, r#"{"status":"alive"}"#.into()),
+        (READYZ, true, _) if ready => json(StatusCode::OK, r#"{"status":"ready"}"#.into()),
+        (READYZ, true, _) => json(
             StatusCode::SERVICE_UNAVAILABLE,
             r#"{"status":"draining"}"#.into(),
         ),
-        ("/metrics", true, _) => metrics(admin),
-        ("/cache/purge", _, true) => purge(admin, &request),
+        (METRICS, true, _) => metrics(admin),
+        (PURGE, _, true) => purge(admin, &request),
         // A known endpoint asked with the wrong method: 405 naming the right ones (RFC 9110
         // section 15.5.6), so a `GET /cache/purge` is not mistaken for a missing endpoint.
-        ("/healthz" | "/readyz" | "/metrics", _, _) => not_allowed("GET, HEAD"),
-        ("/cache/purge", _, _) => not_allowed("POST"),
+        (HEALTHZ | READYZ | METRICS, _, _) => not_allowed("GET, HEAD"),
+        (PURGE, _, _) => not_allowed("POST"),
         _ => error(
             StatusCode::NOT_FOUND,
             "GATEWAY_ADMIN_NOT_FOUND",
@@ -168,4 +182,48 @@ fn json(status: StatusCode, text: String) -> Response<Body> {
         HeaderValue::from_static("application/json"),
     );
     response
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    fn admin() -> Admin {
+        let cache = crate::config::Config::parse(
+            "[upstream]\nurl = \"http://127.0.0.1:1\"\n[auth]\nuser_id = \"1\"\napp_id = \"a\"\napp_secret = \"s\"",
+            [],
+        )
+        .unwrap()
+        .cache;
+        Admin {
+            ready: Arc::new(AtomicBool::new(true)),
+            cache: Arc::new(TaskListCache::new(&cache)),
+            token: None,
+            metrics: Metrics::new(),
+        }
+    }
+
+    /// ROUTES is what the handler serves: each answers its method, and nothing else is served.
+    #[tokio::test]
+    async fn routes_lists_exactly_the_endpoints_served() {
+        let admin = admin();
+        for (method, path) in ROUTES {
+            let request = Request::builder()
+                .method(*method)
+                .uri(*path)
+                .body(())
+                .unwrap();
+            let status = handle(&admin, request).await.status();
+            assert!(status.is_success(), "{method} {path}: {status}");
+        }
+        for path in ["/", "/health", "/cache", "/metrics/x"] {
+            let request = Request::builder().uri(path).body(()).unwrap();
+            assert_eq!(
+                handle(&admin, request).await.status(),
+                StatusCode::NOT_FOUND,
+                "{path}"
+            );
+        }
+    }
 }

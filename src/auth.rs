@@ -12,6 +12,7 @@ use time::OffsetDateTime;
 use crate::config::{AuthConfig, AuthMode, SecretSource};
 use crate::error::GatewayError;
 use crate::headers::{LANGUAGE, X_DATE, X_USER_ID};
+use crate::metrics::{KeyLabels, Metrics};
 use crate::secret::SecretCell;
 
 const X_DATE_FORMAT: &[time::format_description::BorrowedFormatItem<'static>] =
@@ -47,12 +48,19 @@ fn credential_hash(kind: &[u8], credential: &[u8]) -> [u8; 32] {
 }
 
 impl Auth {
-    /// Builds the authenticator; a secret file is read now and then watched for rotation.
-    pub async fn new(config: &AuthConfig) -> Result<Auth, String> {
+    /// Builds the authenticator; a secret file is read now and then watched for rotation (its
+    /// readability in `metrics`). The error names the key.
+    pub async fn new(config: &AuthConfig, metrics: &Metrics) -> Result<Auth, String> {
         let secret = match &config.secret {
             SecretSource::Inline(secret) => SecretCell::fixed(secret.clone()),
             SecretSource::File(path) => {
-                SecretCell::watch_file(path.clone(), config.file_poll_interval).await?
+                let key = config.secret_key();
+                let unreadable = metrics
+                    .secret_file_unreadable
+                    .get_or_create(&KeyLabels { key })
+                    .clone();
+                SecretCell::watch_file(key, path.clone(), config.file_poll_interval, unreadable)
+                    .await?
             }
         };
         Ok(Auth {

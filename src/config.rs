@@ -2,7 +2,9 @@
 //! validation into [`Config`], where every duration, size, address and URL is parsed once.
 //! Errors name the offending key.
 
+mod keys;
 mod raw;
+pub(crate) mod units;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -11,6 +13,7 @@ use std::time::Duration;
 use http::uri::{Authority, Scheme};
 use http::{HeaderValue, Uri};
 
+pub use keys::keys;
 pub use raw::RawConfig;
 
 use crate::normalize::NormalizeConfig;
@@ -36,6 +39,35 @@ pub enum ConfigError {
     },
     #[error("{key}: {message}")]
     Invalid { key: String, message: String },
+    /// A key whose value came from an environment override: the variable is what to fix.
+    #[error("{key} (from {var}): {message}")]
+    FromEnv {
+        key: String,
+        var: String,
+        message: String,
+    },
+    /// An environment override that names no key, or cannot be read.
+    #[error("{var}: {message}")]
+    Env { var: String, message: String },
+}
+
+impl ConfigError {
+    /// Names the environment variable when the key at fault was set by one.
+    fn blame_env(self, from_env: &[(String, String)]) -> ConfigError {
+        match self {
+            ConfigError::Invalid { key, message } => {
+                match from_env.iter().find(|(from, _)| *from == key) {
+                    Some((_, var)) => ConfigError::FromEnv {
+                        key,
+                        var: var.clone(),
+                        message,
+                    },
+                    None => ConfigError::Invalid { key, message },
+                }
+            }
+            other => other,
+        }
+    }
 }
 
 /// A TOML syntax error as its position and reason. (`toml`'s own message quotes the line, and
@@ -168,12 +200,73 @@ pub fn overrides() -> Result<Vec<(String, String)>, ConfigError> {
         let Some(name) = name.to_str().filter(|n| n.starts_with(ENV_PREFIX)) else {
             continue;
         };
-        let value = value
-            .into_string()
-            .map_err(|_| invalid(name, "the value is not UTF-8"))?;
+        let value = value.into_string().map_err(|_| ConfigError::Env {
+            var: name.to_owned(),
+            message: "the value is not UTF-8".into(),
+        })?;
         ours.push((name.to_owned(), value));
     }
     Ok(ours)
+}
+
+/// Variables the process has that look meant for the gateway but that it does not read
+/// (`KOODRIVE_GATEWAY_CACHE_TTL`, one underscore after the prefix), each as a warning that says
+/// so and, when one would match a key, names the variable that would set it.
+pub fn unread_variables() -> Vec<String> {
+    let names = std::env::vars_os().filter_map(|(name, _)| name.into_string().ok());
+    unread(names, &keys())
+}
+
+/// The variable the gateway reads as `KOODRIVE_GATEWAY_CONFIG` (the config file's path).
+const CONFIG_VAR: &str = "KOODRIVE_GATEWAY_CONFIG";
+
+fn unread(names: impl Iterator<Item = String>, keys: &[String]) -> Vec<String> {
+    let single = ENV_PREFIX.trim_end_matches('_');
+    let mut unread: Vec<String> = names
+        .filter(|name| {
+            name.starts_with(&format!("{single}_"))
+                && !name.starts_with(ENV_PREFIX)
+                && name != CONFIG_VAR
+        })
+        .map(|name| {
+            let hint = match suggestion(&name, keys) {
+                Some(var) => format!("; did you mean {var}?"),
+                None => format!("; overrides are {ENV_PREFIX}SECTION__KEY"),
+            };
+            format!("{name} is not read (not a config override){hint}")
+        })
+        .collect();
+    unread.sort();
+    unread
+}
+
+/// The override variable of the key a misspelt variable seems meant for: the same words after
+/// the prefix, whatever the underscores between them.
+fn suggestion(name: &str, keys: &[String]) -> Option<String> {
+    let single = ENV_PREFIX.trim_end_matches('_');
+    let words = |text: &str| -> String {
+        text.split(['_', '.'])
+            .filter(|w| !w.is_empty())
+            .collect::<Vec<_>>()
+            .join("_")
+            .to_ascii_lowercase()
+    };
+    let wanted = words(name.strip_prefix(single)?);
+    keys.iter().find(|key| words(key) == wanted).map(|key| {
+        format!(
+            "{ENV_PREFIX}{}",
+            key.replace('.', "__").to_ascii_uppercase()
+        )
+    })
+}
+
+/// A config file's TOML table with the environment's overrides applied, before validation, and
+/// which keys the environment set (so that an error in one names its variable).
+#[derive(Debug, Clone)]
+pub struct Layered {
+    pub table: toml::Table,
+    /// `(key, variable)` for each key an override set.
+    from_env: Vec<(String, String)>,
 }
 
 impl Config {
@@ -182,13 +275,9 @@ impl Config {
     /// naming its key, where the start would fail after binding its ports.
     pub async fn check_files(&self) -> Result<(), ConfigError> {
         if let SecretSource::File(path) = &self.auth.secret {
-            let key = match self.auth.mode {
-                AuthMode::AppSignature => "auth.app_secret_file",
-                AuthMode::Token => "auth.access_token_file",
-            };
             crate::secret::read_file(path)
                 .await
-                .map_err(|e| invalid(key, e))?;
+                .map_err(|e| invalid(self.auth.secret_key(), e))?;
         }
         if let Some(path) = &self.upstream.ca_file {
             crate::upstream::tls_config(Some(path)).map_err(|e| {
@@ -201,14 +290,14 @@ impl Config {
 
     /// Reads a file and applies the process environment's overrides.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
-        Config::from_table(Config::layered(path, overrides()?)?)
+        Config::from_layered(Config::layered(path, overrides()?)?)
     }
 
     /// The file's TOML table after environment overrides, before validation (the demo edits it).
     pub fn layered(
         path: &Path,
         env: impl IntoIterator<Item = (String, String)>,
-    ) -> Result<toml::Table, ConfigError> {
+    ) -> Result<Layered, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
             path: path.to_owned(),
             source,
@@ -220,10 +309,15 @@ impl Config {
     pub fn layered_str(
         text: &str,
         env: impl IntoIterator<Item = (String, String)>,
-    ) -> Result<toml::Table, ConfigError> {
+    ) -> Result<Layered, ConfigError> {
         let mut table: toml::Table = toml::from_str(text).map_err(|e| toml_error(text, &e))?;
-        apply_env(&mut table, env)?;
-        Ok(table)
+        let from_env = apply_env(&mut table, env)?;
+        Ok(Layered { table, from_env })
+    }
+
+    /// Validates a layered config; an error in a key the environment set names its variable.
+    pub fn from_layered(layered: Layered) -> Result<Config, ConfigError> {
+        Config::from_table(layered.table).map_err(|e| e.blame_env(&layered.from_env))
     }
 
     /// Parses TOML text with the given environment, for tests and `--check-config`.
@@ -231,12 +325,13 @@ impl Config {
         text: &str,
         env: impl IntoIterator<Item = (String, String)>,
     ) -> Result<Config, ConfigError> {
-        Config::from_table(Config::layered_str(text, env)?)
+        Config::from_layered(Config::layered_str(text, env)?)
     }
 
     pub fn from_table(table: toml::Table) -> Result<Config, ConfigError> {
         let raw: RawConfig = serde_path_to_error::deserialize(toml::Value::Table(table))
-            .map_err(|e| invalid(&e.path().to_string(), e.inner()))?;
+            // The message alone: the error's own display names the key again.
+            .map_err(|e| invalid(&e.path().to_string(), e.inner().message()))?;
         Config::from_raw(raw)
     }
 
@@ -334,6 +429,22 @@ impl Config {
         })
     }
 }
+
+impl AuthConfig {
+    /// The key the secret came from, for errors, logs and the `secret_file_unreadable` metric.
+    pub fn secret_key(&self) -> &'static str {
+        match (&self.secret, self.mode) {
+            (SecretSource::File(_), AuthMode::AppSignature) => "auth.app_secret_file",
+            (SecretSource::File(_), AuthMode::Token) => "auth.access_token_file",
+            (SecretSource::Inline(_), AuthMode::AppSignature) => "auth.app_secret",
+            (SecretSource::Inline(_), AuthMode::Token) => "auth.access_token",
+        }
+    }
+}
+
+/// The keys of the secret files the gateway watches, as the `key` label of
+/// `koodrive_gateway_secret_file_unreadable`.
+pub const SECRET_FILE_KEYS: [&str; 2] = ["auth.app_secret_file", "auth.access_token_file"];
 
 fn telemetry_from_raw(raw: raw::RawTelemetry) -> Result<TelemetryConfig, ConfigError> {
     let key = "telemetry.otlp_endpoint";
@@ -520,34 +631,44 @@ fn authority_without_default_port<'a>(scheme: &Scheme, authority: &'a Authority)
     }
 }
 
-/// Writes `KOODRIVE_GATEWAY__SECTION__KEY=value` over the table as `section.key = "value"`.
+/// Writes `KOODRIVE_GATEWAY__SECTION__KEY=value` over the table as `section.key = "value"`, and
+/// returns the `(key, variable)` pairs it set. A variable that names no key is an error naming
+/// the variable (not the key it spells, which is in no file).
 fn apply_env(
     table: &mut toml::Table,
     env: impl IntoIterator<Item = (String, String)>,
-) -> Result<(), ConfigError> {
+) -> Result<Vec<(String, String)>, ConfigError> {
+    let known = keys();
+    let mut set = Vec::new();
     for (name, value) in env {
         let Some(path) = name.strip_prefix(ENV_PREFIX) else {
             continue;
         };
-        let keys: Vec<String> = path.split("__").map(str::to_ascii_lowercase).collect();
-        if keys.iter().any(String::is_empty) {
-            return Err(invalid(&name, "malformed override name"));
+        let words: Vec<String> = path.split("__").map(str::to_ascii_lowercase).collect();
+        let key = words.join(".");
+        if !known.contains(&key) {
+            let mut message = format!("unknown key {key} (from the environment)");
+            match suggestion(&name, &known) {
+                Some(var) => message.push_str(&format!("; did you mean {var}?")),
+                None => message.push_str(&format!("; overrides are {ENV_PREFIX}SECTION__KEY")),
+            }
+            return Err(ConfigError::Env { var: name, message });
         }
-        let (last, sections) = keys
-            .split_last()
-            .ok_or_else(|| invalid(&name, "malformed override name"))?;
+        let (last, sections) = words.split_last().unwrap_or((&key, &[]));
         let mut node = &mut *table;
         for section in sections {
             let entry = node
                 .entry(section.clone())
                 .or_insert_with(|| toml::Value::Table(toml::Table::new()));
-            node = entry
-                .as_table_mut()
-                .ok_or_else(|| invalid(&name, format!("{section} is not a section")))?;
+            node = entry.as_table_mut().ok_or_else(|| ConfigError::Env {
+                var: name.clone(),
+                message: format!("{section} in the config file is not a section"),
+            })?;
         }
         node.insert(last.clone(), toml::Value::String(value));
+        set.push((key, name));
     }
-    Ok(())
+    Ok(set)
 }
 
 #[cfg(test)]

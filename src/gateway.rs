@@ -38,7 +38,8 @@ pub enum StartError {
     },
     #[error("upstream TLS setup failed")]
     Tls(#[from] TlsSetupError),
-    #[error("auth secret: {0}")]
+    /// The secret file's key and why it cannot be used.
+    #[error("{0}")]
     Secret(String),
 }
 
@@ -61,7 +62,9 @@ impl Running {
     /// start there says so (it still does on the next reload, as the process still runs the old
     /// value).
     pub async fn reload(&self, config: &Config) -> Result<(), StartError> {
-        let auth = Auth::new(&config.auth).await.map_err(StartError::Secret)?;
+        let auth = Auth::new(&config.auth, &self.state.metrics)
+            .await
+            .map_err(StartError::Secret)?;
         let old = &self.started_with;
         let restart_only = [
             (
@@ -125,7 +128,9 @@ pub async fn run(config: Config) -> Result<Running, StartError> {
     let state = Arc::new(State {
         upstream: Upstream::new(&config.upstream, Arc::clone(&metrics))?,
         live: ArcSwap::from_pointee(Live {
-            auth: Auth::new(&config.auth).await.map_err(StartError::Secret)?,
+            auth: Auth::new(&config.auth, &metrics)
+                .await
+                .map_err(StartError::Secret)?,
             normalize: config.normalize.clone(),
         }),
         host: config.upstream.host.clone(),

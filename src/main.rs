@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use anyhow::Context;
 use clap::Parser;
 
-use koodrive_gateway::config::{Config, ConfigError, SecretSource};
+use koodrive_gateway::config::{Config, ConfigError, Layered, SecretSource};
 use koodrive_gateway::demo::{MockAuth, MockKooDrive};
 use koodrive_gateway::{gateway, pipeline, telemetry};
 
@@ -42,13 +42,24 @@ struct Cli {
     check_config: bool,
 }
 
-fn main() -> anyhow::Result<()> {
+fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
-    let runtime = runtime()?;
-    let outcome = runtime.block_on(run(cli));
-    // After a forced quit, connections may still be open: they are dropped, not waited for.
-    runtime.shutdown_background();
-    outcome
+    let outcome = runtime().and_then(|runtime| {
+        let outcome = runtime.block_on(run(cli));
+        // After a forced quit, connections may still be open: they are dropped, not waited for.
+        runtime.shutdown_background();
+        outcome
+    });
+    match outcome {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        // An operator's error (no config, a bad one, a second stop signal) is one line with its
+        // causes, never a backtrace: returning the error from main would print anyhow's whenever
+        // RUST_BACKTRACE is set. Backtraces are for bugs, which panic.
+        Err(error) => {
+            eprintln!("koodrive-gateway: {error:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
 }
 
 /// One thread when the process may use one CPU (a sidecar's usual quota, or `taskset`): tokio's
@@ -67,15 +78,14 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 }
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
+    // Before the config is read, so that they show even when it turns out bad.
+    for warning in koodrive_gateway::config::unread_variables() {
+        eprintln!("koodrive-gateway: warning: {warning}");
+    }
     let config_path = cli.config.clone();
     if cli.check_config {
         let path = cli.config.context("--check-config needs --config PATH")?;
-        let config =
-            Config::load(&path).with_context(|| format!("invalid config {}", path.display()))?;
-        config
-            .check_files()
-            .await
-            .with_context(|| format!("invalid config {}", path.display()))?;
+        checked(Config::load(&path), &path).await?;
         println!("{}: ok", path.display());
         return Ok(());
     }
@@ -87,9 +97,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         let path = cli
             .config
             .context("no config: pass --config PATH (or KOODRIVE_GATEWAY_CONFIG), or try --demo")?;
-        let config =
-            Config::load(&path).with_context(|| format!("invalid config {}", path.display()))?;
-        (config, None)
+        (checked(Config::load(&path), &path).await?, None)
     };
     let telemetry =
         telemetry::init(&config.log, &config.telemetry).context("cannot set up telemetry")?;
@@ -114,7 +122,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     let mock_addr = mock.as_ref().map(MockKooDrive::addr);
     let reload = config_path.map(|path| {
         move || match mock_addr {
-            Some(addr) => Config::from_table(demo_table(Some(&path), addr)?),
+            Some(addr) => Config::from_layered(demo_table(Some(&path), addr)?),
             None => Config::load(&path),
         }
     });
@@ -136,6 +144,19 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     // After the drain, so the last requests' spans are exported too.
     telemetry.shutdown().await;
     Ok(())
+}
+
+/// A loaded config whose files (secret, CA) are readable too, or the one error that says which
+/// key is wrong: the same for `--check-config`, a start and `--demo --config`, and before any
+/// port is bound.
+async fn checked(
+    config: Result<Config, ConfigError>,
+    path: &std::path::Path,
+) -> anyhow::Result<Config> {
+    let invalid = || format!("invalid config {}", path.display());
+    let config = config.with_context(invalid)?;
+    config.check_files().await.with_context(invalid)?;
+    Ok(config)
 }
 
 /// The signals the gateway answers, registered before it starts listening: until a handler is
@@ -237,12 +258,13 @@ async fn serve_signals(
 fn demo_table(
     path: Option<&std::path::Path>,
     mock_addr: std::net::SocketAddr,
-) -> Result<toml::Table, ConfigError> {
-    let mut table = match path {
+) -> Result<Layered, ConfigError> {
+    let mut layered = match path {
         Some(path) => Config::layered(path, koodrive_gateway::config::overrides()?)?,
         None => Config::layered_str(DEMO_CONFIG, koodrive_gateway::config::overrides()?)?,
     };
-    let upstream = table
+    let upstream = layered
+        .table
         .entry("upstream")
         .or_insert_with(|| toml::Value::Table(toml::Table::new()));
     if let Some(upstream) = upstream.as_table_mut() {
@@ -251,20 +273,23 @@ fn demo_table(
             toml::Value::String(format!("http://{mock_addr}")),
         );
     }
-    Ok(table)
+    Ok(layered)
 }
 
 /// The demo's config: the given file (or the built-in one) with the mock as its upstream, and the
 /// mock accepting the credentials that config holds.
 async fn demo_config(path: Option<PathBuf>) -> anyhow::Result<(Config, MockKooDrive)> {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let table = demo_table(path.as_deref(), listener.local_addr()?)?;
-    let config = Config::from_table(table).context("invalid demo config")?;
+    let config = demo_table(path.as_deref(), listener.local_addr()?).and_then(Config::from_layered);
+    let config = match &path {
+        Some(path) => checked(config, path).await?,
+        None => config.context("invalid demo config")?,
+    };
     let secret = match &config.auth.secret {
         SecretSource::Inline(secret) => secret.expose().to_owned(),
         SecretSource::File(path) => koodrive_gateway::secret::read_file(path)
             .await
-            .map_err(anyhow::Error::msg)?
+            .map_err(|e| anyhow::anyhow!("{}: {e}", config.auth.secret_key()))?
             .expose()
             .to_owned(),
     };

@@ -35,6 +35,12 @@ pub struct ReasonLabels {
     pub reason: &'static str,
 }
 
+/// A config key, for conditions tied to one (`auth.app_secret_file`).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct KeyLabels {
+    pub key: &'static str,
+}
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct BuildLabels {
     version: &'static str,
@@ -118,6 +124,8 @@ pub struct Metrics {
     pub breaker_transitions: Family<ReasonLabels, Counter>,
     /// Exchanges sent to KooDrive a second time, on a fresh connection.
     pub upstream_retries: Counter,
+    /// 1 while a watched secret file cannot be read (the last good value is still used).
+    pub secret_file_unreadable: Family<KeyLabels, Gauge>,
 }
 
 impl Metrics {
@@ -150,6 +158,7 @@ impl Metrics {
             breaker_open: Gauge::default(),
             breaker_transitions: Family::default(),
             upstream_retries: Counter::default(),
+            secret_file_unreadable: Family::default(),
             registry: Registry::default(),
         };
         let m = &metrics;
@@ -181,6 +190,9 @@ impl Metrics {
             for &reason in names {
                 drop(family.get_or_create(&ReasonLabels { reason }));
             }
+        }
+        for key in crate::config::SECRET_FILE_KEYS {
+            drop(m.secret_file_unreadable.get_or_create(&KeyLabels { key }));
         }
         registry.register("requests", "Client requests answered", m.requests.clone());
         registry.register(
@@ -262,6 +274,11 @@ impl Metrics {
             "breaker_transitions",
             "Circuit breaker state changes, by new state",
             m.breaker_transitions.clone(),
+        );
+        registry.register(
+            "secret_file_unreadable",
+            "1 while a watched secret file cannot be read (the last value read is still used), by config key",
+            m.secret_file_unreadable.clone(),
         );
         let build_info = Family::<BuildLabels, Gauge>::default();
         build_info

@@ -6,6 +6,7 @@ use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use http::HeaderValue;
+use prometheus_client::metrics::gauge::Gauge;
 use sha2::{Digest, Sha256};
 
 /// A secret string that is also a valid header value. `Debug` prints `[redacted]`.
@@ -74,29 +75,51 @@ impl SecretCell {
         }
     }
 
-    /// Reads the file now (failing if it holds no usable secret), then re-reads it every
-    /// `interval` in a background task. A read that fails or finds the file empty (a rotation
-    /// half done) keeps the previous value, so requests in flight never see a missing secret.
-    pub async fn watch_file(path: PathBuf, interval: Duration) -> Result<SecretCell, String> {
-        let first = read_file(&path).await?;
+    /// Reads the file now (failing, with an error naming `key`, if it holds no usable secret),
+    /// then re-reads it every `interval` in a background task. A read that fails or finds the file
+    /// empty (a rotation half done) keeps the previous value, so requests in flight never see a
+    /// missing secret. A file that stays unreadable is one condition: logged when it starts and
+    /// when it ends, and `unreadable` is raised meanwhile.
+    pub async fn watch_file(
+        key: &'static str,
+        path: PathBuf,
+        interval: Duration,
+        unreadable: Gauge,
+    ) -> Result<SecretCell, String> {
+        let first = read_file(&path).await.map_err(|e| format!("{key}: {e}"))?;
         let cell = SecretCell::fixed(first);
         let weak = Arc::downgrade(&cell.0);
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(interval);
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            let mut failing = false;
             loop {
                 tick.tick().await;
-                let Some(inner) = weak.upgrade() else { return };
+                let Some(inner) = weak.upgrade() else {
+                    // Replaced by a reload: this watcher's condition ends with it.
+                    if failing {
+                        unreadable.dec();
+                    }
+                    return;
+                };
                 let cell = SecretCell(inner);
                 match read_file(&path).await {
-                    Ok(secret) if secret != cell.get() => {
-                        cell.set(secret);
-                        tracing::info!(path = %path.display(), "secret file changed; using the new value");
+                    Ok(secret) => {
+                        if std::mem::take(&mut failing) {
+                            unreadable.dec();
+                            tracing::info!(key, path = %path.display(), "secret file readable again");
+                        }
+                        if secret != cell.get() {
+                            cell.set(secret);
+                            tracing::info!(key, path = %path.display(), "secret file changed; using the new value");
+                        }
                     }
-                    Ok(_) => {}
-                    Err(reason) => {
-                        tracing::warn!(path = %path.display(), %reason, "secret file unreadable; keeping the previous value")
+                    Err(reason) if !failing => {
+                        failing = true;
+                        unreadable.inc();
+                        tracing::warn!(key, path = %path.display(), %reason, "secret file unreadable; keeping the previous value until it can be read again");
                     }
+                    Err(_) => {}
                 }
             }
         });

@@ -7,6 +7,7 @@ use std::time::Duration;
 use bytesize::ByteSize;
 use serde::{Deserialize, Deserializer};
 
+use super::units;
 use crate::normalize::RawNormalizeConfig;
 
 #[derive(Debug, Default, Deserialize)]
@@ -35,13 +36,15 @@ pub struct RawConfig {
 pub struct RawServer {
     pub listen: String,
     pub admin_listen: String,
-    #[serde(with = "humantime_serde")]
+    #[serde(deserialize_with = "units::duration")]
     pub shutdown_grace: Duration,
     #[serde(deserialize_with = "lenient")]
     pub max_in_flight: usize,
-    #[serde(with = "humantime_serde")]
+    #[serde(deserialize_with = "units::duration")]
     pub header_read_timeout: Duration,
+    #[serde(deserialize_with = "units::size")]
     pub max_header_bytes: ByteSize,
+    #[serde(deserialize_with = "units::size")]
     pub max_body: ByteSize,
 }
 
@@ -63,17 +66,18 @@ impl Default for RawServer {
 #[serde(deny_unknown_fields, default)]
 pub struct RawUpstream {
     pub url: Option<String>,
-    #[serde(with = "humantime_serde")]
+    #[serde(deserialize_with = "units::duration")]
     pub connect_timeout: Duration,
-    #[serde(with = "humantime_serde")]
+    #[serde(deserialize_with = "units::duration")]
     pub timeout: Duration,
+    #[serde(deserialize_with = "units::size")]
     pub max_signed_body: ByteSize,
     pub ca_file: Option<PathBuf>,
-    #[serde(with = "humantime_serde")]
+    #[serde(deserialize_with = "units::duration")]
     pub pool_idle_timeout: Duration,
     #[serde(deserialize_with = "lenient")]
     pub breaker_failures: u32,
-    #[serde(with = "humantime_serde")]
+    #[serde(deserialize_with = "units::duration")]
     pub breaker_cooldown: Duration,
 }
 
@@ -106,7 +110,7 @@ pub struct RawAuth {
     #[serde(deserialize_with = "lenient_string")]
     pub access_token: Option<String>,
     pub access_token_file: Option<PathBuf>,
-    #[serde(with = "humantime_serde")]
+    #[serde(deserialize_with = "units::duration")]
     pub file_poll_interval: Duration,
     pub language: String,
     #[serde(deserialize_with = "lenient")]
@@ -133,13 +137,15 @@ impl Default for RawAuth {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RawCache {
+    #[serde(deserialize_with = "units::size")]
     pub max_bytes: ByteSize,
+    #[serde(deserialize_with = "units::size")]
     pub max_entry_bytes: ByteSize,
-    #[serde(with = "humantime_serde")]
+    #[serde(deserialize_with = "units::duration")]
     pub ttl: Duration,
-    #[serde(with = "humantime_serde")]
+    #[serde(deserialize_with = "units::duration")]
     pub stale_while_revalidate: Duration,
-    #[serde(with = "humantime_serde")]
+    #[serde(deserialize_with = "units::duration")]
     pub stale_if_error: Duration,
 }
 

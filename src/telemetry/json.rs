@@ -4,6 +4,10 @@
 //! map and serializes it when the span is created, then parses that JSON back into a map on every
 //! event: with the access log on, about a sixth of a cache hit's CPU. Here a span's fields are
 //! kept as the JSON members they are written as, and an event splices them in.
+//!
+//! One addition to that shape: a line inside a span that carries `trace_id` (the request span and
+//! its children) has `trace_id` at the top level too, so that log pipelines can index it without
+//! knowing the span layout.
 
 use std::fmt::{self, Write as _};
 
@@ -71,6 +75,27 @@ where
         writer.write_str("{\"timestamp\":\"")?;
         SystemTime.format_time(&mut writer)?;
         write!(writer, "\",\"level\":\"{}\"", meta.level())?;
+        let span = event
+            .parent()
+            .and_then(|id| ctx.span(id))
+            .or_else(|| ctx.lookup_current());
+        // The innermost enclosing span's trace id, unless the event carries its own.
+        if let Some(span) = span
+            .as_ref()
+            .filter(|_| meta.fields().field(TRACE_ID).is_none())
+        {
+            for scope in span.scope() {
+                let extensions = scope.extensions();
+                let value = extensions
+                    .get::<FormattedFields<JsonMembers>>()
+                    .and_then(|members| member_value(&members.fields, TRACE_ID_MEMBER));
+                if let Some(value) = value {
+                    writer.write_str(",\"trace_id\":")?;
+                    writer.write_str(value)?;
+                    break;
+                }
+            }
+        }
         let mut fields = Fields {
             out: &mut writer,
             first: false,
@@ -80,10 +105,6 @@ where
         fields.result?;
         writer.write_str(",\"target\":")?;
         string(&mut writer, meta.target())?;
-        let span = event
-            .parent()
-            .and_then(|id| ctx.span(id))
-            .or_else(|| ctx.lookup_current());
         if let Some(span) = span {
             writer.write_str(",\"span\":{")?;
             let extensions = span.extensions();
@@ -158,6 +179,27 @@ impl Visit for Fields<'_, '_> {
             false => out.write_str("null"),
         });
     }
+}
+
+const TRACE_ID: &str = "trace_id";
+/// `trace_id` as a member's start: `"trace_id":`.
+const TRACE_ID_MEMBER: &str = "\"trace_id\":";
+
+/// The JSON text of the value of the member that starts with `key` (`"name":`), in
+/// `"a":1,"b":"x"`-style members. As in [`remove_member`], a member starts at the beginning or
+/// after a comma, which cannot occur inside a string value.
+fn member_value<'m>(members: &'m str, key: &str) -> Option<&'m str> {
+    let value = match members.strip_prefix(key) {
+        Some(_) => key.len(),
+        None => {
+            let at = members
+                .match_indices(key)
+                .find(|(at, _)| members.as_bytes().get(at.wrapping_sub(1)) == Some(&b','))?;
+            at.0 + key.len()
+        }
+    };
+    let end = crate::normalize::value_end(members.as_bytes(), value)?;
+    members.get(value..end)
 }
 
 /// The names of the fields being recorded.
@@ -282,6 +324,21 @@ mod tests {
         tracing::info!(addr = "127.0.0.1:1", "outside any span");
     }
 
+    /// Our lines, each with its top-level `trace_id` taken off (tracing-subscriber's have none).
+    fn ours_without_top_level_trace_ids() -> (Vec<serde_json::Value>, Vec<serde_json::Value>) {
+        let mut lines = lines(true);
+        let trace_ids = lines
+            .iter_mut()
+            .map(|line| {
+                line.as_object_mut()
+                    .unwrap()
+                    .remove("trace_id")
+                    .unwrap_or_default()
+            })
+            .collect();
+        (lines, trace_ids)
+    }
+
     fn lines(json: bool) -> Vec<serde_json::Value> {
         let capture = Capture::default();
         let layer = tracing_subscriber::fmt::layer().with_writer(capture.clone());
@@ -337,7 +394,7 @@ mod tests {
 
     #[test]
     fn lines_match_tracing_subscribers_json_format() {
-        let ours = lines(true);
+        let (ours, _) = ours_without_top_level_trace_ids();
         let theirs = lines(false);
         assert_eq!(ours.len(), 4);
         assert_eq!(ours, theirs);
@@ -346,5 +403,63 @@ mod tests {
         assert_eq!(ours[1]["span"]["upstream_ms"], 12);
         assert_eq!(ours[2]["span"], serde_json::json!({"name": "upstream"}));
         assert!(ours[3].get("span").is_none());
+    }
+
+    #[test]
+    fn the_trace_id_is_at_the_top_level_of_every_line_inside_a_span_that_has_one() {
+        let (_, trace_ids) = ours_without_top_level_trace_ids();
+        // In the request span, in the upstream span inside it (which has no trace_id of its
+        // own), and none outside any span.
+        let in_span = serde_json::json!("0123456789abcdef");
+        assert_eq!(
+            trace_ids,
+            [
+                in_span.clone(),
+                in_span.clone(),
+                in_span,
+                serde_json::Value::Null
+            ]
+        );
+        // The first member after the level, as it is written.
+        let capture = Capture::default();
+        let layer = tracing_subscriber::fmt::layer()
+            .with_writer(capture.clone())
+            .fmt_fields(JsonMembers)
+            .event_format(JsonLines);
+        let dispatch = tracing::Dispatch::new(tracing_subscriber::registry().with(layer));
+        tracing::dispatcher::with_default(&dispatch, || {
+            let span = tracing::info_span!("request", method = "GET", trace_id = "t \" 1");
+            let _entered = span.enter();
+            tracing::info!("inside");
+            tracing::info!(trace_id = "its own", "with its own");
+        });
+        let text = String::from_utf8(capture.0.lock().unwrap().clone()).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        assert!(
+            lines[0].contains(r#""level":"INFO","trace_id":"t \" 1","message":"inside""#),
+            "{text}"
+        );
+        let own: serde_json::Value = serde_json::from_str(lines[1]).unwrap();
+        assert_eq!(own["trace_id"], "its own", "{text}");
+        assert_eq!(
+            lines[1].matches(r#""trace_id":"its own""#).count(),
+            1,
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn a_member_value_is_found_at_the_start_or_after_a_comma_only() {
+        let members = r#""a":"x,\"trace_id\":1","trace_id":"t","b":2"#;
+        assert_eq!(member_value(members, TRACE_ID_MEMBER), Some(r#""t""#));
+        assert_eq!(
+            member_value(r#""trace_id":"u""#, TRACE_ID_MEMBER),
+            Some(r#""u""#)
+        );
+        assert_eq!(
+            member_value(r#""a":"\"trace_id\":3""#, TRACE_ID_MEMBER),
+            None
+        );
+        assert_eq!(member_value("", TRACE_ID_MEMBER), None);
     }
 }

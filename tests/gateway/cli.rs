@@ -6,7 +6,7 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, Lines};
-use tokio::process::{Child, ChildStdout, Command};
+use tokio::process::{Child, ChildStderr, ChildStdout, Command};
 
 use crate::support::{within, Client, Mock, Reply, TASK_LIST};
 
@@ -206,17 +206,29 @@ pub(crate) struct Process {
     pub(crate) child: Child,
     lines: Lines<BufReader<ChildStdout>>,
     seen: Vec<String>,
+    /// Captured by [`Process::spawn_capturing_stderr`]; otherwise inherited.
+    stderr: Option<ChildStderr>,
 }
 
 impl Process {
     pub(crate) fn spawn(args: &[&str], env: &[(&str, &str)]) -> Process {
+        Process::spawn_with(args, env, Stdio::inherit())
+    }
+
+    /// As [`Process::spawn`], keeping stderr for [`Process::stderr`] (it must be read after the
+    /// exit: the process writes little there, so the pipe never fills).
+    pub(crate) fn spawn_capturing_stderr(args: &[&str], env: &[(&str, &str)]) -> Process {
+        Process::spawn_with(args, env, Stdio::piped())
+    }
+
+    fn spawn_with(args: &[&str], env: &[(&str, &str)], stderr: Stdio) -> Process {
         let mut command = Command::new(BIN);
         command
             .args(args)
             .env_remove("KOODRIVE_GATEWAY_CONFIG")
             .env_remove("RUST_LOG")
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
+            .stderr(stderr)
             .kill_on_drop(true);
         for (k, v) in env {
             command.env(k, v);
@@ -224,10 +236,32 @@ impl Process {
         let mut child = command.spawn().unwrap();
         let lines = BufReader::new(child.stdout.take().unwrap()).lines();
         Process {
+            stderr: child.stderr.take(),
             child,
             lines,
             seen: Vec::new(),
         }
+    }
+
+    /// What the process wrote to stderr, read to its end (call once it has exited).
+    pub(crate) async fn stderr(&mut self) -> String {
+        let mut text = String::new();
+        if let Some(stderr) = self.stderr.as_mut() {
+            within(
+                "stderr to end",
+                tokio::io::AsyncReadExt::read_to_string(stderr, &mut text),
+            )
+            .await
+            .unwrap();
+        }
+        text
+    }
+
+    /// Reads stdout until a line contains `needle`; returns the lines read, that one last.
+    pub(crate) async fn lines_until(&mut self, needle: &str) -> Vec<String> {
+        let from = self.seen.len();
+        self.line_with(needle).await;
+        self.seen[from..].to_vec()
     }
 
     /// Reads stdout until a line contains `needle`; returns that line.
@@ -267,12 +301,16 @@ impl Process {
     }
 
     pub(crate) async fn terminate(self) -> (std::process::ExitStatus, Vec<String>) {
+        self.sigterm();
+        self.exited().await
+    }
+
+    pub(crate) fn sigterm(&self) {
         let pid = self.child.id().unwrap().to_string();
         std::process::Command::new("kill")
             .args(["-TERM", &pid])
             .status()
             .unwrap();
-        self.exited().await
     }
 
     /// Waits for the process to exit (a stop already sent); returns its status and every line.
@@ -296,7 +334,7 @@ impl Process {
 
 /// A gateway process in token mode in front of `mock`, logging JSON at `rust_log`; `upstream`
 /// adds lines to its `[upstream]` table. Returns the process and its config file.
-fn json_logging_gateway(
+pub(crate) fn json_logging_gateway(
     name: &str,
     mock: &Mock,
     upstream: &str,
@@ -390,7 +428,11 @@ async fn a_second_sigterm_during_the_drain_quits_at_once() {
             mock.url()
         ),
     );
-    let mut process = Process::spawn(&["--config", config.to_str().unwrap()], &[]);
+    // A developer's shell often has RUST_BACKTRACE set: this exit is an operator's, no bug.
+    let mut process = Process::spawn_capturing_stderr(
+        &["--config", config.to_str().unwrap()],
+        &[("RUST_BACKTRACE", "1")],
+    );
     let (addr, _) = process.listening().await;
     let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
     stream
@@ -415,6 +457,16 @@ async fn a_second_sigterm_during_the_drain_quits_at_once() {
     process
         .line_with("second stop signal during the drain")
         .await;
+    let stderr = process.stderr().await;
+    assert!(
+        stderr.contains("stopped by a second signal during the drain"),
+        "{stderr}"
+    );
+    assert!(
+        !stderr.to_lowercase().contains("stack backtrace"),
+        "{stderr}"
+    );
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
     drop(stream);
     std::fs::remove_file(config).ok();
 }
@@ -741,4 +793,189 @@ async fn ten_thousand_idle_connections_cost_bounded_memory_and_service_goes_on()
     let (status, _) = process.terminate().await;
     assert!(status.success());
     std::fs::remove_file(config).ok();
+}
+
+/// `--check-config` with `text` as the config file and `env` set; returns (ok, stderr).
+fn check_text(name: &str, text: &str, env: &[(&str, &str)]) -> (bool, String) {
+    let path = temp_config(name, text);
+    let outcome = check(&path, env);
+    std::fs::remove_file(path).ok();
+    outcome
+}
+
+#[test]
+fn an_environment_override_in_error_is_named_by_its_variable() {
+    // A variable that names no key: the variable, not a TOML key the file does not have.
+    let (ok, stderr) = check_text("env-unknown", GOOD, &[("KOODRIVE_GATEWAY__FOO", "1")]);
+    assert!(!ok, "{stderr}");
+    assert!(
+        stderr.contains("KOODRIVE_GATEWAY__FOO: unknown key foo (from the environment)"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("unknown field"), "{stderr}");
+    // One spelt with single underscores between the words: the variable meant.
+    let (ok, stderr) = check_text("env-near", GOOD, &[("KOODRIVE_GATEWAY__CACHE_TTL", "1s")]);
+    assert!(!ok, "{stderr}");
+    assert!(
+        stderr.contains("KOODRIVE_GATEWAY__CACHE_TTL")
+            && stderr.contains("did you mean KOODRIVE_GATEWAY__CACHE__TTL?"),
+        "{stderr}"
+    );
+    // A bad value from the environment: its key and the variable it came from.
+    let (ok, stderr) = check_text("env-value", GOOD, &[("KOODRIVE_GATEWAY__CACHE__TTL", "3")]);
+    assert!(!ok, "{stderr}");
+    assert!(
+        stderr.contains("cache.ttl (from KOODRIVE_GATEWAY__CACHE__TTL): expected a duration"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn a_variable_the_gateway_does_not_read_is_warned_about() {
+    // One underscore after the prefix: not an override. The check passes (the file is good)
+    // but says the variable was not read, and which one would have been.
+    let (ok, stderr) = check_text("env-single", GOOD, &[("KOODRIVE_GATEWAY_CACHE_TTL", "1s")]);
+    assert!(ok, "{stderr}");
+    assert!(
+        stderr.contains("warning: KOODRIVE_GATEWAY_CACHE_TTL is not read")
+            && stderr.contains("did you mean KOODRIVE_GATEWAY__CACHE__TTL?"),
+        "{stderr}"
+    );
+    let (ok, stderr) = check_text("env-stray", GOOD, &[("KOODRIVE_GATEWAY_COLOUR", "red")]);
+    assert!(ok, "{stderr}");
+    assert!(
+        stderr.contains("warning: KOODRIVE_GATEWAY_COLOUR is not read")
+            && stderr.contains("KOODRIVE_GATEWAY__SECTION__KEY"),
+        "{stderr}"
+    );
+    // KOODRIVE_GATEWAY_CONFIG is read: no warning.
+    let path = temp_config("env-config", GOOD);
+    let output = std::process::Command::new(BIN)
+        .arg("--check-config")
+        .env("KOODRIVE_GATEWAY_CONFIG", &path)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success() && stderr.is_empty(), "{stderr}");
+    std::fs::remove_file(path).ok();
+}
+
+#[tokio::test]
+async fn a_start_warns_about_a_variable_it_does_not_read() {
+    let path = temp_config(
+        "env-start",
+        "[server]\nlisten = \"127.0.0.1:0\"\nadmin_listen = \"127.0.0.1:0\"\n\
+         [upstream]\nurl = \"http://127.0.0.1:1\"\n\
+         [auth]\nmode = \"token\"\nuser_id = \"7\"\naccess_token = \"t\"\n",
+    );
+    let mut process = Process::spawn_capturing_stderr(
+        &["--config", path.to_str().unwrap()],
+        &[("KOODRIVE_GATEWAY_SERVER_MAX_IN_FLIGHT", "5")],
+    );
+    process.listening().await;
+    process.sigterm();
+    let status = within("exit after SIGTERM", process.child.wait())
+        .await
+        .unwrap();
+    assert!(status.success(), "{status:?}");
+    let stderr = process.stderr().await;
+    assert!(
+        stderr.contains("KOODRIVE_GATEWAY_SERVER_MAX_IN_FLIGHT is not read")
+            && stderr.contains("did you mean KOODRIVE_GATEWAY__SERVER__MAX_IN_FLIGHT?"),
+        "{stderr}"
+    );
+    std::fs::remove_file(path).ok();
+}
+
+#[test]
+fn size_and_duration_errors_say_what_is_accepted_and_name_the_key_once() {
+    for (name, overlay, key, expected) in [
+        (
+            "megs",
+            "[cache]\nmax_bytes = \"64 megs\"",
+            "cache.max_bytes",
+            "cache.max_bytes: expected a size such as 64MiB or 512KiB, got \"64 megs\"",
+        ),
+        (
+            "unitless",
+            "[upstream]\ntimeout = \"3\"",
+            "upstream.timeout",
+            "upstream.timeout: expected a duration such as 3s, 250ms or 1m, got \"3\"",
+        ),
+    ] {
+        let (ok, stderr) = check_text(name, &merge_text(GOOD, overlay), &[]);
+        assert!(!ok, "{name}");
+        assert!(stderr.contains(expected), "{name}: {stderr}");
+        assert_eq!(stderr.matches(key).count(), 1, "{name}: {stderr}");
+    }
+}
+
+/// `--check-config`, a start and `--demo --config` report a missing secret file alike: one line
+/// naming the key and the file.
+#[tokio::test]
+async fn a_missing_secret_file_is_one_message_naming_its_key_everywhere() {
+    let path = temp_config(
+        "missing-secret",
+        "[server]\nlisten = \"127.0.0.1:0\"\nadmin_listen = \"127.0.0.1:0\"\n\
+         [upstream]\nurl = \"http://127.0.0.1:1\"\n\
+         [auth]\nuser_id = \"1\"\napp_id = \"a\"\napp_secret_file = \"/nonexistent/kdgw-secret\"\n",
+    );
+    let config = path.to_str().unwrap();
+    let mut messages = Vec::new();
+    for args in [
+        &["--check-config", "--config", config][..],
+        &["--config", config][..],
+        &["--demo", "--config", config][..],
+    ] {
+        let mut process = Process::spawn_capturing_stderr(args, &[]);
+        let status = within("exit on a missing secret file", process.child.wait())
+            .await
+            .unwrap();
+        assert_eq!(status.code(), Some(1), "{args:?}");
+        let stderr = process.stderr().await;
+        assert!(
+            stderr.contains("auth.app_secret_file: cannot read /nonexistent/kdgw-secret"),
+            "{args:?}: {stderr}"
+        );
+        assert_eq!(stderr.lines().count(), 1, "{args:?}: {stderr}");
+        messages.push(stderr);
+    }
+    assert!(messages.iter().all(|m| *m == messages[0]), "{messages:?}");
+    std::fs::remove_file(path).ok();
+}
+
+/// With RUST_BACKTRACE=1 (common on developer machines) an operator's exit is one line, no
+/// backtrace: no config, a bad config, an unreadable one.
+#[test]
+fn operator_errors_print_one_line_and_no_backtrace() {
+    let bad = temp_config(
+        "backtrace-bad",
+        &merge_text(GOOD, "[cache]\nttl = \"soon\""),
+    );
+    let bad = bad.to_str().unwrap().to_owned();
+    for args in [
+        &[][..],
+        &["--config", bad.as_str()][..],
+        &["--check-config", "--config", bad.as_str()][..],
+        &["--config", "/nonexistent/kdgw.toml"][..],
+    ] {
+        let output = std::process::Command::new(BIN)
+            .args(args)
+            .env_remove("KOODRIVE_GATEWAY_CONFIG")
+            .env("RUST_BACKTRACE", "1")
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(1), "{args:?}: {stderr}");
+        assert!(
+            !stderr.to_lowercase().contains("stack backtrace"),
+            "{args:?}: {stderr}"
+        );
+        assert_eq!(stderr.lines().count(), 1, "{args:?}: {stderr}");
+        assert!(
+            stderr.starts_with("koodrive-gateway: "),
+            "{args:?}: {stderr}"
+        );
+    }
+    std::fs::remove_file(bad).ok();
 }
