@@ -17,6 +17,7 @@ mod forwarding;
 mod fuzz;
 mod lifecycle;
 mod metrics;
+mod monitoring;
 mod normalize;
 mod observability;
 #[cfg(feature = "otlp")]
