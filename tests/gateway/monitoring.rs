@@ -283,23 +283,27 @@ fn firing(alerts: &[Json]) -> BTreeSet<(String, String)> {
         .collect()
 }
 
-/// Polls `check` about once a second until it returns true, for at most `limit`.
-async fn until(limit: Duration, mut check: impl AsyncFnMut() -> bool) -> bool {
-    let deadline = Instant::now() + limit;
-    loop {
-        if check().await {
-            return true;
+/// The panels whose query, as Grafana sends it, has no finite sample: (title, query, result).
+async fn panels_without_data(
+    prometheus: &Prometheus,
+    queries: &[(String, String)],
+) -> Vec<(String, String, Vec<Json>)> {
+    let mut empty = Vec::new();
+    for (title, expr) in queries {
+        let expr = as_grafana_sends(expr);
+        let result = prometheus.query(&expr).await;
+        if !result.iter().any(finite) {
+            empty.push((title.clone(), expr, result));
         }
-        if Instant::now() >= deadline {
-            return false;
-        }
-        tokio::time::sleep(Duration::from_millis(500)).await;
     }
+    empty
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dashboard_queries_and_outage_alerts_work_on_a_real_prometheus() {
     let started = Instant::now();
+    // Installed (when missing) before anything here runs: an install takes a while.
+    packages::require("prometheus", "prometheus");
     let koodrive = FaultServer::start(Fault::Healthy).await;
     let overlay = r#"
         [upstream]
@@ -335,11 +339,9 @@ scrape_configs:
         idle.running().admin_addr
     );
     let prometheus = Prometheus::start(&config, &[("alerts.yaml", rules_with_short_for())]).await;
-    let scraped = until(Duration::from_secs(20), async || {
-        let up = prometheus.query(r#"up{job="koodrive-gateway"} == 1"#).await;
-        up.len() == 2
-    })
-    .await;
+    let scraped = prometheus
+        .wait_for(r#"count(up{job="koodrive-gateway"} == 1) == 2"#)
+        .await;
     assert!(scraped, "both gateways scraped:\n{}", prometheus.log());
 
     // Healthy KooDrive: a write, five misses, fifteen hits, a bad query.
@@ -369,11 +371,11 @@ scrape_configs:
     // (A loaded machine may let a page expire between its requests: then it is fetched again.)
     let hits = driven.metrics().await["koodrive_gateway_cache_hits_total"];
     assert!(hits >= 1.0, "no cache hits");
-    let seen = until(Duration::from_secs(20), async || {
-        let query = format!(r#"koodrive_gateway_cache_hits_total{{pod="gateway-0"}} >= {hits}"#);
-        !prometheus.query(&query).await.is_empty()
-    })
-    .await;
+    let seen = prometheus
+        .wait_for(&format!(
+            r#"koodrive_gateway_cache_hits_total{{pod="gateway-0"}} >= {hits}"#
+        ))
+        .await;
     assert!(seen, "Prometheus saw the {hits} hits");
 
     // KooDrive goes away: connections refused. Cached page 1 goes stale (2 s) and is served
@@ -429,20 +431,15 @@ scrape_configs:
 
     // Every panel's query, as Grafana sends it, returns data: at least one finite sample.
     let queries = dashboard_queries();
-    let mut empty: Vec<(String, String, Vec<Json>)> = Vec::new();
-    let answered = until(Duration::from_secs(20), async || {
-        empty.clear();
-        for (title, expr) in &queries {
-            let expr = as_grafana_sends(expr);
-            let result = prometheus.query(&expr).await;
-            if !result.iter().any(finite) {
-                empty.push((title.clone(), expr, result));
-            }
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let empty = loop {
+        let empty = panels_without_data(&prometheus, &queries).await;
+        if empty.is_empty() || Instant::now() >= deadline {
+            break empty;
         }
-        empty.is_empty()
-    })
-    .await;
-    assert!(answered, "panels without data: {empty:#?}");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
+    assert!(empty.is_empty(), "panels without data: {empty:#?}");
     // The dashboard's variables list the pods and namespaces from build_info's labels.
     let pods = prometheus.query("koodrive_gateway_build_info").await;
     let pods: BTreeSet<_> = pods

@@ -108,6 +108,21 @@ impl Prometheus {
             .unwrap_or_else(|| panic!("{expr}: no result in {body}"))
     }
 
+    /// Polls `expr` twice a second until its result is not empty; false if it still is after
+    /// 20 s.
+    pub async fn wait_for(&self, expr: &str) -> bool {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if !self.query(expr).await.is_empty() {
+                return true;
+            }
+            if Instant::now() >= deadline {
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    }
+
     /// The alerts Prometheus holds (pending and firing).
     pub async fn alerts(&self) -> Vec<Value> {
         let body = self.client.get("/api/v1/alerts").await.json();
