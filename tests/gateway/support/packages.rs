@@ -64,11 +64,18 @@ fn is_executable(path: &Path) -> bool {
 /// postinst that tries to start a service does not matter: the tests start their own.
 fn install(package: &str, updated: &mut bool) -> Result<(), String> {
     eprintln!("installing `{package}` from Debian for the tests (apt-get install -y {package})");
+    // A failed update (a mirror down) need not fail the install: the lists may be recent enough.
+    let mut update = Ok(());
     if !*updated {
-        apt(&["update", "-q"])?;
+        update = apt(&["update", "-q"]);
         *updated = true;
     }
-    apt(&["install", "-y", "-q", "--no-install-recommends", package])
+    apt(&["install", "-y", "-q", "--no-install-recommends", package]).map_err(
+        |install| match update {
+            Ok(()) => install,
+            Err(update) => format!("{update}; then {install}"),
+        },
+    )
 }
 
 fn apt(args: &[&str]) -> Result<(), String> {
