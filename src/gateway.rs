@@ -13,7 +13,7 @@ use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpSocket};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
@@ -118,8 +118,8 @@ impl Running {
 }
 
 pub async fn run(config: Config) -> Result<Running, StartError> {
-    let listener = bind(config.server.listen).await?;
-    let admin_listener = bind(config.server.admin_listen).await?;
+    let listener = bind(config.server.listen)?;
+    let admin_listener = bind(config.server.admin_listen)?;
     let addr = local_addr(&listener, config.server.listen)?;
     let admin_addr = local_addr(&admin_listener, config.server.admin_listen)?;
 
@@ -204,9 +204,24 @@ pub async fn run(config: Config) -> Result<Running, StartError> {
     })
 }
 
-async fn bind(addr: SocketAddr) -> Result<TcpListener, StartError> {
-    TcpListener::bind(addr)
-        .await
+/// Connections the kernel completes and queues before the gateway accepts them (nginx uses 511,
+/// the kernel caps it at `net.core.somaxconn`). tokio's `TcpListener::bind` listens with 128, as
+/// the standard library does: a burst of connects that outruns the accept loop by that many has
+/// its SYNs dropped, and each dropped client waits a whole 1 s SYN retransmission.
+const LISTEN_BACKLOG: u32 = 1024;
+
+fn bind(addr: SocketAddr) -> Result<TcpListener, StartError> {
+    let socket = match addr {
+        SocketAddr::V4(_) => TcpSocket::new_v4(),
+        SocketAddr::V6(_) => TcpSocket::new_v6(),
+    };
+    // As `TcpListener::bind` does: a restarted gateway rebinds at once.
+    socket
+        .and_then(|socket| {
+            socket.set_reuseaddr(true)?;
+            socket.bind(addr)?;
+            socket.listen(LISTEN_BACKLOG)
+        })
         .map_err(|source| StartError::Bind { addr, source })
 }
 

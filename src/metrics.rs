@@ -1,6 +1,11 @@
 //! Prometheus metrics, `koodrive_gateway_` prefixed, with bounded labels only (route name,
 //! method, status class, cache status, outcome): never raw paths, queries or user ids.
 //! Counters and histograms are atomics; the label families are created once per label set.
+//!
+//! Every family with labels exports its known label sets at 0 from the start (Prometheus's
+//! convention): a series born at its first event has no earlier sample, so `rate()` and
+//! `increase()` miss that event, and a dashboard or alert on a family not yet seen shows nothing
+//! instead of 0.
 
 use std::sync::Arc;
 
@@ -10,6 +15,8 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
+
+use crate::route::Route;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct RequestLabels {
@@ -77,6 +84,56 @@ impl From<&http::Method> for Method {
     }
 }
 
+/// The outcomes of a call to KooDrive, as `upstream_requests_total` labels them.
+pub const UPSTREAM_OUTCOMES: [&str; 10] = [
+    "1xx",
+    "2xx",
+    "3xx",
+    "4xx",
+    "5xx",
+    "timeout",
+    "connect_error",
+    "protocol_error",
+    "circuit_open",
+    "client_error",
+];
+
+/// The `requests_total` series exported from the start: for the task list, each way a page is
+/// served (2xx) and its errors (4xx, 5xx); for the other routes, their usual method's status
+/// classes. Rarer combinations (`HEAD`, `no-cache`, a KooDrive error passed through on a miss)
+/// appear with their first request.
+fn known_requests() -> impl Iterator<Item = RequestLabels> {
+    let task_list = [
+        ("2xx", "hit"),
+        ("2xx", "stale"),
+        ("2xx", "miss"),
+        ("2xx", "collapsed"),
+        ("4xx", "none"),
+        ("5xx", "none"),
+    ]
+    .map(|(status_class, cache)| RequestLabels {
+        route: Route::TaskList.name(),
+        method: Method::GET,
+        status_class,
+        cache,
+    });
+    let others = [
+        (Route::TaskRead, Method::GET),
+        (Route::TaskWrite, Method::POST),
+        (Route::Other, Method::GET),
+    ]
+    .into_iter()
+    .flat_map(|(route, method)| {
+        ["2xx", "4xx", "5xx"].map(|status_class| RequestLabels {
+            route: route.name(),
+            method,
+            status_class,
+            cache: "none",
+        })
+    });
+    task_list.into_iter().chain(others)
+}
+
 pub fn status_class(status: u16) -> &'static str {
     match status {
         100..=199 => "1xx",
@@ -126,6 +183,8 @@ pub struct Metrics {
     pub upstream_retries: Counter,
     /// 1 while a watched secret file cannot be read (the last good value is still used).
     pub secret_file_unreadable: Family<KeyLabels, Gauge>,
+    /// Requests refused with `GATEWAY_OVERLOADED` (over `server.max_in_flight`).
+    pub shed: Counter,
 }
 
 impl Metrics {
@@ -159,6 +218,7 @@ impl Metrics {
             breaker_transitions: Family::default(),
             upstream_retries: Counter::default(),
             secret_file_unreadable: Family::default(),
+            shed: Counter::default(),
             registry: Registry::default(),
         };
         let m = &metrics;
@@ -194,6 +254,19 @@ impl Metrics {
         for key in crate::config::SECRET_FILE_KEYS {
             drop(m.secret_file_unreadable.get_or_create(&KeyLabels { key }));
         }
+        for labels in known_requests() {
+            drop(m.requests.get_or_create(&labels));
+        }
+        for route in Route::ALL.map(Route::name) {
+            drop(m.request_duration.get_or_create(&RouteLabels { route }));
+            drop(m.upstream_duration.get_or_create(&RouteLabels { route }));
+            for outcome in UPSTREAM_OUTCOMES {
+                drop(
+                    m.upstream_requests
+                        .get_or_create(&UpstreamLabels { route, outcome }),
+                );
+            }
+        }
         registry.register("requests", "Client requests answered", m.requests.clone());
         registry.register(
             "request_duration_seconds",
@@ -209,6 +282,11 @@ impl Metrics {
             "upstream_retries",
             "Requests sent to KooDrive again on a fresh connection (connect failed, or reset before any response byte)",
             m.upstream_retries.clone(),
+        );
+        registry.register(
+            "shed",
+            "Requests refused with 503 GATEWAY_OVERLOADED: over server.max_in_flight",
+            m.shed.clone(),
         );
         registry.register(
             "upstream_duration_seconds",
@@ -361,6 +439,30 @@ mod tests {
             text.contains("# TYPE koodrive_gateway_request_duration_seconds histogram"),
             "{text}"
         );
+    }
+
+    #[test]
+    fn known_series_exist_at_zero_from_the_start() {
+        let text = Metrics::new().encode();
+        for route in Route::ALL.map(Route::name) {
+            for outcome in UPSTREAM_OUTCOMES {
+                let series = format!(
+                    r#"koodrive_gateway_upstream_requests_total{{route="{route}",outcome="{outcome}"}} 0"#
+                );
+                assert!(text.contains(&series), "{series} in {text}");
+            }
+            let count =
+                format!(r#"koodrive_gateway_upstream_duration_seconds_count{{route="{route}"}} 0"#);
+            assert!(text.contains(&count), "{count}");
+        }
+        for labels in known_requests() {
+            let series = format!(
+                r#"koodrive_gateway_requests_total{{route="{}",method="{:?}",status_class="{}",cache="{}"}} 0"#,
+                labels.route, labels.method, labels.status_class, labels.cache
+            );
+            assert!(text.contains(&series), "{series}");
+        }
+        assert!(text.contains("koodrive_gateway_shed_total 0"), "{text}");
     }
 
     #[test]

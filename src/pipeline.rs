@@ -97,7 +97,10 @@ pub async fn handle(state: Arc<State>, request: Request<Incoming>) -> Response<B
             (Some(Ambiguous(why)), _) => Err(GatewayError::BadRequest(why)),
             (None, Some(error)) => Err(error),
             (None, None) => match InFlight::admit(&state.metrics.in_flight, state.max_in_flight) {
-                None => Err(GatewayError::Overloaded(state.max_in_flight)),
+                None => {
+                    state.metrics.shed.inc();
+                    Err(GatewayError::Overloaded(state.max_in_flight))
+                }
                 Some(_counted) => proxy(&state, request, &trace_id, route).await,
             },
         };

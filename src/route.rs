@@ -20,6 +20,14 @@ pub enum Route {
 }
 
 impl Route {
+    /// Every route, for the series exported from the start.
+    pub const ALL: [Route; 4] = [
+        Route::TaskList,
+        Route::TaskRead,
+        Route::TaskWrite,
+        Route::Other,
+    ];
+
     pub fn of(method: &Method, path: &str) -> Route {
         let read = method == Method::GET || method == Method::HEAD;
         let Some(rest) = path.strip_prefix(TASK_PREFIX) else {

@@ -66,3 +66,31 @@ async fn a_client_sending_headers_too_slowly_is_disconnected() {
     );
     assert_eq!(mock.hits(), 0);
 }
+
+/// A burst of connects that outruns the accept loop queues in the kernel instead of losing SYNs
+/// (each lost one costs its client a whole 1 s retransmission): both listeners listen with a
+/// backlog of 1024 (as the kernel caps it), not the 128 of tokio's `TcpListener::bind`.
+#[tokio::test]
+async fn listeners_queue_a_burst_of_connections() {
+    let ss = crate::support::packages::require("ss", "iproute2");
+    let somaxconn: u32 = std::fs::read_to_string("/proc/sys/net/core/somaxconn")
+        .ok()
+        .and_then(|text| text.trim().parse().ok())
+        .unwrap_or(4096);
+    let mock = Mock::ok().await;
+    let gw = TestGateway::for_mock(&mock, "").await;
+    for addr in [gw.running().addr, gw.running().admin_addr] {
+        let output = std::process::Command::new(&ss)
+            .args(["-ltnH", &format!("sport = :{}", addr.port())])
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&output.stdout);
+        // State, Recv-Q, Send-Q (a listener's backlog), local address, peer address.
+        let backlog: Vec<u32> = text
+            .lines()
+            .filter(|line| line.contains(&addr.to_string()))
+            .filter_map(|line| line.split_whitespace().nth(2)?.parse().ok())
+            .collect();
+        assert_eq!(backlog, [1024.min(somaxconn)], "{addr}: {text}");
+    }
+}

@@ -19,6 +19,7 @@ mod fuzz;
 mod lifecycle;
 mod logging;
 mod metrics;
+mod monitoring;
 mod normalize;
 mod observability;
 #[cfg(feature = "otlp")]

@@ -159,3 +159,90 @@ async fn metrics_count_known_traffic() {
         .keys()
         .all(|k| !k.contains("1505084218764547200") && !k.contains("/koodrive")));
 }
+
+/// A fresh gateway exports the known label sets of every labelled family at 0, so a dashboard or
+/// an alert on their rate shows 0, not nothing, before the first call to KooDrive.
+#[tokio::test]
+async fn a_fresh_gateway_exports_known_series_at_zero() {
+    let mock = Mock::ok().await;
+    let gw = TestGateway::for_mock(&mock, "").await;
+    let m = gw.metrics().await;
+    let p = "koodrive_gateway_";
+    let mut expected = vec![format!("{p}shed_total")];
+    for route in ["task_list", "task_read", "task_write", "other"] {
+        for outcome in [
+            "2xx",
+            "4xx",
+            "5xx",
+            "timeout",
+            "connect_error",
+            "protocol_error",
+            "circuit_open",
+            "client_error",
+        ] {
+            expected.push(format!(
+                r#"{p}upstream_requests_total{{route="{route}",outcome="{outcome}"}}"#
+            ));
+        }
+        expected.push(format!(
+            r#"{p}upstream_duration_seconds_count{{route="{route}"}}"#
+        ));
+        expected.push(format!(
+            r#"{p}request_duration_seconds_count{{route="{route}"}}"#
+        ));
+    }
+    for (status_class, cache) in [
+        ("2xx", "hit"),
+        ("2xx", "stale"),
+        ("2xx", "miss"),
+        ("2xx", "collapsed"),
+        ("4xx", "none"),
+        ("5xx", "none"),
+    ] {
+        expected.push(format!(
+            r#"{p}requests_total{{route="task_list",method="GET",status_class="{status_class}",cache="{cache}"}}"#
+        ));
+    }
+    for (route, method) in [
+        ("task_read", "GET"),
+        ("task_write", "POST"),
+        ("other", "GET"),
+    ] {
+        for status_class in ["2xx", "4xx", "5xx"] {
+            expected.push(format!(
+                r#"{p}requests_total{{route="{route}",method="{method}",status_class="{status_class}",cache="none"}}"#
+            ));
+        }
+    }
+    let wrong: Vec<_> = expected
+        .iter()
+        .filter(|series| m.get(series.as_str()) != Some(&0.0))
+        .collect();
+    assert!(wrong.is_empty(), "not at 0 on a fresh gateway: {wrong:#?}");
+    assert_eq!(mock.hits(), 0);
+}
+
+/// A request refused over `server.max_in_flight` is counted in `shed_total`, the series the
+/// shed-load alert watches (a 5xx in `requests_total` does not tell it from KooDrive's own).
+#[tokio::test]
+async fn shed_requests_are_counted() {
+    let mock = Mock::with_slow_path(Duration::from_millis(1500)).await;
+    let gw = TestGateway::for_mock(&mock, "[server]\nmax_in_flight = 1").await;
+    let client = gw.client.clone();
+    let slow = tokio::spawn(async move { client.get("/koodrive/ose/v1/task/slow").await });
+    mock.wait_for_hits(1).await;
+    for _ in 0..2 {
+        assert_eq!(gw.client.get(TASK_LIST).await.status, 503);
+    }
+    assert_eq!(
+        value(&gw.metrics().await, "koodrive_gateway_shed_total"),
+        2.0
+    );
+    assert_eq!(within("the slow request", slow).await.unwrap().status, 200);
+    assert_eq!(gw.client.get(TASK_LIST).await.status, 200);
+    assert_eq!(
+        value(&gw.metrics().await, "koodrive_gateway_shed_total"),
+        2.0,
+        "an admitted request is not shed"
+    );
+}

@@ -4,6 +4,8 @@
 pub mod client;
 pub mod faults;
 pub mod mock;
+pub mod packages;
+pub mod prometheus;
 
 use std::collections::HashMap;
 use std::future::Future;
