@@ -13,6 +13,8 @@ use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::gauge::Gauge;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -23,8 +25,8 @@ use crate::cache::TaskListCache;
 use crate::coalesce::Coalesced;
 use crate::config::{Config, ServerConfig};
 use crate::framing::{Framing, Guarded};
-use crate::head_timeout::{Answer, Answered, Exchanges, HeadTimeout};
-use crate::metrics::Metrics;
+use crate::head_timeout::{Answer, Answered, Exchanges, HeadTimeout, Timeouts};
+use crate::metrics::{ListenerLabels, Metrics};
 use crate::pipeline::{self, Live, State};
 use crate::upstream::{TlsSetupError, Upstream};
 
@@ -140,8 +142,10 @@ pub async fn run(config: Config) -> Result<Running, StartError> {
         ready: Arc::clone(&ready),
         cache,
         token: config.admin.token.clone(),
-        metrics,
+        metrics: Arc::clone(&metrics),
     });
+    let proxy_limits = Limits::proxy(&config.server, &metrics);
+    let admin_limits = Limits::admin(&config, &metrics);
 
     let (shutdown, shutdown_rx) = watch::channel(false);
     let server = config.server.clone();
@@ -150,8 +154,8 @@ pub async fn run(config: Config) -> Result<Running, StartError> {
         let (admin_stop, admin_stop_rx) = watch::channel(false);
         let admin_task = tokio::spawn(serve(
             admin_listener,
-            builder(&server),
-            Limits::of(&server),
+            builder(&server, admin_limits.timeouts),
+            admin_limits,
             admin_stop_rx,
             Duration::from_secs(1),
             move |req, answer: Answer| {
@@ -162,8 +166,8 @@ pub async fn run(config: Config) -> Result<Running, StartError> {
         let mut stop = shutdown_rx.clone();
         let proxy = serve(
             listener,
-            builder(&server),
-            Limits::of(&server),
+            builder(&server, proxy_limits.timeouts),
+            proxy_limits,
             shutdown_rx,
             server.shutdown_grace,
             move |req, answer: Answer| {
@@ -212,31 +216,99 @@ fn local_addr(listener: &TcpListener, addr: SocketAddr) -> Result<SocketAddr, St
 }
 
 /// HTTP/1.1 and cleartext HTTP/2 (prior knowledge), with a bound on head sizes. (The header-read
-/// timeout is the connection's own, `HeadTimeout`, not hyper's.)
-fn builder(server: &ServerConfig) -> auto::Builder<TokioExecutor> {
+/// and idle timeouts are the connection's own, `HeadTimeout`, not hyper's.) An HTTP/2 peer silent
+/// for an idle timeout is pinged, and the connection closed if the ping is not answered within
+/// a header-read timeout: a dead peer is found even while its requests are in service.
+fn builder(server: &ServerConfig, timeouts: Timeouts) -> auto::Builder<TokioExecutor> {
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder.http1().max_buf_size(server.max_header_bytes);
     builder
         .http2()
         .timer(TokioTimer::new())
+        .keep_alive_interval(Some(timeouts.idle))
+        .keep_alive_timeout(timeouts.header_read)
         .max_header_list_size(u32::try_from(server.max_header_bytes).unwrap_or(u32::MAX));
     builder
 }
 
-/// What a client connection is held to.
-#[derive(Debug, Clone, Copy)]
+/// What a listener's client connections are held to.
+#[derive(Clone)]
 struct Limits {
     /// The largest request head.
     max_head: usize,
-    header_read_timeout: Duration,
+    timeouts: Timeouts,
+    /// Connections open at once; more are closed as soon as they are accepted.
+    max_connections: usize,
+    /// The listener's open connections (the count the cap is checked against).
+    open: Gauge,
+    refused: Counter,
 }
 
 impl Limits {
-    fn of(server: &ServerConfig) -> Limits {
+    fn proxy(server: &ServerConfig, metrics: &Metrics) -> Limits {
+        Limits::new(
+            server,
+            Timeouts {
+                header_read: server.header_read_timeout,
+                idle: server.idle_timeout,
+            },
+            server.max_connections,
+            metrics,
+            "proxy",
+        )
+    }
+
+    fn admin(config: &Config, metrics: &Metrics) -> Limits {
+        let admin = &config.admin;
+        Limits::new(
+            &config.server,
+            Timeouts {
+                header_read: admin.header_read_timeout,
+                idle: admin.idle_timeout,
+            },
+            admin.max_connections,
+            metrics,
+            "admin",
+        )
+    }
+
+    fn new(
+        server: &ServerConfig,
+        timeouts: Timeouts,
+        max_connections: usize,
+        metrics: &Metrics,
+        listener: &'static str,
+    ) -> Limits {
+        let labels = ListenerLabels { listener };
         Limits {
             max_head: server.max_header_bytes,
-            header_read_timeout: server.header_read_timeout,
+            timeouts,
+            max_connections,
+            open: metrics.connections.get_or_create(&labels).clone(),
+            refused: metrics.connections_refused.get_or_create(&labels).clone(),
         }
+    }
+
+    /// A place for one more connection, if the listener is below its cap: held while the
+    /// connection is open.
+    fn admit(&self) -> Option<Open> {
+        let max = i64::try_from(self.max_connections).unwrap_or(i64::MAX);
+        self.open
+            .inner()
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| {
+                (n < max).then_some(n + 1)
+            })
+            .ok()?;
+        Some(Open(self.open.clone()))
+    }
+}
+
+/// One open connection, counted out when its task ends.
+struct Open(Gauge);
+
+impl Drop for Open {
+    fn drop(&mut self) {
+        self.0.dec();
     }
 }
 
@@ -272,11 +344,17 @@ async fn serve<S, F>(
                         continue;
                     }
                 };
+                // Over the cap: closed at once, before any of it is read (nginx's
+                // worker_connections, Envoy's connection limit).
+                let Some(open) = limits.admit() else {
+                    limits.refused.inc();
+                    drop(stream);
+                    continue;
+                };
                 let _ = stream.set_nodelay(true);
-                // Closed once it has waited a whole header-read timeout for a request head.
+                // Closed once it has waited too long for a request or a header block.
                 let exchanges = Arc::new(Exchanges::default());
-                let stream =
-                    HeadTimeout::new(stream, Arc::clone(&exchanges), limits.header_read_timeout);
+                let stream = HeadTimeout::new(stream, Arc::clone(&exchanges), limits.timeouts);
                 // The guard reads request framing along the way; the service asks it about each
                 // request, in order, and refuses the ambiguous one.
                 let framing = Arc::new(Framing::default());
@@ -295,6 +373,7 @@ async fn serve<S, F>(
                     .into_owned();
                 let connection = graceful.watch(connection);
                 tokio::spawn(async move {
+                    let _open = open;
                     if let Err(error) = connection.await {
                         tracing::debug!(error = %error, "connection closed with an error");
                     }

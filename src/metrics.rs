@@ -35,6 +35,12 @@ pub struct ReasonLabels {
     pub reason: &'static str,
 }
 
+/// Which listener a connection came to: `proxy` or `admin`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ListenerLabels {
+    pub listener: &'static str,
+}
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct BuildLabels {
     version: &'static str,
@@ -118,6 +124,12 @@ pub struct Metrics {
     pub breaker_transitions: Family<ReasonLabels, Counter>,
     /// Exchanges sent to KooDrive a second time, on a fresh connection.
     pub upstream_retries: Counter,
+    /// Client connections open, per listener.
+    pub connections: Family<ListenerLabels, Gauge>,
+    /// Client connections closed at once because their listener was at its cap.
+    pub connections_refused: Family<ListenerLabels, Counter>,
+    /// Bytes held in buffered bodies (`server.max_buffered_bytes` bounds it).
+    pub buffered_bytes: Gauge,
 }
 
 impl Metrics {
@@ -150,6 +162,9 @@ impl Metrics {
             breaker_open: Gauge::default(),
             breaker_transitions: Family::default(),
             upstream_retries: Counter::default(),
+            connections: Family::default(),
+            connections_refused: Family::default(),
+            buffered_bytes: Gauge::default(),
             registry: Registry::default(),
         };
         let m = &metrics;
@@ -182,7 +197,27 @@ impl Metrics {
                 drop(family.get_or_create(&ReasonLabels { reason }));
             }
         }
+        for listener in ["proxy", "admin"] {
+            let labels = ListenerLabels { listener };
+            drop(m.connections.get_or_create(&labels));
+            drop(m.connections_refused.get_or_create(&labels));
+        }
         registry.register("requests", "Client requests answered", m.requests.clone());
+        registry.register(
+            "connections",
+            "Client connections open, by listener",
+            m.connections.clone(),
+        );
+        registry.register(
+            "connections_refused",
+            "Client connections closed at once: their listener was at its max_connections",
+            m.connections_refused.clone(),
+        );
+        registry.register(
+            "buffered_bytes",
+            "Bytes held in buffered request and response bodies",
+            m.buffered_bytes.clone(),
+        );
         registry.register(
             "request_duration_seconds",
             "Time to answer a client request (headers)",
