@@ -254,6 +254,11 @@ async fn proxy(
         ));
     }
     if parts.version == Version::HTTP_2 {
+        // A value with spaces around it is malformed over HTTP/2: the key would read it trimmed
+        // and KooDrive as it is, so it is refused, never forwarded.
+        if let Some(name) = headers::padded_value(&parts.headers) {
+            return Err(GatewayError::PaddedHeader(name.clone()));
+        }
         headers::join_cookies(&mut parts.headers);
     }
     // Connection-level headers stay on this hop.
