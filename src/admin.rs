@@ -87,7 +87,7 @@ fn purge<B>(admin: &Admin, request: &Request<B>) -> Response<Body> {
     }
     let user_id = match purge_query(request.uri().query()) {
         Ok(user_id) => user_id,
-        Err(response) => return response,
+        Err((code, msg)) => return error(StatusCode::BAD_REQUEST, code, &msg),
     };
     match user_id {
         None => {
@@ -119,7 +119,8 @@ fn purge<B>(admin: &Admin, request: &Request<B>) -> Response<Body> {
 /// The purge's `user_id`, if any, decoded as strictly as the proxy listener decodes a task-list
 /// query: malformed percent-encoding, or bytes that are not UTF-8, are a 400 naming the
 /// parameter. Only `user_id` is understood: a misspelt one must not read as "purge everything".
-fn purge_query(query: Option<&str>) -> Result<Option<String>, Response<Body>> {
+/// A refusal is its code and message.
+fn purge_query(query: Option<&str>) -> Result<Option<String>, (&'static str, String)> {
     let mut user_id = None;
     let mut rest = query.unwrap_or_default();
     while !rest.is_empty() {
@@ -129,14 +130,13 @@ fn purge_query(query: Option<&str>) -> Result<Option<String>, Response<Body>> {
             continue;
         }
         let (raw_name, raw_value) = query::split_at_byte(pair, b'=').unwrap_or((pair, ""));
-        let bad_query = |e: GatewayError| error(StatusCode::BAD_REQUEST, e.code(), &e.to_string());
+        let bad_query = |e: GatewayError| (e.code(), e.to_string());
         let name = query::decode(raw_name, raw_name).map_err(bad_query)?;
         let value = query::decode(raw_value, &name).map_err(bad_query)?;
         if name != "user_id" || user_id.is_some() {
-            return Err(error(
-                StatusCode::BAD_REQUEST,
+            return Err((
                 "GATEWAY_BAD_REQUEST",
-                "purge takes no parameter (everything) or one user_id",
+                "purge takes no parameter (everything) or one user_id".to_owned(),
             ));
         }
         user_id = Some(value.into_owned());

@@ -21,6 +21,7 @@ use tokio::task::JoinHandle;
 
 use crate::admin::{self, Admin};
 use crate::auth::Auth;
+use crate::budget::Budget;
 use crate::cache::TaskListCache;
 use crate::coalesce::Coalesced;
 use crate::config::{Config, ServerConfig};
@@ -134,6 +135,10 @@ pub async fn run(config: Config) -> Result<Running, StartError> {
         max_signed_body: config.upstream.max_signed_body,
         max_body: config.server.max_body,
         max_in_flight: config.server.max_in_flight,
+        budget: Budget::new(
+            config.server.max_buffered_bytes,
+            metrics.buffered_bytes.clone(),
+        ),
         cache: Arc::clone(&cache),
         metrics: Arc::clone(&metrics),
     });

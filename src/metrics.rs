@@ -189,6 +189,7 @@ impl Metrics {
                     "not_json",
                     "too_large",
                     "unsupported_encoding",
+                    "over_budget",
                 ][..],
             ),
         ];

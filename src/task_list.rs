@@ -317,7 +317,8 @@ fn fetcher(
             )
             .await?;
             let rule = live.normalize.rules.find(&Method::GET, uri.path());
-            respond::page(response, rule, live.normalize.max_body, &state.metrics).await
+            let limit = live.normalize.max_body;
+            respond::page(response, rule, limit, &state.budget, &state.metrics).await
         }
         .instrument(span),
     )
@@ -346,7 +347,8 @@ async fn pass(
     .await?;
     let rule = live.normalize.rules.find(&Method::GET, parts.uri.path());
     let limit = live.normalize.max_body;
-    let mut response = respond::shape(response, rule, limit, &state.metrics).await?;
+    let mut response =
+        respond::shape(response, rule, limit, &state.budget, &state.metrics).await?;
     set_cache_status(
         response.headers_mut(),
         format!("{CACHE_NAME}; fwd=bypass; detail={detail}"),
