@@ -125,6 +125,8 @@ pub async fn page(
     budget: &Budget,
     metrics: &Metrics,
 ) -> Result<Page, GatewayError> {
+    // A page larger than the whole budget could never be buffered: too large, as over the bound.
+    let limit = limit.min(usize::try_from(budget.max()).unwrap_or(usize::MAX));
     if headers::declared_length(response.headers()).is_some_and(|len| len > limit as u64) {
         return Err(GatewayError::PageTooLarge);
     }
@@ -169,6 +171,7 @@ pub async fn shape(
     budget: &Budget,
     metrics: &Metrics,
 ) -> Result<Response<Body>, GatewayError> {
+    let limit = limit.min(usize::try_from(budget.max()).unwrap_or(usize::MAX));
     // No content to shape (RFC 9110 section 6.4.1): a 304 may still describe the representation
     // (`Content-Encoding` too), and passes on as it came.
     if matches!(response.status().as_u16(), 100..=199 | 204 | 304) {

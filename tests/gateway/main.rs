@@ -16,6 +16,7 @@ mod faults;
 mod forwarding;
 mod fuzz;
 mod lifecycle;
+mod limits;
 mod metrics;
 mod normalize;
 mod observability;
