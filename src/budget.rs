@@ -71,13 +71,13 @@ impl Reservation {
         let (Ok(more_i), Ok(max)) = (i64::try_from(more), i64::try_from(self.budget.max)) else {
             return false;
         };
-        let taken = self
-            .budget
-            .held
-            .inner()
-            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |held| {
-                held.checked_add(more_i).filter(|after| *after <= max)
-            });
+        let taken =
+            self.budget
+                .held
+                .inner()
+                .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |held| {
+                    held.checked_add(more_i).filter(|after| *after <= max)
+                });
         if taken.is_ok() {
             self.bytes = total;
         }

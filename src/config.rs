@@ -273,7 +273,10 @@ impl Config {
             max_buffered_bytes: raw.server.max_buffered_bytes.as_u64(),
         };
         if server.max_buffered_bytes < 64 * 1024 {
-            return Err(invalid("server.max_buffered_bytes", "must be at least 64KiB"));
+            return Err(invalid(
+                "server.max_buffered_bytes",
+                "must be at least 64KiB",
+            ));
         }
         let url = raw
             .upstream

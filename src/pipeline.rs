@@ -489,7 +489,10 @@ pub async fn forward(
 
 /// A reservation for a body to be read whole: its declared length at once (503 when the budget
 /// has not that much free now, 413 when it never could), or nothing yet for a chunked body.
-fn reserve_declared(budget: &Budget, headers: &http::HeaderMap) -> Result<Reservation, GatewayError> {
+fn reserve_declared(
+    budget: &Budget,
+    headers: &http::HeaderMap,
+) -> Result<Reservation, GatewayError> {
     let declared = headers::declared_length(headers).unwrap_or(0);
     if declared > budget.max() {
         return Err(GatewayError::OverBudget {

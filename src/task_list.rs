@@ -347,8 +347,7 @@ async fn pass(
     .await?;
     let rule = live.normalize.rules.find(&Method::GET, parts.uri.path());
     let limit = live.normalize.max_body;
-    let mut response =
-        respond::shape(response, rule, limit, &state.budget, &state.metrics).await?;
+    let mut response = respond::shape(response, rule, limit, &state.budget, &state.metrics).await?;
     set_cache_status(
         response.headers_mut(),
         format!("{CACHE_NAME}; fwd=bypass; detail={detail}"),

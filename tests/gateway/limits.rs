@@ -162,7 +162,10 @@ async fn idle_connections_of_both_protocols_are_closed_after_the_idle_timeout() 
         .unwrap();
     assert!(read_to_end_of_stream(&mut h2, 1).await);
     let took = time_to_close(&mut h2, Duration::from_secs(15)).await;
-    assert!(took.is_some_and(|t| t < Duration::from_secs(10)), "{took:?}");
+    assert!(
+        took.is_some_and(|t| t < Duration::from_secs(10)),
+        "{took:?}"
+    );
 
     let mut h1 = within("connect", TcpStream::connect(gw.running().addr))
         .await
@@ -171,10 +174,15 @@ async fn idle_connections_of_both_protocols_are_closed_after_the_idle_timeout() 
         .await
         .unwrap();
     let mut answer = [0u8; 12];
-    within("an answer", h1.read_exact(&mut answer)).await.unwrap();
+    within("an answer", h1.read_exact(&mut answer))
+        .await
+        .unwrap();
     assert_eq!(&answer, b"HTTP/1.1 200");
     let took = time_to_close(&mut h1, Duration::from_secs(15)).await;
-    assert!(took.is_some_and(|t| t < Duration::from_secs(10)), "{took:?}");
+    assert!(
+        took.is_some_and(|t| t < Duration::from_secs(10)),
+        "{took:?}"
+    );
     honest_client_is_served(&gw).await;
 }
 
@@ -195,7 +203,10 @@ async fn a_silent_http2_peer_with_a_request_in_service_is_found_by_pings() {
         .unwrap();
     within("the request upstream", mock.wait_for_hits(1)).await;
     let took = time_to_close(&mut silent, Duration::from_secs(15)).await;
-    assert!(took.is_some_and(|t| t < Duration::from_secs(10)), "{took:?}");
+    assert!(
+        took.is_some_and(|t| t < Duration::from_secs(10)),
+        "{took:?}"
+    );
 }
 
 #[tokio::test]
@@ -212,9 +223,11 @@ async fn connections_beyond_max_connections_are_closed_at_once() {
     for _ in 0..3 {
         idle.push(h2_connect(gw.running().addr).await);
     }
-    metric_until(&gw, "koodrive_gateway_connections{listener=\"proxy\"}", |n| {
-        n == 4.0
-    })
+    metric_until(
+        &gw,
+        "koodrive_gateway_connections{listener=\"proxy\"}",
+        |n| n == 4.0,
+    )
     .await;
     let mut refused = within("connect", TcpStream::connect(gw.running().addr))
         .await
@@ -227,9 +240,11 @@ async fn connections_beyond_max_connections_are_closed_at_once() {
 
     // A place comes free when a connection goes.
     drop(idle.pop());
-    metric_until(&gw, "koodrive_gateway_connections{listener=\"proxy\"}", |n| {
-        n == 3.0
-    })
+    metric_until(
+        &gw,
+        "koodrive_gateway_connections{listener=\"proxy\"}",
+        |n| n == 3.0,
+    )
     .await;
     let fresh = crate::support::Client::new(gw.running().addr);
     assert_eq!(fresh.get(TASK_LIST).await.status, 200);
@@ -238,9 +253,11 @@ async fn connections_beyond_max_connections_are_closed_at_once() {
     let _one = within("connect", TcpStream::connect(gw.running().admin_addr))
         .await
         .unwrap();
-    metric_until(&gw, "koodrive_gateway_connections{listener=\"admin\"}", |n| {
-        n == 2.0
-    })
+    metric_until(
+        &gw,
+        "koodrive_gateway_connections{listener=\"admin\"}",
+        |n| n == 2.0,
+    )
     .await;
     let mut over = within("connect", TcpStream::connect(gw.running().admin_addr))
         .await
@@ -296,7 +313,10 @@ async fn signed_bodies_share_the_buffer_budget_and_are_refused_before_being_read
     let mut fourth = slow_sender(&gw, KIB_300).await;
     let answer = answer_of(&mut fourth).await;
     assert!(answer.starts_with("HTTP/1.1 503"), "{answer}");
-    assert!(answer.to_ascii_lowercase().contains("retry-after: 1"), "{answer}");
+    assert!(
+        answer.to_ascii_lowercase().contains("retry-after: 1"),
+        "{answer}"
+    );
     assert!(answer.contains("GATEWAY_OVERLOADED"), "{answer}");
     // One larger than the whole budget never could: 413 (it is within max_signed_body).
     let mut huge = slow_sender(&gw, 2 * 1024 * 1024).await;
@@ -310,7 +330,11 @@ async fn signed_bodies_share_the_buffer_budget_and_are_refused_before_being_read
     }
     assert!(metric(&gw, BUFFERED).await <= (1024 * 1024) as f64);
     honest_client_is_served(&gw).await;
-    assert_eq!(mock.hits(), 1, "only the honest client's request went upstream");
+    assert_eq!(
+        mock.hits(),
+        1,
+        "only the honest client's request went upstream"
+    );
 
     // Gone, they give their bytes back; a signed body is read and sent again.
     drop(holding);
@@ -351,7 +375,11 @@ async fn a_chunked_signed_body_reserves_as_it_grows() {
     answer.push_str(&answer_of(&mut stream).await);
     assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
     metric_until(&gw, BUFFERED, |n| n == 0.0).await;
-    assert_eq!(mock.hits(), 1, "only the honest client's request went upstream");
+    assert_eq!(
+        mock.hits(),
+        1,
+        "only the honest client's request went upstream"
+    );
 }
 
 #[tokio::test]
@@ -374,7 +402,11 @@ async fn an_upstream_body_that_does_not_fit_the_budget_now_streams_through_unnor
     metric_until(&gw, BUFFERED, |n| n >= 60.0 * 1024.0).await;
     let passed = gw.client.get("/koodrive/ose/v1/task/1").await;
     assert_eq!(passed.status, 200);
-    assert_eq!(passed.json()["code"], 0, "passed through as KooDrive sent it");
+    assert_eq!(
+        passed.json()["code"],
+        0,
+        "passed through as KooDrive sent it"
+    );
     let over = "koodrive_gateway_normalize_fallbacks_total{reason=\"over_budget\"}";
     assert_eq!(metric(&gw, over).await, 1.0);
     assert!(metric(&gw, BUFFERED).await <= 64.0 * 1024.0);

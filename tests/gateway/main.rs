@@ -15,6 +15,7 @@ mod errors;
 mod faults;
 mod forwarding;
 mod fuzz;
+mod key_agreement;
 mod lifecycle;
 mod limits;
 mod metrics;
