@@ -2,6 +2,7 @@
 //! validation into [`Config`], where every duration, size, address and URL is parsed once.
 //! Errors name the offending key.
 
+pub mod memory;
 mod raw;
 
 use std::net::SocketAddr;

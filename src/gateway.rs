@@ -232,9 +232,17 @@ fn builder(server: &ServerConfig, timeouts: Timeouts) -> auto::Builder<TokioExec
         .timer(TokioTimer::new())
         .keep_alive_interval(Some(timeouts.idle))
         .keep_alive_timeout(timeouts.header_read)
+        // Flow-control windows and the send buffer at HTTP/2's own default of 64 KiB (hyper's
+        // are 1 MiB and 400 KiB): what one connection or stream may make the gateway hold is part
+        // of the worst-case memory (README).
+        .initial_connection_window_size(IO_BUFFER_U32)
+        .initial_stream_window_size(IO_BUFFER_U32)
+        .max_send_buf_size(crate::config::memory::IO_BUFFER)
         .max_header_list_size(u32::try_from(server.max_header_bytes).unwrap_or(u32::MAX));
     builder
 }
+
+const IO_BUFFER_U32: u32 = crate::config::memory::IO_BUFFER as u32;
 
 /// What a listener's client connections are held to.
 #[derive(Clone)]

@@ -61,7 +61,7 @@ impl Default for RawServer {
             max_header_bytes: ByteSize::kib(64),
             max_body: ByteSize::mib(12),
             idle_timeout: Duration::from_secs(60),
-            max_connections: 1024,
+            max_connections: 512,
             max_buffered_bytes: ByteSize::mib(48),
         }
     }

@@ -697,7 +697,8 @@ async fn ten_thousand_idle_connections_cost_bounded_memory_and_service_goes_on()
     let config = temp_config(
         "idle",
         &format!(
-            "[server]\nlisten = \"127.0.0.1:0\"\nadmin_listen = \"127.0.0.1:0\"\n\
+            // Above the default server.max_connections (512), which would close most of them.
+            "[server]\nlisten = \"127.0.0.1:0\"\nadmin_listen = \"127.0.0.1:0\"\nmax_connections = 20000\n\
              [upstream]\nurl = \"{}\"\n[auth]\nmode = \"token\"\nuser_id = \"7\"\naccess_token = \"t\"\n",
             mock.url()
         ),
