@@ -80,6 +80,18 @@ impl Running {
                 old.cache.max_bytes != config.cache.max_bytes,
             ),
             ("admin.token", old.admin.token != config.admin.token),
+            (
+                "admin",
+                (
+                    old.admin.max_connections,
+                    old.admin.idle_timeout,
+                    old.admin.header_read_timeout,
+                ) != (
+                    config.admin.max_connections,
+                    config.admin.idle_timeout,
+                    config.admin.header_read_timeout,
+                ),
+            ),
             // The log level is reloaded (by the caller); the format and the exporter are set up
             // once, at start.
             ("log.format", old.log.format != config.log.format),

@@ -181,6 +181,9 @@ fn durations_are_bounded_by_name() {
     for key in [
         "server.shutdown_grace",
         "server.header_read_timeout",
+        "server.idle_timeout",
+        "admin.idle_timeout",
+        "admin.header_read_timeout",
         "upstream.connect_timeout",
         "upstream.timeout",
         "upstream.pool_idle_timeout",
@@ -316,4 +319,67 @@ fn the_shipped_example_and_its_commented_rule_are_valid() {
         "/koodrive/ose/v1/task/1486254586942472064",
     );
     assert!(rule.is_some_and(|r| r.path() == "/koodrive/ose/v1/task/{id}"));
+}
+
+#[test]
+fn connection_and_memory_bounds_have_defaults_and_are_checked_by_name() {
+    let config = Config::parse(MINIMAL, env(&[])).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(config.server.idle_timeout, Duration::from_secs(60));
+    assert_eq!(config.server.max_connections, 512);
+    assert_eq!(config.server.max_buffered_bytes, 48 * 1024 * 1024);
+    assert_eq!(config.admin.max_connections, 64);
+    assert_eq!(config.admin.idle_timeout, Duration::from_secs(10));
+    assert_eq!(config.admin.header_read_timeout, Duration::from_secs(5));
+    for (name, value, key) in [
+        (
+            "KOODRIVE_GATEWAY__SERVER__IDLE_TIMEOUT",
+            "0s",
+            "server.idle_timeout",
+        ),
+        (
+            "KOODRIVE_GATEWAY__SERVER__MAX_CONNECTIONS",
+            "0",
+            "server.max_connections",
+        ),
+        (
+            "KOODRIVE_GATEWAY__SERVER__MAX_CONNECTIONS",
+            "many",
+            "server.max_connections",
+        ),
+        (
+            "KOODRIVE_GATEWAY__SERVER__MAX_BUFFERED_BYTES",
+            "1KiB",
+            "server.max_buffered_bytes",
+        ),
+        (
+            "KOODRIVE_GATEWAY__ADMIN__MAX_CONNECTIONS",
+            "0",
+            "admin.max_connections",
+        ),
+        (
+            "KOODRIVE_GATEWAY__ADMIN__IDLE_TIMEOUT",
+            "0s",
+            "admin.idle_timeout",
+        ),
+        (
+            "KOODRIVE_GATEWAY__ADMIN__HEADER_READ_TIMEOUT",
+            "0s",
+            "admin.header_read_timeout",
+        ),
+    ] {
+        let message = error_of(MINIMAL, &[(name, value)]);
+        assert!(message.contains(key), "{name}={value}: {message}");
+    }
+    let set = Config::parse(
+        MINIMAL,
+        env(&[
+            ("KOODRIVE_GATEWAY__SERVER__MAX_CONNECTIONS", "9"),
+            ("KOODRIVE_GATEWAY__SERVER__MAX_BUFFERED_BYTES", "1MiB"),
+            ("KOODRIVE_GATEWAY__ADMIN__IDLE_TIMEOUT", "3s"),
+        ]),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(set.server.max_connections, 9);
+    assert_eq!(set.server.max_buffered_bytes, 1024 * 1024);
+    assert_eq!(set.admin.idle_timeout, Duration::from_secs(3));
 }
