@@ -11,10 +11,11 @@ const MIB: u64 = 1024 * KIB;
 /// windows and send buffer, and the upstream client's read buffer, are set to it.
 pub const IO_BUFFER: usize = 64 * 1024;
 
-/// The process with nothing in flight: code, runtime, metrics, tables (about 20 MiB measured).
+/// The process with nothing in flight: code, runtime, metrics, tables (measured in
+/// `bench/RESULTS.md`, with room to spare).
 const BASE: u64 = 32 * MIB;
-/// A client connection's own state: hyper's connection, the guards, the task (an idle HTTP/1
-/// connection measured about 4 KiB, an idle HTTP/2 one about 13 KiB).
+/// A client connection's own state: hyper's connection, the guards, the task (an idle one of
+/// either protocol measured below this, `bench/RESULTS.md`).
 const CONNECTION: u64 = 16 * KIB;
 /// A request in flight beyond its bodies: its future and span, the upstream connection's state
 /// and TLS buffers.
