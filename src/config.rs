@@ -88,6 +88,9 @@ pub struct ServerConfig {
     /// The bytes all buffered bodies (signed request bodies, upstream bodies read to be
     /// normalized) may hold at once.
     pub max_buffered_bytes: u64,
+    /// A connection older than this is closed after its answer in progress, or at once if it
+    /// has none (nginx's `keepalive_time`, Envoy's `max_connection_duration`).
+    pub max_connection_duration: Duration,
 }
 
 #[derive(Debug, Clone)]
@@ -272,6 +275,10 @@ impl Config {
             idle_timeout: nonzero("server.idle_timeout", raw.server.idle_timeout)?,
             max_connections: positive("server.max_connections", raw.server.max_connections)?,
             max_buffered_bytes: raw.server.max_buffered_bytes.as_u64(),
+            max_connection_duration: nonzero(
+                "server.max_connection_duration",
+                raw.server.max_connection_duration,
+            )?,
         };
         if server.max_buffered_bytes < 64 * 1024 {
             return Err(invalid(

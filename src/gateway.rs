@@ -276,6 +276,7 @@ impl Limits {
             Timeouts {
                 header_read: server.header_read_timeout,
                 idle: server.idle_timeout,
+                max_age: server.max_connection_duration,
             },
             server.max_connections,
             metrics,
@@ -290,6 +291,7 @@ impl Limits {
             Timeouts {
                 header_read: admin.header_read_timeout,
                 idle: admin.idle_timeout,
+                max_age: config.server.max_connection_duration,
             },
             admin.max_connections,
             metrics,

@@ -25,17 +25,20 @@
 //! unfinished is let off). After the preface the frames' 9-byte headers are followed: a header
 //! block (HEADERS without END_HEADERS, then CONTINUATION frames) still open a header-read
 //! timeout after it began closes the connection, whatever else is in service on it, since
-//! hyper never hands such a request to the service.
+//! hyper never hands such a request to the service. A connection past its whole life
+//! (`max_age`) is closed too: an HTTP/1 one by its next answer, marked `Connection: close`, an
+//! HTTP/2 one once nothing is in service.
 
 use std::future::Future;
 use std::io;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
-use http::Response;
+use http::header::CONNECTION;
+use http::{HeaderValue, Response};
 use http_body::{Body, Frame, SizeHint};
 use tokio::io::{AsyncRead, ReadBuf};
 use tokio::time::{Instant, Sleep};
@@ -48,6 +51,8 @@ const TICKS: u32 = 4;
 pub struct Exchanges {
     served: AtomicU64,
     answered: AtomicU64,
+    /// An HTTP/1 connection past its `max_age`: its answers close it.
+    aged: AtomicBool,
 }
 
 impl Exchanges {
@@ -70,7 +75,12 @@ pub struct Answer(Arc<Exchanges>);
 
 impl Answer {
     /// The response to the request, counted as answered once hyper is done with its body.
-    pub fn with<B>(self, response: Response<B>) -> Response<Answered<B>> {
+    pub fn with<B>(self, mut response: Response<B>) -> Response<Answered<B>> {
+        if self.0.aged.load(Ordering::Relaxed) {
+            response
+                .headers_mut()
+                .insert(CONNECTION, HeaderValue::from_static("close"));
+        }
         response.map(|body| Answered {
             body,
             _answer: self,
@@ -119,6 +129,9 @@ pub struct Timeouts {
     /// With no request in service: an HTTP/1 connection waits for its next head the smaller of
     /// the two; an HTTP/2 connection, after its first request, this.
     pub idle: Duration,
+    /// The connection's whole life: past it, an HTTP/1 connection's next answer says
+    /// `Connection: close`, and an HTTP/2 connection with nothing in service is closed.
+    pub max_age: Duration,
 }
 
 /// A client connection closed once it has waited too long for a request (see [`Timeouts`]).
@@ -134,6 +147,8 @@ pub struct HeadTimeout<S> {
     /// At the last tick: the requests served, if all were answered, and since when that was so
     /// with no new request.
     idle: Option<(u64, Instant)>,
+    /// When the connection began.
+    born: Instant,
 }
 
 /// What the connection's first bytes said.
@@ -199,7 +214,11 @@ impl Frames {
 
 impl<S> HeadTimeout<S> {
     pub fn new(inner: S, exchanges: Arc<Exchanges>, timeouts: Timeouts) -> HeadTimeout<S> {
-        let tick = (timeouts.header_read.min(timeouts.idle) / TICKS).max(Duration::from_millis(1));
+        let shortest = timeouts
+            .header_read
+            .min(timeouts.idle)
+            .min(timeouts.max_age);
+        let tick = (shortest / TICKS).max(Duration::from_millis(1));
         HeadTimeout {
             inner,
             exchanges,
@@ -210,6 +229,7 @@ impl<S> HeadTimeout<S> {
             waker: None,
             // Waiting for the first head from the start.
             idle: Some((0, Instant::now())),
+            born: Instant::now(),
         }
     }
 
@@ -263,8 +283,16 @@ impl<S> HeadTimeout<S> {
                 (Some(served), _) => Some((served, now)),
                 (None, _) => None,
             };
+            // Past its age, an HTTP/1 connection is closed by its next answer (closing it between
+            // requests would race the client's next one); an HTTP/2 one, which has no such
+            // answer, as soon as nothing is in service.
+            let aged = now.duration_since(self.born) >= self.timeouts.max_age;
+            let http2 = matches!(self.start, Start::Http2(_));
+            if aged && !http2 {
+                self.exchanges.aged.store(true, Ordering::Relaxed);
+            }
             if let Some((served, since)) = self.idle {
-                if now.duration_since(since) >= self.idle_limit(served) {
+                if (aged && http2) || now.duration_since(since) >= self.idle_limit(served) {
                     return true;
                 }
             }
@@ -319,6 +347,7 @@ mod tests {
 
     const TIMEOUT: Duration = Duration::from_secs(10);
     const IDLE: Duration = Duration::from_secs(60);
+    const MAX_AGE: Duration = Duration::from_secs(3600);
 
     fn connection() -> (DuplexStream, HeadTimeout<DuplexStream>, Arc<Exchanges>) {
         let (client, server) = tokio::io::duplex(1024);
@@ -326,6 +355,7 @@ mod tests {
         let timeouts = Timeouts {
             header_read: TIMEOUT,
             idle: IDLE,
+            max_age: MAX_AGE,
         };
         let server = HeadTimeout::new(server, Arc::clone(&exchanges), timeouts);
         (client, server, exchanges)
@@ -497,11 +527,59 @@ mod tests {
         let timeouts = Timeouts {
             header_read: TIMEOUT,
             idle: short,
+            max_age: MAX_AGE,
         };
         let mut server = HeadTimeout::new(server, Arc::clone(&exchanges), timeouts);
         drop(exchanges.serve());
         let took = time_to_cut_off(&mut server).await;
         assert!(took <= short + short / TICKS, "{took:?}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_old_connection_closes_after_its_answer_in_progress() {
+        let (_client, server) = tokio::io::duplex(1024);
+        let exchanges = Arc::new(Exchanges::default());
+        let max_age = Duration::from_secs(30);
+        let timeouts = Timeouts {
+            header_read: TIMEOUT,
+            idle: IDLE,
+            max_age,
+        };
+        let mut server = HeadTimeout::new(server, Arc::clone(&exchanges), timeouts);
+        let young = exchanges.serve().with(Response::new(()));
+        assert!(young.headers().get(CONNECTION).is_none());
+        drop(young);
+        // A request in service keeps it open past its age...
+        let answer = exchanges.serve();
+        assert!(stays_open(&mut server, max_age + TIMEOUT).await);
+        // ...and its answers now say it closes...
+        let late = exchanges.serve().with(Response::new(()));
+        assert_eq!(late.headers()[CONNECTION], "close");
+        drop(late);
+        // ...and with nothing in service it waits for a head no longer than before (the answer
+        // saying `close` ends it; hyper closes the connection after that answer).
+        drop(answer);
+        let took = time_to_cut_off(&mut server).await;
+        assert!(took <= TIMEOUT + TIMEOUT / TICKS, "{took:?}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_old_http2_connection_closes_once_nothing_is_in_service() {
+        let (mut client, server) = tokio::io::duplex(1024);
+        let exchanges = Arc::new(Exchanges::default());
+        let max_age = Duration::from_secs(30);
+        let timeouts = Timeouts {
+            header_read: TIMEOUT,
+            idle: IDLE,
+            max_age,
+        };
+        let mut server = HeadTimeout::new(server, Arc::clone(&exchanges), timeouts);
+        send_in_pieces(&mut client, &mut server, PREFACE, 24).await;
+        let answer = exchanges.serve();
+        assert!(stays_open(&mut server, max_age + TIMEOUT).await);
+        drop(answer);
+        let took = time_to_cut_off(&mut server).await;
+        assert!(took <= TIMEOUT / TICKS, "{took:?}");
     }
 
     #[tokio::test(start_paused = true)]

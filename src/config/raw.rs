@@ -48,6 +48,8 @@ pub struct RawServer {
     #[serde(deserialize_with = "lenient")]
     pub max_connections: usize,
     pub max_buffered_bytes: ByteSize,
+    #[serde(with = "humantime_serde")]
+    pub max_connection_duration: Duration,
 }
 
 impl Default for RawServer {
@@ -63,6 +65,7 @@ impl Default for RawServer {
             idle_timeout: Duration::from_secs(60),
             max_connections: 512,
             max_buffered_bytes: ByteSize::mib(48),
+            max_connection_duration: Duration::from_secs(60 * 60),
         }
     }
 }

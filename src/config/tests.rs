@@ -182,6 +182,7 @@ fn durations_are_bounded_by_name() {
         "server.shutdown_grace",
         "server.header_read_timeout",
         "server.idle_timeout",
+        "server.max_connection_duration",
         "admin.idle_timeout",
         "admin.header_read_timeout",
         "upstream.connect_timeout",
@@ -327,6 +328,10 @@ fn connection_and_memory_bounds_have_defaults_and_are_checked_by_name() {
     assert_eq!(config.server.idle_timeout, Duration::from_secs(60));
     assert_eq!(config.server.max_connections, 512);
     assert_eq!(config.server.max_buffered_bytes, 48 * 1024 * 1024);
+    assert_eq!(
+        config.server.max_connection_duration,
+        Duration::from_secs(3600)
+    );
     assert_eq!(config.admin.max_connections, 64);
     assert_eq!(config.admin.idle_timeout, Duration::from_secs(10));
     assert_eq!(config.admin.header_read_timeout, Duration::from_secs(5));
@@ -335,6 +340,11 @@ fn connection_and_memory_bounds_have_defaults_and_are_checked_by_name() {
             "KOODRIVE_GATEWAY__SERVER__IDLE_TIMEOUT",
             "0s",
             "server.idle_timeout",
+        ),
+        (
+            "KOODRIVE_GATEWAY__SERVER__MAX_CONNECTION_DURATION",
+            "0s",
+            "server.max_connection_duration",
         ),
         (
             "KOODRIVE_GATEWAY__SERVER__MAX_CONNECTIONS",

@@ -411,3 +411,50 @@ async fn an_upstream_body_that_does_not_fit_the_budget_now_streams_through_unnor
     assert_eq!(metric(&gw, over).await, 1.0);
     assert!(metric(&gw, BUFFERED).await <= 64.0 * 1024.0);
 }
+
+#[tokio::test]
+async fn a_connection_past_max_connection_duration_closes_after_its_answer() {
+    let mock = Mock::ok().await;
+    // Timeouts far away: only the connection's age ends these.
+    let gw = TestGateway::for_mock(
+        &mock,
+        "[server]\nmax_connection_duration = \"1s\"\nheader_read_timeout = \"30s\"\nidle_timeout = \"30s\"\n",
+    )
+    .await;
+    // HTTP/1 kept busy: every request is answered, the one after its age with
+    // `Connection: close`, and then the connection ends.
+    let mut h1 = within("connect", TcpStream::connect(gw.running().addr))
+        .await
+        .unwrap();
+    let started = Instant::now();
+    let mut closing = None;
+    for _ in 0..100 {
+        h1.write_all(b"GET /koodrive/ose/v1/task/1 HTTP/1.1\r\nHost: x\r\n\r\n")
+            .await
+            .unwrap();
+        let answer = answer_of(&mut h1).await.to_ascii_lowercase();
+        assert!(answer.starts_with("http/1.1 200"), "{answer}");
+        if answer.contains("connection: close") {
+            closing = Some(started.elapsed());
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let closing = closing.expect("no answer said Connection: close within 100 requests");
+    assert!(closing >= Duration::from_millis(900), "{closing:?}");
+    let took = time_to_close(&mut h1, Duration::from_secs(10)).await;
+    assert!(took.is_some(), "still open after Connection: close");
+
+    // HTTP/2, served and then quiet: closed at its age, not its idle timeout.
+    let mut h2 = h2_connect(gw.running().addr).await;
+    h2.write_all(&frame(HEADERS, END_STREAM | END_HEADERS, 1, GET_ROOT))
+        .await
+        .unwrap();
+    assert!(read_to_end_of_stream(&mut h2, 1).await);
+    let took = time_to_close(&mut h2, Duration::from_secs(15)).await;
+    assert!(
+        took.is_some_and(|t| t < Duration::from_secs(10)),
+        "{took:?}"
+    );
+    honest_client_is_served(&gw).await;
+}
