@@ -512,7 +512,9 @@ async fn read_bounded(
     held: &mut Reservation,
 ) -> Result<Bytes, GatewayError> {
     let mut limited = Limited::new(incoming, usize::try_from(limit).unwrap_or(usize::MAX));
-    let mut buffer = bytes::BytesMut::new();
+    // Sized once for a declared length (reserved already), rather than grown by doubling past
+    // what is counted.
+    let mut buffer = bytes::BytesMut::with_capacity(usize::try_from(held.bytes()).unwrap_or(0));
     while let Some(frame) = limited.frame().await {
         let frame = frame.map_err(|e| match e.is::<http_body_util::LengthLimitError>() {
             true => GatewayError::BodyTooLarge { limit },

@@ -30,13 +30,17 @@ enum Stopped {
     OverBudget,
 }
 
-/// Reads a body whole up to `limit`, each frame reserved in `held` before it is kept.
+/// Reads a body whole up to `limit`, each frame reserved in `held` before it is kept. A
+/// declared length sizes the buffer once, so that it does not grow by doubling past what is
+/// counted.
 async fn read_up_to(
     mut body: Body,
+    declared: Option<u64>,
     limit: usize,
     held: &mut Reservation,
 ) -> Result<Read, GatewayError> {
-    let mut buffer = BytesMut::new();
+    let capacity = declared.and_then(|len| usize::try_from(len).ok());
+    let mut buffer = BytesMut::with_capacity(capacity.filter(|len| *len <= limit).unwrap_or(0));
     while let Some(frame) = body.frame().await {
         let frame = frame.map_err(|e| match e.downcast_ref::<DeadlineElapsed>() {
             Some(elapsed) => GatewayError::UpstreamTimeout(elapsed.0),
@@ -130,12 +134,13 @@ pub async fn page(
     if headers::declared_length(response.headers()).is_some_and(|len| len > limit as u64) {
         return Err(GatewayError::PageTooLarge);
     }
+    let declared = headers::declared_length(response.headers());
     let (parts, body) = response.into_parts();
     let mut headers = parts.headers;
     // Counted in the budget while it is read, decoded and normalized; from then on it is in
     // the cache (cache.max_bytes) or on its way to the requests that shared its fetch.
     let mut held = budget.none();
-    let raw = match read_up_to(body, limit, &mut held).await? {
+    let raw = match read_up_to(body, declared, limit, &mut held).await? {
         Read::Whole(raw) => raw,
         Read::Partial(_, _, Stopped::TooLarge) => return Err(GatewayError::PageTooLarge),
         Read::Partial(_, _, Stopped::OverBudget) => {
@@ -197,11 +202,12 @@ pub async fn shape(
         }
         return Ok(response);
     }
+    let declared = headers::declared_length(response.headers());
     let (parts, body) = response.into_parts();
     // Counted in the budget from its first byte until hyper is done sending the answer; what
     // does not fit in the budget streams through as it came.
     let mut held = budget.none();
-    let raw = match read_up_to(body, limit, &mut held).await? {
+    let raw = match read_up_to(body, declared, limit, &mut held).await? {
         Read::Whole(raw) => raw,
         Read::Partial(prefix, rest, stopped) => {
             fallback(
