@@ -22,6 +22,9 @@ const CONNECTION: u64 = 16 * KIB;
 const REQUEST: u64 = 64 * KIB;
 /// Log lines queued before requests wait for stdout.
 const LOG_QUEUE: u64 = 4 * MIB;
+/// The cache's own bounded tables beside its pages: per-user generations (at most 100,000) and
+/// the keys of pages too large to share (at most 10,000).
+const CACHE_TABLES: u64 = 8 * MIB;
 
 /// One term of the sum: what it is and how many bytes it can hold.
 pub type Term = (&'static str, u64);
@@ -41,6 +44,10 @@ impl Config {
         vec![
             ("process at rest", BASE),
             ("cache.max_bytes", self.cache.max_bytes),
+            (
+                "cache tables: user generations, too-large keys",
+                CACHE_TABLES,
+            ),
             ("server.max_buffered_bytes", server.max_buffered_bytes),
             (
                 "connections: (server + admin).max_connections x per-connection buffers",

@@ -250,6 +250,13 @@ fn kubernetes_sidecar_probes_ports_and_timeouts_match_its_config() {
         .map(|(_, bytes)| bytes)
         .sum();
     assert!(worst <= limit, "defaults: {} MiB", worst >> 20);
+    // The README's table states the same sum.
+    let readme = read("README.md");
+    let stated = format!("| **sum** | | **{} MiB** |", worst >> 20);
+    assert!(
+        readme.contains(&stated),
+        "README's worst-case sum is not {stated}"
+    );
 }
 
 /// A Kubernetes memory quantity in bytes (`512Mi`, `1Gi`, `300M`).
