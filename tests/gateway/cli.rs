@@ -718,12 +718,16 @@ async fn ten_thousand_idle_connections_cost_bounded_memory_and_service_goes_on()
     let crowd = open_files_limit().saturating_sub(1_000).min(10_000);
     println!("holding {crowd} idle connections");
     let mut idle = Vec::with_capacity(crowd);
-    within("the idle connections", async {
+    // Bounded, but not by PATIENCE: on a loaded 2-core machine the listen backlog overflows and
+    // SYN retries can stretch 10,000 connects past it.
+    let connecting = async {
         for _ in 0..crowd {
             idle.push(tokio::net::TcpStream::connect(addr).await.unwrap());
         }
-    })
-    .await;
+    };
+    tokio::time::timeout(std::time::Duration::from_secs(120), connecting)
+        .await
+        .expect("10,000 connects within 120 s");
     // Service goes on while they sit there.
     let fresh = Client::new(addr);
     assert_eq!(fresh.get("/koodrive/ose/v1/task/1").await.status, 200);
