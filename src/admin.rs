@@ -7,7 +7,8 @@ use std::sync::Arc;
 use http::{header, HeaderValue, Method, Request, Response, StatusCode};
 
 use crate::body::{self, Body};
-use crate::cache::TaskListCache;
+use crate::cache::{query, TaskListCache};
+use crate::error::GatewayError;
 use crate::metrics::{Metrics, ReasonLabels};
 use crate::secret::Secret;
 
@@ -71,6 +72,20 @@ fn not_allowed(allow: &'static str) -> Response<Body> {
 }
 
 fn purge<B>(admin: &Admin, request: &Request<B>) -> Response<Body> {
+    // One credential, as on the proxy listener: a second one is not silently ignored.
+    if request
+        .headers()
+        .get_all(header::AUTHORIZATION)
+        .iter()
+        .nth(1)
+        .is_some()
+    {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "GATEWAY_BAD_REQUEST",
+            "Authorization must be sent at most once",
+        );
+    }
     if !authorized(admin, request) {
         let mut refused = error(
             StatusCode::UNAUTHORIZED,
@@ -84,20 +99,10 @@ fn purge<B>(admin: &Admin, request: &Request<B>) -> Response<Body> {
         );
         return refused;
     }
-    // Only `user_id` is understood: a misspelt one must not read as "purge everything".
-    let mut user_id = None;
-    for (name, value) in
-        form_urlencoded::parse(request.uri().query().unwrap_or_default().as_bytes())
-    {
-        if name != "user_id" || user_id.is_some() {
-            return error(
-                StatusCode::BAD_REQUEST,
-                "GATEWAY_BAD_REQUEST",
-                "purge takes no parameter (everything) or one user_id",
-            );
-        }
-        user_id = Some(value.into_owned());
-    }
+    let user_id = match purge_query(request.uri().query()) {
+        Ok(user_id) => user_id,
+        Err((code, msg)) => return error(StatusCode::BAD_REQUEST, code, &msg),
+    };
     match user_id {
         None => {
             admin.cache.purge_all();
@@ -123,6 +128,34 @@ fn purge<B>(admin: &Admin, request: &Request<B>) -> Response<Body> {
             ),
         },
     }
+}
+
+/// The purge's `user_id`, if any, decoded as strictly as the proxy listener decodes a task-list
+/// query: malformed percent-encoding, or bytes that are not UTF-8, are a 400 naming the
+/// parameter. Only `user_id` is understood: a misspelt one must not read as "purge everything".
+/// A refusal is its code and message.
+fn purge_query(query: Option<&str>) -> Result<Option<String>, (&'static str, String)> {
+    let mut user_id = None;
+    let mut rest = query.unwrap_or_default();
+    while !rest.is_empty() {
+        let pair;
+        (pair, rest) = query::split_at_byte(rest, b'&').unwrap_or((rest, ""));
+        if pair.is_empty() {
+            continue;
+        }
+        let (raw_name, raw_value) = query::split_at_byte(pair, b'=').unwrap_or((pair, ""));
+        let bad_query = |e: GatewayError| (e.code(), e.to_string());
+        let name = query::decode(raw_name, raw_name).map_err(bad_query)?;
+        let value = query::decode(raw_value, &name).map_err(bad_query)?;
+        if name != "user_id" || user_id.is_some() {
+            return Err((
+                "GATEWAY_BAD_REQUEST",
+                "purge takes no parameter (everything) or one user_id".to_owned(),
+            ));
+        }
+        user_id = Some(value.into_owned());
+    }
+    Ok(user_id)
 }
 
 fn invalidated(admin: &Admin, reason: &'static str) {

@@ -5,7 +5,7 @@
 pub mod sign;
 
 use http::header::{AUTHORIZATION, HOST};
-use http::{HeaderMap, HeaderValue};
+use http::{HeaderMap, HeaderName, HeaderValue};
 use sha2::{Digest, Sha256};
 use time::OffsetDateTime;
 
@@ -26,6 +26,13 @@ pub struct Identity {
     pub credential_sha256: [u8; 32],
     pub language: HeaderValue,
 }
+
+/// The client headers a shared task-list fetch may carry to KooDrive: the ones
+/// [`Auth::identity`] reads into the cache key (`X-User-Id`, `Authorization`, `language`), and
+/// `X-Date`, which is kept only beside the caller's own `Authorization` (whose hash the key
+/// holds, and whose signature covers it). A page shared under one key must not depend on
+/// anything else a caller sent (a `Cookie`, an `X_User_Id`, `Accept-Language`, ...).
+pub const KEYED_HEADERS: [HeaderName; 4] = [X_USER_ID, AUTHORIZATION, LANGUAGE, X_DATE];
 
 #[derive(Debug)]
 pub struct Auth {

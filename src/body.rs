@@ -51,6 +51,42 @@ impl http_body::Body for TwoPieces {
     }
 }
 
+/// A buffered body that keeps `guard` (a memory reservation) until hyper is done with it.
+pub fn full_holding<G: Send + Unpin + 'static>(bytes: Bytes, guard: G) -> Body {
+    Holding {
+        body: Full::new(bytes),
+        _guard: guard,
+    }
+    .boxed_unsync()
+}
+
+struct Holding<G> {
+    body: Full<Bytes>,
+    _guard: G,
+}
+
+impl<G: Unpin> http_body::Body for Holding<G> {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        Pin::new(&mut self.get_mut().body)
+            .poll_frame(cx)
+            .map_err(|never| match never {})
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.body.size_hint()
+    }
+}
+
 pub fn empty() -> Body {
     Empty::new().map_err(|never| match never {}).boxed_unsync()
 }

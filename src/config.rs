@@ -3,6 +3,7 @@
 //! Errors name the offending key.
 
 mod keys;
+pub mod memory;
 mod raw;
 pub(crate) mod units;
 
@@ -112,6 +113,16 @@ pub struct ServerConfig {
     pub max_header_bytes: usize,
     /// Request bodies streamed upstream (unsigned ones) are cut off beyond this: 413.
     pub max_body: u64,
+    /// A connection with no request in service this long is closed (both protocols).
+    pub idle_timeout: Duration,
+    /// Open connections on the proxy listener; more are accepted and closed at once.
+    pub max_connections: usize,
+    /// The bytes all buffered bodies (signed request bodies, upstream bodies read to be
+    /// normalized) may hold at once.
+    pub max_buffered_bytes: u64,
+    /// A connection older than this is closed after its answer in progress, or at once if it
+    /// has none (nginx's `keepalive_time`, Envoy's `max_connection_duration`).
+    pub max_connection_duration: Duration,
 }
 
 #[derive(Debug, Clone)]
@@ -167,6 +178,10 @@ pub struct CacheConfig {
 #[derive(Debug, Clone)]
 pub struct AdminConfig {
     pub token: Option<Secret>,
+    /// The admin listener's own, smaller connection bounds.
+    pub max_connections: usize,
+    pub idle_timeout: Duration,
+    pub header_read_timeout: Duration,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -352,7 +367,20 @@ impl Config {
                     invalid("server.max_header_bytes", "must be between 8KiB and 16MiB")
                 })?,
             max_body: raw.server.max_body.as_u64(),
+            idle_timeout: nonzero("server.idle_timeout", raw.server.idle_timeout)?,
+            max_connections: positive("server.max_connections", raw.server.max_connections)?,
+            max_buffered_bytes: raw.server.max_buffered_bytes.as_u64(),
+            max_connection_duration: nonzero(
+                "server.max_connection_duration",
+                raw.server.max_connection_duration,
+            )?,
         };
+        if server.max_buffered_bytes < 64 * 1024 {
+            return Err(invalid(
+                "server.max_buffered_bytes",
+                "must be at least 64KiB",
+            ));
+        }
         let url = raw
             .upstream
             .url
@@ -410,6 +438,12 @@ impl Config {
         let telemetry = telemetry_from_raw(raw.telemetry)?;
         let admin = AdminConfig {
             token: nonempty_secret("admin.token", raw.admin.token)?,
+            max_connections: positive("admin.max_connections", raw.admin.max_connections)?,
+            idle_timeout: nonzero("admin.idle_timeout", raw.admin.idle_timeout)?,
+            header_read_timeout: nonzero(
+                "admin.header_read_timeout",
+                raw.admin.header_read_timeout,
+            )?,
         };
         if !server.admin_listen.ip().is_loopback() && admin.token.is_none() {
             return Err(invalid(

@@ -24,6 +24,10 @@ pub enum GatewayError {
     },
     #[error("malformed request: {0}")]
     BadRequest(&'static str),
+    /// An HTTP/2 field value with spaces or tabs around it: malformed (RFC 9113 section 8.2.1).
+    /// Refused rather than trimmed, so the cache key and KooDrive never read it two ways.
+    #[error("malformed request: the value of header {0} starts or ends with a space or tab")]
+    PaddedHeader(http::HeaderName),
     /// `CONNECT` (a tunnel) and `TRACE` (an echo of the request, with the credentials the gateway
     /// injects): neither has a use in KooDrive's API, and neither is forwarded.
     #[error("method {0} is not forwarded to KooDrive")]
@@ -53,6 +57,12 @@ pub enum GatewayError {
     CircuitOpen(Duration),
     #[error("the gateway is at its limit of {0} requests in flight")]
     Overloaded(usize),
+    /// Buffered bodies hold all of `server.max_buffered_bytes`: this one cannot be read now.
+    #[error("the gateway's {0}-byte budget for buffered bodies is in use; try again")]
+    BufferBudget(u64),
+    /// A body larger than all of `server.max_buffered_bytes`: it could never be read whole.
+    #[error("request body of {len} bytes exceeds the {budget}-byte budget for buffered bodies")]
+    OverBudget { len: u64, budget: u64 },
     #[error("internal gateway error")]
     Internal(#[source] BoxError),
     /// The failure of a flight this request shared with others.
@@ -64,15 +74,17 @@ impl GatewayError {
     pub fn status(&self) -> StatusCode {
         use GatewayError::*;
         match self {
-            BadTraceId | BadQuery { .. } | BadRequest(_) | ClientBody(_) => StatusCode::BAD_REQUEST,
+            BadTraceId | BadQuery { .. } | BadRequest(_) | PaddedHeader(_) | ClientBody(_) => {
+                StatusCode::BAD_REQUEST
+            }
             MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             ClientBodyTimeout(_) => StatusCode::REQUEST_TIMEOUT,
-            BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            BodyTooLarge { .. } | OverBudget { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             UpstreamConnect(_) | UpstreamProtocol(_) | UpstreamBodyTooLarge | PageTooLarge => {
                 StatusCode::BAD_GATEWAY
             }
             UpstreamTimeout(_) => StatusCode::GATEWAY_TIMEOUT,
-            Overloaded(_) | CircuitOpen(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Overloaded(_) | BufferBudget(_) | CircuitOpen(_) => StatusCode::SERVICE_UNAVAILABLE,
             Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
             Collapsed(inner) => inner.status(),
         }
@@ -84,16 +96,16 @@ impl GatewayError {
         match self {
             BadTraceId => "GATEWAY_BAD_TRACEID",
             BadQuery { .. } => "GATEWAY_BAD_QUERY",
-            BadRequest(_) => "GATEWAY_BAD_REQUEST",
+            BadRequest(_) | PaddedHeader(_) => "GATEWAY_BAD_REQUEST",
             MethodNotAllowed(_) => "GATEWAY_METHOD_NOT_ALLOWED",
-            BodyTooLarge { .. } => "GATEWAY_BODY_TOO_LARGE",
+            BodyTooLarge { .. } | OverBudget { .. } => "GATEWAY_BODY_TOO_LARGE",
             ClientBody(_) => "GATEWAY_CLIENT_BODY",
             ClientBodyTimeout(_) => "GATEWAY_CLIENT_BODY_TIMEOUT",
             UpstreamConnect(_) => "GATEWAY_UPSTREAM_UNREACHABLE",
             UpstreamTimeout(_) => "GATEWAY_UPSTREAM_TIMEOUT",
             UpstreamProtocol(_) => "GATEWAY_UPSTREAM_PROTOCOL",
             UpstreamBodyTooLarge | PageTooLarge => "GATEWAY_UPSTREAM_BODY_TOO_LARGE",
-            Overloaded(_) => "GATEWAY_OVERLOADED",
+            Overloaded(_) | BufferBudget(_) => "GATEWAY_OVERLOADED",
             CircuitOpen(_) => "GATEWAY_UPSTREAM_CIRCUIT_OPEN",
             Internal(_) => "GATEWAY_INTERNAL",
             Collapsed(inner) => inner.code(),
@@ -123,6 +135,7 @@ impl GatewayError {
             GatewayError::ClientBody(_)
                 | GatewayError::ClientBodyTimeout(_)
                 | GatewayError::BodyTooLarge { .. }
+                | GatewayError::OverBudget { .. }
         )
     }
 
@@ -150,7 +163,7 @@ impl GatewayError {
             error = inner;
         }
         match error {
-            GatewayError::Overloaded(_) => {
+            GatewayError::Overloaded(_) | GatewayError::BufferBudget(_) => {
                 headers.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
             }
             GatewayError::MethodNotAllowed(_) => {
@@ -228,6 +241,17 @@ mod tests {
                 "GATEWAY_UPSTREAM_TIMEOUT",
             ),
             (GatewayError::Overloaded(1), 503, "GATEWAY_OVERLOADED"),
+            (GatewayError::BufferBudget(1), 503, "GATEWAY_OVERLOADED"),
+            (
+                GatewayError::OverBudget { len: 2, budget: 1 },
+                413,
+                "GATEWAY_BODY_TOO_LARGE",
+            ),
+            (
+                GatewayError::PaddedHeader(header::ACCEPT),
+                400,
+                "GATEWAY_BAD_REQUEST",
+            ),
             (
                 GatewayError::CircuitOpen(Duration::from_secs(3)),
                 503,
@@ -246,6 +270,8 @@ mod tests {
     #[test]
     fn overloaded_says_when_to_retry() {
         let response = GatewayError::Overloaded(8).to_response();
+        assert_eq!(response.headers()[header::RETRY_AFTER], "1");
+        let response = GatewayError::BufferBudget(8).to_response();
         assert_eq!(response.headers()[header::RETRY_AFTER], "1");
     }
 

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::{TcpListener, TcpSocket};
@@ -19,14 +19,19 @@ use tokio::task::JoinHandle;
 
 use crate::admin::{self, Admin};
 use crate::auth::Auth;
+use crate::budget::Budget;
 use crate::cache::TaskListCache;
 use crate::coalesce::Coalesced;
-use crate::config::{Config, ServerConfig};
+use crate::config::Config;
 use crate::framing::{Framing, Guarded};
 use crate::head_timeout::{Answer, Answered, Exchanges, HeadTimeout};
 use crate::metrics::Metrics;
 use crate::pipeline::{self, Live, State};
 use crate::upstream::{TlsSetupError, Upstream};
+
+mod limits;
+
+use limits::{builder, Limits};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
@@ -80,6 +85,18 @@ impl Running {
                 old.cache.max_bytes != config.cache.max_bytes,
             ),
             ("admin.token", old.admin.token != config.admin.token),
+            (
+                "admin",
+                (
+                    old.admin.max_connections,
+                    old.admin.idle_timeout,
+                    old.admin.header_read_timeout,
+                ) != (
+                    config.admin.max_connections,
+                    config.admin.idle_timeout,
+                    config.admin.header_read_timeout,
+                ),
+            ),
             // The log level is reloaded (by the caller); the format and the exporter are set up
             // once, at start.
             ("log.format", old.log.format != config.log.format),
@@ -137,6 +154,10 @@ pub async fn run(config: Config) -> Result<Running, StartError> {
         max_signed_body: config.upstream.max_signed_body,
         max_body: config.server.max_body,
         max_in_flight: config.server.max_in_flight,
+        budget: Budget::new(
+            config.server.max_buffered_bytes,
+            metrics.buffered_bytes.clone(),
+        ),
         cache: Arc::clone(&cache),
         metrics: Arc::clone(&metrics),
     });
@@ -145,8 +166,10 @@ pub async fn run(config: Config) -> Result<Running, StartError> {
         ready: Arc::clone(&ready),
         cache,
         token: config.admin.token.clone(),
-        metrics,
+        metrics: Arc::clone(&metrics),
     });
+    let proxy_limits = Limits::proxy(&config.server, &metrics);
+    let admin_limits = Limits::admin(&config, &metrics);
 
     let (shutdown, shutdown_rx) = watch::channel(false);
     let server = config.server.clone();
@@ -155,8 +178,8 @@ pub async fn run(config: Config) -> Result<Running, StartError> {
         let (admin_stop, admin_stop_rx) = watch::channel(false);
         let admin_task = tokio::spawn(serve(
             admin_listener,
-            builder(&server),
-            Limits::of(&server),
+            builder(&server, admin_limits.timeouts),
+            admin_limits,
             admin_stop_rx,
             Duration::from_secs(1),
             move |req, answer: Answer| {
@@ -167,8 +190,8 @@ pub async fn run(config: Config) -> Result<Running, StartError> {
         let mut stop = shutdown_rx.clone();
         let proxy = serve(
             listener,
-            builder(&server),
-            Limits::of(&server),
+            builder(&server, proxy_limits.timeouts),
+            proxy_limits,
             shutdown_rx,
             server.shutdown_grace,
             move |req, answer: Answer| {
@@ -231,35 +254,6 @@ fn local_addr(listener: &TcpListener, addr: SocketAddr) -> Result<SocketAddr, St
         .map_err(|source| StartError::Bind { addr, source })
 }
 
-/// HTTP/1.1 and cleartext HTTP/2 (prior knowledge), with a bound on head sizes. (The header-read
-/// timeout is the connection's own, `HeadTimeout`, not hyper's.)
-fn builder(server: &ServerConfig) -> auto::Builder<TokioExecutor> {
-    let mut builder = auto::Builder::new(TokioExecutor::new());
-    builder.http1().max_buf_size(server.max_header_bytes);
-    builder
-        .http2()
-        .timer(TokioTimer::new())
-        .max_header_list_size(u32::try_from(server.max_header_bytes).unwrap_or(u32::MAX));
-    builder
-}
-
-/// What a client connection is held to.
-#[derive(Debug, Clone, Copy)]
-struct Limits {
-    /// The largest request head.
-    max_head: usize,
-    header_read_timeout: Duration,
-}
-
-impl Limits {
-    fn of(server: &ServerConfig) -> Limits {
-        Limits {
-            max_head: server.max_header_bytes,
-            header_read_timeout: server.header_read_timeout,
-        }
-    }
-}
-
 /// Accepts connections until `stop` turns true, then waits up to `grace` for them to finish.
 /// `service` gets each request with its [`Answer`], which wraps the response: the header-read
 /// timeout counts a request answered once hyper is done with that response's body.
@@ -292,11 +286,17 @@ async fn serve<S, F>(
                         continue;
                     }
                 };
+                // Over the cap: closed at once, before any of it is read (nginx's
+                // worker_connections, Envoy's connection limit).
+                let Some(open) = limits.admit() else {
+                    limits.refused.inc();
+                    drop(stream);
+                    continue;
+                };
                 let _ = stream.set_nodelay(true);
-                // Closed once it has waited a whole header-read timeout for a request head.
+                // Closed once it has waited too long for a request or a header block.
                 let exchanges = Arc::new(Exchanges::default());
-                let stream =
-                    HeadTimeout::new(stream, Arc::clone(&exchanges), limits.header_read_timeout);
+                let stream = HeadTimeout::new(stream, Arc::clone(&exchanges), limits.timeouts);
                 // The guard reads request framing along the way; the service asks it about each
                 // request, in order, and refuses the ambiguous one.
                 let framing = Arc::new(Framing::default());
@@ -315,6 +315,7 @@ async fn serve<S, F>(
                     .into_owned();
                 let connection = graceful.watch(connection);
                 tokio::spawn(async move {
+                    let _open = open;
                     if let Err(error) = connection.await {
                         tracing::debug!(error = %error, "connection closed with an error");
                     }

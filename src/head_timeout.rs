@@ -9,26 +9,36 @@
 //!
 //! Here the connection counts the requests hyper hands to the service ([`Exchanges::serve`]) and
 //! the answers hyper has finished with (their bodies dropped, [`Answer::with`]), and looks at the
-//! counts on a coarse tick, a quarter of the timeout apart. A connection that has had nothing in
-//! service, and no new request, through a whole timeout is closed: its read fails with
-//! `TimedOut`, as with hyper's timeout. So a head sent too slowly, or a keep-alive connection
-//! left idle, is cut off between one and one and a quarter timeouts after the last answer (or the
-//! connection's start), while a request in service (its body arriving, its answer being made or
-//! sent) is never cut off. A request costs two counter increments; the tick is set once per
-//! quarter timeout per connection. HTTP/2 connections are left alone, as hyper's HTTP/1 timeout
-//! leaves them: those that open with HTTP/2's whole 24-byte preface, which is what hyper-util's
-//! `auto` builder serves as HTTP/2. A connection is timed until all of it has come, so neither a
-//! head like `PRI /x HTTP/1.1`, served as HTTP/1, nor a preface left unfinished is let off.
+//! counts on a coarse tick, a quarter of the smaller timeout apart. A connection that has had
+//! nothing in service, and no new request, for too long is closed: its read fails with
+//! `TimedOut`, as with hyper's timeout. So a head sent too slowly, or a connection left idle, is
+//! cut off within a tick after its bound, counted from the last answer (or the connection's
+//! start), while a request in service (its body arriving, its answer being made or sent) is
+//! never cut off. A request costs two counter increments; the tick is set once per tick per
+//! connection.
+//!
+//! The bounds ([`Timeouts`]): before its first request, and between HTTP/1 requests, a
+//! connection waits the smaller of the header-read and idle timeouts; an HTTP/2 connection that
+//! has been served waits the idle timeout between requests. HTTP/2 is told by its whole 24-byte
+//! preface, which is what hyper-util's `auto` builder serves as HTTP/2 (a connection is timed as
+//! HTTP/1 until all of it has come, so neither a head like `PRI /x HTTP/1.1` nor a preface left
+//! unfinished is let off). After the preface the frames' 9-byte headers are followed: a header
+//! block (HEADERS without END_HEADERS, then CONTINUATION frames) still open a header-read
+//! timeout after it began closes the connection, whatever else is in service on it, since
+//! hyper never hands such a request to the service. A connection past its whole life
+//! (`max_age`) is closed too: an HTTP/1 one by its next answer, marked `Connection: close`, an
+//! HTTP/2 one once nothing is in service.
 
 use std::future::Future;
 use std::io;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
-use http::Response;
+use http::header::CONNECTION;
+use http::{HeaderValue, Response};
 use http_body::{Body, Frame, SizeHint};
 use tokio::io::{AsyncRead, ReadBuf};
 use tokio::time::{Instant, Sleep};
@@ -41,6 +51,8 @@ const TICKS: u32 = 4;
 pub struct Exchanges {
     served: AtomicU64,
     answered: AtomicU64,
+    /// An HTTP/1 connection past its `max_age`: its answers close it.
+    aged: AtomicBool,
 }
 
 impl Exchanges {
@@ -63,7 +75,12 @@ pub struct Answer(Arc<Exchanges>);
 
 impl Answer {
     /// The response to the request, counted as answered once hyper is done with its body.
-    pub fn with<B>(self, response: Response<B>) -> Response<Answered<B>> {
+    pub fn with<B>(self, mut response: Response<B>) -> Response<Answered<B>> {
+        if self.0.aged.load(Ordering::Relaxed) {
+            response
+                .headers_mut()
+                .insert(CONNECTION, HeaderValue::from_static("close"));
+        }
         response.map(|body| Answered {
             body,
             _answer: self,
@@ -103,18 +120,35 @@ impl<B: Body + Unpin> Body for Answered<B> {
     }
 }
 
-/// A client connection closed once it has waited a whole timeout for a request head.
+/// How long a client connection may wait, by what it waits for.
+#[derive(Debug, Clone, Copy)]
+pub struct Timeouts {
+    /// For a request head (HTTP/1, and any connection's first request), and for the rest of an
+    /// HTTP/2 header block once it has begun.
+    pub header_read: Duration,
+    /// With no request in service: an HTTP/1 connection waits for its next head the smaller of
+    /// the two; an HTTP/2 connection, after its first request, this.
+    pub idle: Duration,
+    /// The connection's whole life: past it, an HTTP/1 connection's next answer says
+    /// `Connection: close`, and an HTTP/2 connection with nothing in service is closed.
+    pub max_age: Duration,
+}
+
+/// A client connection closed once it has waited too long for a request (see [`Timeouts`]).
 pub struct HeadTimeout<S> {
     inner: S,
     exchanges: Arc<Exchanges>,
+    timeouts: Timeouts,
     tick: Duration,
     start: Start,
     sleep: Pin<Box<Sleep>>,
     /// The waker the sleep was last polled with: while it is the same, the sleep needs no poll.
     waker: Option<Waker>,
-    /// At the last tick: the requests served, if all were answered, and for how many ticks in a
-    /// row that was so with no new request.
-    idle: Option<(u64, u32)>,
+    /// At the last tick: the requests served, if all were answered, and since when that was so
+    /// with no new request.
+    idle: Option<(u64, Instant)>,
+    /// When the connection began.
+    born: Instant,
 }
 
 /// What the connection's first bytes said.
@@ -123,45 +157,113 @@ enum Start {
     /// This many of them match HTTP/2's preface so far: timed, as HTTP/1 is.
     Sniffing(usize),
     Http1,
-    /// Never timed out here.
-    Http2,
+    /// Its frames are followed, for header blocks left open.
+    Http2(Frames),
+}
+
+/// HTTP/2 frames as they are read (RFC 9113 section 4.1): only their 9-byte headers are looked
+/// at, to tell when a header block (HEADERS, then CONTINUATION frames until one with
+/// END_HEADERS) is open. hyper hands a request to the service only once its block is whole, so
+/// the service cannot see one that never ends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+struct Frames {
+    head: [u8; 9],
+    /// Bytes of `head` read so far.
+    have: usize,
+    /// Bytes of the current frame's payload still to come.
+    skip: usize,
+    /// When the header block still open began.
+    open_since: Option<Instant>,
+}
+
+const HEADERS: u8 = 0x1;
+const CONTINUATION: u8 = 0x9;
+const END_HEADERS: u8 = 0x4;
+
+impl Frames {
+    fn feed(&mut self, mut data: &[u8]) {
+        while !data.is_empty() {
+            if self.skip > 0 {
+                let n = self.skip.min(data.len());
+                self.skip -= n;
+                data = data.get(n..).unwrap_or_default();
+                continue;
+            }
+            let n = (self.head.len() - self.have).min(data.len());
+            let (piece, rest) = data.split_at(n);
+            if let Some(slot) = self.head.get_mut(self.have..self.have + n) {
+                slot.copy_from_slice(piece);
+            }
+            self.have += n;
+            data = rest;
+            if self.have < self.head.len() {
+                return;
+            }
+            self.have = 0;
+            let [l0, l1, l2, kind, flags, ..] = self.head;
+            self.skip = usize::from(l0) << 16 | usize::from(l1) << 8 | usize::from(l2);
+            let ends = flags & END_HEADERS != 0;
+            match kind {
+                HEADERS if !ends => self.open_since = Some(Instant::now()),
+                HEADERS | CONTINUATION if ends => self.open_since = None,
+                _ => {}
+            }
+        }
+    }
 }
 
 impl<S> HeadTimeout<S> {
-    pub fn new(inner: S, exchanges: Arc<Exchanges>, timeout: Duration) -> HeadTimeout<S> {
-        let tick = (timeout / TICKS).max(Duration::from_millis(1));
+    pub fn new(inner: S, exchanges: Arc<Exchanges>, timeouts: Timeouts) -> HeadTimeout<S> {
+        let shortest = timeouts
+            .header_read
+            .min(timeouts.idle)
+            .min(timeouts.max_age);
+        let tick = (shortest / TICKS).max(Duration::from_millis(1));
         HeadTimeout {
             inner,
             exchanges,
+            timeouts,
             tick,
             start: Start::Sniffing(0),
             sleep: Box::pin(tokio::time::sleep(tick)),
             waker: None,
             // Waiting for the first head from the start.
-            idle: Some((0, 0)),
+            idle: Some((0, Instant::now())),
+            born: Instant::now(),
         }
     }
 
-    /// Follows the connection's first bytes: an HTTP/2 connection is not watched.
-    fn sniff(&mut self, data: &[u8]) {
-        let Start::Sniffing(matched) = self.start else {
-            return;
+    /// Follows the connection's first bytes, then an HTTP/2 connection's frames.
+    fn follow(&mut self, data: &[u8]) {
+        let matched = match &mut self.start {
+            Start::Sniffing(matched) => *matched,
+            Start::Http2(frames) => return frames.feed(data),
+            Start::Http1 => return,
         };
         let want = &crate::H2_PREFACE[matched..];
         let n = want.len().min(data.len());
         self.start = match want[..n] == data[..n] {
             false => Start::Http1,
-            true if matched + n == crate::H2_PREFACE.len() => Start::Http2,
+            true if matched + n == crate::H2_PREFACE.len() => {
+                let mut frames = Frames::default();
+                frames.feed(&data[n..]);
+                Start::Http2(frames)
+            }
             true => Start::Sniffing(matched + n),
         };
     }
 
-    /// Whether the connection has waited a whole timeout for a head. Ready to wake the task at
-    /// the next tick otherwise.
-    fn timed_out(&mut self, cx: &mut Context<'_>) -> bool {
-        if self.start == Start::Http2 {
-            return false;
+    /// How long the connection may go with no request in service, having served `served`.
+    fn idle_limit(&self, served: u64) -> Duration {
+        match self.start {
+            Start::Http2(_) if served > 0 => self.timeouts.idle,
+            _ => self.timeouts.header_read.min(self.timeouts.idle),
         }
+    }
+
+    /// Whether the connection has waited too long for a request, or for the rest of an HTTP/2
+    /// header block. Ready to wake the task at the next tick otherwise.
+    fn timed_out(&mut self, cx: &mut Context<'_>) -> bool {
         // The common case: between ticks, polled by the same task as before.
         if !self.sleep.is_elapsed() && self.waker.as_ref().is_some_and(|w| w.will_wake(cx.waker()))
         {
@@ -174,18 +276,36 @@ impl<S> HeadTimeout<S> {
                 }
                 return false;
             }
+            let now = Instant::now();
             self.idle = match (self.exchanges.idle(), self.idle) {
-                (Some(served), Some((seen, ticks))) if served == seen => {
-                    Some((served, ticks.saturating_add(1)))
-                }
+                (Some(served), Some((seen, since))) if served == seen => Some((served, since)),
                 // Idle since some time after the last tick.
-                (Some(served), _) => Some((served, 0)),
+                (Some(served), _) => Some((served, now)),
                 (None, _) => None,
             };
-            if self.idle.is_some_and(|(_, ticks)| ticks >= TICKS) {
-                return true;
+            // Past its age, an HTTP/1 connection is closed by its next answer (closing it between
+            // requests would race the client's next one); an HTTP/2 one, which has no such
+            // answer, as soon as nothing is in service.
+            let aged = now.duration_since(self.born) >= self.timeouts.max_age;
+            let http2 = matches!(self.start, Start::Http2(_));
+            if aged && !http2 {
+                self.exchanges.aged.store(true, Ordering::Relaxed);
             }
-            let next = Instant::now() + self.tick;
+            if let Some((served, since)) = self.idle {
+                if (aged && http2) || now.duration_since(since) >= self.idle_limit(served) {
+                    return true;
+                }
+            }
+            if let Start::Http2(Frames {
+                open_since: Some(since),
+                ..
+            }) = self.start
+            {
+                if now.duration_since(since) >= self.timeouts.header_read {
+                    return true;
+                }
+            }
+            let next = now + self.tick;
             self.sleep.as_mut().reset(next);
         }
     }
@@ -201,14 +321,14 @@ impl<S: AsyncRead + Unpin> AsyncRead for HeadTimeout<S> {
         let before = buf.filled().len();
         match Pin::new(&mut this.inner).poll_read(cx, buf) {
             Poll::Ready(result) => {
-                if matches!(this.start, Start::Sniffing(_)) {
-                    this.sniff(&buf.filled()[before..]);
+                if !matches!(this.start, Start::Http1) {
+                    this.follow(&buf.filled()[before..]);
                 }
                 Poll::Ready(result)
             }
             Poll::Pending if this.timed_out(cx) => Poll::Ready(Err(io::Error::new(
                 io::ErrorKind::TimedOut,
-                "no request head within server.header_read_timeout",
+                "no request within the header-read or idle timeout",
             ))),
             Poll::Pending => Poll::Pending,
         }
@@ -226,11 +346,18 @@ mod tests {
     use tokio::io::{AsyncReadExt, AsyncWriteExt, DuplexStream};
 
     const TIMEOUT: Duration = Duration::from_secs(10);
+    const IDLE: Duration = Duration::from_secs(60);
+    const MAX_AGE: Duration = Duration::from_secs(3600);
 
     fn connection() -> (DuplexStream, HeadTimeout<DuplexStream>, Arc<Exchanges>) {
         let (client, server) = tokio::io::duplex(1024);
         let exchanges = Arc::new(Exchanges::default());
-        let server = HeadTimeout::new(server, Arc::clone(&exchanges), TIMEOUT);
+        let timeouts = Timeouts {
+            header_read: TIMEOUT,
+            idle: IDLE,
+            max_age: MAX_AGE,
+        };
+        let server = HeadTimeout::new(server, Arc::clone(&exchanges), timeouts);
         (client, server, exchanges)
     }
 
@@ -316,15 +443,143 @@ mod tests {
         }
     }
 
-    #[tokio::test(start_paused = true)]
-    async fn an_http2_connection_is_not_timed_out_even_when_its_preface_comes_in_pieces() {
-        let (mut client, mut server, _) = connection();
+    const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+
+    /// A frame's 9-byte header and a payload of `len` zeros.
+    fn frame(kind: u8, flags: u8, len: usize) -> Vec<u8> {
+        let mut frame = vec![0, 0, 0, kind, flags, 0, 0, 0, 1];
+        frame[..3].copy_from_slice(&u32::try_from(len).unwrap().to_be_bytes()[1..]);
+        frame.resize(9 + len, 0);
+        frame
+    }
+
+    /// Writes `data` in pieces of `piece` bytes, each read by the server.
+    async fn send_in_pieces(
+        client: &mut DuplexStream,
+        server: &mut HeadTimeout<DuplexStream>,
+        data: &[u8],
+        piece: usize,
+    ) {
         let mut buf = [0; 64];
-        for piece in [&b"PR"[..], b"I * HTTP/2.0\r\n\r\nSM\r\n\r\n"] {
+        for piece in data.chunks(piece) {
             client.write_all(piece).await.unwrap();
-            assert_eq!(server.read(&mut buf).await.unwrap(), piece.len());
+            let mut got = 0;
+            while got < piece.len() {
+                got += server.read(&mut buf).await.unwrap();
+            }
         }
-        assert!(stays_open(&mut server, TIMEOUT * 10).await);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_http2_connection_waits_for_its_first_request_as_http1_does() {
+        let (mut client, mut server, _) = connection();
+        send_in_pieces(&mut client, &mut server, PREFACE, 2).await;
+        let took = time_to_cut_off(&mut server).await;
+        assert!(took <= TIMEOUT, "{took:?}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_served_http2_connection_is_cut_off_after_the_idle_timeout() {
+        let (mut client, mut server, exchanges) = connection();
+        send_in_pieces(&mut client, &mut server, PREFACE, 24).await;
+        drop(exchanges.serve());
+        assert!(stays_open(&mut server, IDLE - TIMEOUT).await);
+        let took = time_to_cut_off(&mut server).await;
+        assert!(took <= TIMEOUT + TIMEOUT / TICKS, "{took:?}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_unfinished_http2_header_block_is_cut_off_after_the_header_timeout() {
+        let (mut client, mut server, exchanges) = connection();
+        // Another stream in service: the connection is not idle, the block is still cut off.
+        let _busy = exchanges.serve();
+        let mut data = PREFACE.to_vec();
+        data.extend(frame(0x4, 0, 6)); // SETTINGS
+        data.extend(frame(0x1, 0x1, 20)); // HEADERS, END_STREAM, no END_HEADERS
+        data.extend(frame(0x9, 0, 7)); // CONTINUATION, no END_HEADERS
+        send_in_pieces(&mut client, &mut server, &data, 5).await;
+        let took = time_to_cut_off(&mut server).await;
+        assert!(
+            took >= TIMEOUT && took <= TIMEOUT + TIMEOUT / TICKS,
+            "{took:?}"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_finished_http2_header_block_is_not_cut_off() {
+        let (mut client, mut server, exchanges) = connection();
+        let _busy = exchanges.serve();
+        let mut data = PREFACE.to_vec();
+        data.extend(frame(0x1, 0, 20)); // HEADERS, no END_HEADERS
+        data.extend(frame(0x9, 0x4, 7)); // CONTINUATION with END_HEADERS
+        data.extend(frame(0x1, 0x5, 3)); // HEADERS with END_HEADERS at once
+        data.extend(frame(0x0, 0, 40)); // DATA
+        send_in_pieces(&mut client, &mut server, &data, 7).await;
+        assert!(stays_open(&mut server, IDLE * 2).await);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_idle_timeout_shorter_than_the_header_timeout_bounds_http1_keep_alive() {
+        let (client, server) = tokio::io::duplex(1024);
+        let _client = client;
+        let exchanges = Arc::new(Exchanges::default());
+        let short = Duration::from_secs(2);
+        let timeouts = Timeouts {
+            header_read: TIMEOUT,
+            idle: short,
+            max_age: MAX_AGE,
+        };
+        let mut server = HeadTimeout::new(server, Arc::clone(&exchanges), timeouts);
+        drop(exchanges.serve());
+        let took = time_to_cut_off(&mut server).await;
+        assert!(took <= short + short / TICKS, "{took:?}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_old_connection_closes_after_its_answer_in_progress() {
+        let (_client, server) = tokio::io::duplex(1024);
+        let exchanges = Arc::new(Exchanges::default());
+        let max_age = Duration::from_secs(30);
+        let timeouts = Timeouts {
+            header_read: TIMEOUT,
+            idle: IDLE,
+            max_age,
+        };
+        let mut server = HeadTimeout::new(server, Arc::clone(&exchanges), timeouts);
+        let young = exchanges.serve().with(Response::new(()));
+        assert!(young.headers().get(CONNECTION).is_none());
+        drop(young);
+        // A request in service keeps it open past its age...
+        let answer = exchanges.serve();
+        assert!(stays_open(&mut server, max_age + TIMEOUT).await);
+        // ...and its answers now say it closes...
+        let late = exchanges.serve().with(Response::new(()));
+        assert_eq!(late.headers()[CONNECTION], "close");
+        drop(late);
+        // ...and with nothing in service it waits for a head no longer than before (the answer
+        // saying `close` ends it; hyper closes the connection after that answer).
+        drop(answer);
+        let took = time_to_cut_off(&mut server).await;
+        assert!(took <= TIMEOUT + TIMEOUT / TICKS, "{took:?}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_old_http2_connection_closes_once_nothing_is_in_service() {
+        let (mut client, server) = tokio::io::duplex(1024);
+        let exchanges = Arc::new(Exchanges::default());
+        let max_age = Duration::from_secs(30);
+        let timeouts = Timeouts {
+            header_read: TIMEOUT,
+            idle: IDLE,
+            max_age,
+        };
+        let mut server = HeadTimeout::new(server, Arc::clone(&exchanges), timeouts);
+        send_in_pieces(&mut client, &mut server, PREFACE, 24).await;
+        let answer = exchanges.serve();
+        assert!(stays_open(&mut server, max_age + TIMEOUT).await);
+        drop(answer);
+        let took = time_to_cut_off(&mut server).await;
+        assert!(took <= TIMEOUT / TICKS, "{took:?}");
     }
 
     #[tokio::test(start_paused = true)]

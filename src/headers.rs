@@ -51,6 +51,16 @@ pub fn repeated_identity(headers: &HeaderMap) -> Option<&'static str> {
         .map(|(_, why)| *why)
 }
 
+/// The first header whose value starts or ends with a space or tab. HTTP/1 parsers strip such
+/// whitespace; HTTP/2 carries it, and RFC 9113 section 8.2.1 calls the message malformed.
+pub fn padded_value(headers: &HeaderMap) -> Option<&HeaderName> {
+    let padded = |b: Option<&u8>| matches!(b, Some(b' ' | b'\t'));
+    headers
+        .iter()
+        .find(|(_, v)| padded(v.as_bytes().first()) || padded(v.as_bytes().last()))
+        .map(|(name, _)| name)
+}
+
 /// The length a message's `Content-Length` declares, when it is one number.
 pub fn declared_length(headers: &HeaderMap) -> Option<u64> {
     headers
@@ -116,6 +126,8 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used)]
+
     use super::*;
 
     #[test]
@@ -130,6 +142,24 @@ mod tests {
             repeated_identity(&headers),
             Some("X-User-Id must be sent at most once")
         );
+    }
+
+    #[test]
+    fn a_value_with_spaces_or_tabs_around_it_is_padded() {
+        for (value, padded) in [
+            ("42", false),
+            ("4 2", false),
+            ("\t42 ", true),
+            (" fr-FR", true),
+            ("Bearer tok ", true),
+            ("x\t", true),
+        ] {
+            let mut headers = HeaderMap::new();
+            headers.insert("accept", HeaderValue::from_static("a"));
+            headers.insert(X_USER_ID, HeaderValue::from_str(value).unwrap());
+            let found = padded_value(&headers).map(HeaderName::as_str);
+            assert_eq!(found, padded.then_some("x-user-id"), "{value:?}");
+        }
     }
 
     #[test]

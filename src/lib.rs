@@ -48,6 +48,7 @@ macro_rules! writes_pass_through {
 pub mod admin;
 pub mod auth;
 pub mod body;
+pub mod budget;
 pub mod cache;
 pub mod coalesce;
 pub mod config;

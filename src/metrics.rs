@@ -48,6 +48,12 @@ pub struct KeyLabels {
     pub key: &'static str,
 }
 
+/// Which listener a connection came to: `proxy` or `admin`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ListenerLabels {
+    pub listener: &'static str,
+}
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct BuildLabels {
     version: &'static str,
@@ -185,6 +191,12 @@ pub struct Metrics {
     pub secret_file_unreadable: Family<KeyLabels, Gauge>,
     /// Requests refused with `GATEWAY_OVERLOADED` (over `server.max_in_flight`).
     pub shed: Counter,
+    /// Client connections open, per listener.
+    pub connections: Family<ListenerLabels, Gauge>,
+    /// Client connections closed at once because their listener was at its cap.
+    pub connections_refused: Family<ListenerLabels, Counter>,
+    /// Bytes held in buffered bodies (`server.max_buffered_bytes` bounds it).
+    pub buffered_bytes: Gauge,
 }
 
 impl Metrics {
@@ -219,6 +231,9 @@ impl Metrics {
             upstream_retries: Counter::default(),
             secret_file_unreadable: Family::default(),
             shed: Counter::default(),
+            connections: Family::default(),
+            connections_refused: Family::default(),
+            buffered_bytes: Gauge::default(),
             registry: Registry::default(),
         };
         let m = &metrics;
@@ -243,6 +258,7 @@ impl Metrics {
                     "not_json",
                     "too_large",
                     "unsupported_encoding",
+                    "over_budget",
                 ][..],
             ),
         ];
@@ -267,7 +283,27 @@ impl Metrics {
                 );
             }
         }
+        for listener in ["proxy", "admin"] {
+            let labels = ListenerLabels { listener };
+            drop(m.connections.get_or_create(&labels));
+            drop(m.connections_refused.get_or_create(&labels));
+        }
         registry.register("requests", "Client requests answered", m.requests.clone());
+        registry.register(
+            "connections",
+            "Client connections open, by listener",
+            m.connections.clone(),
+        );
+        registry.register(
+            "connections_refused",
+            "Client connections closed at once: their listener was at its max_connections",
+            m.connections_refused.clone(),
+        );
+        registry.register(
+            "buffered_bytes",
+            "Bytes held in buffered request and response bodies",
+            m.buffered_bytes.clone(),
+        );
         registry.register(
             "request_duration_seconds",
             "Time to answer a client request (headers)",

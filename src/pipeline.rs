@@ -17,6 +17,7 @@ use tracing::{field::Empty, Instrument};
 
 use crate::auth::{sign, Auth};
 use crate::body::{self, Body};
+use crate::budget::{Budget, Reservation};
 use crate::cache::TaskListCache;
 use crate::error::GatewayError;
 use crate::framing::Ambiguous;
@@ -44,6 +45,8 @@ pub struct State {
     pub max_body: u64,
     /// Requests admitted at once; more are shed with a 503 (the gauge `in_flight` counts them).
     pub max_in_flight: usize,
+    /// Bytes all buffered bodies may hold at once (`server.max_buffered_bytes`).
+    pub budget: Budget,
     pub cache: Arc<TaskListCache>,
     pub metrics: Arc<Metrics>,
 }
@@ -281,6 +284,11 @@ async fn proxy(
         ));
     }
     if parts.version == Version::HTTP_2 {
+        // A value with spaces around it is malformed over HTTP/2: the key would read it trimmed
+        // and KooDrive as it is, so it is refused, never forwarded.
+        if let Some(name) = headers::padded_value(&parts.headers) {
+            return Err(GatewayError::PaddedHeader(name.clone()));
+        }
         headers::join_cookies(&mut parts.headers);
     }
     // Connection-level headers stay on this hop.
@@ -319,13 +327,19 @@ fn forward_other(
         if headers::declared_length(&parts.headers).is_some_and(|len| len > limit) {
             return Err(GatewayError::BodyTooLarge { limit });
         }
+        // A body read whole is held against the memory budget, from before its first byte is
+        // read until the request ends (this future is dropped).
+        let mut _held = None;
         let (body, body_sha256) = if signs {
+            let mut reservation = reserve_declared(&state.budget, &parts.headers)?;
             // Bounded in time as a streamed body is (by the exchange's deadline): a client that
             // stops sending must not hold its place in flight for ever.
             let timeout = state.upstream.timeout();
-            let bytes = tokio::time::timeout(timeout, read_bounded(incoming, limit))
+            let read = read_bounded(incoming, limit, &mut reservation);
+            let bytes = tokio::time::timeout(timeout, read)
                 .await
                 .map_err(|_| GatewayError::ClientBodyTimeout(timeout))??;
+            _held = Some(reservation);
             set_content_length(&mut parts, bytes.len());
             (body::full(bytes.clone()), Some(sign::payload_hash(&bytes)))
         } else {
@@ -370,8 +384,14 @@ fn forward_other(
         if head {
             return Ok((response, NO_CACHE));
         }
-        let response =
-            respond::shape(response, rule, live.normalize.max_body, &state.metrics).await?;
+        let response = respond::shape(
+            response,
+            rule,
+            live.normalize.max_body,
+            &state.budget,
+            &state.metrics,
+        )
+        .await?;
         Ok((response, NO_CACHE))
     })
 }
@@ -494,14 +514,60 @@ pub async fn forward(
     Ok(response)
 }
 
-async fn read_bounded(incoming: Incoming, limit: u64) -> Result<Bytes, GatewayError> {
-    let limited = Limited::new(incoming, usize::try_from(limit).unwrap_or(usize::MAX));
-    match limited.collect().await {
-        Ok(collected) => Ok(collected.to_bytes()),
-        Err(e) if e.is::<http_body_util::LengthLimitError>() => {
-            Err(GatewayError::BodyTooLarge { limit })
+/// A reservation for a body to be read whole: its declared length at once (503 when the budget
+/// has not that much free now, 413 when it never could), or nothing yet for a chunked body.
+fn reserve_declared(
+    budget: &Budget,
+    headers: &http::HeaderMap,
+) -> Result<Reservation, GatewayError> {
+    let declared = headers::declared_length(headers).unwrap_or(0);
+    if declared > budget.max() {
+        return Err(GatewayError::OverBudget {
+            len: declared,
+            budget: budget.max(),
+        });
+    }
+    budget
+        .reserve(declared)
+        .ok_or(GatewayError::BufferBudget(budget.max()))
+}
+
+/// Reads a body whole, up to `limit` bytes, each frame reserved in `held` before it is kept.
+async fn read_bounded(
+    incoming: Incoming,
+    limit: u64,
+    held: &mut Reservation,
+) -> Result<Bytes, GatewayError> {
+    let mut limited = Limited::new(incoming, usize::try_from(limit).unwrap_or(usize::MAX));
+    // Sized once for a declared length (reserved already), rather than grown by doubling past
+    // what is counted.
+    let mut buffer = bytes::BytesMut::with_capacity(usize::try_from(held.bytes()).unwrap_or(0));
+    while let Some(frame) = limited.frame().await {
+        let frame = frame.map_err(|e| match e.is::<http_body_util::LengthLimitError>() {
+            true => GatewayError::BodyTooLarge { limit },
+            false => GatewayError::ClientBody(e),
+        })?;
+        let Ok(data) = frame.into_data() else {
+            continue;
+        };
+        let total = (buffer.len() + data.len()) as u64;
+        if !held.grow_to(total) {
+            return Err(over_budget(held, total));
         }
-        Err(e) => Err(GatewayError::ClientBody(e)),
+        buffer.extend_from_slice(&data);
+    }
+    Ok(buffer.freeze())
+}
+
+/// Why a request body could not grow to `total` bytes in the budget: it never could (413), or
+/// not now (503).
+fn over_budget(held: &Reservation, total: u64) -> GatewayError {
+    match total > held.max() {
+        true => GatewayError::OverBudget {
+            len: total,
+            budget: held.max(),
+        },
+        false => GatewayError::BufferBudget(held.max()),
     }
 }
 

@@ -8,6 +8,7 @@ use http::{HeaderMap, HeaderValue, Response};
 use http_body_util::BodyExt;
 
 use crate::body::{self, Body};
+use crate::budget::{Budget, Reservation};
 use crate::cache::Page;
 use crate::error::GatewayError;
 use crate::headers;
@@ -15,27 +16,58 @@ use crate::metrics::{Metrics, ReasonLabels};
 use crate::normalize::{self, DecodeError, Outcome, Rule};
 use crate::upstream::DeadlineElapsed;
 
-/// A body read up to a bound: whole, or the part read so far plus the rest still streaming.
+/// A body read up to a bound: whole, or the part read so far plus the rest still streaming
+/// (over the bound, or over what the memory budget had free).
 enum Read {
     Whole(Bytes),
-    Partial(Bytes, Body),
+    Partial(Bytes, Body, Stopped),
 }
 
-async fn read_up_to(mut body: Body, limit: usize) -> Result<Read, GatewayError> {
-    let mut buffer = BytesMut::new();
+/// Why a body was not read whole.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Stopped {
+    TooLarge,
+    OverBudget,
+}
+
+/// Reads a body whole up to `limit`, each frame reserved in `held` before it is kept. A
+/// declared length sizes the buffer once, so that it does not grow by doubling past what is
+/// counted.
+async fn read_up_to(
+    mut body: Body,
+    declared: Option<u64>,
+    limit: usize,
+    held: &mut Reservation,
+) -> Result<Read, GatewayError> {
+    let capacity = declared.and_then(|len| usize::try_from(len).ok());
+    let mut buffer = BytesMut::with_capacity(capacity.filter(|len| *len <= limit).unwrap_or(0));
     while let Some(frame) = body.frame().await {
         let frame = frame.map_err(|e| match e.downcast_ref::<DeadlineElapsed>() {
             Some(elapsed) => GatewayError::UpstreamTimeout(elapsed.0),
             None => GatewayError::UpstreamProtocol(e),
         })?;
         if let Ok(data) = frame.into_data() {
+            let total = buffer.len() + data.len();
+            if total <= limit && !held.grow_to(total as u64) {
+                let rest = body::prefixed(data, body);
+                return Ok(Read::Partial(buffer.freeze(), rest, Stopped::OverBudget));
+            }
             buffer.extend_from_slice(&data);
             if buffer.len() > limit {
-                return Ok(Read::Partial(buffer.freeze(), body));
+                return Ok(Read::Partial(buffer.freeze(), body, Stopped::TooLarge));
             }
         }
     }
     Ok(Read::Whole(buffer.freeze()))
+}
+
+/// Counts `body`, which replaces what `held` held, in its place: false if the budget has not
+/// the room (the caller then gives up on it).
+fn hold_instead(held: &mut Reservation, body: &Bytes) -> bool {
+    let len = body.len() as u64;
+    let ok = held.grow_to(len);
+    held.shrink_to(len);
+    ok
 }
 
 /// The body as plain bytes: decoded per `Content-Encoding`, bounded by `limit` after decoding
@@ -94,16 +126,26 @@ pub async fn page(
     response: Response<Body>,
     rule: Option<&Rule>,
     limit: usize,
+    budget: &Budget,
     metrics: &Metrics,
 ) -> Result<Page, GatewayError> {
+    // A page larger than the whole budget could never be buffered: too large, as over the bound.
+    let limit = limit.min(usize::try_from(budget.max()).unwrap_or(usize::MAX));
     if headers::declared_length(response.headers()).is_some_and(|len| len > limit as u64) {
         return Err(GatewayError::PageTooLarge);
     }
+    let declared = headers::declared_length(response.headers());
     let (parts, body) = response.into_parts();
     let mut headers = parts.headers;
-    let raw = match read_up_to(body, limit).await? {
+    // Counted in the budget while it is read, decoded and normalized; from then on it is in
+    // the cache (cache.max_bytes) or on its way to the requests that shared its fetch.
+    let mut held = budget.none();
+    let raw = match read_up_to(body, declared, limit, &mut held).await? {
         Read::Whole(raw) => raw,
-        Read::Partial(..) => return Err(GatewayError::PageTooLarge),
+        Read::Partial(_, _, Stopped::TooLarge) => return Err(GatewayError::PageTooLarge),
+        Read::Partial(_, _, Stopped::OverBudget) => {
+            return Err(GatewayError::BufferBudget(budget.max()))
+        }
     };
     let mut page = Page {
         status: parts.status,
@@ -119,6 +161,9 @@ pub async fn page(
     } else if rule.is_some() {
         fallback(metrics, "not_json");
     }
+    if !hold_instead(&mut held, &page.body) {
+        return Err(GatewayError::BufferBudget(budget.max()));
+    }
     Ok(page)
 }
 
@@ -128,8 +173,10 @@ pub async fn shape(
     response: Response<Body>,
     rule: Option<&Rule>,
     limit: usize,
+    budget: &Budget,
     metrics: &Metrics,
 ) -> Result<Response<Body>, GatewayError> {
+    let limit = limit.min(usize::try_from(budget.max()).unwrap_or(usize::MAX));
     // No content to shape (RFC 9110 section 6.4.1): a 304 may still describe the representation
     // (`Content-Encoding` too), and passes on as it came.
     if matches!(response.status().as_u16(), 100..=199 | 204 | 304) {
@@ -155,23 +202,39 @@ pub async fn shape(
         }
         return Ok(response);
     }
+    let declared = headers::declared_length(response.headers());
     let (parts, body) = response.into_parts();
-    let raw = match read_up_to(body, limit).await? {
+    // Counted in the budget from its first byte until hyper is done sending the answer; what
+    // does not fit in the budget streams through as it came.
+    let mut held = budget.none();
+    let raw = match read_up_to(body, declared, limit, &mut held).await? {
         Read::Whole(raw) => raw,
-        Read::Partial(prefix, rest) => {
-            fallback(metrics, "too_large");
+        Read::Partial(prefix, rest, stopped) => {
+            fallback(
+                metrics,
+                match stopped {
+                    Stopped::TooLarge => "too_large",
+                    Stopped::OverBudget => "over_budget",
+                },
+            );
             return Ok(Response::from_parts(parts, body::prefixed(prefix, rest)));
         }
     };
     let mut headers = parts.headers.clone();
     let body = decoded(&mut headers, raw, limit)?;
+    if !hold_instead(&mut held, &body) {
+        return Err(GatewayError::BufferBudget(budget.max()));
+    }
     let mut page = Page {
         status: parts.status,
         headers,
         body,
     };
     rewrite(&mut page, rule, metrics);
-    let mut response = Response::from_parts(parts, body::full(page.body));
+    if !hold_instead(&mut held, &page.body) {
+        return Err(GatewayError::BufferBudget(budget.max()));
+    }
+    let mut response = Response::from_parts(parts, body::full_holding(page.body, held));
     *response.headers_mut() = page.headers;
     Ok(response)
 }

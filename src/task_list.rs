@@ -9,13 +9,13 @@ use std::time::Duration;
 
 use http::header::{
     HeaderName, ACCEPT_ENCODING, AGE, CONTENT_ENCODING, CONTENT_LENGTH, CONTENT_TYPE, EXPECT,
-    IF_MATCH, IF_MODIFIED_SINCE, IF_NONE_MATCH, IF_RANGE, IF_UNMODIFIED_SINCE, RANGE,
 };
 use http::request::Parts;
 use http::{HeaderMap, HeaderValue, Method};
 use prometheus_client::metrics::gauge::Gauge;
 use tracing::Instrument;
 
+use crate::auth::KEYED_HEADERS;
 use crate::body;
 use crate::cache::policy::{self, Directive, Freshness, CACHE_NAME};
 use crate::cache::{Entry, Fetched, Key, Page, Role, TaskListQuery};
@@ -278,16 +278,6 @@ fn serve_miss<'a>(
     })
 }
 
-/// Request headers that make an answer fit one caller only: conditionals and ranges.
-const CALLER_ONLY: [HeaderName; 6] = [
-    IF_NONE_MATCH,
-    IF_MODIFIED_SINCE,
-    IF_MATCH,
-    IF_UNMODIFIED_SINCE,
-    IF_RANGE,
-    RANGE,
-];
-
 /// The upstream request for one task-list page, as a future that owns everything it needs (it
 /// may run in a flight's task after the requesting client is gone). Signed when it is sent.
 /// Boxed (see [`Boxed`]): the future is tens of KiB, and unboxed it was built on the stack of
@@ -301,12 +291,16 @@ fn fetcher(
 ) -> Boxed<'static, Result<Page, GatewayError>> {
     let state = Arc::clone(state);
     let uri = parts.uri.clone();
-    let mut headers = parts.headers.clone();
-    // The page is fetched whole for everyone who shares it: one caller's validators or range
-    // would get a 304 or a 206 that the others never asked for (nginx and Varnish drop these
-    // from a cache fill too).
-    for name in CALLER_ONLY {
-        headers.remove(name);
+    // The page is shared by every request with its key, so it is fetched with only what the key
+    // holds (and what the gateway adds: the trace id here, credentials when sent). So neither a
+    // caller's validators or range (a 304 or a 206 the others never asked for; nginx and Varnish
+    // drop these from a cache fill too) nor a cookie or a look-alike of an identity header
+    // reaches KooDrive.
+    let mut headers = HeaderMap::with_capacity(KEYED_HEADERS.len() + 2);
+    for name in KEYED_HEADERS.iter().chain([&X_TRACEID]) {
+        if let Some(value) = parts.headers.get(name) {
+            headers.insert(name.clone(), value.clone());
+        }
     }
     // The stored page is decoded whatever the caller accepts, so ask for what we can decode.
     headers.insert(ACCEPT_ENCODING, HeaderValue::from_static("gzip"));
@@ -323,7 +317,8 @@ fn fetcher(
             )
             .await?;
             let rule = live.normalize.rules.find(&Method::GET, uri.path());
-            respond::page(response, rule, live.normalize.max_body, &state.metrics).await
+            let limit = live.normalize.max_body;
+            respond::page(response, rule, limit, &state.budget, &state.metrics).await
         }
         .instrument(span),
     )
@@ -352,7 +347,7 @@ async fn pass(
     .await?;
     let rule = live.normalize.rules.find(&Method::GET, parts.uri.path());
     let limit = live.normalize.max_body;
-    let mut response = respond::shape(response, rule, limit, &state.metrics).await?;
+    let mut response = respond::shape(response, rule, limit, &state.budget, &state.metrics).await?;
     set_cache_status(
         response.headers_mut(),
         format!("{CACHE_NAME}; fwd=bypass; detail={detail}"),

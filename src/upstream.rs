@@ -76,6 +76,9 @@ impl Upstream {
             let mut builder = Client::builder(TokioExecutor::new());
             builder
                 .pool_idle_timeout(config.pool_idle_timeout)
+                // A bounded read buffer per upstream connection (hyper's default grows to about
+                // 400 KiB): part of the worst-case memory (README).
+                .http1_max_buf_size(crate::config::memory::IO_BUFFER)
                 .pool_timer(TokioTimer::new())
                 .timer(TokioTimer::new());
             builder

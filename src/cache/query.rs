@@ -71,7 +71,7 @@ fn bad(param: &str, value: &str, allowed: &'static str) -> GatewayError {
 /// Decodes one query component of parameter `param` strictly: `+` is a space, `%XY` must be two
 /// hex digits, and the result must be UTF-8. A component with neither is its own decoding (the
 /// common case, which allocates nothing).
-fn decode<'a>(raw: &'a str, param: &str) -> Result<Cow<'a, str>, GatewayError> {
+pub(crate) fn decode<'a>(raw: &'a str, param: &str) -> Result<Cow<'a, str>, GatewayError> {
     let bytes = raw.as_bytes();
     if !bytes.iter().any(|b| matches!(b, b'%' | b'+')) {
         return Ok(Cow::Borrowed(raw));
@@ -115,7 +115,7 @@ fn push_pair<'a>(
 
 /// `text` before and after the first `byte` (ASCII). A plain byte scan: the queries split here
 /// are a few dozen bytes, too short for `str::split_once`'s searcher to pay off.
-fn split_at_byte(text: &str, byte: u8) -> Option<(&str, &str)> {
+pub(crate) fn split_at_byte(text: &str, byte: u8) -> Option<(&str, &str)> {
     let at = text.bytes().position(|b| b == byte)?;
     Some((text.get(..at)?, text.get(at + 1..)?))
 }

@@ -46,6 +46,13 @@ pub struct RawServer {
     pub max_header_bytes: ByteSize,
     #[serde(deserialize_with = "units::size")]
     pub max_body: ByteSize,
+    #[serde(with = "humantime_serde")]
+    pub idle_timeout: Duration,
+    #[serde(deserialize_with = "lenient")]
+    pub max_connections: usize,
+    pub max_buffered_bytes: ByteSize,
+    #[serde(with = "humantime_serde")]
+    pub max_connection_duration: Duration,
 }
 
 impl Default for RawServer {
@@ -58,6 +65,10 @@ impl Default for RawServer {
             header_read_timeout: Duration::from_secs(10),
             max_header_bytes: ByteSize::kib(64),
             max_body: ByteSize::mib(12),
+            idle_timeout: Duration::from_secs(60),
+            max_connections: 512,
+            max_buffered_bytes: ByteSize::mib(48),
+            max_connection_duration: Duration::from_secs(60 * 60),
         }
     }
 }
@@ -161,11 +172,28 @@ impl Default for RawCache {
     }
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RawAdmin {
     #[serde(deserialize_with = "lenient_string")]
     pub token: Option<String>,
+    #[serde(deserialize_with = "lenient")]
+    pub max_connections: usize,
+    #[serde(with = "humantime_serde")]
+    pub idle_timeout: Duration,
+    #[serde(with = "humantime_serde")]
+    pub header_read_timeout: Duration,
+}
+
+impl Default for RawAdmin {
+    fn default() -> Self {
+        Self {
+            token: None,
+            max_connections: 64,
+            idle_timeout: Duration::from_secs(10),
+            header_read_timeout: Duration::from_secs(5),
+        }
+    }
 }
 
 #[derive(Debug, Deserialize)]

@@ -181,6 +181,10 @@ fn durations_are_bounded_by_name() {
     for key in [
         "server.shutdown_grace",
         "server.header_read_timeout",
+        "server.idle_timeout",
+        "server.max_connection_duration",
+        "admin.idle_timeout",
+        "admin.header_read_timeout",
         "upstream.connect_timeout",
         "upstream.timeout",
         "upstream.pool_idle_timeout",
@@ -375,4 +379,76 @@ fn unread_variables_are_the_near_misses_of_the_prefix() {
              KOODRIVE_GATEWAY__SECTION__KEY",
         ]
     );
+}
+
+#[test]
+fn connection_and_memory_bounds_have_defaults_and_are_checked_by_name() {
+    let config = Config::parse(MINIMAL, env(&[])).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(config.server.idle_timeout, Duration::from_secs(60));
+    assert_eq!(config.server.max_connections, 512);
+    assert_eq!(config.server.max_buffered_bytes, 48 * 1024 * 1024);
+    assert_eq!(
+        config.server.max_connection_duration,
+        Duration::from_secs(3600)
+    );
+    assert_eq!(config.admin.max_connections, 64);
+    assert_eq!(config.admin.idle_timeout, Duration::from_secs(10));
+    assert_eq!(config.admin.header_read_timeout, Duration::from_secs(5));
+    for (name, value, key) in [
+        (
+            "KOODRIVE_GATEWAY__SERVER__IDLE_TIMEOUT",
+            "0s",
+            "server.idle_timeout",
+        ),
+        (
+            "KOODRIVE_GATEWAY__SERVER__MAX_CONNECTION_DURATION",
+            "0s",
+            "server.max_connection_duration",
+        ),
+        (
+            "KOODRIVE_GATEWAY__SERVER__MAX_CONNECTIONS",
+            "0",
+            "server.max_connections",
+        ),
+        (
+            "KOODRIVE_GATEWAY__SERVER__MAX_CONNECTIONS",
+            "many",
+            "server.max_connections",
+        ),
+        (
+            "KOODRIVE_GATEWAY__SERVER__MAX_BUFFERED_BYTES",
+            "1KiB",
+            "server.max_buffered_bytes",
+        ),
+        (
+            "KOODRIVE_GATEWAY__ADMIN__MAX_CONNECTIONS",
+            "0",
+            "admin.max_connections",
+        ),
+        (
+            "KOODRIVE_GATEWAY__ADMIN__IDLE_TIMEOUT",
+            "0s",
+            "admin.idle_timeout",
+        ),
+        (
+            "KOODRIVE_GATEWAY__ADMIN__HEADER_READ_TIMEOUT",
+            "0s",
+            "admin.header_read_timeout",
+        ),
+    ] {
+        let message = error_of(MINIMAL, &[(name, value)]);
+        assert!(message.contains(key), "{name}={value}: {message}");
+    }
+    let set = Config::parse(
+        MINIMAL,
+        env(&[
+            ("KOODRIVE_GATEWAY__SERVER__MAX_CONNECTIONS", "9"),
+            ("KOODRIVE_GATEWAY__SERVER__MAX_BUFFERED_BYTES", "1MiB"),
+            ("KOODRIVE_GATEWAY__ADMIN__IDLE_TIMEOUT", "3s"),
+        ]),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(set.server.max_connections, 9);
+    assert_eq!(set.server.max_buffered_bytes, 1024 * 1024);
+    assert_eq!(set.admin.idle_timeout, Duration::from_secs(3));
 }

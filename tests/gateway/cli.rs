@@ -749,7 +749,8 @@ async fn ten_thousand_idle_connections_cost_bounded_memory_and_service_goes_on()
     let config = temp_config(
         "idle",
         &format!(
-            "[server]\nlisten = \"127.0.0.1:0\"\nadmin_listen = \"127.0.0.1:0\"\n\
+            // Above the default server.max_connections (512), which would close most of them.
+            "[server]\nlisten = \"127.0.0.1:0\"\nadmin_listen = \"127.0.0.1:0\"\nmax_connections = 20000\n\
              [upstream]\nurl = \"{}\"\n[auth]\nmode = \"token\"\nuser_id = \"7\"\naccess_token = \"t\"\n",
             mock.url()
         ),
@@ -769,12 +770,16 @@ async fn ten_thousand_idle_connections_cost_bounded_memory_and_service_goes_on()
     let crowd = open_files_limit().saturating_sub(1_000).min(10_000);
     println!("holding {crowd} idle connections");
     let mut idle = Vec::with_capacity(crowd);
-    within("the idle connections", async {
+    // Bounded, but not by PATIENCE: on a loaded 2-core machine the listen backlog overflows and
+    // SYN retries can stretch 10,000 connects past it.
+    let connecting = async {
         for _ in 0..crowd {
             idle.push(tokio::net::TcpStream::connect(addr).await.unwrap());
         }
-    })
-    .await;
+    };
+    tokio::time::timeout(std::time::Duration::from_secs(120), connecting)
+        .await
+        .expect("10,000 connects within 120 s");
     // Service goes on while they sit there.
     let fresh = Client::new(addr);
     assert_eq!(fresh.get("/koodrive/ose/v1/task/1").await.status, 200);

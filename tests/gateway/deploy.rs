@@ -218,6 +218,65 @@ fn kubernetes_sidecar_probes_ports_and_timeouts_match_its_config() {
             );
         }
     }
+
+    // The memory limit holds the worst case the config allows (README "Worst-case memory"):
+    // no mix of clients within the config's limits can get the sidecar killed.
+    let limits = &gateway["resources"]["limits"];
+    let limit = quantity(str_of(&limits["memory"], "limits.memory"));
+    let cores = str_of(&limits["cpu"], "limits.cpu")
+        .parse::<f64>()
+        .map_or(1, |cpus| cpus.ceil() as u64);
+    let worst: u64 = config
+        .worst_case_memory(cores)
+        .iter()
+        .map(|(_, bytes)| bytes)
+        .sum();
+    assert!(
+        worst <= limit,
+        "worst case {} MiB over the memory limit {} MiB: {:?}",
+        worst >> 20,
+        limit >> 20,
+        config.worst_case_memory(cores)
+    );
+    // The defaults are what the README's table adds up: the manifest holds them too.
+    let defaults = Config::parse(
+        "[upstream]\nurl = \"https://x.example\"\n[auth]\nuser_id = \"1\"\napp_id = \"a\"\napp_secret = \"s\"\n",
+        Vec::new(),
+    )
+    .unwrap();
+    let worst: u64 = defaults
+        .worst_case_memory(cores)
+        .iter()
+        .map(|(_, bytes)| bytes)
+        .sum();
+    assert!(worst <= limit, "defaults: {} MiB", worst >> 20);
+    // The README's table states the same sum.
+    let readme = read("README.md");
+    let stated = format!("| **sum** | | **{} MiB** |", worst >> 20);
+    assert!(
+        readme.contains(&stated),
+        "README's worst-case sum is not {stated}"
+    );
+}
+
+/// A Kubernetes memory quantity in bytes (`512Mi`, `1Gi`, `300M`).
+fn quantity(text: &str) -> u64 {
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let number: u64 = number.parse().unwrap_or_else(|e| panic!("{text}: {e}"));
+    let scale = match unit {
+        "" => 1,
+        "Ki" => 1 << 10,
+        "Mi" => 1 << 20,
+        "Gi" => 1 << 30,
+        "K" | "k" => 1_000,
+        "M" => 1_000_000,
+        "G" => 1_000_000_000,
+        other => panic!("{text}: unit {other}"),
+    };
+    number * scale
 }
 
 #[test]
