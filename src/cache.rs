@@ -2,6 +2,7 @@
 //! per-user generations for constant-time invalidation, and flights that collapse concurrent
 //! misses for one key into one upstream request.
 
+pub mod outcome;
 pub mod page;
 pub mod policy;
 pub mod query;
@@ -23,6 +24,7 @@ use tokio::sync::watch;
 use crate::auth::Identity;
 use crate::config::CacheConfig;
 use crate::error::GatewayError;
+pub use outcome::{CacheOutcome, PassReason};
 pub use page::{Entry, Page};
 pub use query::TaskListQuery;
 

@@ -285,20 +285,14 @@ pub struct Layered {
 }
 
 impl Config {
-    /// Reads the files the config names (a secret file, the CA file) as the gateway reads them at
-    /// start, so that `--check-config` (a unit's `ExecStartPre`) fails on one it cannot use,
+    /// Reads the secret file the config names as the gateway reads it at start (the CA file is
+    /// the upstream module's to check: `upstream::check_ca_file`), so that `--check-config` (a unit's `ExecStartPre`) fails on one it cannot use,
     /// naming its key, where the start would fail after binding its ports.
     pub async fn check_files(&self) -> Result<(), ConfigError> {
         if let SecretSource::File(path) = &self.auth.secret {
             crate::secret::read_file(path)
                 .await
                 .map_err(|e| invalid(self.auth.secret_key(), e))?;
-        }
-        if let Some(path) = &self.upstream.ca_file {
-            crate::upstream::tls_config(Some(path)).map_err(|e| {
-                let chain = crate::pipeline::ErrorChain(&e);
-                invalid("upstream.ca_file", chain)
-            })?;
         }
         Ok(())
     }

@@ -12,6 +12,19 @@ use crate::headers::GATEWAY_ERROR;
 /// What a 405 says the gateway forwards: every standard method but `CONNECT` and `TRACE`.
 const ALLOWED_METHODS: &str = "GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS";
 
+/// Whose failure an error is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fault {
+    /// The request itself is malformed or not forwardable: refused before any upstream work.
+    Request,
+    /// The client's body failed on the way (cut off, too large, too slow).
+    Client,
+    /// KooDrive failed or is being protected from (the breaker).
+    Upstream,
+    /// The gateway's own limits or a bug.
+    Gateway,
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum GatewayError {
     #[error("X-Traceid must be 1 to 128 visible ASCII characters")]
@@ -114,29 +127,31 @@ impl GatewayError {
 
     /// True when KooDrive (not the client) failed: the stale-if-error condition.
     pub fn is_upstream_failure(&self) -> bool {
-        use GatewayError::*;
-        match self {
-            Collapsed(inner) => inner.is_upstream_failure(),
-            other => matches!(
-                other,
-                UpstreamConnect(_)
-                    | UpstreamTimeout(_)
-                    | UpstreamProtocol(_)
-                    | UpstreamBodyTooLarge
-                    | CircuitOpen(_)
-            ),
-        }
+        self.fault() == Fault::Upstream
     }
 
     /// True when the client (its body) failed, not KooDrive: never counted against KooDrive.
     pub fn is_client_fault(&self) -> bool {
-        matches!(
-            self,
-            GatewayError::ClientBody(_)
-                | GatewayError::ClientBodyTimeout(_)
-                | GatewayError::BodyTooLarge { .. }
-                | GatewayError::OverBudget { .. }
-        )
+        self.fault() == Fault::Client
+    }
+
+    /// Whose failure this is: what the upstream metrics and the breaker go by.
+    pub fn fault(&self) -> Fault {
+        use GatewayError::*;
+        match self {
+            Collapsed(inner) => inner.fault(),
+            BadTraceId
+            | BadQuery { .. }
+            | BadRequest(_)
+            | PaddedHeader(_)
+            | MethodNotAllowed(_) => Fault::Request,
+            ClientBody(_) | ClientBodyTimeout(_) | BodyTooLarge { .. } | OverBudget { .. } => {
+                Fault::Client
+            }
+            UpstreamConnect(_) | UpstreamTimeout(_) | UpstreamProtocol(_)
+            | UpstreamBodyTooLarge | CircuitOpen(_) => Fault::Upstream,
+            PageTooLarge | Overloaded(_) | BufferBudget(_) | Internal(_) => Fault::Gateway,
+        }
     }
 
     /// True for the flight answer that sends every request to fetch and stream on its own.
@@ -182,6 +197,21 @@ impl GatewayError {
             _ => {}
         }
         response
+    }
+}
+
+/// Displays an error with its whole source chain, for the one log line per failed request.
+pub struct ErrorChain<'a>(pub &'a (dyn std::error::Error + 'static));
+
+impl std::fmt::Display for ErrorChain<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.0)?;
+        let mut source = self.0.source();
+        while let Some(e) = source {
+            write!(f, ": {e}")?;
+            source = e.source();
+        }
+        Ok(())
     }
 }
 

@@ -18,6 +18,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::admin::{self, Admin};
+use crate::admission::Admission;
 use crate::auth::Auth;
 use crate::budget::Budget;
 use crate::cache::TaskListCache;
@@ -26,7 +27,8 @@ use crate::config::Config;
 use crate::framing::{Framing, Guarded};
 use crate::head_timeout::{Answer, Answered, Exchanges, HeadTimeout};
 use crate::metrics::Metrics;
-use crate::pipeline::{self, Live, State};
+use crate::pipeline;
+use crate::state::{Live, State};
 use crate::upstream::{TlsSetupError, Upstream};
 
 mod limits;
@@ -113,10 +115,9 @@ impl Running {
                 );
             }
         }
-        self.state.live.store(Arc::new(Live {
-            auth,
-            normalize: config.normalize.clone(),
-        }));
+        self.state
+            .live
+            .store(Arc::new(Live::new(auth, config.normalize.clone())));
         self.state.cache.set_config(&config.cache);
         tracing::info!("config reloaded");
         Ok(())
@@ -144,16 +145,15 @@ pub async fn run(config: Config) -> Result<Running, StartError> {
     let metrics = Metrics::new();
     let state = Arc::new(State {
         upstream: Upstream::new(&config.upstream, Arc::clone(&metrics))?,
-        live: ArcSwap::from_pointee(Live {
-            auth: Auth::new(&config.auth, &metrics)
+        live: ArcSwap::from_pointee(Live::new(
+            Auth::new(&config.auth, &metrics)
                 .await
                 .map_err(StartError::Secret)?,
-            normalize: config.normalize.clone(),
-        }),
-        host: config.upstream.host.clone(),
+            config.normalize.clone(),
+        )),
         max_signed_body: config.upstream.max_signed_body,
         max_body: config.server.max_body,
-        max_in_flight: config.server.max_in_flight,
+        admission: Admission::new(config.server.max_in_flight, metrics.in_flight.clone()),
         budget: Budget::new(
             config.server.max_buffered_bytes,
             metrics.buffered_bytes.clone(),

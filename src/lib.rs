@@ -46,6 +46,7 @@ macro_rules! writes_pass_through {
 }
 
 pub mod admin;
+pub mod admission;
 pub mod auth;
 pub mod body;
 pub mod budget;
@@ -60,12 +61,15 @@ pub mod head_timeout;
 pub mod headers;
 pub mod metrics;
 pub mod normalize;
+pub mod observe;
 pub mod pipeline;
 pub mod respond;
 pub mod route;
 pub mod secret;
+pub mod state;
 pub mod task_list;
 pub mod telemetry;
+pub mod tls;
 pub mod trace_id;
 pub mod upstream;
 

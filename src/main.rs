@@ -8,7 +8,8 @@ use clap::Parser;
 
 use koodrive_gateway::config::{Config, ConfigError, Layered, SecretSource};
 use koodrive_gateway::demo::{MockAuth, MockKooDrive};
-use koodrive_gateway::{gateway, pipeline, telemetry};
+use koodrive_gateway::error::ErrorChain;
+use koodrive_gateway::{gateway, telemetry, upstream};
 
 /// mimalloc keeps size classes apart: cached pages live long among short-lived request buffers,
 /// and glibc's allocator fragments around them (RSS per cached 2 KB page fell from ~7.8 KB).
@@ -156,6 +157,7 @@ async fn checked(
     let invalid = || format!("invalid config {}", path.display());
     let config = config.with_context(invalid)?;
     config.check_files().await.with_context(invalid)?;
+    upstream::check_ca_file(&config.upstream).with_context(invalid)?;
     Ok(config)
 }
 
@@ -242,11 +244,11 @@ async fn serve_signals(
             Ok(config) => match running.reload(&config).await {
                 Ok(()) => log.set_level(&config.log),
                 Err(error) => {
-                    tracing::error!(error = %pipeline::ErrorChain(&error), "reload refused; keeping the current config")
+                    tracing::error!(error = %ErrorChain(&error), "reload refused; keeping the current config")
                 }
             },
             Err(error) => {
-                tracing::error!(error = %pipeline::ErrorChain(&error), "reload refused; keeping the current config")
+                tracing::error!(error = %ErrorChain(&error), "reload refused; keeping the current config")
             }
         }
     }

@@ -4,7 +4,7 @@
 
 use std::future::Future;
 use std::sync::atomic::{AtomicU8, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::time::Duration;
 
 use http::header::{
@@ -17,26 +17,30 @@ use tracing::Instrument;
 
 use crate::auth::KEYED_HEADERS;
 use crate::body;
-use crate::cache::policy::{self, Directive, Freshness, CACHE_NAME};
-use crate::cache::{Entry, Fetched, Key, Page, Role, TaskListQuery};
+use crate::cache::outcome::AGES;
+use crate::cache::policy::{self, Directive, Freshness};
+use crate::cache::{CacheOutcome, Entry, Fetched, Key, Page, PassReason, Role, TaskListQuery};
 use crate::config::CacheConfig;
 use crate::error::GatewayError;
 use crate::headers::{CACHE_STATUS, X_TRACEID};
-use crate::metrics::ReasonLabels;
-use crate::pipeline::{self, Boxed, CacheLabel, Live, Served, State};
+use crate::pipeline::Served;
 use crate::respond;
+use crate::route::Route;
+use crate::state::{Boxed, Ctx, Live, State};
+use crate::upstream::exchange::Outbound;
 
 /// Extra time a collapsed waiter allows beyond the upstream timeout before giving up.
 const WAIT_MARGIN: Duration = Duration::from_secs(1);
 
 pub async fn serve(
     state: &Arc<State>,
+    ctx: &Ctx<'_>,
     mut parts: Parts,
-    trace_id: &HeaderValue,
 ) -> Result<Served, GatewayError> {
+    let trace_id = ctx.trace_id;
     // Validate before any cache or upstream work.
     let query = TaskListQuery::parse(parts.uri.query())?;
-    let live = state.live.load_full();
+    let live = ctx.live;
     // The key binds the page to the identity that asked, after credential precedence. (Query
     // and identity are dropped here rather than carried in the future across its awaits.)
     let key = state.cache.key(&live.auth.identity(&parts.headers), &query);
@@ -54,12 +58,12 @@ pub async fn serve(
         let age = entry.age();
         match policy::freshness(age, config) {
             Freshness::Fresh(_) => {
-                record(state, "hit");
                 let ttl = policy::ttl_seconds(age, config);
-                return Ok(from_entry(entry, age, hit_status(ttl), "hit"));
+                return Ok(from_entry(state, entry, age, CacheOutcome::Hit { ttl }));
             }
             Freshness::Revalidate => {
-                record(state, "stale-while-revalidate");
+                let ttl = policy::ttl_seconds(age, config);
+                let outcome = CacheOutcome::StaleWhileRevalidate { ttl };
                 bound_upstream(&mut parts.headers, trace_id);
                 // Its own span, linked to this request's: the request's ends with its answer, not
                 // with the refresh (which may take up to upstream.timeout).
@@ -71,19 +75,26 @@ pub async fn serve(
                     upstream_ms = tracing::field::Empty,
                 );
                 span.follows_from(tracing::Span::current());
-                let refresh = fetcher(state, Arc::clone(&live), &parts, span);
-                let refresh = pipeline::counted(state.metrics.in_flight.clone(), refresh);
+                let refresh = fetcher(state, Arc::clone(live), &parts, span);
+                let refresh = state.admission.counted(refresh);
                 state.cache.refresh_in_background(key, refresh);
-                let ttl = policy::ttl_seconds(age, config);
-                let status = format!("{CACHE_NAME}; hit; ttl={ttl}; detail=stale-while-revalidate");
-                return Ok(from_entry(entry, age, text_value(status), "stale"));
+                return Ok(from_entry(state, entry, age, outcome));
             }
             Freshness::IfError | Freshness::Dead => {}
         }
     }
     // Everything after this waits on KooDrive, in a boxed future (see `pipeline::Boxed`).
     bound_upstream(&mut parts.headers, trace_id);
-    serve_miss(state, live, parts, key, directive, config, stored).await
+    serve_miss(
+        state,
+        Arc::clone(live),
+        parts,
+        key,
+        directive,
+        config,
+        stored,
+    )
+    .await
 }
 
 /// Whether a flight's leader left before the flight ended, and so whether the flight counts in
@@ -179,37 +190,38 @@ fn serve_miss<'a>(
 
         // A page known to be too large to share streams straight through.
         if state.cache.is_pass(&key) {
-            record(state, "pass");
-            return pass(state, &live, parts, "too-large").await;
+            CacheOutcome::Pass(PassReason::TooLarge).count(&state.metrics);
+            return pass(state, &live, parts, PassReason::TooLarge).await;
         }
 
         // Fetch: collapsed with concurrent identical misses, or on its own when the client asked.
         let max_wait = state.upstream.timeout() + WAIT_MARGIN;
-        let (result, forwarded, label) = match directive {
+        let (result, outcome) = match directive {
             Directive::Normal => {
                 // The leader's own place in max_in_flight covers its flight; a flight its leader
                 // leaves before it ends (a client hanging up) counts by itself from then on.
-                let shared = Arc::new(Orphan::new(state.metrics.in_flight.clone()));
+                let shared = Arc::new(Orphan::new(state.admission.gauge().clone()));
                 let flight = Orphan::fetch(&shared, fetch());
                 let (flight, role) = state.cache.collapse(key, flight);
                 let _leaving = (role == Role::Leader).then(|| LeaderLeaving(shared));
-                let label = match role {
-                    Role::Leader => "miss",
-                    Role::Collapsed => "collapsed",
-                };
                 // Counted now: a client that hangs up while it waits still made (or joined) the
                 // fetch.
-                record(state, label);
-                let result = flight.wait(max_wait).await;
-                let fwd = match (role, &result) {
-                    (Role::Collapsed, _) => "fwd=miss; collapsed",
-                    (Role::Leader, Ok(fetched)) if fetched.stored => "fwd=miss; stored",
-                    (Role::Leader, _) => "fwd=miss",
+                let waiting = match role {
+                    Role::Leader => CacheOutcome::Miss { stored: false },
+                    Role::Collapsed => CacheOutcome::Collapsed,
                 };
-                (result, fwd, label)
+                waiting.count(&state.metrics);
+                let result = flight.wait(max_wait).await;
+                let outcome = match (role, &result) {
+                    (Role::Leader, Ok(fetched)) => CacheOutcome::Miss {
+                        stored: fetched.stored,
+                    },
+                    _ => waiting,
+                };
+                (result, outcome)
             }
             Directive::Refresh => {
-                record(state, "refresh");
+                CacheOutcome::Refresh { stored: false }.count(&state.metrics);
                 let requested_at = tokio::time::Instant::now();
                 let result = match fetch().await {
                     Ok(page) => {
@@ -218,33 +230,30 @@ fn serve_miss<'a>(
                     }
                     Err(e) => Err(Arc::new(e)),
                 };
-                let fwd = match &result {
-                    Ok(fetched) if fetched.stored => "fwd=request; stored",
-                    _ => "fwd=request",
-                };
-                (result, fwd, "refresh")
+                let stored = matches!(&result, Ok(fetched) if fetched.stored);
+                (result, CacheOutcome::Refresh { stored })
             }
             Directive::NoStore => {
-                record(state, "bypass");
+                CacheOutcome::Bypass.count(&state.metrics);
                 let result = fetch().await.map(|page| {
                     Arc::new(Fetched {
                         page,
                         stored: false,
                     })
                 });
-                (result.map_err(Arc::new), "fwd=request", "bypass")
+                (result.map_err(Arc::new), CacheOutcome::Bypass)
             }
         };
 
         // Too large to share: this request fetches the page itself and streams it through. So
         // does one that joined a fetch whose page was only for the request that made it.
         if matches!(&result, Err(error) if error.is_page_too_large()) {
-            return pass(state, &live, parts, "too-large").await;
+            return pass(state, &live, parts, PassReason::TooLarge).await;
         }
-        if label == "collapsed"
+        if outcome == CacheOutcome::Collapsed
             && matches!(&result, Ok(fetched) if policy::private_to_its_request(&fetched.page))
         {
-            return pass(state, &live, parts, "private").await;
+            return pass(state, &live, parts, PassReason::Private).await;
         }
 
         // KooDrive failing (not refusing): a stale page within stale-if-error beats the failure.
@@ -258,20 +267,19 @@ fn serve_miss<'a>(
         if let (Some(upstream_status), Some(entry)) = (failed_status, &stored) {
             let age = entry.age();
             if policy::freshness(age, config) != Freshness::Dead {
-                record(state, "stale-if-error");
                 let ttl = policy::ttl_seconds(age, config);
-                let fwd_status = upstream_status
-                    .map_or(String::new(), |s| format!("; fwd-status={}", s.as_u16()));
-                let status =
-                    format!("{CACHE_NAME}; fwd=miss{fwd_status}; ttl={ttl}; detail=stale-if-error");
-                return Ok(from_entry(entry, age, text_value(status), "stale"));
+                let outcome = CacheOutcome::StaleIfError {
+                    ttl,
+                    upstream: upstream_status,
+                };
+                return Ok(from_entry(state, entry, age, outcome));
             }
         }
         match result {
             Ok(fetched) => {
                 let mut response = fetched.page.to_response();
-                set_cache_status(response.headers_mut(), format!("{CACHE_NAME}; {forwarded}"));
-                Ok((response, CacheLabel(label)))
+                set_cache_status(response.headers_mut(), outcome);
+                Ok((response, outcome))
             }
             Err(error) => Err(GatewayError::Collapsed(error)),
         }
@@ -306,17 +314,16 @@ fn fetcher(
     headers.insert(ACCEPT_ENCODING, HeaderValue::from_static("gzip"));
     Box::pin(
         async move {
-            let response = pipeline::send(
-                &state,
-                &live,
-                Method::GET,
-                &uri,
+            let outbound = Outbound {
+                route: Route::TaskList,
+                method: Method::GET,
+                uri: &uri,
                 headers,
-                body::empty(),
-                None,
-            )
-            .await?;
-            let rule = live.normalize.rules.find(&Method::GET, uri.path());
+                body: body::empty(),
+                body_sha256: None,
+            };
+            let response = state.upstream.exchange(&live.auth, outbound).await?;
+            let rule = live.task_list_rule();
             let limit = live.normalize.max_body;
             respond::page(response, rule, limit, &state.budget, &state.metrics).await
         }
@@ -327,114 +334,42 @@ fn fetcher(
 /// Forwards the request as the client sent it and streams the answer through, normalized only if
 /// it turns out to fit after all (a page too large to share or store: Varnish's "pass").
 /// (Counted by the caller: a request that learnt it must pass was counted when it fetched.)
-/// `detail` says why, in `Cache-Status`: `too-large`, or `private` (the page its fetch's leader
-/// got was for that leader only: `Set-Cookie`, or a `Vary` the key does not hold).
+/// `reason` says why, in `Cache-Status`.
 async fn pass(
     state: &Arc<State>,
     live: &Live,
     parts: Parts,
-    detail: &'static str,
+    reason: PassReason,
 ) -> Result<Served, GatewayError> {
-    let response = pipeline::send(
-        state,
-        live,
-        Method::GET,
-        &parts.uri,
-        parts.headers,
-        body::empty(),
-        None,
-    )
-    .await?;
-    let rule = live.normalize.rules.find(&Method::GET, parts.uri.path());
+    let outbound = Outbound {
+        route: Route::TaskList,
+        method: Method::GET,
+        uri: &parts.uri,
+        headers: parts.headers,
+        body: body::empty(),
+        body_sha256: None,
+    };
+    let response = state.upstream.exchange(&live.auth, outbound).await?;
+    let rule = live.task_list_rule();
     let limit = live.normalize.max_body;
     let mut response = respond::shape(response, rule, limit, &state.budget, &state.metrics).await?;
-    set_cache_status(
-        response.headers_mut(),
-        format!("{CACHE_NAME}; fwd=bypass; detail={detail}"),
-    );
-    Ok((response, CacheLabel("pass")))
+    let outcome = CacheOutcome::Pass(reason);
+    set_cache_status(response.headers_mut(), outcome);
+    Ok((response, outcome))
 }
 
-fn from_entry(
-    entry: &Entry,
-    age: Duration,
-    cache_status: HeaderValue,
-    label: &'static str,
-) -> Served {
+/// A stored page's response, its decision counted.
+fn from_entry(state: &State, entry: &Entry, age: Duration, outcome: CacheOutcome) -> Served {
+    outcome.count(&state.metrics);
     let mut response = entry.to_response();
     let headers = response.headers_mut();
     headers.insert(AGE, AGES.get(age.as_secs(), HeaderValue::from));
-    headers.insert(CACHE_STATUS, cache_status);
-    (response, CacheLabel(label))
+    set_cache_status(headers, outcome);
+    (response, outcome)
 }
 
-/// Header values that come back on hit after hit (an age or a ttl in seconds), each made the
-/// first time it is needed and shared after that. Numbers past the table are made every time.
-struct Memo([OnceLock<HeaderValue>; MEMO_LEN]);
-
-const MEMO_LEN: usize = 1024;
-
-impl Memo {
-    const fn new() -> Memo {
-        Memo([const { OnceLock::new() }; MEMO_LEN])
-    }
-
-    fn get(&self, n: u64, make: impl FnOnce(u64) -> HeaderValue) -> HeaderValue {
-        match usize::try_from(n).ok().and_then(|i| self.0.get(i)) {
-            Some(slot) => slot.get_or_init(|| make(n)).clone(),
-            None => make(n),
-        }
-    }
-}
-
-static AGES: Memo = Memo::new();
-static HIT_STATUSES: Memo = Memo::new();
-
-/// `Cache-Status` of a fresh hit (its ttl is never negative).
-fn hit_status(ttl: i64) -> HeaderValue {
-    HIT_STATUSES.get(u64::try_from(ttl).unwrap_or(0), |ttl| {
-        text_value(format!("{CACHE_NAME}; hit; ttl={ttl}"))
-    })
-}
-
-/// A `Cache-Status` value from text the gateway wrote itself (always visible ASCII; were it
-/// not, the bare cache name would be said instead).
-fn text_value(text: String) -> HeaderValue {
-    HeaderValue::from_maybe_shared(bytes::Bytes::from(text))
-        .unwrap_or_else(|_| HeaderValue::from_static(CACHE_NAME))
-}
-
-fn set_cache_status(headers: &mut HeaderMap, value: String) {
-    headers.insert(CACHE_STATUS, text_value(value));
-}
-
-/// Counts what the cache did (the access log reads it from the response).
-fn record(state: &State, what: &'static str) {
-    let metrics = &state.metrics;
-    match what {
-        "hit" => metrics.cache_hits.inc(),
-        "collapsed" => metrics.cache_collapsed.inc(),
-        "stale-while-revalidate" | "stale-if-error" => metrics
-            .cache_stale_served
-            .get_or_create(&ReasonLabels { reason: what })
-            .inc(),
-        _ => metrics.cache_misses.inc(),
-    };
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// Made or remembered, in the table or past it, a number's value is the number.
-    #[test]
-    fn remembered_values_say_their_number() {
-        for n in [0u64, 1, 59, 1023, 1024, 99_999] {
-            for _ in 0..2 {
-                assert_eq!(AGES.get(n, HeaderValue::from), n.to_string().as_str());
-                let status = hit_status(i64::try_from(n).unwrap_or_default());
-                assert_eq!(status, format!("koodrive-gateway; hit; ttl={n}").as_str());
-            }
-        }
+fn set_cache_status(headers: &mut HeaderMap, outcome: CacheOutcome) {
+    if let Some(value) = outcome.cache_status() {
+        headers.insert(CACHE_STATUS, value);
     }
 }

@@ -36,7 +36,7 @@ pub enum TelemetryError {
     #[error("cannot start the log writer thread")]
     Writer(#[source] std::io::Error),
     #[error("cannot set up TLS for the OTLP exporter")]
-    Tls(#[source] crate::upstream::TlsSetupError),
+    Tls(#[source] crate::tls::TlsSetupError),
     #[cfg(feature = "otlp")]
     #[error("cannot build the OTLP exporter")]
     Exporter(#[source] opentelemetry_otlp::ExporterBuildError),

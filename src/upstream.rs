@@ -4,6 +4,7 @@
 
 mod breaker;
 mod deadline;
+pub mod exchange;
 mod heard;
 mod waiting;
 
@@ -17,33 +18,19 @@ use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::connect::{capture_connection, HttpConnector};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
-use rustls_pki_types::pem::PemObject;
-use rustls_pki_types::CertificateDer;
 use tokio::time::Instant;
 
 use crate::body::ClientBodyError;
 use crate::body::{self, Body};
-use crate::config::UpstreamConfig;
-use crate::error::GatewayError;
+use crate::config::{ConfigError, UpstreamConfig};
+use crate::error::{ErrorChain, GatewayError};
 use crate::headers;
 use crate::metrics::Metrics;
+use crate::tls::tls_config;
 use breaker::Breaker;
 
+pub use crate::tls::TlsSetupError;
 pub use deadline::{Deadline, DeadlineElapsed};
-
-#[derive(Debug, thiserror::Error)]
-pub enum TlsSetupError {
-    #[error("cannot read CA file {path}")]
-    CaFile {
-        path: std::path::PathBuf,
-        #[source]
-        source: rustls_pki_types::pem::Error,
-    },
-    #[error("CA file {0} holds no usable certificate")]
-    NoCertificate(std::path::PathBuf),
-    #[error("TLS setup failed")]
-    Rustls(#[from] rustls::Error),
-}
 
 /// Connections that say whether anything came back since the request went out (for retries).
 type Connector = heard::Listening<HttpsConnector<HttpConnector>>;
@@ -58,6 +45,8 @@ pub struct Upstream {
     connect_timeout: Duration,
     breaker: Arc<Breaker>,
     metrics: Arc<Metrics>,
+    /// The `Host` the signature covers (`upstream.host`).
+    host: http::HeaderValue,
 }
 
 impl Upstream {
@@ -96,6 +85,7 @@ impl Upstream {
                 Arc::clone(&metrics),
             )),
             metrics,
+            host: config.host.clone(),
         })
     }
 
@@ -215,6 +205,20 @@ impl Upstream {
     }
 }
 
+/// Reads `upstream.ca_file` as the start will, so that `--check-config` fails on one it cannot
+/// use, naming the key, where the start would fail after binding its ports.
+pub fn check_ca_file(config: &UpstreamConfig) -> Result<(), ConfigError> {
+    match &config.ca_file {
+        Some(path) => tls_config(Some(path))
+            .map(drop)
+            .map_err(|e| ConfigError::Invalid {
+                key: "upstream.ca_file".to_owned(),
+                message: ErrorChain(&e).to_string(),
+            }),
+        None => Ok(()),
+    }
+}
+
 /// Idempotent and bodiless: safe to send twice.
 fn replayable(request: &Request<Body>) -> bool {
     (request.method() == Method::GET || request.method() == Method::HEAD)
@@ -277,34 +281,4 @@ fn classify(
         GatewayError::UpstreamProtocol(Box::new(error)),
         closed_early,
     )
-}
-
-pub(crate) fn tls_config(
-    ca_file: Option<&std::path::Path>,
-) -> Result<rustls::ClientConfig, TlsSetupError> {
-    let mut roots = rustls::RootCertStore {
-        roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
-    };
-    if let Some(path) = ca_file {
-        let mut added = 0;
-        for cert in CertificateDer::pem_file_iter(path).map_err(|source| TlsSetupError::CaFile {
-            path: path.to_owned(),
-            source,
-        })? {
-            let cert = cert.map_err(|source| TlsSetupError::CaFile {
-                path: path.to_owned(),
-                source,
-            })?;
-            roots.add(cert)?;
-            added += 1;
-        }
-        if added == 0 {
-            return Err(TlsSetupError::NoCertificate(path.to_owned()));
-        }
-    }
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    Ok(rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()?
-        .with_root_certificates(roots)
-        .with_no_client_auth())
 }

@@ -20,7 +20,7 @@ use tracing_opentelemetry::{OpenTelemetryLayer, OpenTelemetrySpanExt};
 use tracing_subscriber::registry::LookupSpan;
 
 use super::TelemetryError;
-use crate::upstream::tls_config;
+use crate::tls::tls_config;
 
 /// Bound on one export request, connect included.
 const EXPORT_TIMEOUT: Duration = Duration::from_secs(10);

@@ -1,0 +1,210 @@
+//! One exchange with KooDrive: the upstream URI, authentication applied last (so the signature
+//! covers exactly what is sent), the `upstream` span, the upstream metrics, and the answer's
+//! hop-by-hop headers stripped. Retries and the breaker are [`Upstream::send`]'s.
+
+use std::time::Instant;
+
+use http::{header, HeaderMap, Method, Request, Response, Uri, Version};
+use tracing::{field::Empty, Instrument};
+
+use super::Upstream;
+use crate::auth::Auth;
+use crate::body::Body;
+use crate::error::{Fault, GatewayError};
+use crate::headers::{self, X_TRACEID};
+use crate::metrics::{self, RouteLabels, UpstreamLabels};
+use crate::route::Route;
+use crate::telemetry;
+
+/// A request as it goes to KooDrive, before authentication: the client's method, URI and
+/// (stripped) headers, and the body's SHA-256 when it was read whole to be signed.
+pub struct Outbound<'a> {
+    pub route: Route,
+    pub method: Method,
+    pub uri: &'a Uri,
+    pub headers: HeaderMap,
+    pub body: Body,
+    pub body_sha256: Option<&'a str>,
+}
+
+impl Upstream {
+    /// Builds the upstream request, injects authentication last, and sends it.
+    pub async fn exchange(
+        &self,
+        auth: &Auth,
+        outbound: Outbound<'_>,
+    ) -> Result<Response<Body>, GatewayError> {
+        let (mut parts, body) = Request::new(outbound.body).into_parts();
+        parts.method = outbound.method;
+        parts.uri = self.uri(outbound.uri.path_and_query())?;
+        parts.version = Version::HTTP_11;
+        parts.headers = outbound.headers;
+        auth.apply(
+            &parts.method,
+            &parts.uri,
+            &mut parts.headers,
+            &self.host,
+            outbound.body_sha256,
+            time::OffsetDateTime::now_utc(),
+        )?;
+        telemetry::inject_context(&mut parts.headers);
+        self.observed(outbound.route, Request::from_parts(parts, body))
+            .await
+    }
+
+    /// The exchange itself, in its own span, counted in the upstream metrics.
+    async fn observed(
+        &self,
+        route: Route,
+        request: Request<Body>,
+    ) -> Result<Response<Body>, GatewayError> {
+        let started = Instant::now();
+        // The JSON log shows an event's innermost span: this one carries the trace id too.
+        let trace_id = request
+            .headers()
+            .get(X_TRACEID)
+            .and_then(|v| v.to_str().ok());
+        let span = tracing::info_span!(
+            "upstream",
+            trace_id = trace_id.unwrap_or_default(),
+            status = Empty
+        );
+        let result = self
+            .send(request, self.deadline())
+            .instrument(span.clone())
+            .await;
+        let elapsed = started.elapsed();
+        let current = tracing::Span::current();
+        current.record("upstream_ms", elapsed.as_millis() as u64);
+        let outcome = UpstreamOutcome::of(&result);
+        let route = route.name();
+        self.metrics
+            .upstream_requests
+            .get_or_create(&UpstreamLabels {
+                route,
+                outcome: outcome.as_str(),
+            })
+            .inc();
+        // KooDrive's latency: a call never made (the breaker open, the client's body failing
+        // first) would pull its quantiles toward 0 exactly when KooDrive is slow.
+        if outcome.reached_upstream() {
+            self.metrics
+                .upstream_duration
+                .get_or_create(&RouteLabels { route })
+                .observe(elapsed.as_secs_f64());
+        }
+        let mut response = result?;
+        span.record("status", response.status().as_u16());
+        current.record("upstream_status", response.status().as_u16());
+        // Both framings: hyper read the body by Transfer-Encoding, and a Content-Length kept
+        // beside the de-chunked body would frame the answer wrongly (RFC 9112 section 6.3:
+        // removed before forwarding).
+        if response.headers().contains_key(header::TRANSFER_ENCODING) {
+            response.headers_mut().remove(header::CONTENT_LENGTH);
+        }
+        headers::strip_hop_by_hop(response.headers_mut());
+        Ok(response)
+    }
+}
+
+/// How an exchange ended, as the `outcome` label of `upstream_requests_total` says it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UpstreamOutcome {
+    /// KooDrive answered: the status class (`2xx` ... `5xx`).
+    Answered(&'static str),
+    Timeout,
+    ConnectError,
+    /// The breaker refused the call: KooDrive was never asked.
+    CircuitOpen,
+    /// The client's body failed, not KooDrive.
+    ClientError,
+    /// Anything else KooDrive did wrong: a malformed, cut-off or oversized answer.
+    ProtocolError,
+}
+
+impl UpstreamOutcome {
+    pub fn of(result: &Result<Response<Body>, GatewayError>) -> UpstreamOutcome {
+        let error = match result {
+            Ok(response) => {
+                return UpstreamOutcome::Answered(metrics::status_class(response.status().as_u16()))
+            }
+            Err(error) => error,
+        };
+        match error {
+            GatewayError::UpstreamTimeout(_) => UpstreamOutcome::Timeout,
+            GatewayError::UpstreamConnect(_) => UpstreamOutcome::ConnectError,
+            GatewayError::CircuitOpen(_) => UpstreamOutcome::CircuitOpen,
+            error if error.fault() == Fault::Client => UpstreamOutcome::ClientError,
+            _ => UpstreamOutcome::ProtocolError,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            UpstreamOutcome::Answered(class) => class,
+            UpstreamOutcome::Timeout => "timeout",
+            UpstreamOutcome::ConnectError => "connect_error",
+            UpstreamOutcome::CircuitOpen => "circuit_open",
+            UpstreamOutcome::ClientError => "client_error",
+            UpstreamOutcome::ProtocolError => "protocol_error",
+        }
+    }
+
+    /// Whether the call reached KooDrive, so that its latency says something about KooDrive.
+    pub fn reached_upstream(self) -> bool {
+        !matches!(
+            self,
+            UpstreamOutcome::CircuitOpen | UpstreamOutcome::ClientError
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn outcomes_name_whose_failure_it_was() {
+        let cases: [(GatewayError, &str, bool); 6] = [
+            (
+                GatewayError::UpstreamTimeout(Duration::ZERO),
+                "timeout",
+                true,
+            ),
+            (
+                GatewayError::UpstreamConnect("refused".into()),
+                "connect_error",
+                true,
+            ),
+            (
+                GatewayError::CircuitOpen(Duration::ZERO),
+                "circuit_open",
+                false,
+            ),
+            (
+                GatewayError::ClientBody("cut".into()),
+                "client_error",
+                false,
+            ),
+            (
+                GatewayError::BodyTooLarge { limit: 1 },
+                "client_error",
+                false,
+            ),
+            (
+                GatewayError::UpstreamProtocol("garbage".into()),
+                "protocol_error",
+                true,
+            ),
+        ];
+        for (error, label, reached) in cases {
+            let outcome = UpstreamOutcome::of(&Err(error));
+            assert_eq!(outcome.as_str(), label);
+            assert_eq!(outcome.reached_upstream(), reached, "{label}");
+        }
+        let mut answered = Response::new(crate::body::empty());
+        *answered.status_mut() = http::StatusCode::BAD_GATEWAY;
+        assert_eq!(UpstreamOutcome::of(&Ok(answered)).as_str(), "5xx");
+    }
+}
