@@ -168,11 +168,11 @@ fn invalidated(admin: &Admin, reason: &'static str) {
 
 fn metrics(admin: &Admin) -> Response<Body> {
     let m = &admin.metrics;
-    admin.cache.settle();
+    let usage = admin.cache.usage();
     m.cache_entries
-        .set(i64::try_from(admin.cache.entry_count()).unwrap_or(i64::MAX));
+        .set(i64::try_from(usage.entries).unwrap_or(i64::MAX));
     m.cache_bytes
-        .set(i64::try_from(admin.cache.weighted_size()).unwrap_or(i64::MAX));
+        .set(i64::try_from(usage.bytes).unwrap_or(i64::MAX));
     let mut response = Response::new(body::full(m.encode()));
     response.headers_mut().insert(
         header::CONTENT_TYPE,

@@ -1,40 +1,69 @@
-//! The task-list cache: moka bounded by bytes, keys that bind a page to the identity that asked,
-//! per-user generations for constant-time invalidation, and flights that collapse concurrent
-//! misses for one key into one upstream request.
+//! The task-list cache: keys that bind a page to the identity that asked (and to that user's
+//! generation, so a write invalidates all their pages at once), pages kept in a [`Storage`]
+//! tier (the in-process [`MemoryStorage`]), "hit-for-pass" markers for pages too large to share,
+//! and the [`lock`] that fills a key once for all its concurrent misses.
+//!
+//! ```
+//! # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+//! use http::{HeaderMap, HeaderValue, StatusCode};
+//! use koodrive_gateway::auth::Identity;
+//! use koodrive_gateway::cache::{Page, TaskListCache, TaskListQuery};
+//! use koodrive_gateway::config::Config;
+//!
+//! let toml = "[upstream]\nurl = \"http://127.0.0.1:1\"\n\
+//!             [auth]\nuser_id = \"1\"\napp_id = \"a\"\napp_secret = \"s\"";
+//! let config = Config::parse(toml, []).unwrap();
+//! let cache = TaskListCache::new(&config.cache);
+//! let ada = Identity {
+//!     user_id: HeaderValue::from_static("ada"),
+//!     credential_sha256: [0; 32],
+//!     language: HeaderValue::from_static("en"),
+//! };
+//! let query = TaskListQuery::parse(Some("status=1")).unwrap();
+//! let key = cache.key(&ada, &query).await;
+//! let mut headers = HeaderMap::new();
+//! headers.insert("content-type", HeaderValue::from_static("application/json"));
+//! let page = Page { status: StatusCode::OK, headers, body: r#"{"code":"0"}"#.into() };
+//! assert!(cache.store_if_allowed(key, &page, tokio::time::Instant::now()));
+//! assert!(cache.get(&key).await.is_some());
+//! // A write by Ada moves her to a new generation: her old keys no longer reach the page.
+//! cache.invalidate_user(&ada.user_id);
+//! assert_ne!(cache.key(&ada, &query).await, key);
+//! # });
+//! ```
 
+pub mod lock;
 pub mod outcome;
 pub mod page;
 pub mod policy;
 pub mod query;
+pub mod storage;
 
-use std::collections::HashMap;
 use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::Arc;
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
-use moka::ops::compute::{CompResult, Op};
 use tokio::time::Instant;
 
 use http::HeaderValue;
 use sha2::{Digest, Sha256};
-use tokio::sync::watch;
 
+use crate::admission::Admission;
 use crate::auth::Identity;
 use crate::config::CacheConfig;
 use crate::error::GatewayError;
+use lock::{CacheLock, Fill, Flight, Role};
 pub use outcome::{CacheOutcome, PassReason};
 pub use page::{Entry, Page};
 pub use query::TaskListQuery;
+pub use storage::{MemoryStorage, Storage, Usage};
 
 /// A SHA-256 over identity, generation and canonical query: fixed size, no secret in clear.
 pub type Key = [u8; 32];
 
-/// What one upstream exchange gave, and whether it was stored: shared by the request that led
-/// the flight and every waiter.
-pub type FlightResult = Result<Arc<Fetched>, Arc<GatewayError>>;
-
+/// A page one upstream exchange gave, and whether it was stored.
 #[derive(Debug)]
 pub struct Fetched {
     pub page: Page,
@@ -43,29 +72,6 @@ pub struct Fetched {
 
 /// How many too-large pages are remembered at once.
 const MAX_PASSES: u64 = 10_000;
-
-/// Past this many users with a generation, all generations are reset at once (a full
-/// invalidation), so that the table stays bounded.
-const MAX_TRACKED_USERS: usize = 100_000;
-
-#[derive(Debug, Default)]
-struct Generations {
-    /// The generation of every user not in `by_user`.
-    floor: u64,
-    last: u64,
-    /// By a hash of the user id, not the id: an id may be as long as a head allows, and a
-    /// `HeaderValue` parsed by hyper holds the whole buffer its head came in. Two ids that hash
-    /// alike share a generation: a write by either invalidates both, never neither.
-    /// (The hash is SipHash with this process's random keys: the map need not hash it again.)
-    by_user: HashMap<u64, u64, KeyHash>,
-    user_hasher: std::hash::RandomState,
-}
-
-impl Generations {
-    fn user(&self, user_id: &HeaderValue) -> u64 {
-        std::hash::BuildHasher::hash_one(&self.user_hasher, user_id.as_bytes())
-    }
-}
 
 /// Hashes a [`Key`] by its first eight bytes (a `u64` by itself): it is already a SHA-256, so
 /// rehashing it (moka's default is SipHash) would only cost time.
@@ -89,18 +95,12 @@ impl std::hash::Hasher for DigestHasher {
 
 type KeyHash = std::hash::BuildHasherDefault<DigestHasher>;
 
-pub struct TaskListCache {
-    /// moka's sync cache: nothing here waits on I/O, and its future cache made every hit build and
-    /// poll a future for the lookup (about 540 instructions of 26,600). A lookup never blocks
-    /// (moka drops read records rather than wait); an insert may sleep 50 us when moka's write log
-    /// is full while another worker runs its housekeeping, and inserts come only as fast as
-    /// KooDrive answers misses.
-    entries: moka::sync::Cache<Key, Entry, KeyHash>,
+pub struct TaskListCache<S = MemoryStorage> {
+    storage: S,
     /// Keys whose page was too large to share ("hit-for-pass", as Varnish calls it): requests for
     /// them stream from KooDrive directly, without a flight that would only learn it again.
     passes: moka::sync::Cache<Key, (), KeyHash>,
-    generations: RwLock<Generations>,
-    flights: Mutex<HashMap<Key, watch::Receiver<Option<FlightResult>>>>,
+    lock: Arc<CacheLock>,
     /// TTL, stale windows and entry limit: replaced whole on reload.
     config: ArcSwap<CacheConfig>,
     /// How long new entries are kept (ttl plus the longer stale window), in milliseconds.
@@ -133,30 +133,24 @@ fn retention_ms(config: &CacheConfig) -> u64 {
     u64::try_from(policy::retention(config).as_millis()).unwrap_or(u64::MAX)
 }
 
-/// Whether a request led its flight or joined one already in the air.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Role {
-    Leader,
-    Collapsed,
-}
-
 impl TaskListCache {
     pub fn new(config: &CacheConfig) -> TaskListCache {
         let retention = Arc::new(AtomicU64::new(retention_ms(config)));
-        let entries = moka::sync::Cache::builder()
-            .max_capacity(config.max_bytes)
-            .weigher(|_key: &Key, entry: &Entry| entry.weight())
-            .expire_after(Retention(Arc::clone(&retention)))
-            .build_with_hasher(KeyHash::default());
+        let storage = MemoryStorage::new(config, Arc::clone(&retention));
+        TaskListCache::with_storage(config, storage, retention)
+    }
+}
+
+impl<S: Storage> TaskListCache<S> {
+    fn with_storage(config: &CacheConfig, storage: S, retention: Arc<AtomicU64>) -> Self {
         let passes = moka::sync::Cache::builder()
             .max_capacity(MAX_PASSES)
             .expire_after(Retention(Arc::clone(&retention)))
             .build_with_hasher(KeyHash::default());
         TaskListCache {
-            entries,
+            storage,
             passes,
-            generations: RwLock::default(),
-            flights: Mutex::default(),
+            lock: Arc::default(),
             config: ArcSwap::from_pointee(config.clone()),
             retention_ms: retention,
         }
@@ -173,8 +167,8 @@ impl TaskListCache {
         self.config.store(Arc::new(config.clone()));
     }
 
-    pub fn key(&self, identity: &Identity, query: &TaskListQuery) -> Key {
-        let generation = self.generation(&identity.user_id);
+    pub async fn key(&self, identity: &Identity, query: &TaskListQuery) -> Key {
+        let generation = self.storage.generation(&identity.user_id).await;
         let mut hash = Sha256::new();
         for part in [identity.user_id.as_bytes(), identity.language.as_bytes()] {
             hash.update((part.len() as u64).to_be_bytes());
@@ -186,44 +180,19 @@ impl TaskListCache {
         hash.finalize().into()
     }
 
-    fn generation(&self, user_id: &HeaderValue) -> u64 {
-        let generations = self.generations.read().unwrap_or_else(|p| p.into_inner());
-        // Until a first write, nobody has a generation of their own: no need to hash the id.
-        if generations.by_user.is_empty() {
-            return generations.floor;
-        }
-        generations
-            .by_user
-            .get(&generations.user(user_id))
-            .copied()
-            .unwrap_or(generations.floor)
-    }
-
     /// Makes every cached page of this user unreachable at once (its entries age out).
     pub fn invalidate_user(&self, user_id: &HeaderValue) {
-        let mut generations = self.generations.write().unwrap_or_else(|p| p.into_inner());
-        generations.last += 1;
-        let next = generations.last;
-        if generations.by_user.len() >= MAX_TRACKED_USERS {
-            generations.floor = next;
-            generations.by_user.clear();
-        }
-        let user = generations.user(user_id);
-        generations.by_user.insert(user, next);
+        self.storage.invalidate_user(user_id);
     }
 
     /// Drops every entry.
     pub fn purge_all(&self) {
-        let mut generations = self.generations.write().unwrap_or_else(|p| p.into_inner());
-        generations.last += 1;
-        generations.floor = generations.last;
-        generations.by_user.clear();
-        self.entries.invalidate_all();
+        self.storage.purge();
         self.passes.invalidate_all();
     }
 
-    pub fn get(&self, key: &Key) -> Option<Entry> {
-        self.entries.get(key)
+    pub async fn get(&self, key: &Key) -> Option<Entry> {
+        self.storage.lookup(key).await
     }
 
     /// Whether this key's page was recently too large to share: fetch and stream it directly.
@@ -232,139 +201,98 @@ impl TaskListCache {
     }
 
     /// Stores the page, fetched by a request sent at `requested_at`, when policy allows and no
-    /// page fetched later is stored already (a slow fetch must not put an older page back over a
-    /// newer one); says whether it did. Its age counts from `requested_at`, as RFC 9111 section
-    /// 4.2.3 counts the time KooDrive took.
+    /// page fetched later is stored already; says whether it did. Its age counts from
+    /// `requested_at`, as RFC 9111 section 4.2.3 counts the time KooDrive took.
     pub fn store_if_allowed(&self, key: Key, page: &Page, requested_at: Instant) -> bool {
         if !policy::storable(page, self.config.load().max_entry_bytes) {
             return false;
         }
-        let Some(entry) = Entry::new(page, requested_at) else {
-            return false;
-        };
-        let outcome = self
-            .entries
-            .entry(key)
-            .and_compute_with(|stored| match stored {
-                Some(stored) if stored.value().requested_at() > requested_at => Op::Nop,
-                _ => Op::Put(entry),
-            });
-        !matches!(outcome, CompResult::Unchanged(_) | CompResult::StillNone(_))
-    }
-
-    /// Runs moka's pending maintenance, where it counts entries and bytes: before reading
-    /// [`Self::entry_count`] and [`Self::weighted_size`], or a scrape right after a store or a
-    /// purge reads the old figures. (Called per scrape, never per request.)
-    pub fn settle(&self) {
-        self.entries.run_pending_tasks();
-    }
-
-    pub fn entry_count(&self) -> u64 {
-        self.entries.entry_count()
-    }
-
-    pub fn weighted_size(&self) -> u64 {
-        self.entries.weighted_size()
-    }
-
-    /// Runs `fetch` once for all concurrent callers with the same key: joins the flight for
-    /// `key` in the air, or starts one. The fetch runs in its own task, so a leader whose client
-    /// goes away does not fail its waiters; it stores a storable page before anyone is answered.
-    /// [`Flight::wait`] then waits for its answer.
-    pub fn collapse<F>(self: &Arc<Self>, key: Key, fetch: F) -> (Flight, Role)
-    where
-        F: Future<Output = Result<Page, GatewayError>> + Send + 'static,
-    {
-        let (receiver, role) = self.join_or_lead(key, fetch);
-        (Flight(receiver), role)
-    }
-
-    /// Starts a flight for `key` unless one is in the air; returns without waiting.
-    pub fn refresh_in_background<F>(self: &Arc<Self>, key: Key, fetch: F)
-    where
-        F: Future<Output = Result<Page, GatewayError>> + Send + 'static,
-    {
-        drop(self.join_or_lead(key, fetch));
-    }
-
-    fn join_or_lead<F>(
-        self: &Arc<Self>,
-        key: Key,
-        fetch: F,
-    ) -> (watch::Receiver<Option<FlightResult>>, Role)
-    where
-        F: Future<Output = Result<Page, GatewayError>> + Send + 'static,
-    {
-        let mut flights = self.flights.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(receiver) = flights.get(&key) {
-            return (receiver.clone(), Role::Collapsed);
+        match Entry::new(page, requested_at) {
+            Some(entry) => self.storage.store(key, entry),
+            None => false,
         }
-        let (sender, receiver) = watch::channel(None);
-        flights.insert(key, receiver.clone());
-        drop(flights);
-        let cache = Arc::clone(self);
-        tokio::spawn(async move {
-            let result = cache.fly(key, fetch).await;
-            // Publish before leaving the flight table: a caller that arrives in between joins
-            // this finished flight rather than starting a new one.
-            sender.send_replace(Some(result));
-            cache
-                .flights
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .remove(&key);
-        });
-        (receiver, Role::Leader)
+    }
+
+    /// Entries and bytes stored, for the metrics.
+    pub fn usage(&self) -> Usage {
+        self.storage.usage()
     }
 }
 
-impl TaskListCache {
-    async fn fly<F>(&self, key: Key, fetch: F) -> FlightResult
+impl<S: Storage> TaskListCache<S>
+where
+    Self: Send + Sync + 'static,
+{
+    /// Runs `fetch` once for all concurrent callers with the same key: joins the flight for
+    /// `key` in the air, or starts one (see [`lock`]), which stores a storable page before
+    /// anyone is answered.
+    pub fn collapse<F>(
+        self: &Arc<Self>,
+        key: Key,
+        fetch: F,
+        admission: &Admission,
+    ) -> (Flight, Role)
+    where
+        F: Future<Output = Result<Page, GatewayError>> + Send + 'static,
+    {
+        let cache = Arc::clone(self);
+        let fill = async move { cache.fill(key, fetch).await };
+        self.lock.lead_or_join(key, fill, admission)
+    }
+
+    /// Starts a flight for `key` unless one is in the air; returns without waiting.
+    pub fn refresh_in_background<F>(self: &Arc<Self>, key: Key, fetch: F, admission: &Admission)
+    where
+        F: Future<Output = Result<Page, GatewayError>> + Send + 'static,
+    {
+        let cache = Arc::clone(self);
+        let fill = async move { cache.fill(key, fetch).await };
+        self.lock.fill_in_background(key, fill, admission);
+    }
+
+    async fn fill<F>(&self, key: Key, fetch: F) -> Fill
     where
         F: Future<Output = Result<Page, GatewayError>>,
     {
         // A flight that finished just before this one began has stored a fresh page: use it.
-        if let Some(entry) = self.get(&key) {
+        if let Some(entry) = self.get(&key).await {
             if let policy::Freshness::Fresh(_) = policy::freshness(entry.age(), &self.config.load())
             {
-                return Ok(Arc::new(Fetched {
+                return Fill::Shared(Arc::new(Fetched {
                     page: entry.to_page(),
                     stored: false,
                 }));
             }
         }
         let requested_at = Instant::now();
-        let page = match fetch.await {
-            Ok(page) => page,
-            Err(error) => {
-                if error.is_page_too_large() {
-                    self.passes.insert(key, ());
-                }
-                return Err(Arc::new(error));
-            }
-        };
-        let stored = self.store_if_allowed(key, &page, requested_at);
-        Ok(Arc::new(Fetched { page, stored }))
+        let fill = self.fetched(fetch.await, |page| {
+            self.store_if_allowed(key, page, requested_at)
+        });
+        if matches!(fill, Fill::TooLarge) {
+            self.passes.insert(key, ());
+        }
+        fill
     }
-}
 
-/// A flight joined or led: its answer, once it has one.
-pub struct Flight(watch::Receiver<Option<FlightResult>>);
-
-impl Flight {
-    /// The flight's answer; nobody waits longer than `max_wait`.
-    pub async fn wait(mut self, max_wait: std::time::Duration) -> FlightResult {
-        let waited = tokio::time::timeout(max_wait, self.0.wait_for(Option::is_some)).await;
-        match waited {
-            Ok(Ok(result)) => result.clone().unwrap_or_else(|| Err(Arc::new(lost()))),
-            Ok(Err(_)) => Err(Arc::new(lost())),
-            Err(_) => Err(Arc::new(GatewayError::UpstreamTimeout(max_wait))),
+    /// What a fetch gave, typed: `store` decides whether a shareable page was stored.
+    pub fn fetched(
+        &self,
+        result: Result<Page, GatewayError>,
+        store: impl FnOnce(&Page) -> bool,
+    ) -> Fill {
+        match result {
+            Ok(page) if policy::private_to_its_request(&page) => Fill::Private(Arc::new(Fetched {
+                page,
+                stored: false,
+            })),
+            Ok(page) => {
+                let stored = store(&page);
+                Fill::Shared(Arc::new(Fetched { page, stored }))
+            }
+            Err(error) if error.is_page_too_large() => Fill::TooLarge,
+            Err(error) => Fill::Failed(Arc::new(error)),
         }
     }
-}
-
-fn lost() -> GatewayError {
-    GatewayError::Internal("the upstream request of a collapsed flight was lost".into())
 }
 
 #[cfg(test)]

@@ -5,7 +5,8 @@
 mod keys;
 pub mod memory;
 mod raw;
-pub(crate) mod units;
+/// Also reachable here for the normalization rules' serde helpers.
+pub(crate) use crate::units;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};

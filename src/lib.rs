@@ -71,6 +71,7 @@ pub mod task_list;
 pub mod telemetry;
 pub mod tls;
 pub mod trace_id;
+pub(crate) mod units;
 pub mod upstream;
 
 /// How an HTTP/2 connection with prior knowledge opens. hyper-util's `auto` builder serves a

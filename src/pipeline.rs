@@ -19,12 +19,9 @@ use crate::headers::{self, X_TRACEID};
 use crate::metrics::{self, ReasonLabels};
 use crate::observe::{self, Observe};
 use crate::route::Route;
-use crate::state::{Boxed, Ctx, State};
+use crate::state::{Boxed, Ctx, Served, State};
 use crate::upstream::exchange::Outbound;
 use crate::{respond, task_list, telemetry, trace_id};
-
-/// A response and what the cache did for it.
-pub type Served = (Response<Body>, CacheOutcome);
 
 pub async fn handle(state: Arc<State>, request: Request<Incoming>) -> Response<Body> {
     let started = Instant::now();

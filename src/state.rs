@@ -8,8 +8,9 @@ use http::{HeaderValue, Method};
 
 use crate::admission::Admission;
 use crate::auth::Auth;
+use crate::body::Body;
 use crate::budget::Budget;
-use crate::cache::TaskListCache;
+use crate::cache::{CacheOutcome, TaskListCache};
 use crate::metrics::Metrics;
 use crate::normalize::{NormalizeConfig, Rule};
 use crate::route::{Route, TASK_LIST_PATH};
@@ -20,6 +21,9 @@ use crate::upstream::Upstream;
 /// held for each request in flight. (Built in a plain function: `Box::pin` of an async call inside
 /// an async function still reserves the call's whole future in the caller's.)
 pub type Boxed<'a, T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send + 'a>>;
+
+/// A response and what the cache did for it.
+pub type Served = (http::Response<Body>, CacheOutcome);
 
 /// Everything a request needs, shared by all connections.
 pub struct State {

@@ -2,8 +2,6 @@
 //! otherwise fetched once for all concurrent identical requests, normalized and stored; stale
 //! pages cover for KooDrive while it is refreshed or failing.
 
-use std::future::Future;
-use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -12,21 +10,20 @@ use http::header::{
 };
 use http::request::Parts;
 use http::{HeaderMap, HeaderValue, Method};
-use prometheus_client::metrics::gauge::Gauge;
 use tracing::Instrument;
 
 use crate::auth::KEYED_HEADERS;
 use crate::body;
+use crate::cache::lock::{Fill, Role};
 use crate::cache::outcome::AGES;
 use crate::cache::policy::{self, Directive, Freshness};
-use crate::cache::{CacheOutcome, Entry, Fetched, Key, Page, PassReason, Role, TaskListQuery};
+use crate::cache::{CacheOutcome, Entry, Key, Page, PassReason, TaskListQuery};
 use crate::config::CacheConfig;
 use crate::error::GatewayError;
 use crate::headers::{CACHE_STATUS, X_TRACEID};
-use crate::pipeline::Served;
 use crate::respond;
 use crate::route::Route;
-use crate::state::{Boxed, Ctx, Live, State};
+use crate::state::{Boxed, Ctx, Live, Served, State};
 use crate::upstream::exchange::Outbound;
 
 /// Extra time a collapsed waiter allows beyond the upstream timeout before giving up.
@@ -43,7 +40,10 @@ pub async fn serve(
     let live = ctx.live;
     // The key binds the page to the identity that asked, after credential precedence. (Query
     // and identity are dropped here rather than carried in the future across its awaits.)
-    let key = state.cache.key(&live.auth.identity(&parts.headers), &query);
+    let key = state
+        .cache
+        .key(&live.auth.identity(&parts.headers), &query)
+        .await;
     drop(query);
     let directive = policy::client_directive(&parts.headers);
     let config = &*state.cache.config();
@@ -51,7 +51,7 @@ pub async fn serve(
     // A stored page: fresh is served as it is; stale-while-revalidate is served while one
     // background refresh runs; older ones are kept for stale-if-error.
     let stored = match directive {
-        Directive::Normal => state.cache.get(&key),
+        Directive::Normal => state.cache.get(&key).await,
         Directive::Refresh | Directive::NoStore => None,
     };
     if let Some(entry) = &stored {
@@ -76,8 +76,9 @@ pub async fn serve(
                 );
                 span.follows_from(tracing::Span::current());
                 let refresh = fetcher(state, Arc::clone(live), &parts, span);
-                let refresh = state.admission.counted(refresh);
-                state.cache.refresh_in_background(key, refresh);
+                state
+                    .cache
+                    .refresh_in_background(key, refresh, &state.admission);
                 return Ok(from_entry(state, entry, age, outcome));
             }
             Freshness::IfError | Freshness::Dead => {}
@@ -95,69 +96,6 @@ pub async fn serve(
         stored,
     )
     .await
-}
-
-/// Whether a flight's leader left before the flight ended, and so whether the flight counts in
-/// `in_flight` by itself: [`RUNNING`] while its leader waits, then [`ORPHANED`] or [`ENDED`],
-/// whichever comes first.
-struct Orphan {
-    state: AtomicU8,
-    in_flight: Gauge,
-}
-
-const RUNNING: u8 = 0;
-const ORPHANED: u8 = 1;
-const ENDED: u8 = 2;
-
-impl Orphan {
-    fn new(in_flight: Gauge) -> Orphan {
-        Orphan {
-            state: AtomicU8::new(RUNNING),
-            in_flight,
-        }
-    }
-
-    /// The flight's fetch, which marks the flight ended when it is done or dropped (unpolled,
-    /// when the request joined another flight instead).
-    fn fetch<F: Future>(shared: &Arc<Orphan>, fetch: F) -> impl Future<Output = F::Output> {
-        let ended = FlightEnded(Arc::clone(shared));
-        async move {
-            let _ended = ended;
-            fetch.await
-        }
-    }
-}
-
-struct FlightEnded(Arc<Orphan>);
-
-impl Drop for FlightEnded {
-    fn drop(&mut self) {
-        if self.0.state.swap(ENDED, Ordering::AcqRel) == ORPHANED {
-            self.0.in_flight.dec();
-        }
-    }
-}
-
-/// Held by a flight's leader while it waits: when it goes (answered, timed out, or its client
-/// gone) before the flight ends, the flight takes over its place in `in_flight`.
-struct LeaderLeaving(Arc<Orphan>);
-
-impl Drop for LeaderLeaving {
-    fn drop(&mut self) {
-        // Usually the flight has ended (the leader was answered): nothing to hand over.
-        if self.0.state.load(Ordering::Acquire) != RUNNING {
-            return;
-        }
-        // Counted first, so the flight's end can never uncount it before it was counted.
-        self.0.in_flight.inc();
-        let orphaned =
-            self.0
-                .state
-                .compare_exchange(RUNNING, ORPHANED, Ordering::AcqRel, Ordering::Acquire);
-        if orphaned.is_err() {
-            self.0.in_flight.dec();
-        }
-    }
 }
 
 /// Headers that describe a request's body. The task list is fetched with none (a GET's body
@@ -186,75 +124,23 @@ fn serve_miss<'a>(
     stored: Option<Entry>,
 ) -> Boxed<'a, Result<Served, GatewayError>> {
     Box::pin(async move {
-        let fetch = || fetcher(state, Arc::clone(&live), &parts, tracing::Span::current());
-
         // A page known to be too large to share streams straight through.
         if state.cache.is_pass(&key) {
             CacheOutcome::Pass(PassReason::TooLarge).count(&state.metrics);
             return pass(state, &live, parts, PassReason::TooLarge).await;
         }
 
-        // Fetch: collapsed with concurrent identical misses, or on its own when the client asked.
-        let max_wait = state.upstream.timeout() + WAIT_MARGIN;
-        let (result, outcome) = match directive {
-            Directive::Normal => {
-                // The leader's own place in max_in_flight covers its flight; a flight its leader
-                // leaves before it ends (a client hanging up) counts by itself from then on.
-                let shared = Arc::new(Orphan::new(state.admission.gauge().clone()));
-                let flight = Orphan::fetch(&shared, fetch());
-                let (flight, role) = state.cache.collapse(key, flight);
-                let _leaving = (role == Role::Leader).then(|| LeaderLeaving(shared));
-                // Counted now: a client that hangs up while it waits still made (or joined) the
-                // fetch.
-                let waiting = match role {
-                    Role::Leader => CacheOutcome::Miss { stored: false },
-                    Role::Collapsed => CacheOutcome::Collapsed,
-                };
-                waiting.count(&state.metrics);
-                let result = flight.wait(max_wait).await;
-                let outcome = match (role, &result) {
-                    (Role::Leader, Ok(fetched)) => CacheOutcome::Miss {
-                        stored: fetched.stored,
-                    },
-                    _ => waiting,
-                };
-                (result, outcome)
+        let (fill, outcome) = fetch_page(state, &live, &parts, key, directive).await;
+        // What this request answers with: its page, or it passes (too large to share, or a page
+        // its flight's leader got for its own request only), or the failure.
+        let result = match fill {
+            Fill::TooLarge => return pass(state, &live, parts, PassReason::TooLarge).await,
+            Fill::Private(_) if outcome == CacheOutcome::Collapsed => {
+                return pass(state, &live, parts, PassReason::Private).await
             }
-            Directive::Refresh => {
-                CacheOutcome::Refresh { stored: false }.count(&state.metrics);
-                let requested_at = tokio::time::Instant::now();
-                let result = match fetch().await {
-                    Ok(page) => {
-                        let stored = state.cache.store_if_allowed(key, &page, requested_at);
-                        Ok(Arc::new(Fetched { page, stored }))
-                    }
-                    Err(e) => Err(Arc::new(e)),
-                };
-                let stored = matches!(&result, Ok(fetched) if fetched.stored);
-                (result, CacheOutcome::Refresh { stored })
-            }
-            Directive::NoStore => {
-                CacheOutcome::Bypass.count(&state.metrics);
-                let result = fetch().await.map(|page| {
-                    Arc::new(Fetched {
-                        page,
-                        stored: false,
-                    })
-                });
-                (result.map_err(Arc::new), CacheOutcome::Bypass)
-            }
+            Fill::Shared(fetched) | Fill::Private(fetched) => Ok(fetched),
+            Fill::Failed(error) => Err(error),
         };
-
-        // Too large to share: this request fetches the page itself and streams it through. So
-        // does one that joined a fetch whose page was only for the request that made it.
-        if matches!(&result, Err(error) if error.is_page_too_large()) {
-            return pass(state, &live, parts, PassReason::TooLarge).await;
-        }
-        if outcome == CacheOutcome::Collapsed
-            && matches!(&result, Ok(fetched) if policy::private_to_its_request(&fetched.page))
-        {
-            return pass(state, &live, parts, PassReason::Private).await;
-        }
 
         // KooDrive failing (not refusing): a stale page within stale-if-error beats the failure.
         let failed_status = match &result {
@@ -284,6 +170,57 @@ fn serve_miss<'a>(
             Err(error) => Err(GatewayError::Collapsed(error)),
         }
     })
+}
+
+/// Fetches the page as the client's directive asks: collapsed with concurrent identical misses,
+/// or on its own (`no-cache`, `no-store`); with what the cache did, counted when decided.
+async fn fetch_page(
+    state: &Arc<State>,
+    live: &Arc<Live>,
+    parts: &Parts,
+    key: Key,
+    directive: Directive,
+) -> (Fill, CacheOutcome) {
+    let fetch = || fetcher(state, Arc::clone(live), parts, tracing::Span::current());
+    let max_wait = state.upstream.timeout() + WAIT_MARGIN;
+    match directive {
+        Directive::Normal => {
+            let (flight, role) = state.cache.collapse(key, fetch(), &state.admission);
+            // Counted now: a client that hangs up while it waits still made (or joined) the
+            // fetch.
+            let waiting = match role {
+                Role::Leader => CacheOutcome::Miss { stored: false },
+                Role::Collapsed => CacheOutcome::Collapsed,
+            };
+            waiting.count(&state.metrics);
+            let fill = flight.wait(max_wait).await;
+            let outcome = match (role, &fill) {
+                (Role::Leader, Fill::Shared(fetched) | Fill::Private(fetched)) => {
+                    CacheOutcome::Miss {
+                        stored: fetched.stored,
+                    }
+                }
+                _ => waiting,
+            };
+            (fill, outcome)
+        }
+        Directive::Refresh => {
+            CacheOutcome::Refresh { stored: false }.count(&state.metrics);
+            let requested_at = tokio::time::Instant::now();
+            let fill = state.cache.fetched(fetch().await, |page| {
+                state.cache.store_if_allowed(key, page, requested_at)
+            });
+            let stored = matches!(&fill, Fill::Shared(fetched) if fetched.stored);
+            (fill, CacheOutcome::Refresh { stored })
+        }
+        Directive::NoStore => {
+            CacheOutcome::Bypass.count(&state.metrics);
+            (
+                state.cache.fetched(fetch().await, |_| false),
+                CacheOutcome::Bypass,
+            )
+        }
+    }
 }
 
 /// The upstream request for one task-list page, as a future that owns everything it needs (it

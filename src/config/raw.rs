@@ -7,8 +7,8 @@ use std::time::Duration;
 use bytesize::ByteSize;
 use serde::{Deserialize, Deserializer};
 
-use super::units;
 use crate::normalize::RawNormalizeConfig;
+use crate::units;
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
