@@ -135,18 +135,16 @@ impl Running {
     }
 }
 
-pub async fn run(config: Config) -> Result<Running, StartError> {
-    let listener = bind(config.server.listen)?;
-    let admin_listener = bind(config.server.admin_listen)?;
-    let addr = local_addr(&listener, config.server.listen)?;
-    let admin_addr = local_addr(&admin_listener, config.server.admin_listen)?;
-
-    let cache = Arc::new(TaskListCache::new(&config.cache));
-    let metrics = Metrics::new();
-    let state = Arc::new(State {
-        upstream: Upstream::new(&config.upstream, Arc::clone(&metrics))?,
+/// What every request shares, built from the config at start.
+async fn shared_state(
+    config: &Config,
+    metrics: &Arc<Metrics>,
+    cache: Arc<TaskListCache>,
+) -> Result<Arc<State>, StartError> {
+    Ok(Arc::new(State {
+        upstream: Upstream::new(&config.upstream, Arc::clone(metrics))?,
         live: ArcSwap::from_pointee(Live::new(
-            Auth::new(&config.auth, &metrics)
+            Auth::new(&config.auth, metrics)
                 .await
                 .map_err(StartError::Secret)?,
             config.normalize.clone(),
@@ -158,9 +156,20 @@ pub async fn run(config: Config) -> Result<Running, StartError> {
             config.server.max_buffered_bytes,
             metrics.buffered_bytes.clone(),
         ),
-        cache: Arc::clone(&cache),
-        metrics: Arc::clone(&metrics),
-    });
+        cache,
+        metrics: Arc::clone(metrics),
+    }))
+}
+
+pub async fn run(config: Config) -> Result<Running, StartError> {
+    let listener = bind(config.server.listen)?;
+    let admin_listener = bind(config.server.admin_listen)?;
+    let addr = local_addr(&listener, config.server.listen)?;
+    let admin_addr = local_addr(&admin_listener, config.server.admin_listen)?;
+
+    let cache = Arc::new(TaskListCache::new(&config.cache));
+    let metrics = Metrics::new();
+    let state = shared_state(&config, &metrics, Arc::clone(&cache)).await?;
     let ready = Arc::new(AtomicBool::new(true));
     let admin = Arc::new(Admin {
         ready: Arc::clone(&ready),

@@ -225,9 +225,9 @@ async fn fetch_page(
 
 /// The upstream request for one task-list page, as a future that owns everything it needs (it
 /// may run in a flight's task after the requesting client is gone). Signed when it is sent.
-/// Boxed (see [`Boxed`]): the future is tens of KiB, and unboxed it was built on the stack of
-/// whoever started it, so `serve`, which starts a stale page's refresh, made every request's
-/// poll reserve and probe that stack, hits included.
+/// Boxed (see [`Boxed`]): the future is tens of KiB, and unboxed it would be built on the stack
+/// of whoever starts it; `serve` starts a stale page's refresh, so every request's poll, hits
+/// included, would reserve and probe that stack.
 fn fetcher(
     state: &Arc<State>,
     live: Arc<Live>,

@@ -3,6 +3,28 @@
 //! It follows Huawei API Gateway's signer for everything the KooDrive text leaves unspecified
 //! (segment-wise path encoding of the decoded path, decoded query pairs, `+` read as a space),
 //! and differs from it where KooDrive's text is explicit: the string to sign has no date line.
+//!
+//! The worked example of `docs/koodrive-api.md`:
+//!
+//! ```
+//! use koodrive_gateway::auth::sign::{self, SignInput};
+//!
+//! let input = SignInput {
+//!     method: "GET",
+//!     path: "/koodrive/ose/v1/task/list",
+//!     query: Some("taskType=0&status=2&status=1&pageSize=10&pageCursor="),
+//!     headers: &[
+//!         ("Host", "intl.myhuaweicloud-koodrive.com"),
+//!         ("X-Date", "20240909T033325Z"),
+//!         ("X-User-Id", "1505084218764547200"),
+//!     ],
+//!     payload_sha256: sign::EMPTY_PAYLOAD_SHA256,
+//! };
+//! let signature = sign::signature(b"example-app-secret", &input);
+//! assert_eq!(signature, "18b94ebf96b0064c9e0d8f7d50cc897a2570372519d7155a6ae991426b2178c9");
+//! assert!(sign::authorization("my-app-id", &input, &signature)
+//!     .ends_with("Signature=18b94ebf96b0064c9e0d8f7d50cc897a2570372519d7155a6ae991426b2178c9"));
+//! ```
 
 use hmac::{Hmac, Mac};
 use percent_encoding::{percent_decode_str, AsciiSet, NON_ALPHANUMERIC};

@@ -206,12 +206,13 @@ impl Entry {
         Some((name, value, next))
     }
 
-    /// Bytes this entry costs in the cache: its pieces, key, this record and moka's bookkeeping
-    /// (about 400 bytes per entry, measured).
+    /// When the request that fetched the page was sent.
     pub fn requested_at(&self) -> Instant {
         self.requested_at
     }
 
+    /// Bytes this entry costs in the cache: its pieces, key (32), this record (88) and moka's
+    /// bookkeeping (400; how it was found is in bench/RESULTS.md).
     pub fn weight(&self) -> u32 {
         u32::try_from(self.head.len() + self.tail.len() + 32 + 88 + 400).unwrap_or(u32::MAX)
     }

@@ -152,7 +152,7 @@ fn errors_name_the_key_and_why() {
 }
 
 /// Any duration the config takes is one the gateway can add to a clock reading: past 366 days
-/// ("for ever" for each of them) a key is refused by name, where it used to pass and then panic
+/// ("for ever" for each of them) a key is refused by name, rather than accepted only to panic
 /// every request (`upstream.timeout`) or the breaker (`upstream.breaker_cooldown`).
 #[test]
 fn durations_are_bounded_by_name() {

@@ -231,9 +231,8 @@ mod tests {
         }
     }
 
-    /// The time KooDrive took to send its head counts against it too (found in review round 6:
-    /// the heuristic measured only the body's life). KooDrive held this exchange up 900 ms of
-    /// 1 s, its reader 100 ms: KooDrive's failure.
+    /// The time KooDrive took to send its head counts against it too, not only the body's life.
+    /// KooDrive held this exchange up 900 ms of 1 s, its reader 100 ms: KooDrive's failure.
     #[tokio::test(start_paused = true)]
     async fn the_time_koodrive_took_before_its_head_counts_against_it() {
         let breaker = probing().await;
