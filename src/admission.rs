@@ -43,15 +43,9 @@ impl Admission {
         usize::try_from(self.max).unwrap_or(usize::MAX)
     }
 
-    /// A place taken whatever the limit, for work that already started under a request's place
-    /// and outlives it (a flight whose leader left, a background refresh): it still holds an
-    /// upstream connection, so new requests are shed while it runs.
-    pub fn force(&self) -> Admitted {
-        self.gauge.inc();
-        Admitted(self.gauge.clone())
-    }
-
-    /// `fetch`, holding a forced place from its first poll to its end.
+    /// `fetch`, holding a place whatever the limit from its first poll to its end: for work that
+    /// outlives its request (a background refresh) and still holds an upstream connection, so
+    /// new requests are shed while it runs.
     pub fn counted<F: Future>(&self, fetch: F) -> impl Future<Output = F::Output> {
         let gauge = self.gauge.clone();
         async move {
@@ -84,9 +78,7 @@ mod tests {
         let second = admission.admit();
         assert!(first.is_some() && second.is_some());
         assert!(admission.admit().is_none(), "a third is shed");
-        let forced = admission.force();
-        assert_eq!(admission.gauge().get(), 3, "forced places count too");
-        drop((first, forced));
+        drop(first);
         assert_eq!(admission.gauge().get(), 1);
         assert!(admission.admit().is_some());
     }
