@@ -5,11 +5,15 @@
 use std::future::Future;
 use std::sync::atomic::Ordering;
 
+use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::gauge::Gauge;
 
-/// The limit on requests in flight, and the gauge that counts them.
+use crate::error::GatewayError;
+
+/// The limit on requests in flight, the gauge that counts them, and the count of those shed.
 pub struct Admission {
     gauge: Gauge,
+    shed: Counter,
     max: i64,
 }
 
@@ -19,28 +23,32 @@ pub struct Admission {
 pub struct Admitted(Gauge);
 
 impl Admission {
-    pub fn new(max: usize, gauge: Gauge) -> Admission {
+    pub fn new(max: usize, gauge: Gauge, shed: Counter) -> Admission {
         Admission {
             gauge,
+            shed,
             max: i64::try_from(max).unwrap_or(i64::MAX),
         }
     }
 
     /// A place if fewer than the limit hold one. The gauge is the count itself: one atomic update
     /// each way, where a semaphore beside the gauge took a lock to give its permit back.
-    pub fn admit(&self) -> Option<Admitted> {
-        self.gauge
+    /// A request over the limit is shed: counted, and refused with a 503 that names the limit.
+    pub fn admit(&self) -> Result<Admitted, GatewayError> {
+        let admitted = self
+            .gauge
             .inner()
             .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| {
                 (n < self.max).then_some(n + 1)
-            })
-            .ok()?;
-        Some(Admitted(self.gauge.clone()))
-    }
-
-    /// The limit, for the 503 that names it.
-    pub fn max(&self) -> usize {
-        usize::try_from(self.max).unwrap_or(usize::MAX)
+            });
+        match admitted {
+            Ok(_) => Ok(Admitted(self.gauge.clone())),
+            Err(_) => {
+                self.shed.inc();
+                let max = usize::try_from(self.max).unwrap_or(usize::MAX);
+                Err(GatewayError::Overloaded(max))
+            }
+        }
     }
 
     /// `fetch`, holding a place whatever the limit from its first poll to its end: for work that
@@ -73,13 +81,19 @@ mod tests {
 
     #[test]
     fn admits_up_to_the_limit_and_gives_places_back() {
-        let admission = Admission::new(2, Gauge::default());
+        let shed = Counter::default();
+        let admission = Admission::new(2, Gauge::default(), shed.clone());
         let first = admission.admit();
         let second = admission.admit();
-        assert!(first.is_some() && second.is_some());
-        assert!(admission.admit().is_none(), "a third is shed");
+        assert!(first.is_ok() && second.is_ok());
+        let third = admission.admit().err();
+        assert!(
+            matches!(third, Some(GatewayError::Overloaded(2))),
+            "a third is shed"
+        );
+        assert_eq!(shed.get(), 1);
         drop(first);
         assert_eq!(admission.gauge().get(), 1);
-        assert!(admission.admit().is_some());
+        assert!(admission.admit().is_ok());
     }
 }

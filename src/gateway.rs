@@ -151,7 +151,11 @@ async fn shared_state(
         )),
         max_signed_body: config.upstream.max_signed_body,
         max_body: config.server.max_body,
-        admission: Admission::new(config.server.max_in_flight, metrics.in_flight.clone()),
+        admission: Admission::new(
+            config.server.max_in_flight,
+            metrics.in_flight.clone(),
+            metrics.shed.clone(),
+        ),
         budget: Budget::new(
             config.server.max_buffered_bytes,
             metrics.buffered_bytes.clone(),

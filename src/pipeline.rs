@@ -9,6 +9,7 @@ use std::time::Instant;
 
 use http::{header, HeaderValue, Method, Request, Response, Version};
 use hyper::body::Incoming;
+use tracing::Instrument;
 
 use crate::auth::sign;
 use crate::body::{self, Body};
@@ -37,45 +38,40 @@ pub async fn handle(state: Arc<State>, request: Request<Incoming>) -> Response<B
     let head = request.method() == Method::HEAD;
     // Framing the connection's guard found ambiguous: refused, never forwarded.
     let ambiguous = request.extensions().get::<Ambiguous>().copied();
-    tracing::Instrument::instrument(
-        async move {
-            // Recorded once: when answered below, or as a 499 if the client hangs up first.
-            let observe = Observe::start(&state.metrics, route, method, started);
-            let result = match (ambiguous, bad_trace_id) {
-                (Some(Ambiguous(why)), _) => Err(GatewayError::BadRequest(why)),
-                (None, Some(error)) => Err(error),
-                (None, None) => match state.admission.admit() {
-                    None => {
-                        state.metrics.shed.inc();
-                        Err(GatewayError::Overloaded(state.admission.max()))
-                    }
-                    Some(_admitted) => proxy(&state, request, &trace_id, route).await,
-                },
-            };
-            let (mut response, cache, code) = match result {
-                Ok((response, cache)) => (response, cache, None),
-                Err(error) => {
-                    observe::failed(&error, &trace_id);
-                    (error.to_response(), CacheOutcome::None, Some(error.code()))
-                }
-            };
-            response.headers_mut().insert(X_TRACEID, trace_id);
-            // An answer to HEAD has GET's headers and no body, the gateway's own errors included:
-            // hyper's HTTP/2 server would send one, and the client would reset the stream.
-            if head {
-                *response.body_mut() = body::empty();
+    async move {
+        // Recorded once: when answered below, or as a 499 if the client hangs up first.
+        let observe = Observe::start(&state.metrics, route, method, started);
+        let result = match (ambiguous, bad_trace_id) {
+            (Some(Ambiguous(why)), _) => Err(GatewayError::BadRequest(why)),
+            (None, Some(error)) => Err(error),
+            (None, None) => match state.admission.admit() {
+                Err(shed) => Err(shed),
+                Ok(_admitted) => proxy(&state, request, &trace_id, route).await,
+            },
+        };
+        let (mut response, cache, code) = match result {
+            Ok((response, cache)) => (response, cache, None),
+            Err(error) => {
+                observe::failed(&error, &trace_id);
+                (error.to_response(), CacheOutcome::None, Some(error.code()))
             }
-            if ambiguous.is_some() {
-                // Nothing after an ambiguous request on this connection can be trusted.
-                response
-                    .headers_mut()
-                    .insert(header::CONNECTION, HeaderValue::from_static("close"));
-            }
-            observe.answered(response.status().as_u16(), cache, code);
+        };
+        response.headers_mut().insert(X_TRACEID, trace_id);
+        // An answer to HEAD has GET's headers and no body, the gateway's own errors included:
+        // hyper's HTTP/2 server would send one, and the client would reset the stream.
+        if head {
+            *response.body_mut() = body::empty();
+        }
+        if ambiguous.is_some() {
+            // Nothing after an ambiguous request on this connection can be trusted.
             response
-        },
-        span,
-    )
+                .headers_mut()
+                .insert(header::CONNECTION, HeaderValue::from_static("close"));
+        }
+        observe.answered(response.status().as_u16(), cache, code);
+        response
+    }
+    .instrument(span)
     .await
 }
 

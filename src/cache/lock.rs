@@ -13,7 +13,7 @@
 //! use prometheus_client::metrics::gauge::Gauge;
 //!
 //! let lock = Arc::new(CacheLock::default());
-//! let admission = Admission::new(10, Gauge::default());
+//! let admission = Admission::new(10, Gauge::default(), Default::default());
 //! let key = [7; 32];
 //! let (leader, role) = lock.lead_or_join(key, async { Fill::TooLarge }, &admission);
 //! assert_eq!(role, Role::Leader);
@@ -219,7 +219,7 @@ mod tests {
     #[tokio::test]
     async fn a_leader_leaving_hands_its_place_to_the_fill_until_it_ends() {
         let lock = Arc::new(CacheLock::default());
-        let admission = Admission::new(10, Gauge::default());
+        let admission = Admission::new(10, Gauge::default(), Default::default());
         let (release, released) = tokio::sync::oneshot::channel::<()>();
         let fill = async move {
             let _ = released.await;
@@ -256,7 +256,7 @@ mod tests {
     #[tokio::test]
     async fn a_background_fill_counts_itself_while_it_runs() {
         let lock = Arc::new(CacheLock::default());
-        let admission = Admission::new(10, Gauge::default());
+        let admission = Admission::new(10, Gauge::default(), Default::default());
         let (release, released) = tokio::sync::oneshot::channel::<()>();
         let (started, on_start) = tokio::sync::oneshot::channel::<()>();
         let fill = async move {
