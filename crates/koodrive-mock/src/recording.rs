@@ -1,7 +1,25 @@
-//! A mock KooDrive that records every request, counts hits, and answers with whatever the test's
-//! handler says: a status, headers and body, after an optional delay or once the test
-//! releases it, streamed in two halves with
-//! an optional gate between them, or by dropping the connection.
+//! A scripted KooDrive that records every request, counts hits and connections, and answers
+//! with whatever the test's handler says: a status, headers and body, after an optional delay or
+//! once the test releases it, streamed in two halves with an optional gate between them, or by
+//! dropping the connection.
+//!
+//! ```
+//! use koodrive_mock::{Mock, Reply};
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() {
+//! let mock = Mock::start(|seen| match seen.uri.path() {
+//!     "/broken" => Reply::json(503, r#"{"code":1,"msg":"down"}"#),
+//!     _ => Reply::ok(),
+//! })
+//! .await;
+//! assert!(mock.url().starts_with("http://127.0.0.1:"));
+//! assert_eq!(mock.hits(), 0);
+//! # }
+//! ```
+// Test fixtures: a set-up the test got wrong (a bad header in a scripted reply, a port that
+// cannot be bound) fails the test loudly rather than being answered.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -15,12 +33,13 @@ use bytes::Bytes;
 use http::{HeaderMap, Method, Response, Uri, Version};
 use http_body::Frame;
 use http_body_util::BodyExt;
-use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, Notify};
 
-use super::within;
+use crate::server::Server;
+
+/// How long [`Mock::wait_for_hits`] waits before it panics: generous for a loaded machine.
+pub const PATIENCE: Duration = Duration::from_secs(20);
 
 #[derive(Debug, Clone)]
 pub struct Recorded {
@@ -110,14 +129,13 @@ struct State {
     handler: Box<Handler>,
     requests: Mutex<Vec<Recorded>>,
     hits: AtomicUsize,
-    connections: AtomicUsize,
     arrived: Notify,
 }
 
+/// A running scripted mock on `127.0.0.1:0`; dropping it closes its listener and connections.
 pub struct Mock {
-    addr: SocketAddr,
+    server: Server,
     state: Arc<State>,
-    task: tokio::task::JoinHandle<()>,
 }
 
 #[derive(Debug)]
@@ -144,41 +162,39 @@ impl Mock {
         .await
     }
 
+    /// Answers every request with what `handler` makes of it.
+    ///
+    /// # Panics
+    /// When no loopback port can be bound: this is for tests.
     pub async fn start(handler: impl Fn(&Recorded) -> Reply + Send + Sync + 'static) -> Mock {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
+        match Mock::try_start(handler).await {
+            Ok(mock) => mock,
+            Err(error) => panic!("the mock KooDrive cannot listen on 127.0.0.1: {error}"),
+        }
+    }
+
+    /// [`Mock::start`], with a failure to bind returned.
+    pub async fn try_start(
+        handler: impl Fn(&Recorded) -> Reply + Send + Sync + 'static,
+    ) -> std::io::Result<Mock> {
+        let listener = TcpListener::bind("127.0.0.1:0").await?;
         let state = Arc::new(State {
             handler: Box::new(handler),
             requests: Mutex::new(Vec::new()),
             hits: AtomicUsize::new(0),
-            connections: AtomicUsize::new(0),
             arrived: Notify::new(),
         });
         let shared = Arc::clone(&state);
-        let task = tokio::spawn(async move {
-            loop {
-                let Ok((stream, _)) = listener.accept().await else {
-                    continue;
-                };
-                shared.connections.fetch_add(1, Ordering::SeqCst);
-                let state = Arc::clone(&shared);
-                tokio::spawn(async move {
-                    let service = service_fn(move |req| answer(Arc::clone(&state), req));
-                    let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
-                        .serve_connection(TokioIo::new(stream), service)
-                        .await;
-                });
-            }
-        });
-        Mock { addr, state, task }
+        let server = Server::spawn(listener, move |req| answer(Arc::clone(&shared), req))?;
+        Ok(Mock { server, state })
     }
 
     pub fn addr(&self) -> SocketAddr {
-        self.addr
+        self.server.addr()
     }
 
     pub fn url(&self) -> String {
-        format!("http://{}", self.addr)
+        format!("http://{}", self.addr())
     }
 
     pub fn hits(&self) -> usize {
@@ -187,20 +203,31 @@ impl Mock {
 
     /// How many TCP connections the mock accepted.
     pub fn connections(&self) -> usize {
-        self.state.connections.load(Ordering::SeqCst)
+        self.server.connections()
     }
 
+    /// Every request seen so far, in the order they arrived.
     pub fn requests(&self) -> Vec<Recorded> {
-        self.state.requests.lock().unwrap().clone()
+        lock(&self.state.requests).clone()
     }
 
+    /// The latest request.
+    ///
+    /// # Panics
+    /// When there was none.
     pub fn last(&self) -> Recorded {
-        self.requests().pop().expect("the mock saw no request")
+        match self.requests().pop() {
+            Some(last) => last,
+            None => panic!("the mock saw no request"),
+        }
     }
 
     /// Waits until the mock has received at least `n` requests (headers and body read).
+    ///
+    /// # Panics
+    /// When that takes longer than [`PATIENCE`].
     pub async fn wait_for_hits(&self, n: usize) {
-        within("upstream requests", async {
+        let arrived = async {
             loop {
                 let notified = self.state.arrived.notified();
                 if self.hits() >= n {
@@ -208,15 +235,18 @@ impl Mock {
                 }
                 notified.await;
             }
-        })
-        .await
+        };
+        if tokio::time::timeout(PATIENCE, arrived).await.is_err() {
+            panic!("timed out waiting for upstream requests");
+        }
     }
 }
 
-impl Drop for Mock {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
+/// The recorded requests, even after a handler panicked while holding the lock.
+fn lock(requests: &Mutex<Vec<Recorded>>) -> std::sync::MutexGuard<'_, Vec<Recorded>> {
+    requests
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 async fn answer(
@@ -237,7 +267,7 @@ async fn answer(
         body,
     };
     let reply = (state.handler)(&recorded);
-    state.requests.lock().unwrap().push(recorded);
+    lock(&state.requests).push(recorded);
     state.hits.fetch_add(1, Ordering::SeqCst);
     state.arrived.notify_waiters();
     if !reply.delay.is_zero() {

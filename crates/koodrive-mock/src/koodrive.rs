@@ -1,5 +1,5 @@
-//! The embedded mock KooDrive: what `koodrive-gateway --demo` runs and the integration tests
-//! call. It checks authentication like KooDrive, answers in KooDrive's wire shape (not the
+//! KooDrive itself, as far as the gateway needs it: what `koodrive-gateway --demo` runs and the
+//! integration tests check the gateway against. It checks authentication like KooDrive, answers in KooDrive's wire shape (not the
 //! documented schema), pages by cursor, and lets tasks move NEW -> EXECUTING -> SUCCESS/FAILED.
 
 pub mod auth_check;
@@ -14,28 +14,20 @@ use std::fmt;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
 
 use bytes::Bytes;
 use http::{Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
 use hyper::body::Incoming;
-use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioIo};
-use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
 use time::OffsetDateTime;
 use tokio::net::TcpListener;
-use tokio::sync::oneshot;
-use tokio::task::{JoinHandle, JoinSet};
 
+use crate::server::Server;
 use reply::{codes, ApiError, Lang};
 use store::Store;
 
 /// Largest request body the mock reads (KooDrive's task bodies are tiny).
 pub const MAX_BODY_BYTES: usize = 1024 * 1024;
-/// How long `shutdown` lets open connections finish their requests.
-const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// The credentials the mock accepts: one app signature and any of `tokens` as a bearer token.
 #[derive(Clone, Default)]
@@ -59,10 +51,8 @@ impl fmt::Debug for MockAuth {
 /// A running mock; dropping it stops the server without waiting.
 #[derive(Debug)]
 pub struct MockKooDrive {
-    addr: SocketAddr,
+    server: Server,
     shared: Arc<Shared>,
-    shutdown: Option<oneshot::Sender<()>>,
-    server: Option<JoinHandle<()>>,
 }
 
 #[derive(Debug)]
@@ -75,25 +65,22 @@ struct Shared {
 impl MockKooDrive {
     /// Serves on `listener` (bind `127.0.0.1:0` in tests) from a spawned task, HTTP/1.1 and h2c.
     pub async fn start(listener: TcpListener, auth: MockAuth) -> std::io::Result<MockKooDrive> {
-        let addr = listener.local_addr()?;
         let shared = Arc::new(Shared {
             auth,
             store: Store::new(now_ms(OffsetDateTime::now_utc())),
             requests: AtomicU64::new(0),
         });
-        let (tx, rx) = oneshot::channel();
-        let server = tokio::spawn(serve(listener, Arc::clone(&shared), rx));
-        tracing::info!(%addr, "mock KooDrive listening");
-        Ok(MockKooDrive {
-            addr,
-            shared,
-            shutdown: Some(tx),
-            server: Some(server),
-        })
+        let serving = Arc::clone(&shared);
+        let server = Server::spawn(listener, move |req| {
+            let shared = Arc::clone(&serving);
+            async move { Ok::<_, Infallible>(answer(&shared, req).await) }
+        })?;
+        tracing::info!(addr = %server.addr(), "mock KooDrive listening");
+        Ok(MockKooDrive { server, shared })
     }
 
     pub fn addr(&self) -> SocketAddr {
-        self.addr
+        self.server.addr()
     }
 
     /// How many requests it has answered, errors included.
@@ -101,61 +88,15 @@ impl MockKooDrive {
         self.shared.requests.load(Ordering::SeqCst)
     }
 
+    /// How many TCP connections it has accepted.
+    pub fn connections(&self) -> usize {
+        self.server.connections()
+    }
+
     /// Stops accepting, lets in-flight requests finish (up to 5 s), then closes every connection.
-    pub async fn shutdown(mut self) {
-        if let Some(tx) = self.shutdown.take() {
-            let _ = tx.send(());
-        }
-        if let Some(server) = self.server.take() {
-            let _ = server.await;
-        }
+    pub async fn shutdown(self) {
+        self.server.shutdown().await
     }
-}
-
-impl Drop for MockKooDrive {
-    fn drop(&mut self) {
-        if let Some(server) = self.server.take() {
-            server.abort();
-        }
-    }
-}
-
-async fn serve(listener: TcpListener, shared: Arc<Shared>, mut stop: oneshot::Receiver<()>) {
-    let builder = auto::Builder::new(TokioExecutor::new());
-    let graceful = GracefulShutdown::new();
-    // Connection tasks live in the set, so aborting this task (on drop) closes them all.
-    let mut connections = JoinSet::new();
-    loop {
-        tokio::select! {
-            _ = &mut stop => break,
-            Some(_) = connections.join_next(), if !connections.is_empty() => {}
-            accepted = listener.accept() => {
-                let stream = match accepted {
-                    Ok((stream, _)) => stream,
-                    Err(error) => {
-                        // e.g. too many open files: back off instead of spinning.
-                        tracing::warn!(%error, "mock KooDrive accept failed");
-                        tokio::time::sleep(Duration::from_millis(50)).await;
-                        continue;
-                    }
-                };
-                let shared = Arc::clone(&shared);
-                let service = service_fn(move |req| {
-                    let shared = Arc::clone(&shared);
-                    async move { Ok::<_, Infallible>(answer(&shared, req).await) }
-                });
-                let connection = builder.serve_connection(TokioIo::new(stream), service).into_owned();
-                let connection = graceful.watch(connection);
-                connections.spawn(async move {
-                    if let Err(error) = connection.await {
-                        tracing::debug!(%error, "mock KooDrive connection ended");
-                    }
-                });
-            }
-        }
-    }
-    drop(listener);
-    let _ = tokio::time::timeout(DRAIN_TIMEOUT, graceful.shutdown()).await;
 }
 
 /// One request: route, read the bounded body, authenticate, then the endpoint.
