@@ -16,6 +16,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use bytes::Bytes;
+use http::request::Parts;
 use http::{Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
 use hyper::body::Incoming;
@@ -57,8 +58,7 @@ pub struct MockKooDrive {
 
 #[derive(Debug)]
 struct Shared {
-    auth: MockAuth,
-    store: Store,
+    koodrive: KooDrive,
     requests: AtomicU64,
 }
 
@@ -66,8 +66,7 @@ impl MockKooDrive {
     /// Serves on `listener` (bind `127.0.0.1:0` in tests) from a spawned task, HTTP/1.1 and h2c.
     pub async fn start(listener: TcpListener, auth: MockAuth) -> std::io::Result<MockKooDrive> {
         let shared = Arc::new(Shared {
-            auth,
-            store: Store::new(now_ms(OffsetDateTime::now_utc())),
+            koodrive: KooDrive::new(auth),
             requests: AtomicU64::new(0),
         });
         let serving = Arc::clone(&shared);
@@ -99,50 +98,91 @@ impl MockKooDrive {
     }
 }
 
-/// One request: route, read the bounded body, authenticate, then the endpoint.
+/// KooDrive's behaviour over a request already read: its routes, its checks, its task store.
+/// [`MockKooDrive`] serves one; a scripted [`crate::Mock`] can answer with one too.
+#[derive(Debug)]
+pub struct KooDrive {
+    auth: MockAuth,
+    store: Store,
+}
+
+impl KooDrive {
+    /// Users' task histories are anchored at the present.
+    pub fn new(auth: MockAuth) -> KooDrive {
+        KooDrive {
+            auth,
+            store: Store::new(now_ms(OffsetDateTime::now_utc())),
+        }
+    }
+
+    /// What KooDrive answers to `parts` with `body`: route, size, authentication, endpoint.
+    pub fn answer(&self, parts: &Parts, body: &[u8]) -> Response<Full<Bytes>> {
+        let lang = Lang::from_headers(&parts.headers);
+        match self.respond(parts, body) {
+            Ok(fields) => reply::success(fields, lang),
+            Err(error) => error.response(),
+        }
+    }
+
+    fn respond(
+        &self,
+        parts: &Parts,
+        body: &[u8],
+    ) -> Result<serde_json::Map<String, serde_json::Value>, ApiError> {
+        let route = find_route(parts)?;
+        if body.len() > MAX_BODY_BYTES {
+            return Err(too_large());
+        }
+        let now = OffsetDateTime::now_utc();
+        let user_id = auth_check::check(parts, body, &self.auth, now)?;
+        routes::dispatch(
+            &route,
+            &self.store,
+            &user_id,
+            parts.uri.query(),
+            body,
+            now_ms(now),
+        )
+    }
+}
+
+/// One request: an unknown route is answered before its body is read, a body over
+/// [`MAX_BODY_BYTES`] while it is read, anything else by [`KooDrive::answer`].
 async fn answer(shared: &Shared, req: Request<Incoming>) -> Response<Full<Bytes>> {
-    let lang = Lang::from_headers(req.headers());
-    let response = match respond(shared, req).await {
-        Ok(fields) => reply::success(fields, lang),
+    let (parts, body) = req.into_parts();
+    let response = match find_route(&parts) {
         Err(error) => error.response(),
+        Ok(_) => match read_body(body).await {
+            Ok(body) => shared.koodrive.answer(&parts, &body),
+            Err(error) => error.response(),
+        },
     };
     shared.requests.fetch_add(1, Ordering::SeqCst);
     response
 }
 
-async fn respond(
-    shared: &Shared,
-    req: Request<Incoming>,
-) -> Result<serde_json::Map<String, serde_json::Value>, ApiError> {
-    let (parts, body) = req.into_parts();
-    let route = routes::route(&parts.method, parts.uri.path()).ok_or_else(|| {
+fn find_route(parts: &Parts) -> Result<routes::Route, ApiError> {
+    routes::route(&parts.method, parts.uri.path()).ok_or_else(|| {
         ApiError::new(
             StatusCode::NOT_FOUND,
             codes::NOT_FOUND,
             format!("not found: {} {}", parts.method, clip(parts.uri.path())),
         )
-    })?;
-    let body = read_body(body).await?;
-    let now = OffsetDateTime::now_utc();
-    let user_id = auth_check::check(&parts, &body, &shared.auth, now)?;
-    routes::dispatch(
-        &route,
-        &shared.store,
-        &user_id,
-        parts.uri.query(),
-        &body,
-        now_ms(now),
+    })
+}
+
+fn too_large() -> ApiError {
+    ApiError::new(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        codes::TOO_LARGE,
+        "request body exceeds 1 MiB",
     )
 }
 
 async fn read_body(body: Incoming) -> Result<Bytes, ApiError> {
     match Limited::new(body, MAX_BODY_BYTES).collect().await {
         Ok(collected) => Ok(collected.to_bytes()),
-        Err(error) if error.downcast_ref::<LengthLimitError>().is_some() => Err(ApiError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            codes::TOO_LARGE,
-            "request body exceeds 1 MiB",
-        )),
+        Err(error) if error.downcast_ref::<LengthLimitError>().is_some() => Err(too_large()),
         Err(error) => Err(ApiError::bad_request(
             codes::BAD_BODY,
             format!("could not read request body: {error}"),

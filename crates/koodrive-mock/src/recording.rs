@@ -36,6 +36,7 @@ use http_body_util::BodyExt;
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, Notify};
 
+use crate::koodrive::{KooDrive, MockAuth};
 use crate::server::Server;
 
 /// How long [`Mock::wait_for_hits`] waits before it panics: generous for a loaded machine.
@@ -70,6 +71,10 @@ pub struct Reply {
     pub drop_connection: bool,
     /// Send the body chunked, without a Content-Length.
     pub chunked: bool,
+    /// Answer with what KooDrive answers (its status, headers and body, from the mock's
+    /// [`KooDrive`], see [`Mock::koodrive`]) in place of `status`, `headers` and `body`; the
+    /// delay, hold, gate, chunking and dropped connection still apply.
+    pub koodrive: bool,
 }
 
 impl Reply {
@@ -83,6 +88,7 @@ impl Reply {
             gate: None,
             drop_connection: false,
             chunked: false,
+            koodrive: false,
         }
     }
 
@@ -115,6 +121,14 @@ impl Reply {
         self
     }
 
+    /// KooDrive's own answer to the request (see the `koodrive` field).
+    pub fn koodrive() -> Reply {
+        Reply {
+            koodrive: true,
+            ..Reply::ok()
+        }
+    }
+
     pub fn drop_connection() -> Reply {
         Reply {
             drop_connection: true,
@@ -127,6 +141,8 @@ type Handler = dyn Fn(&Recorded) -> Reply + Send + Sync;
 
 struct State {
     handler: Box<Handler>,
+    /// What [`Reply::koodrive()`] answers with; none from [`Mock::start`].
+    koodrive: Option<KooDrive>,
     requests: Mutex<Vec<Recorded>>,
     hits: AtomicUsize,
     arrived: Notify,
@@ -173,13 +189,34 @@ impl Mock {
         }
     }
 
+    /// KooDrive itself ([`MockKooDrive`](crate::MockKooDrive)'s behaviour, accepting `auth`)
+    /// under a script: every request is recorded and answered with what `script` makes of it,
+    /// where [`Reply::koodrive()`] is KooDrive's own answer, on time or with a fault.
+    ///
+    /// # Panics
+    /// When no loopback port can be bound: this is for tests.
+    pub async fn koodrive(
+        auth: MockAuth,
+        script: impl Fn(&Recorded) -> Reply + Send + Sync + 'static,
+    ) -> Mock {
+        match Mock::listen(Some(KooDrive::new(auth)), Box::new(script)).await {
+            Ok(mock) => mock,
+            Err(error) => panic!("the mock KooDrive cannot listen on 127.0.0.1: {error}"),
+        }
+    }
+
     /// [`Mock::start`], with a failure to bind returned.
     pub async fn try_start(
         handler: impl Fn(&Recorded) -> Reply + Send + Sync + 'static,
     ) -> std::io::Result<Mock> {
+        Mock::listen(None, Box::new(handler)).await
+    }
+
+    async fn listen(koodrive: Option<KooDrive>, handler: Box<Handler>) -> std::io::Result<Mock> {
         let listener = TcpListener::bind("127.0.0.1:0").await?;
         let state = Arc::new(State {
-            handler: Box::new(handler),
+            koodrive,
+            handler,
             requests: Mutex::new(Vec::new()),
             hits: AtomicUsize::new(0),
             arrived: Notify::new(),
@@ -266,7 +303,10 @@ async fn answer(
         headers: parts.headers,
         body,
     };
-    let reply = (state.handler)(&recorded);
+    let mut reply = (state.handler)(&recorded);
+    if reply.koodrive {
+        answer_as_koodrive(&mut reply, state.koodrive.as_ref(), &recorded).await;
+    }
     lock(&state.requests).push(recorded);
     state.hits.fetch_add(1, Ordering::SeqCst);
     state.arrived.notify_waiters();
@@ -302,6 +342,38 @@ async fn answer(
     Ok(response.body(ChannelBody { rx, size }).unwrap())
 }
 
+/// Puts KooDrive's answer to `seen` in `reply`; a mock without KooDrive answers 501 saying so.
+async fn answer_as_koodrive(reply: &mut Reply, koodrive: Option<&KooDrive>, seen: &Recorded) {
+    let Some(koodrive) = koodrive else {
+        reply.status = 501;
+        reply.headers = vec![("content-type".into(), "application/json".into())];
+        reply.body =
+            r#"{"code":501,"msg":"Reply::koodrive() needs a mock started with Mock::koodrive"}"#
+                .into();
+        return;
+    };
+    let mut request = http::Request::new(());
+    *request.method_mut() = seen.method.clone();
+    *request.uri_mut() = seen.uri.clone();
+    *request.version_mut() = seen.version;
+    *request.headers_mut() = seen.headers.clone();
+    let (parts, ()) = request.into_parts();
+    let (head, body) = koodrive.answer(&parts, &seen.body).into_parts();
+    reply.status = head.status.as_u16();
+    reply.headers = head
+        .headers
+        .iter()
+        .map(|(name, value)| {
+            let value = String::from_utf8_lossy(value.as_bytes()).into_owned();
+            (name.as_str().to_owned(), value)
+        })
+        .collect();
+    reply.body = match body.collect().await {
+        Ok(collected) => collected.to_bytes(),
+        Err(never) => match never {},
+    };
+}
+
 /// A response body fed from a channel, so a test can hold part of it back.
 pub struct ChannelBody {
     rx: mpsc::Receiver<Bytes>,
@@ -335,3 +407,6 @@ impl http_body::Body for ChannelBody {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;
