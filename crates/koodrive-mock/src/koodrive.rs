@@ -1,6 +1,7 @@
 //! KooDrive itself, as far as the gateway needs it: what `koodrive-gateway --demo` runs and the
-//! integration tests check the gateway against. It checks authentication like KooDrive, answers in KooDrive's wire shape (not the
-//! documented schema), pages by cursor, and lets tasks move NEW -> EXECUTING -> SUCCESS/FAILED.
+//! integration tests check the gateway against. It checks authentication like KooDrive, answers
+//! in KooDrive's wire shape (not the documented schema), pages by cursor, and lets tasks move
+//! NEW -> EXECUTING -> SUCCESS/FAILED.
 
 pub mod auth_check;
 pub mod list;
