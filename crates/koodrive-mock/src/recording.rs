@@ -45,6 +45,7 @@ pub use reply::Reply;
 /// How long [`Mock::wait_for_hits`] waits before it panics: generous for a loaded machine.
 pub const PATIENCE: Duration = Duration::from_secs(20);
 
+/// A request as the mock received it, its body read whole.
 #[derive(Debug, Clone)]
 pub struct Recorded {
     pub method: Method,
@@ -55,6 +56,7 @@ pub struct Recorded {
 }
 
 impl Recorded {
+    /// A header's value; panics when it is not visible ASCII, which no test sends by accident.
     pub fn header(&self, name: &str) -> Option<&str> {
         self.headers.get(name).map(|v| v.to_str().unwrap())
     }
