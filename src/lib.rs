@@ -53,7 +53,6 @@ pub mod budget;
 pub mod cache;
 pub mod coalesce;
 pub mod config;
-pub mod demo;
 pub mod error;
 pub mod framing;
 pub mod gateway;

@@ -4,7 +4,7 @@
 use bytes::Bytes;
 use http::Method;
 use http_body_util::Full;
-use koodrive_gateway::demo::{MockAuth, MockKooDrive};
+use koodrive_mock::{MockAuth, MockKooDrive};
 
 use crate::normalize::EXAMPLE;
 use crate::support::{Mock, Reply, TestGateway, APP_ID, APP_SECRET, TASK_LIST};
@@ -109,7 +109,7 @@ async fn demo_serves_every_documented_task_endpoint() {
 /// gateway whose clock runs ahead.
 #[test]
 fn demo_refuses_an_x_date_in_the_future() {
-    use koodrive_gateway::demo::auth_check::check_freshness;
+    use koodrive_mock::koodrive::auth_check::check_freshness;
     let now = time::OffsetDateTime::now_utc();
     let ahead = now + time::Duration::seconds(30);
     assert!(
