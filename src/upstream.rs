@@ -139,7 +139,9 @@ impl Upstream {
         };
         let mut result = self.attempt(&self.client, request, deadline).await;
         let retry = match (&result, replay) {
-            (Err((_, true)), Some((copy, captured))) if !heard::anything(&captured) => Some(copy),
+            (Err(Failed::Retryable(_)), Some((copy, captured))) if !heard::anything(&captured) => {
+                Some(copy)
+            }
             _ => None,
         };
         if let Some(copy) = retry {
@@ -149,7 +151,7 @@ impl Upstream {
                 .attempt(&self.fresh, copy.map(|()| body::empty()), deadline)
                 .await;
         }
-        let result = result.map_err(|(error, _)| match error {
+        let result = result.map_err(|failed| match failed.into_error() {
             GatewayError::UpstreamTimeout(timeout) if waiting.is_some_and(|w| w.on_client()) => {
                 GatewayError::ClientBodyTimeout(timeout)
             }
@@ -192,9 +194,9 @@ impl Upstream {
         client: &Client<Connector, Body>,
         request: Request<Body>,
         deadline: Instant,
-    ) -> Result<Response<hyper::body::Incoming>, (GatewayError, bool)> {
+    ) -> Result<Response<hyper::body::Incoming>, Failed> {
         match tokio::time::timeout_at(deadline, client.request(request)).await {
-            Err(_) => Err((GatewayError::UpstreamTimeout(self.timeout), false)),
+            Err(_) => Err(Failed::Final(GatewayError::UpstreamTimeout(self.timeout))),
             Ok(Ok(response)) => Ok(response),
             Ok(Err(error)) => Err(classify(error, self.connect_timeout)),
         }
@@ -236,21 +238,15 @@ fn causes<'a>(
 /// connection was made (garbage instead of HTTP) is 502.
 /// `connect_timeout` names the bound of a connect that timed out (the only timeout hyper reports:
 /// the exchange's own is kept by the caller).
-fn classify(
-    error: hyper_util::client::legacy::Error,
-    connect_timeout: Duration,
-) -> (GatewayError, bool) {
+fn classify(error: hyper_util::client::legacy::Error, connect_timeout: Duration) -> Failed {
     // The client's body failed on the way (cut off, or over its limit): the client's fault.
     let client_body = causes(&error).find_map(|e| e.downcast_ref::<ClientBodyError>());
     if let Some(body_error) = client_body {
         return match body_error.over_limit() {
-            true => (
-                GatewayError::BodyTooLarge {
-                    limit: body_error.limit,
-                },
-                false,
-            ),
-            false => (GatewayError::ClientBody(Box::new(error)), false),
+            true => Failed::Final(GatewayError::BodyTooLarge {
+                limit: body_error.limit,
+            }),
+            false => Failed::Final(GatewayError::ClientBody(Box::new(error))),
         };
     }
     let io_kind = |kinds: &[std::io::ErrorKind]| {
@@ -263,9 +259,9 @@ fn classify(
         || causes(&error).any(|e| e.to_string().contains("timed out"));
     if error.is_connect() {
         if timed_out {
-            return (GatewayError::UpstreamTimeout(connect_timeout), false);
+            return Failed::Final(GatewayError::UpstreamTimeout(connect_timeout));
         }
-        return (GatewayError::UpstreamConnect(Box::new(error)), true);
+        return Failed::Retryable(GatewayError::UpstreamConnect(Box::new(error)));
     }
     use std::io::ErrorKind::{BrokenPipe, ConnectionAborted, ConnectionReset, UnexpectedEof};
     let closed_early = causes(&error).any(|e| {
@@ -277,8 +273,25 @@ fn classify(
         BrokenPipe,
         UnexpectedEof,
     ]);
-    (
-        GatewayError::UpstreamProtocol(Box::new(error)),
-        closed_early,
-    )
+    let error = GatewayError::UpstreamProtocol(Box::new(error));
+    match closed_early {
+        true => Failed::Retryable(error),
+        false => Failed::Final(error),
+    }
+}
+
+/// A failed attempt, and whether it may be sent again (on a fresh connection, when it is
+/// idempotent, bodiless and nothing came back): a connect that failed, or a connection closed or
+/// reset before the response.
+enum Failed {
+    Retryable(GatewayError),
+    Final(GatewayError),
+}
+
+impl Failed {
+    fn into_error(self) -> GatewayError {
+        match self {
+            Failed::Retryable(error) | Failed::Final(error) => error,
+        }
+    }
 }
