@@ -34,6 +34,20 @@ pub fn request_span<B>(
     )
 }
 
+/// The span of a stale page's background refresh: its own, linked to the request's, which ends
+/// with its answer rather than with the refresh (which may take up to `upstream.timeout`).
+pub fn refresh_span(trace_id: &HeaderValue) -> tracing::Span {
+    let span = tracing::info_span!(
+        parent: None,
+        "refresh",
+        trace_id = trace_id.to_str().unwrap_or_default(),
+        upstream_status = Empty,
+        upstream_ms = Empty,
+    );
+    span.follows_from(tracing::Span::current());
+    span
+}
+
 /// Logs a request's error once, inside its span: a client's own error at debug (its access event
 /// already says so, with the code), the gateway's or KooDrive's as a warning.
 pub fn failed(error: &GatewayError, trace_id: &HeaderValue) {

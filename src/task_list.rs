@@ -21,6 +21,7 @@ use crate::cache::{CacheOutcome, Entry, Key, Page, PassReason, TaskListQuery};
 use crate::config::CacheConfig;
 use crate::error::GatewayError;
 use crate::headers::{CACHE_STATUS, X_TRACEID};
+use crate::observe;
 use crate::respond;
 use crate::route::Route;
 use crate::state::{Boxed, Ctx, Live, Served, State};
@@ -65,16 +66,7 @@ pub async fn serve(
                 let ttl = policy::ttl_seconds(age, config);
                 let outcome = CacheOutcome::StaleWhileRevalidate { ttl };
                 bound_upstream(&mut parts.headers, trace_id);
-                // Its own span, linked to this request's: the request's ends with its answer, not
-                // with the refresh (which may take up to upstream.timeout).
-                let span = tracing::info_span!(
-                    parent: None,
-                    "refresh",
-                    trace_id = trace_id.to_str().unwrap_or_default(),
-                    upstream_status = tracing::field::Empty,
-                    upstream_ms = tracing::field::Empty,
-                );
-                span.follows_from(tracing::Span::current());
+                let span = observe::refresh_span(trace_id);
                 let refresh = fetcher(state, Arc::clone(live), &parts, span);
                 state
                     .cache
