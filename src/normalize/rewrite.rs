@@ -406,50 +406,52 @@ fn string(b: &[u8], i: usize) -> Result<usize> {
     scan_string(b, i).map(|(end, _)| end)
 }
 
-/// [`string`], and whether the string has escapes.
+/// [`string`], and whether the string has escapes. Inlined: it runs for every key and string of a
+/// body, most of them a word or two long, where a call costs as much as the scan.
+#[inline(always)]
 fn scan_string(b: &[u8], mut i: usize) -> Result<(usize, bool)> {
     expect(b, i, b'"')?;
     i += 1;
     let mut escaped = false;
     loop {
-        let rest = b.get(i..).unwrap_or_default();
-        let n = find_special(rest).ok_or(Stop::Invalid)?;
-        i += n;
-        match b[i] {
-            b'"' => return Ok((i + 1, escaped)),
-            b'\\' => match b.get(i + 1) {
-                Some(b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't') => {
-                    escaped = true;
-                    i += 2;
-                }
-                Some(b'u') => {
-                    escaped = true;
-                    let hex = b.get(i + 2..i + 6).ok_or(Stop::Invalid)?;
-                    if !hex.iter().all(u8::is_ascii_hexdigit) {
-                        return Err(Stop::Invalid);
-                    }
-                    i += 6;
-                }
-                _ => return Err(Stop::Invalid),
-            },
+        i += find_special(b.get(i..).unwrap_or_default()).ok_or(Stop::Invalid)?;
+        match b.get(i) {
+            Some(b'"') => return Ok((i + 1, escaped)),
+            Some(b'\\') => {
+                escaped = true;
+                i += escape_len(b, i)?;
+            }
             _ => return Err(Stop::Invalid), // a control character
         }
     }
 }
 
+/// The length of the escape at `i` (a backslash), checked.
+fn escape_len(b: &[u8], i: usize) -> Result<usize> {
+    match b.get(i + 1) {
+        Some(b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't') => Ok(2),
+        Some(b'u') => {
+            let hex = b.get(i + 2..i + 6).ok_or(Stop::Invalid)?;
+            match hex.iter().all(u8::is_ascii_hexdigit) {
+                true => Ok(6),
+                false => Err(Stop::Invalid),
+            }
+        }
+        _ => Err(Stop::Invalid),
+    }
+}
+
 /// The first `"`, `\\` or control character, eight bytes at a time (strings are most of a body).
+#[inline(always)]
 fn find_special(bytes: &[u8]) -> Option<usize> {
     const ONES: u64 = 0x0101_0101_0101_0101;
     const HIGHS: u64 = 0x8080_8080_8080_8080;
     // The lowest high bit of `(x - n * ONES) & !x & HIGHS` marks the first byte of `x` below `n`
     // (for n <= 0x80); with n = 1 that is the first zero byte.
     let below = |x: u64, n: u64| x.wrapping_sub(ONES * n) & !x & HIGHS;
-    let mut chunks = bytes.chunks_exact(8);
     let mut offset = 0;
-    for chunk in &mut chunks {
-        let mut word = [0u8; 8];
-        word.copy_from_slice(chunk);
-        let word = u64::from_le_bytes(word);
+    while let Some(word) = bytes.get(offset..).and_then(<[u8]>::first_chunk::<8>) {
+        let word = u64::from_le_bytes(*word);
         let found = below(word ^ (ONES * u64::from(b'"')), 1)
             | below(word ^ (ONES * u64::from(b'\\')), 1)
             | below(word, 0x20);
@@ -458,8 +460,8 @@ fn find_special(bytes: &[u8]) -> Option<usize> {
         }
         offset += 8;
     }
-    let rest = chunks
-        .remainder()
+    let rest = bytes.get(offset..).unwrap_or_default();
+    let rest = rest
         .iter()
         .position(|&c| c == b'"' || c == b'\\' || c < 0x20);
     rest.map(|n| offset + n)
