@@ -12,7 +12,7 @@ use bytes::Bytes;
 use serde_json::{Map, Value};
 
 pub use decode::{decodable, decode, DecodeError};
-pub(crate) use rewrite::value_end;
+pub(crate) use rewrite::{top_level_member, value_end, Member};
 pub use rules::{
     FieldType, NormalizeConfig, RawNormalizeConfig, RawRule, RawShape, Rule, RuleError, RuleTable,
 };

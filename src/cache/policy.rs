@@ -8,6 +8,7 @@ use http::{HeaderMap, StatusCode};
 
 use super::page::Page;
 use crate::config::CacheConfig;
+use crate::normalize::Member;
 
 /// What the client's request headers ask of the cache.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -97,8 +98,29 @@ pub fn private_to_its_request(page: &Page) -> bool {
             .any(|name| !KEYED.iter().any(|k| k.eq_ignore_ascii_case(name)))
 }
 
-/// The top-level `code` of a JSON body, as text (`0` and `"0"` alike).
+/// The top-level `code` of a JSON body, as text (`0` and `"0"` alike), as serde_json reads it:
+/// `None` for a body that is not JSON. Read by the normalizer's checked scan, which costs a
+/// fraction of a parse; serde_json reads what the scan leaves to it (escapes, fractions).
 pub fn koodrive_code(body: &[u8]) -> Option<String> {
+    let raw = match crate::normalize::top_level_member(body, b"code") {
+        Member::Once(raw) => raw,
+        Member::Absent | Member::Invalid => return None,
+        Member::Unsure => return code_by_serde(body),
+    };
+    let text = std::str::from_utf8(raw).ok()?;
+    let digits = text.strip_prefix('-').unwrap_or(text);
+    match raw.first() {
+        Some(b'"') if !text.contains('\\') => text.get(1..text.len() - 1).map(str::to_owned),
+        Some(b'-' | b'0'..=b'9') if digits.bytes().all(|b| b.is_ascii_digit()) => {
+            Some(text.to_owned())
+        }
+        Some(b'n' | b't' | b'f' | b'{' | b'[') => None,
+        _ => code_by_serde(body),
+    }
+}
+
+/// [`koodrive_code`] by serde_json's own reading of the whole body.
+fn code_by_serde(body: &[u8]) -> Option<String> {
     #[derive(serde::Deserialize)]
     struct Coded {
         code: Option<serde_json::Value>,
@@ -255,6 +277,94 @@ mod tests {
             1000
         ));
         assert!(!storable(&json(200, ok, &[("vary", "*")]), 1000));
+    }
+
+    #[test]
+    fn code_is_read_as_serde_json_reads_it() {
+        let nested = |depth: usize| {
+            let (open, close) = ("[".repeat(depth), "]".repeat(depth));
+            format!(r#"{{"code":0,"x":{open}{close}}}"#).into_bytes()
+        };
+        // The scan's nesting limit is a tree's; past it serde_json reads the body.
+        let (shallow, deep) = (nested(126), nested(127));
+        // (body, what the scan says, serde_json agreeing)
+        let pinned: &[(&[u8], Option<&str>)] = &[
+            (br#"{"code":0}"#, Some("0")),
+            (br#"{"code":"0","msg":"Success."}"#, Some("0")),
+            (b" {\n \"msg\" : \"x\" ,\t\"code\" : -12 }\r\n", Some("-12")),
+            (br#"{"code":"APIG.0308"}"#, Some("APIG.0308")),
+            (
+                br#"{"code":12345678901234567890123}"#,
+                Some("12345678901234567890123"),
+            ),
+            (br#"{"code":"\u0030"}"#, Some("0")),
+            (br#"{"c\u006fde":"0"}"#, Some("0")),
+            (br#"{"code":"a\"b"}"#, Some("a\"b")),
+            (br#"{"x":{"code":1},"code":"0"}"#, Some("0")),
+            (&shallow, Some("0")),
+            (&deep, Some("0")),
+            (br#"{"code":0,"code":1}"#, None),
+            (br#"{"code":null}"#, None),
+            (br#"{"code":true}"#, None),
+            (br#"{"code":{}}"#, None),
+            (br#"{"code":[0]}"#, None),
+            (br#"{"x":{"code":0}}"#, None),
+            (br#"{"code":0} x"#, None),
+            (br#"{"code":0,}"#, None),
+            (br#"{"code":01}"#, None),
+            (br#"{"code":-}"#, None),
+            (br#"{"code":0,"x":"a\qb"}"#, None),
+            (b"{\"code\":0,\"x\":\"\x01\"}", None),
+            (b"", None),
+            (b"\x0c{\"code\":0}", None),
+        ];
+        for (body, expected) in pinned {
+            let what = String::from_utf8_lossy(body);
+            assert_eq!(koodrive_code(body).as_deref(), *expected, "{what}");
+            assert_eq!(koodrive_code(body), code_by_serde(body), "{what}");
+        }
+        // Left to serde_json, or read as it reads them.
+        let others: &[&[u8]] = &[
+            br#"{"code":1.50}"#,
+            br#"{"code":1E2}"#,
+            br#"{"code":-0}"#,
+            br#"[0]"#,
+            br#"["0"]"#,
+            b"{\"code\":\"0\",\"m\":\"\xff\"}",
+            b"{\"code\":\"\xc3\xa9\"}",
+        ];
+        for body in others {
+            let what = String::from_utf8_lossy(body);
+            assert_eq!(koodrive_code(body), code_by_serde(body), "{what}");
+        }
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(crate::fuzz_cases(512)))]
+
+        /// The scan agrees with serde_json on bodies with one byte cut, changed or added.
+        #[test]
+        fn code_scan_agrees_with_serde_json_on_edited_bodies(
+            base in proptest::sample::select(vec![
+                r#"{"taskList":[{"taskId":"1","n":[1,{"a":null}]}],"code":"0","msg":"Success."}"#,
+                r#" { "code" : 0 , "nextCursor" : "17" } "#,
+                r#"{"code":-1.5e3,"msg":"a\"\\b"}"#,
+                r#"{"error_code":"APIG.0308","code":"APIG.0308"}"#,
+            ]),
+            at in proptest::prelude::any::<proptest::sample::Index>(),
+            edit in 0..4u8,
+            byte in proptest::sample::select(b" \t\n\r{}[],:\"\\/0123456789-+.eEtrufalsncod\x00\x1f\xff".to_vec()),
+        ) {
+            let mut body = base.as_bytes().to_vec();
+            let at = at.index(body.len());
+            match edit {
+                0 => body.truncate(at),
+                1 => body[at] = byte,
+                2 => body.insert(at, byte),
+                _ => {}
+            }
+            proptest::prop_assert_eq!(koodrive_code(&body), code_by_serde(&body));
+        }
     }
 
     #[test]

@@ -522,6 +522,73 @@ fn literal(b: &[u8], i: usize, word: &[u8]) -> Result<usize> {
     }
 }
 
+/// What [`top_level_member`] found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Member<'a> {
+    /// The text is one JSON object whose keys have no escapes, naming the member once: its value,
+    /// as raw JSON text.
+    Once(&'a [u8]),
+    /// The text is one such object, without the member.
+    Absent,
+    /// Not JSON: serde_json refuses it too.
+    Invalid,
+    /// Not something this scan reads as serde_json would: not UTF-8, not an object, an escaped
+    /// key, the member twice, nesting past the limit. The caller asks serde_json.
+    Unsure,
+}
+
+/// The top-level member `name` of a JSON object, with the whole text checked as strictly as
+/// serde_json checks it, without building anything: for reading one field of a body (KooDrive's
+/// `code`) at the cost of a scan.
+pub(crate) fn top_level_member<'a>(text: &'a [u8], name: &[u8]) -> Member<'a> {
+    if std::str::from_utf8(text).is_err() {
+        return Member::Unsure;
+    }
+    let mut i = ws(text, 0);
+    if text.get(i) != Some(&b'{') {
+        return Member::Unsure;
+    }
+    let mut found = None;
+    i = ws(text, i + 1);
+    if text.get(i) != Some(&b'}') {
+        loop {
+            let Ok((key_end, escaped)) = scan_string(text, i) else {
+                return Member::Invalid;
+            };
+            if escaped {
+                return Member::Unsure;
+            }
+            let colon = ws(text, key_end);
+            if text.get(colon) != Some(&b':') {
+                return Member::Invalid;
+            }
+            let start = ws(text, colon + 1);
+            let end = match skip_value(text, start, 1) {
+                Ok(end) => end,
+                Err(Stop::Invalid) => return Member::Invalid,
+                Err(Stop::TooDeep) => return Member::Unsure,
+            };
+            if text.get(i + 1..key_end - 1) == Some(name) {
+                if found.is_some() {
+                    return Member::Unsure;
+                }
+                found = text.get(start..end);
+            }
+            i = ws(text, end);
+            match text.get(i) {
+                Some(b',') => i = ws(text, i + 1),
+                Some(b'}') => break,
+                _ => return Member::Invalid,
+            }
+        }
+    }
+    match (ws(text, i + 1) == text.len(), found) {
+        (false, _) => Member::Invalid,
+        (true, Some(value)) => Member::Once(value),
+        (true, None) => Member::Absent,
+    }
+}
+
 /// Past the JSON value starting at `at`, checked; `None` when there is no valid value there.
 pub(crate) fn value_end(text: &[u8], at: usize) -> Option<usize> {
     skip_value(text, at, 0).ok()
