@@ -12,7 +12,7 @@ use crate::cache::Page;
 use crate::error::GatewayError;
 use crate::headers;
 use crate::metrics::{Metrics, ReasonLabels};
-use crate::normalize::{self, DecodeError, Outcome, Rule};
+use crate::normalize::{self, Code, DecodeError, Outcome, Rule};
 use crate::upstream::DeadlineElapsed;
 
 /// A body read up to a bound: whole, or the part read so far plus the rest still streaming.
@@ -58,12 +58,13 @@ fn decoded(headers: &mut HeaderMap, raw: Bytes, limit: usize) -> Result<Bytes, G
 /// Rewrites a whole JSON body: success bodies by `rule`, error bodies into one error shape.
 fn rewrite(page: &mut Page, rule: Option<&Rule>, metrics: &Metrics) {
     let rewritten = if page.status.is_success() {
-        match rule.map(|rule| normalize::normalize_body(rule, &page.body)) {
-            Some(Outcome::Normalized { body, mismatches }) => {
+        match rule.map(|rule| normalize::normalize_page(rule, &page.body)) {
+            Some((Outcome::Normalized { body, mismatches }, code)) => {
                 metrics.normalize_mismatches.inc_by(mismatches as u64);
+                page.code = code;
                 Some(body)
             }
-            Some(Outcome::PassThrough(reason)) => {
+            Some((Outcome::PassThrough(reason), _)) => {
                 fallback(metrics, reason.as_str());
                 None
             }
@@ -109,6 +110,7 @@ pub async fn page(
         status: parts.status,
         body: Bytes::new(),
         headers: HeaderMap::new(),
+        code: Code::Unknown,
     };
     // Decoded whatever its type: the fetch asked for gzip on behalf of callers who may not
     // accept it (a load balancer's HTML error page included).
@@ -169,6 +171,7 @@ pub async fn shape(
         status: parts.status,
         headers,
         body,
+        code: Code::Unknown,
     };
     rewrite(&mut page, rule, metrics);
     let mut response = Response::from_parts(parts, body::full(page.body));

@@ -8,7 +8,7 @@ use http::{HeaderMap, StatusCode};
 
 use super::page::Page;
 use crate::config::CacheConfig;
-use crate::normalize::Member;
+use crate::normalize::{Code, Member};
 
 /// What the client's request headers ask of the cache.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -75,7 +75,7 @@ pub fn storable(page: &Page, max_entry_bytes: u64) -> bool {
         && page.body.len() as u64 <= max_entry_bytes
         && !private_to_its_request(page)
         && !directives(&page.headers).any(|d| d == "no-store")
-        && koodrive_code(&page.body).as_deref() == Some("0")
+        && code_is(page, "0")
 }
 
 /// Request headers the key already separates pages by (`Accept-Encoding`: the fetch always asks
@@ -98,24 +98,26 @@ pub fn private_to_its_request(page: &Page) -> bool {
             .any(|name| !KEYED.iter().any(|k| k.eq_ignore_ascii_case(name)))
 }
 
+/// Whether a page's top-level `code` is `code`: as normalizing read it, or read from its body.
+fn code_is(page: &Page, code: &str) -> bool {
+    match &page.code {
+        Code::Known(known) => known.as_deref() == Some(code),
+        Code::Unknown => koodrive_code(&page.body).as_deref() == Some(code),
+    }
+}
+
 /// The top-level `code` of a JSON body, as text (`0` and `"0"` alike), as serde_json reads it:
-/// `None` for a body that is not JSON. Read by the normalizer's checked scan, which costs a
-/// fraction of a parse; serde_json reads what the scan leaves to it (escapes, fractions).
+/// `None` for a body that is not JSON. Read by the normalizer's checked scan; serde_json reads
+/// what the scan leaves to it (escapes, fractions).
 pub fn koodrive_code(body: &[u8]) -> Option<String> {
     let raw = match crate::normalize::top_level_member(body, b"code") {
         Member::Once(raw) => raw,
         Member::Absent | Member::Invalid => return None,
         Member::Unsure => return code_by_serde(body),
     };
-    let text = std::str::from_utf8(raw).ok()?;
-    let digits = text.strip_prefix('-').unwrap_or(text);
-    match raw.first() {
-        Some(b'"') if !text.contains('\\') => text.get(1..text.len() - 1).map(str::to_owned),
-        Some(b'-' | b'0'..=b'9') if digits.bytes().all(|b| b.is_ascii_digit()) => {
-            Some(text.to_owned())
-        }
-        Some(b'n' | b't' | b'f' | b'{' | b'[') => None,
-        _ => code_by_serde(body),
+    match crate::normalize::code_of(raw) {
+        Code::Known(code) => code.map(String::from),
+        Code::Unknown => code_by_serde(body),
     }
 }
 
@@ -138,7 +140,7 @@ fn code_by_serde(body: &[u8]) -> Option<String> {
 pub fn upstream_failed(page: &Page) -> bool {
     page.status.is_server_error()
         || page.status == StatusCode::TOO_MANY_REQUESTS
-        || koodrive_code(&page.body).is_some_and(|c| c == "APIG.0308")
+        || code_is(page, "APIG.0308")
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -206,6 +208,7 @@ mod tests {
             status: StatusCode::from_u16(status).unwrap_or(StatusCode::OK),
             headers: headers(pairs),
             body: body.into(),
+            code: crate::normalize::Code::Unknown,
         }
     }
 
@@ -365,6 +368,34 @@ mod tests {
             }
             proptest::prop_assert_eq!(koodrive_code(&body), code_by_serde(&body));
         }
+    }
+
+    #[test]
+    fn a_code_read_while_normalizing_decides_without_reading_the_body_again() {
+        let with_code = |status: u16, body: &'static str, code: Option<&str>| Page {
+            code: Code::Known(code.map(Into::into)),
+            ..page(status, body, &[("content-type", "application/json")])
+        };
+        // The body says otherwise: the code read while normalizing is the one that counts.
+        assert!(storable(&with_code(200, "{}", Some("0")), 1000));
+        assert!(!storable(&with_code(200, r#"{"code":0}"#, None), 1000));
+        assert!(!storable(&with_code(200, r#"{"code":0}"#, Some("1")), 1000));
+        assert!(upstream_failed(&with_code(400, "{}", Some("APIG.0308"))));
+        assert!(!upstream_failed(&with_code(
+            400,
+            r#"{"code":"APIG.0308"}"#,
+            Some("1")
+        )));
+        // Not read while normalizing: read from the body.
+        let unknown = Page {
+            code: Code::Unknown,
+            ..page(
+                200,
+                r#"{"code":"0"}"#,
+                &[("content-type", "application/json")],
+            )
+        };
+        assert!(storable(&unknown, 1000));
     }
 
     #[test]

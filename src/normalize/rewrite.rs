@@ -26,18 +26,78 @@ pub(super) enum Stop {
 type Result<T> = std::result::Result<T, Stop>;
 
 /// Rewrites the JSON document whose top-level object starts at `at` into `out`; returns the number
-/// of type mismatches. Anything but whitespace after the object is an error.
-pub(super) fn document(text: &[u8], at: usize, shape: &Shape, out: &mut Vec<u8>) -> Result<usize> {
+/// of type mismatches and the output's top-level `code`, read on the way. Anything but whitespace
+/// after the object is an error.
+pub(super) fn document(
+    text: &[u8],
+    at: usize,
+    shape: &Shape,
+    out: &mut Vec<u8>,
+) -> Result<(usize, Code)> {
+    // A key renamed to `code` is one this reading does not follow.
+    let renamed_to_code = shape.rename.iter().any(|(_, to)| to == "code");
     let mut rewriter = Rewriter {
         b: text,
         out,
         mismatches: 0,
+        code: if renamed_to_code {
+            Seen::Unsure
+        } else {
+            Seen::Not
+        },
     };
     let end = rewriter.object(at, 1, shape)?;
-    match ws(text, end) == text.len() {
-        true => Ok(rewriter.mismatches),
-        false => Err(Stop::Invalid),
+    if ws(text, end) != text.len() {
+        return Err(Stop::Invalid);
     }
+    let code = match rewriter.code {
+        Seen::Not => Code::Known(None),
+        // A number made a string reads as its digits, exactly.
+        Seen::Once(start, end, Edit::Quote) => text
+            .get(start..end)
+            .and_then(|digits| std::str::from_utf8(digits).ok())
+            .map_or(Code::Unknown, |digits| Code::Known(Some(digits.into()))),
+        Seen::Once(start, end, _) => text.get(start..end).map_or(Code::Unknown, code_of),
+        Seen::Unsure => Code::Unknown,
+    };
+    Ok((rewriter.mismatches, code))
+}
+
+/// KooDrive's top-level `code`, as text (`0` and `"0"` alike), as serde_json would read it from a
+/// body: read on the way by the rewriter, or left [`Code::Unknown`] for the caller to read.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum Code {
+    /// Not read here.
+    #[default]
+    Unknown,
+    /// The code, or `None` when there is none (absent, `null`, or not a string or a number).
+    Known(Option<Box<str>>),
+}
+
+/// The code a raw JSON value (checked) reads as, where that is plain: a string without escapes,
+/// an integer, a literal or a container. Escapes and fractions are left [`Code::Unknown`].
+pub(crate) fn code_of(raw: &[u8]) -> Code {
+    let Ok(text) = std::str::from_utf8(raw) else {
+        return Code::Unknown;
+    };
+    match raw.first() {
+        Some(b'"') if !text.contains('\\') => text
+            .get(1..text.len() - 1)
+            .map_or(Code::Unknown, |s| Code::Known(Some(s.into()))),
+        Some(b'-' | b'0'..=b'9') if is_integer(raw) => Code::Known(Some(text.into())),
+        Some(b'n' | b't' | b'f' | b'{' | b'[') => Code::Known(None),
+        _ => Code::Unknown,
+    }
+}
+
+/// Where the top-level `code` is in the source, as far as the rewriter has seen.
+#[derive(Debug, Clone, Copy)]
+enum Seen {
+    Not,
+    /// Once, as it is or made a string (`Keep`, `Quote`): its value's source range.
+    Once(usize, usize, Edit),
+    /// Twice, under an escaped key, renamed, dropped or reshaped: left to the caller.
+    Unsure,
 }
 
 /// How a value is written.
@@ -57,6 +117,8 @@ struct Rewriter<'a, 'o> {
     b: &'a [u8],
     out: &'o mut Vec<u8>,
     mismatches: usize,
+    /// The top-level `code`.
+    code: Seen,
 }
 
 impl Rewriter<'_, '_> {
@@ -94,6 +156,13 @@ impl Rewriter<'_, '_> {
                 },
                 Some(_) => (start, Edit::Other),
             };
+            // At the top, an escaped key may be `code` too.
+            if depth == 1 && (escaped || &b[key_start..key_end] == b"\"code\"") {
+                self.code = match (self.code, escaped, edit) {
+                    (Seen::Not, false, Edit::Keep | Edit::Quote) => Seen::Once(start, end, edit),
+                    _ => Seen::Unsure,
+                };
+            }
             let end = if compact && edit == Edit::Keep {
                 pending = Some(match pending {
                     Some(run) if b.get(run.end) == Some(&b',') && run.end + 1 == key_start => {
