@@ -22,20 +22,39 @@ enum Read {
 }
 
 async fn read_up_to(mut body: Body, limit: usize) -> Result<Read, GatewayError> {
+    // A body that comes in one frame (most pages) is kept as it came, not copied; the frames of
+    // one that does not are gathered in `buffer`.
+    let mut first = Bytes::new();
     let mut buffer = BytesMut::new();
     while let Some(frame) = body.frame().await {
         let frame = frame.map_err(|e| match e.downcast_ref::<DeadlineElapsed>() {
             Some(elapsed) => GatewayError::UpstreamTimeout(elapsed.0),
             None => GatewayError::UpstreamProtocol(e),
         })?;
-        if let Ok(data) = frame.into_data() {
-            buffer.extend_from_slice(&data);
-            if buffer.len() > limit {
-                return Ok(Read::Partial(buffer.freeze(), body));
+        let Ok(data) = frame.into_data() else {
+            continue;
+        };
+        if first.is_empty() && buffer.is_empty() {
+            first = data;
+        } else {
+            if buffer.is_empty() {
+                buffer.extend_from_slice(&std::mem::take(&mut first));
             }
+            buffer.extend_from_slice(&data);
+        }
+        if first.len() + buffer.len() > limit {
+            return Ok(Read::Partial(gathered(first, buffer), body));
         }
     }
-    Ok(Read::Whole(buffer.freeze()))
+    Ok(Read::Whole(gathered(first, buffer)))
+}
+
+/// What [`read_up_to`] read: the one frame, or the frames gathered.
+fn gathered(first: Bytes, buffer: BytesMut) -> Bytes {
+    match buffer.is_empty() {
+        true => first,
+        false => buffer.freeze(),
+    }
 }
 
 /// The body as plain bytes: decoded per `Content-Encoding`, bounded by `limit` after decoding
@@ -177,4 +196,39 @@ pub async fn shape(
     let mut response = Response::from_parts(parts, body::full(page.body));
     *response.headers_mut() = page.headers;
     Ok(response)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn read(body: Body, limit: usize) -> (Bytes, bool) {
+        match read_up_to(body, limit).await {
+            Ok(Read::Whole(bytes)) => (bytes, true),
+            Ok(Read::Partial(bytes, _)) => (bytes, false),
+            Err(error) => panic!("{error}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_body_in_one_frame_is_kept_as_it_came() {
+        let page = Bytes::from(br#"{"code":"0"}"#.to_vec());
+        let (read, whole) = read(body::full(page.clone()), 100).await;
+        assert!(whole);
+        assert_eq!(read, page);
+        assert_eq!(read.as_ptr(), page.as_ptr(), "not copied");
+    }
+
+    #[tokio::test]
+    async fn frames_are_gathered_up_to_the_limit() {
+        let two = |a: &'static str, b: &'static str| body::two_pieces(a.into(), b.into());
+        assert_eq!(read(two("abc", "def"), 6).await, ("abcdef".into(), true));
+        assert_eq!(read(two("abc", "def"), 5).await, ("abcdef".into(), false));
+        assert_eq!(
+            read(body::full("abcdef"), 5).await,
+            ("abcdef".into(), false)
+        );
+        assert_eq!(read(two("", "x"), 5).await, ("x".into(), true));
+        assert_eq!(read(body::empty(), 5).await, (Bytes::new(), true));
+    }
 }
