@@ -137,10 +137,10 @@ free_port() {
     die "no free port found"
 }
 
-# Polls a URL until it answers 2xx (at most 10 s).
+# Polls a URL until it answers 2xx (at most 30 s: a loaded machine starts a server slowly).
 wait_http() {
     local url=$1 i
-    for ((i = 0; i < 100; i++)); do
+    for ((i = 0; i < 300; i++)); do
         curl -fsS -o /dev/null --max-time 1 "$url" 2>/dev/null && return 0
         sleep 0.1
     done
@@ -705,7 +705,7 @@ median() {
 }
 
 forwarded_summary() {
-    local pair what gw ngx ratio added_gw added_ngx
+    local pair what gw ngx ratio added_gw added_ngx cpu_ratio
     echo
     printf '%-36s %11s %11s %7s %-26s %10s %10s %s\n' "forwarded, best of $ROUNDS" "gateway r/s" "nginx r/s" "ratio" "by round (median)" "gw +p50us" "ngx +p50us" "met (>= 1x, <= nginx)"
     for pair in "${FORWARD_PAIRS[@]}"; do
@@ -717,6 +717,10 @@ forwarded_summary() {
             "${FORWARD_RATIOS[$gw]}($(median "${FORWARD_RATIOS[$gw]}"))" "$added_gw" "$added_ngx" \
             "$(awk -v r="$ratio" -v g="$added_gw" -v n="$added_ngx" 'BEGIN {print (r >= 1 ? "yes" : "no") ", " (g <= n ? "yes" : "no")}')"
         printf '%-36s %s\n' "  added p50 by round, us (gw; nginx)" "${ADDED_US[$gw]}; ${ADDED_US[$ngx]}"
+        # Requests per CPU-second of each server's own process, best rounds: what other load on
+        # the machine skews least.
+        cpu_ratio=$(awk -v g="${PER_CPU[$gw]}" -v n="${PER_CPU[$ngx]}" 'BEGIN {printf "%.2f", n ? g / n : 0}')
+        printf '%-36s %s\n' "  req/CPU-s (gw; nginx; ratio)" "${PER_CPU[$gw]}; ${PER_CPU[$ngx]}; ${cpu_ratio}x"
     done
     echo "(req/s at $CONNECTIONS connections, the gateway at RUST_LOG=warn; +p50us: the p50 at one connection"
     echo " over the upstream's own p50 in the same round, median of the rounds; the upstream's own p50,"
