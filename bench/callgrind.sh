@@ -11,11 +11,12 @@
 #   bench/callgrind.sh post           # an ordinary POST (the same, with a small JSON body)
 #   DURATION=5s CONNECTIONS=64 KEEP_WORK=1 bench/callgrind.sh no-store
 #
-# The gateway (release build, RUST_LOG=warn) runs under valgrind with instrumentation off; after one
-# warm-up request it is switched on for one wrk run (DURATION, CONNECTIONS), then off,
+# The gateway (release build, RUST_LOG=warn) runs under valgrind with instrumentation off; after
+# three warm-up requests it is switched on for one wrk run (DURATION, CONNECTIONS), then off,
 # and the instructions counted are divided by the requests wrk made. The upstream is nginx
-# serving the same ~2 KB page as bench/compare.sh. Needs valgrind, nginx, wrk and curl
-# (apt-get install -y valgrind nginx wrk curl). Binds 127.0.0.1 only; stops what it starts.
+# serving the same ~2 KB page as bench/compare.sh. Needs valgrind, nginx, wrk, curl and python3
+# (apt-get install -y valgrind nginx wrk curl python3). Binds 127.0.0.1 only; stops what it
+# starts.
 set -euo pipefail
 
 KIND=${1:-no-store}
@@ -29,8 +30,8 @@ FILE_GET=/koodrive/ose/v1/file/info
 FILE_POST=/koodrive/ose/v1/file/create
 
 die() { printf 'callgrind.sh: %s\n' "$*" >&2; exit 1; }
-for tool in valgrind callgrind_control callgrind_annotate nginx wrk curl; do
-    command -v "$tool" >/dev/null || die "$tool is missing (apt-get install -y valgrind nginx wrk curl)"
+for tool in valgrind callgrind_control callgrind_annotate nginx wrk curl python3; do
+    command -v "$tool" >/dev/null || die "$tool is missing (apt-get install -y valgrind nginx wrk curl python3)"
 done
 [[ -x $GATEWAY ]] || die "no gateway at $GATEWAY (cargo build --release --locked)"
 
