@@ -12,7 +12,8 @@ use bytes::Bytes;
 use serde_json::{Map, Value};
 
 pub use decode::{decodable, decode, DecodeError};
-pub(crate) use rewrite::value_end;
+pub use rewrite::Code;
+pub(crate) use rewrite::{code_of, top_level_member, value_end, Member};
 pub use rules::{
     FieldType, NormalizeConfig, RawNormalizeConfig, RawRule, RawShape, Rule, RuleError, RuleTable,
 };
@@ -50,8 +51,14 @@ impl Reason {
 
 /// Rewrites a 2xx body to the documented shape of `rule`.
 pub fn normalize_body(rule: &Rule, body: &[u8]) -> Outcome {
+    normalize_page(rule, body).0
+}
+
+/// [`normalize_body`], and the rewritten body's top-level `code` as read on the way (so that the
+/// cache need not read the page again to learn it).
+pub fn normalize_page(rule: &Rule, body: &[u8]) -> (Outcome, Code) {
     let Ok(text) = std::str::from_utf8(body) else {
-        return Outcome::PassThrough(Reason::NotUtf8);
+        return (Outcome::PassThrough(Reason::NotUtf8), Code::Unknown);
     };
     // JSON's own whitespace only: `trim_start`'s Unicode whitespace (a form feed, U+00A0) would
     // let a body serde_json refuses be normalized and stored.
@@ -62,20 +69,21 @@ pub fn normalize_body(rule: &Rule, body: &[u8]) -> Outcome {
     if body.get(start) != Some(&b'{') {
         // Rare: tell a JSON array or string from something that is not JSON at all.
         let json = serde_json::from_str::<&serde_json::value::RawValue>(text).is_ok();
-        return Outcome::PassThrough(match json {
+        let reason = match json {
             true => Reason::NotAnObject,
             false => Reason::InvalidJson,
-        });
+        };
+        return (Outcome::PassThrough(reason), Code::Unknown);
     }
     // One pass checks the grammar (as strictly as serde_json) and rewrites.
     let mut out = Vec::with_capacity(body.len() + body.len() / 8);
     match rewrite::document(body, start, &rule.shape, &mut out) {
-        Ok(mismatches) => Outcome::Normalized {
-            body: Bytes::from(out),
-            mismatches,
-        },
+        Ok((mismatches, code)) => {
+            let body = Bytes::from(out);
+            (Outcome::Normalized { body, mismatches }, code)
+        }
         Err(rewrite::Stop::Invalid | rewrite::Stop::TooDeep) => {
-            Outcome::PassThrough(Reason::InvalidJson)
+            (Outcome::PassThrough(Reason::InvalidJson), Code::Unknown)
         }
     }
 }
@@ -470,6 +478,62 @@ mod tests {
         assert_eq!(mismatches, 0);
     }
 
+    /// The top-level `code` of a body as serde_json reads it (the cache policy's reference).
+    fn serde_code(body: &[u8]) -> Option<String> {
+        #[derive(serde::Deserialize)]
+        struct Coded {
+            code: Option<Value>,
+        }
+        match serde_json::from_slice::<Coded>(body).ok()?.code? {
+            Value::String(s) => Some(s),
+            Value::Number(n) => Some(n.to_string()),
+            _ => None,
+        }
+    }
+
+    #[test]
+    fn the_output_code_is_read_on_the_way() {
+        let known = |code: &str| Code::Known(Some(code.into()));
+        let task_list = Rule::task_list();
+        let config: RawNormalizeConfig = toml::from_str(
+            r#"
+            [[rules]]
+            path = "/x"
+            rename = { error_code = "code" }
+            "#,
+        )
+        .unwrap();
+        let config = config.validate().unwrap();
+        let renaming = config.rules.find(&http::Method::GET, "/x").unwrap();
+        // (rule, body, code read)
+        let cases: &[(&Rule, &str, Code)] = &[
+            (&task_list, r#"{"taskList":[],"code":0}"#, known("0")),
+            (&task_list, r#"{"code":"0","msg":"Success."}"#, known("0")),
+            (&task_list, r#"{"code":-17}"#, known("-17")),
+            (&task_list, r#"{"code":1.50}"#, known("1.50")),
+            (&task_list, r#"{"code":"APIG.0308"}"#, known("APIG.0308")),
+            (&task_list, r#"{"taskList":[]}"#, Code::Known(None)),
+            (&task_list, r#"{"code":null}"#, Code::Known(None)),
+            (&task_list, r#"{"code":true}"#, Code::Known(None)),
+            (&task_list, r#"{"x":{"code":5}}"#, Code::Known(None)),
+            (&task_list, r#"{"code":"\u0030"}"#, Code::Unknown),
+            (&task_list, r#"{"c\u006fde":"0"}"#, Code::Unknown),
+            (&task_list, r#"{"code":0,"code":1}"#, Code::Unknown),
+            (renaming, r#"{"error_code":"7"}"#, Code::Unknown),
+            (renaming, r#"{"code":"7"}"#, Code::Unknown),
+        ];
+        for (rule, body, expected) in cases {
+            let (outcome, code) = normalize_page(rule, body.as_bytes());
+            assert_eq!(&code, expected, "{body}");
+            let Outcome::Normalized { body: out, .. } = outcome else {
+                panic!("not normalized: {body}");
+            };
+            if let Code::Known(code) = code {
+                assert_eq!(code.map(String::from), serde_code(&out), "{body}");
+            }
+        }
+    }
+
     #[test]
     fn documented_keys_win_over_renamed_ones_in_any_order() {
         let config: RawNormalizeConfig = toml::from_str(
@@ -631,8 +695,13 @@ mod tests {
         #[test]
         fn any_json_object_normalizes_to_json(value in json_value()) {
             let input = serde_json::to_vec(&value).unwrap();
-            match normalize_body(&Rule::task_list(), &input) {
+            let (outcome, code) = normalize_page(&Rule::task_list(), &input);
+            match outcome {
                 Outcome::Normalized { body, .. } => {
+                    // The code read on the way is the output's, as serde_json reads it.
+                    if let Code::Known(code) = code {
+                        prop_assert_eq!(code.map(String::from), serde_code(&body));
+                    }
                     prop_assert!(value.is_object());
                     let output: Value = serde_json::from_slice(&body).unwrap();
                     let mut expected = value.as_object().unwrap().clone();

@@ -26,18 +26,78 @@ pub(super) enum Stop {
 type Result<T> = std::result::Result<T, Stop>;
 
 /// Rewrites the JSON document whose top-level object starts at `at` into `out`; returns the number
-/// of type mismatches. Anything but whitespace after the object is an error.
-pub(super) fn document(text: &[u8], at: usize, shape: &Shape, out: &mut Vec<u8>) -> Result<usize> {
+/// of type mismatches and the output's top-level `code`, read on the way. Anything but whitespace
+/// after the object is an error.
+pub(super) fn document(
+    text: &[u8],
+    at: usize,
+    shape: &Shape,
+    out: &mut Vec<u8>,
+) -> Result<(usize, Code)> {
+    // A key renamed to `code` is one this reading does not follow.
+    let renamed_to_code = shape.rename.iter().any(|(_, to)| to == "code");
     let mut rewriter = Rewriter {
         b: text,
         out,
         mismatches: 0,
+        code: if renamed_to_code {
+            Seen::Unsure
+        } else {
+            Seen::Not
+        },
     };
     let end = rewriter.object(at, 1, shape)?;
-    match ws(text, end) == text.len() {
-        true => Ok(rewriter.mismatches),
-        false => Err(Stop::Invalid),
+    if ws(text, end) != text.len() {
+        return Err(Stop::Invalid);
     }
+    let code = match rewriter.code {
+        Seen::Not => Code::Known(None),
+        // A number made a string reads as its digits, exactly.
+        Seen::Once(start, end, Edit::Quote) => text
+            .get(start..end)
+            .and_then(|digits| std::str::from_utf8(digits).ok())
+            .map_or(Code::Unknown, |digits| Code::Known(Some(digits.into()))),
+        Seen::Once(start, end, _) => text.get(start..end).map_or(Code::Unknown, code_of),
+        Seen::Unsure => Code::Unknown,
+    };
+    Ok((rewriter.mismatches, code))
+}
+
+/// KooDrive's top-level `code`, as text (`0` and `"0"` alike), as serde_json would read it from a
+/// body: read on the way by the rewriter, or left [`Code::Unknown`] for the caller to read.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum Code {
+    /// Not read here.
+    #[default]
+    Unknown,
+    /// The code, or `None` when there is none (absent, `null`, or not a string or a number).
+    Known(Option<Box<str>>),
+}
+
+/// The code a raw JSON value (checked) reads as, where that is plain: a string without escapes,
+/// an integer, a literal or a container. Escapes and fractions are left [`Code::Unknown`].
+pub(crate) fn code_of(raw: &[u8]) -> Code {
+    let Ok(text) = std::str::from_utf8(raw) else {
+        return Code::Unknown;
+    };
+    match raw.first() {
+        Some(b'"') if !text.contains('\\') => text
+            .get(1..text.len() - 1)
+            .map_or(Code::Unknown, |s| Code::Known(Some(s.into()))),
+        Some(b'-' | b'0'..=b'9') if is_integer(raw) => Code::Known(Some(text.into())),
+        Some(b'n' | b't' | b'f' | b'{' | b'[') => Code::Known(None),
+        _ => Code::Unknown,
+    }
+}
+
+/// Where the top-level `code` is in the source, as far as the rewriter has seen.
+#[derive(Debug, Clone, Copy)]
+enum Seen {
+    Not,
+    /// Once, as it is or made a string (`Keep`, `Quote`): its value's source range.
+    Once(usize, usize, Edit),
+    /// Twice, under an escaped key, renamed, dropped or reshaped: left to the caller.
+    Unsure,
 }
 
 /// How a value is written.
@@ -57,6 +117,8 @@ struct Rewriter<'a, 'o> {
     b: &'a [u8],
     out: &'o mut Vec<u8>,
     mismatches: usize,
+    /// The top-level `code`.
+    code: Seen,
 }
 
 impl Rewriter<'_, '_> {
@@ -94,6 +156,13 @@ impl Rewriter<'_, '_> {
                 },
                 Some(_) => (start, Edit::Other),
             };
+            // At the top, an escaped key may be `code` too.
+            if depth == 1 && (escaped || &b[key_start..key_end] == b"\"code\"") {
+                self.code = match (self.code, escaped, edit) {
+                    (Seen::Not, false, Edit::Keep | Edit::Quote) => Seen::Once(start, end, edit),
+                    _ => Seen::Unsure,
+                };
+            }
             let end = if compact && edit == Edit::Keep {
                 pending = Some(match pending {
                     Some(run) if b.get(run.end) == Some(&b',') && run.end + 1 == key_start => {
@@ -406,50 +475,52 @@ fn string(b: &[u8], i: usize) -> Result<usize> {
     scan_string(b, i).map(|(end, _)| end)
 }
 
-/// [`string`], and whether the string has escapes.
+/// [`string`], and whether the string has escapes. Inlined: it runs for every key and string of a
+/// body, most of them a word or two long, where a call costs as much as the scan.
+#[inline(always)]
 fn scan_string(b: &[u8], mut i: usize) -> Result<(usize, bool)> {
     expect(b, i, b'"')?;
     i += 1;
     let mut escaped = false;
     loop {
-        let rest = b.get(i..).unwrap_or_default();
-        let n = find_special(rest).ok_or(Stop::Invalid)?;
-        i += n;
-        match b[i] {
-            b'"' => return Ok((i + 1, escaped)),
-            b'\\' => match b.get(i + 1) {
-                Some(b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't') => {
-                    escaped = true;
-                    i += 2;
-                }
-                Some(b'u') => {
-                    escaped = true;
-                    let hex = b.get(i + 2..i + 6).ok_or(Stop::Invalid)?;
-                    if !hex.iter().all(u8::is_ascii_hexdigit) {
-                        return Err(Stop::Invalid);
-                    }
-                    i += 6;
-                }
-                _ => return Err(Stop::Invalid),
-            },
+        i += find_special(b.get(i..).unwrap_or_default()).ok_or(Stop::Invalid)?;
+        match b.get(i) {
+            Some(b'"') => return Ok((i + 1, escaped)),
+            Some(b'\\') => {
+                escaped = true;
+                i += escape_len(b, i)?;
+            }
             _ => return Err(Stop::Invalid), // a control character
         }
     }
 }
 
+/// The length of the escape at `i` (a backslash), checked.
+fn escape_len(b: &[u8], i: usize) -> Result<usize> {
+    match b.get(i + 1) {
+        Some(b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't') => Ok(2),
+        Some(b'u') => {
+            let hex = b.get(i + 2..i + 6).ok_or(Stop::Invalid)?;
+            match hex.iter().all(u8::is_ascii_hexdigit) {
+                true => Ok(6),
+                false => Err(Stop::Invalid),
+            }
+        }
+        _ => Err(Stop::Invalid),
+    }
+}
+
 /// The first `"`, `\\` or control character, eight bytes at a time (strings are most of a body).
+#[inline(always)]
 fn find_special(bytes: &[u8]) -> Option<usize> {
     const ONES: u64 = 0x0101_0101_0101_0101;
     const HIGHS: u64 = 0x8080_8080_8080_8080;
     // The lowest high bit of `(x - n * ONES) & !x & HIGHS` marks the first byte of `x` below `n`
     // (for n <= 0x80); with n = 1 that is the first zero byte.
     let below = |x: u64, n: u64| x.wrapping_sub(ONES * n) & !x & HIGHS;
-    let mut chunks = bytes.chunks_exact(8);
     let mut offset = 0;
-    for chunk in &mut chunks {
-        let mut word = [0u8; 8];
-        word.copy_from_slice(chunk);
-        let word = u64::from_le_bytes(word);
+    while let Some(word) = bytes.get(offset..).and_then(<[u8]>::first_chunk::<8>) {
+        let word = u64::from_le_bytes(*word);
         let found = below(word ^ (ONES * u64::from(b'"')), 1)
             | below(word ^ (ONES * u64::from(b'\\')), 1)
             | below(word, 0x20);
@@ -458,8 +529,8 @@ fn find_special(bytes: &[u8]) -> Option<usize> {
         }
         offset += 8;
     }
-    let rest = chunks
-        .remainder()
+    let rest = bytes.get(offset..).unwrap_or_default();
+    let rest = rest
         .iter()
         .position(|&c| c == b'"' || c == b'\\' || c < 0x20);
     rest.map(|n| offset + n)
@@ -517,6 +588,73 @@ fn literal(b: &[u8], i: usize, word: &[u8]) -> Result<usize> {
     match b.get(i..i + word.len()) == Some(word) {
         true => Ok(i + word.len()),
         false => Err(Stop::Invalid),
+    }
+}
+
+/// What [`top_level_member`] found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Member<'a> {
+    /// The text is one JSON object whose keys have no escapes, naming the member once: its value,
+    /// as raw JSON text.
+    Once(&'a [u8]),
+    /// The text is one such object, without the member.
+    Absent,
+    /// Not JSON: serde_json refuses it too.
+    Invalid,
+    /// Not something this scan reads as serde_json would: not UTF-8, not an object, an escaped
+    /// key, the member twice, nesting past the limit. The caller asks serde_json.
+    Unsure,
+}
+
+/// The top-level member `name` of a JSON object, with the whole text checked as strictly as
+/// serde_json checks it, without building anything: for reading one field of a body (KooDrive's
+/// `code`) at the cost of a scan.
+pub(crate) fn top_level_member<'a>(text: &'a [u8], name: &[u8]) -> Member<'a> {
+    if std::str::from_utf8(text).is_err() {
+        return Member::Unsure;
+    }
+    let mut i = ws(text, 0);
+    if text.get(i) != Some(&b'{') {
+        return Member::Unsure;
+    }
+    let mut found = None;
+    i = ws(text, i + 1);
+    if text.get(i) != Some(&b'}') {
+        loop {
+            let Ok((key_end, escaped)) = scan_string(text, i) else {
+                return Member::Invalid;
+            };
+            if escaped {
+                return Member::Unsure;
+            }
+            let colon = ws(text, key_end);
+            if text.get(colon) != Some(&b':') {
+                return Member::Invalid;
+            }
+            let start = ws(text, colon + 1);
+            let end = match skip_value(text, start, 1) {
+                Ok(end) => end,
+                Err(Stop::Invalid) => return Member::Invalid,
+                Err(Stop::TooDeep) => return Member::Unsure,
+            };
+            if text.get(i + 1..key_end - 1) == Some(name) {
+                if found.is_some() {
+                    return Member::Unsure;
+                }
+                found = text.get(start..end);
+            }
+            i = ws(text, end);
+            match text.get(i) {
+                Some(b',') => i = ws(text, i + 1),
+                Some(b'}') => break,
+                _ => return Member::Invalid,
+            }
+        }
+    }
+    match (ws(text, i + 1) == text.len(), found) {
+        (false, _) => Member::Invalid,
+        (true, Some(value)) => Member::Once(value),
+        (true, None) => Member::Absent,
     }
 }
 
