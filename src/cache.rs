@@ -9,6 +9,7 @@
 //! use koodrive_gateway::auth::Identity;
 //! use koodrive_gateway::cache::{Page, TaskListCache, TaskListQuery};
 //! use koodrive_gateway::config::Config;
+//! use koodrive_gateway::normalize::Code;
 //!
 //! let toml = "[upstream]\nurl = \"http://127.0.0.1:1\"\n\
 //!             [auth]\nuser_id = \"1\"\napp_id = \"a\"\napp_secret = \"s\"";
@@ -23,7 +24,12 @@
 //! let key = cache.key(&ada, &query).await;
 //! let mut headers = HeaderMap::new();
 //! headers.insert("content-type", HeaderValue::from_static("application/json"));
-//! let page = Page { status: StatusCode::OK, headers, body: r#"{"code":"0"}"#.into() };
+//! let page = Page {
+//!     status: StatusCode::OK,
+//!     headers,
+//!     body: r#"{"code":"0"}"#.into(),
+//!     code: Code::Unknown,
+//! };
 //! assert!(cache.store_if_allowed(key, &page, tokio::time::Instant::now()));
 //! assert!(cache.get(&key).await.is_some());
 //! // A write by Ada moves her to a new generation: her old keys no longer reach the page.
