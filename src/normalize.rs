@@ -12,7 +12,6 @@ use bytes::Bytes;
 use serde_json::{Map, Value};
 
 pub use decode::{decodable, decode, DecodeError};
-pub(crate) use rewrite::value_end;
 pub use rules::{
     FieldType, NormalizeConfig, RawNormalizeConfig, RawRule, RawShape, Rule, RuleError, RuleTable,
 };

@@ -520,11 +520,6 @@ fn literal(b: &[u8], i: usize, word: &[u8]) -> Result<usize> {
     }
 }
 
-/// Past the JSON value starting at `at`, checked; `None` when there is no valid value there.
-pub(crate) fn value_end(text: &[u8], at: usize) -> Option<usize> {
-    skip_value(text, at, 0).ok()
-}
-
 /// Past the value at `i`, checked, inside a container nested `depth` deep. A loop over the value's
 /// nesting (not recursion), with one bit per level saying whether it is an object.
 fn skip_value(b: &[u8], mut i: usize, depth: usize) -> Result<usize> {
