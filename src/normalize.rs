@@ -3,6 +3,28 @@
 //! KooDrive's bodies drift from its documented schema (`taskListDtos` for `taskList`, numbers where
 //! strings are documented). The gateway rewrites them so callers see one stable shape; anything it
 //! cannot read as a JSON object passes through untouched.
+//!
+//! ```
+//! use koodrive_gateway::normalize::{normalize_body, Outcome, Reason, Rule};
+//!
+//! // A task-list page as KooDrive sends it: the list under `taskListDtos`, ids and code as numbers.
+//! let page = br#"{"taskListDtos":[{"taskId":1486254586942472064}],"code":0,"msg":"Success."}"#;
+//! let Outcome::Normalized { body, mismatches } = normalize_body(&Rule::task_list(), page) else {
+//!     panic!("a JSON object is normalized");
+//! };
+//! assert_eq!(mismatches, 0);
+//! assert_eq!(
+//!     &body[..],
+//!     br#"{"taskList":[{"taskId":"1486254586942472064"}],"code":"0","msg":"Success."}"#
+//! );
+//!
+//! // What is not a JSON object passes through, with the reason as a bounded label.
+//! let Outcome::PassThrough(reason) = normalize_body(&Rule::task_list(), b"<html>") else {
+//!     panic!("not JSON");
+//! };
+//! assert_eq!(reason, Reason::InvalidJson);
+//! assert_eq!(reason.as_str(), "invalid_json");
+//! ```
 
 mod decode;
 mod rewrite;
