@@ -1,9 +1,10 @@
-//! The task-list cache, counted at the mock: hits, keys, identities, what is stored, collapsing,
-//! stale pages, client directives, invalidation and purges.
+//! The task-list cache, counted at the mock: hits, keys, what is stored, collapsing, stale pages
+//! and client directives. Identities are in `cache_sharing.rs`, writes and purges in
+//! `invalidation.rs`.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -11,9 +12,7 @@ use http::Method;
 use http_body_util::Full;
 use tokio::sync::Notify;
 
-use crate::support::{
-    within, Mock, Recorded, Reply, TestGateway, TestResponse, TASK_LIST, USER_ID,
-};
+use crate::support::{within, Mock, Recorded, Reply, TestGateway, TestResponse, TASK_LIST};
 
 /// A task-list page in KooDrive's wire shape that says whom it was made for and which version.
 pub(crate) fn page_for(seen: &Recorded, version: u64) -> Reply {
@@ -119,46 +118,6 @@ async fn a_bad_query_is_a_400_naming_the_parameter_with_no_upstream_call() {
         assert!(json["msg"].as_str().unwrap().contains(param), "{json}");
     }
     assert_eq!(mock.hits(), 0);
-}
-
-#[tokio::test]
-async fn identities_never_share_pages() {
-    let mock = versioned_mock().await;
-    let gw = TestGateway::for_mock(&mock, "[cache]\nttl = \"60s\"").await;
-    let identities: [&[(&str, &str)]; 5] = [
-        &[],
-        &[("x-user-id", "42")],
-        &[("x-user-id", "42"), ("authorization", "Bearer token-a")],
-        &[("x-user-id", "42"), ("authorization", "Bearer token-b")],
-        &[("x-user-id", "42"), ("language", "zh-CN")],
-    ];
-    let mut owners = Vec::new();
-    for round in 0..2 {
-        for headers in identities {
-            let response = gw.client.get_with(TASK_LIST, headers).await;
-            let owner = response.json()["owner"].as_str().unwrap().to_owned();
-            if round == 0 {
-                owners.push(owner);
-            } else {
-                assert!(owners.contains(&owner));
-            }
-        }
-    }
-    assert_eq!(
-        mock.hits(),
-        identities.len(),
-        "one miss per identity, then hits"
-    );
-    assert_eq!(
-        owners,
-        [
-            format!("{USER_ID}|app|en-US"),
-            "42|app|en-US".into(),
-            "42|Bearer token-a|en-US".into(),
-            "42|Bearer token-b|en-US".into(),
-            "42|app|zh-CN".into(),
-        ]
-    );
 }
 
 #[tokio::test]
@@ -413,46 +372,6 @@ pub(crate) fn create(gw: &TestGateway, user: &str) -> http::Request<Full<Bytes>>
         .unwrap()
 }
 
-/// A header that says who a request acts as, sent twice: the key would take one value and
-/// KooDrive might take the other, so the page it made could be stored for the wrong identity.
-/// Refused on every route (a write invalidates by user too), never forwarded.
-#[tokio::test]
-async fn a_repeated_identity_header_is_refused_and_never_forwarded() {
-    let mock = versioned_mock().await;
-    let gw = TestGateway::for_mock(&mock, "[cache]\nttl = \"60s\"").await;
-    for (name, first, second) in [
-        ("x-user-id", "1001", "1002"),
-        ("authorization", "Bearer token-a", "Bearer token-b"),
-        ("language", "en-US", "zh-CN"),
-    ] {
-        for (method, path) in [
-            (Method::GET, TASK_LIST),
-            (Method::POST, "/koodrive/ose/v1/task/create"),
-        ] {
-            let request = gw
-                .client
-                .request(method, path)
-                .header(name, first)
-                .header(name, second)
-                .body(Full::default())
-                .unwrap();
-            let response = gw.client.send(request).await;
-            assert_eq!(response.status, 400, "{name} twice on {path}");
-            assert_eq!(response.json()["code"], "GATEWAY_BAD_REQUEST");
-            let msg = response.json()["msg"].as_str().unwrap().to_owned();
-            assert!(msg.to_ascii_lowercase().contains(name), "{msg}");
-        }
-    }
-    assert_eq!(mock.hits(), 0, "nothing was forwarded");
-    // Once each, the same headers are served, and the first identity's page is its own.
-    let once = gw
-        .client
-        .get_with(TASK_LIST, &[("x-user-id", "1001"), ("language", "zh-CN")])
-        .await;
-    assert_eq!(once.status, 200);
-    assert_eq!(once.json()["owner"], "1001|app|zh-CN");
-}
-
 /// A caller's validators and range stay with that caller: the shared fetch asks KooDrive for
 /// the whole page, so a conditional request leading a flight cannot hand its 304 to waiters
 /// that asked unconditionally, nor have a 304 or 206 refresh a stale page.
@@ -502,70 +421,4 @@ async fn a_conditional_request_leading_a_flight_fetches_the_whole_page_for_every
         assert_eq!(mock.last().header(name), None, "{name} went upstream");
     }
     assert!(cache_status(&leader).ends_with("stored"));
-}
-
-/// Many identities, queries and concurrent requests, with writes in between: every body belongs
-/// to the identity that asked, and every answer after a write reflects it.
-#[tokio::test]
-async fn randomized_identities_never_see_each_other_and_always_see_their_writes() {
-    let versions: Arc<Mutex<HashMap<String, u64>>> = Arc::default();
-    let table = Arc::clone(&versions);
-    let mock = Mock::start(move |seen| {
-        let user = seen.header("x-user-id").unwrap_or("?").to_owned();
-        let mut table = table.lock().unwrap();
-        let version = table.entry(user).or_insert(0);
-        if seen.method == Method::POST {
-            *version += 1;
-            return Reply::json(200, r#"{"code":0,"msg":"Success.","taskId":"1"}"#);
-        }
-        let mut reply = page_for(seen, *version);
-        // Echo the query too, so a page for one query is never served for another.
-        let mut json: serde_json::Value = serde_json::from_slice(&reply.body).unwrap();
-        json["query"] = seen.uri.query().unwrap_or("").into();
-        reply.body = json.to_string().into();
-        reply
-    })
-    .await;
-    let gw = TestGateway::for_mock(&mock, "[cache]\nttl = \"60s\"").await;
-    let users = ["2001", "2002", "2003"];
-    let tokens = [None, Some("Bearer tk-1"), Some("Bearer tk-2")];
-    let languages = ["en-US", "zh-CN"];
-    let queries = ["status=1", "status=1,2&pageSize=10", "taskType=0", ""];
-    let mut rng = fastrand::Rng::with_seed(7);
-    for round in 0..6 {
-        let mut handles = Vec::new();
-        for _ in 0..60 {
-            let user = users[rng.usize(..users.len())];
-            let token = tokens[rng.usize(..tokens.len())];
-            let language = languages[rng.usize(..languages.len())];
-            let query = queries[rng.usize(..queries.len())];
-            let client = gw.client.clone();
-            let floor = *versions.lock().unwrap().get(user).unwrap_or(&0);
-            handles.push(tokio::spawn(async move {
-                let mut headers = vec![("x-user-id", user), ("language", language)];
-                if let Some(token) = token {
-                    headers.push(("authorization", token));
-                }
-                let response = client
-                    .get_with(&format!("{TASK_LIST}?{query}"), &headers)
-                    .await;
-                (user, token, language, query, floor, response)
-            }));
-        }
-        for handle in handles {
-            let (user, token, language, query, floor, response) =
-                within("a request", handle).await.unwrap();
-            let json = response.json();
-            let owner = format!("{user}|{}|{language}", token.unwrap_or("app"));
-            assert_eq!(json["owner"], owner.as_str(), "round {round}");
-            assert_eq!(json["query"], query);
-            assert!(
-                json["version"].as_u64().unwrap() >= floor,
-                "a page older than a finished write"
-            );
-        }
-        // A write for one user, finished before the next round starts.
-        let user = users[round % users.len()];
-        assert_eq!(gw.client.send(create(&gw, user)).await.status, 200);
-    }
 }
