@@ -31,7 +31,7 @@ use hyper::body::Incoming;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioIo};
-use koodrive_gateway::demo::{MockAuth, MockKooDrive};
+use koodrive_mock::{MockAuth, MockKooDrive};
 use tokio::net::TcpListener;
 
 /// A client request with no response (headers and body) within this is unanswered.

@@ -52,7 +52,6 @@ pub mod budget;
 pub mod cache;
 pub mod coalesce;
 pub mod config;
-pub mod demo;
 pub mod error;
 pub mod framing;
 pub mod gateway;

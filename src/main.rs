@@ -7,8 +7,8 @@ use anyhow::Context;
 use clap::Parser;
 
 use koodrive_gateway::config::{Config, ConfigError, Layered, SecretSource};
-use koodrive_gateway::demo::{MockAuth, MockKooDrive};
 use koodrive_gateway::{gateway, pipeline, telemetry};
+use koodrive_mock::{MockAuth, MockKooDrive};
 
 /// mimalloc keeps size classes apart: cached pages live long among short-lived request buffers,
 /// and glibc's allocator fragments around them (RSS per cached 2 KB page fell from ~7.8 KB).

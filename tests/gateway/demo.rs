@@ -1,7 +1,7 @@
 //! The embedded mock KooDrive that `--demo` runs keeps KooDrive's documents: every documented
 //! task endpoint, X-Date freshness, and the configured credentials however their token is written.
 
-use koodrive_gateway::demo::{MockAuth, MockKooDrive};
+use koodrive_mock::{MockAuth, MockKooDrive};
 
 use crate::support::{TestGateway, APP_ID, APP_SECRET, TASK_LIST};
 
@@ -39,7 +39,7 @@ async fn demo_serves_every_documented_task_endpoint() {
 /// gateway whose clock runs ahead.
 #[test]
 fn demo_refuses_an_x_date_in_the_future() {
-    use koodrive_gateway::demo::auth_check::check_freshness;
+    use koodrive_mock::koodrive::auth_check::check_freshness;
     let now = time::OffsetDateTime::now_utc();
     let ahead = now + time::Duration::seconds(30);
     assert!(

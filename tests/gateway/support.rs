@@ -2,8 +2,6 @@
 //! on 127.0.0.1:0, with real HTTP between them. Every network await is bounded.
 
 pub mod client;
-pub mod faults;
-pub mod mock;
 pub mod packages;
 pub mod prometheus;
 
@@ -12,7 +10,10 @@ use std::future::Future;
 use std::time::Duration;
 
 pub use client::{Client, TestResponse};
-pub use mock::{Mock, Recorded, Reply};
+// The one mock KooDrive (crates/koodrive-mock), under the names the tests use.
+pub use koodrive_mock::faults;
+pub use koodrive_mock::recording as mock;
+pub use koodrive_mock::{Mock, Recorded, Reply};
 
 use koodrive_gateway::config::Config;
 use koodrive_gateway::gateway::{self, Running};

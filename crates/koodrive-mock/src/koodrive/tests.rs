@@ -18,7 +18,7 @@ use super::auth_check::X_DATE_FORMAT;
 use super::reply::codes;
 use super::tasks::HISTORY_LEN;
 use super::{MockAuth, MockKooDrive};
-use crate::auth::sign;
+use crate::signature::{self, SignedRequest};
 
 const LIST: &str = "/koodrive/ose/v1/task/list";
 const USER: &str = "1505084218764547200";
@@ -77,25 +77,21 @@ impl Harness {
             ("x-date", date),
             ("x-user-id", USER),
         ];
-        let hash = sign::payload_hash(body.as_bytes());
-        let input = sign::SignInput {
+        let request = SignedRequest {
             method: method.as_str(),
             path,
             query,
             headers: &headers,
-            payload_sha256: &hash,
+            body: body.as_bytes(),
         };
-        let signature = sign::signature(secret.as_bytes(), &input);
+        let authorization = signature::authorization("app-1", secret.as_bytes(), &request);
         Request::builder()
             .method(method.clone())
             .uri(format!("http://{host}{target}"))
             .header("host", &host)
             .header("x-date", date)
             .header("x-user-id", USER)
-            .header(
-                "authorization",
-                sign::authorization("app-1", &input, &signature),
-            )
+            .header("authorization", authorization)
             .body(Full::new(Bytes::from(body.to_string())))
             .unwrap()
     }

@@ -1,5 +1,8 @@
 //! A raw-TCP KooDrive that misbehaves on purpose: resets, stalls, garbage, huge bodies, bombs.
 //! It answers one request per connection and closes it.
+// Test fixtures: a set-up the test got wrong (a bad header in a scripted reply, a port that
+// cannot be bound) fails the test loudly rather than being answered.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::io::Write;
 use std::net::SocketAddr;

@@ -4,7 +4,7 @@ use http::{Method, StatusCode};
 use time::OffsetDateTime;
 
 use super::{assert_error, start, x_date, LIST};
-use crate::demo::reply::codes;
+use crate::koodrive::reply::codes;
 
 #[tokio::test]
 async fn authentication_failures_use_koodrive_shape() {

@@ -5,7 +5,7 @@ use http::request::Parts;
 use super::super::reply::{codes, ApiError};
 use super::super::MockAuth;
 use super::{clip, header_str, host};
-use crate::auth::sign;
+use crate::signature::{self, SignedRequest};
 
 /// Checks `Authorization: HMAC-SHA256 AppId=..,SignedHeaders=..,Signature=..` (already parsed).
 pub(super) fn check(
@@ -47,15 +47,14 @@ pub(super) fn check(
         })?;
         headers.push((name.as_str(), value));
     }
-    let payload = sign::payload_hash(body);
-    let input = sign::SignInput {
+    let request = SignedRequest {
         method: parts.method.as_str(),
         path: parts.uri.path(),
         query: parts.uri.query(),
         headers: &headers,
-        payload_sha256: &payload,
+        body,
     };
-    let expected = sign::signature(auth.app_secret.as_bytes(), &input);
+    let expected = signature::signature(auth.app_secret.as_bytes(), &request);
     if constant_time_eq(
         expected.as_bytes(),
         signature.to_ascii_lowercase().as_bytes(),

@@ -6,7 +6,7 @@ use time::{format_description::FormatItem, macros::format_description, OffsetDat
 
 use super::reply::{codes, ApiError};
 use super::MockAuth;
-use crate::auth::sign;
+use crate::signature;
 
 mod app_signature;
 
@@ -53,11 +53,11 @@ pub fn check(
             ApiError::unauthorized(codes::UNAUTHORIZED, "Authorization header is required")
         })?;
     check_freshness(date, now)?;
-    match sign::parse_authorization(authorization) {
+    match signature::parse_authorization(authorization) {
         Some((app_id, signed, signature)) => {
             app_signature::check(parts, body, auth, app_id, signed, signature)?
         }
-        None if authorization.starts_with(sign::ALGORITHM) => return Err(ApiError::unauthorized(
+        None if authorization.starts_with(signature::ALGORITHM) => return Err(ApiError::unauthorized(
             codes::UNAUTHORIZED,
             "malformed Authorization: expected HMAC-SHA256 AppId=..,SignedHeaders=..,Signature=..",
         )),
@@ -148,7 +148,7 @@ mod tests {
         }
     }
 
-    fn request(uri: &str, x_date: &str, authorization: &str) -> Parts {
+    fn request_parts(uri: &str, x_date: &str, authorization: &str) -> Parts {
         let req = Request::post(uri)
             .header("host", "mock.local")
             .header("x-date", x_date)
@@ -173,16 +173,15 @@ mod tests {
             .into_iter()
             .filter(|(n, _)| signed_names.split(';').any(|s| s == *n))
             .collect();
-        let hash = sign::payload_hash(body);
-        let input = sign::SignInput {
+        let request = signature::SignedRequest {
             method: "POST",
             path,
             query,
             headers: &headers,
-            payload_sha256: &hash,
+            body,
         };
-        let sig = sign::signature(secret.as_bytes(), &input);
-        request(uri, &x_date, &sign::authorization("app-1", &input, &sig))
+        let value = signature::authorization("app-1", secret.as_bytes(), &request);
+        request_parts(uri, &x_date, &value)
     }
 
     fn outcome(parts: &Parts, body: &[u8]) -> Result<String, (StatusCode, u32)> {
@@ -227,7 +226,7 @@ mod tests {
     #[test]
     fn header_problems_are_400_and_auth_problems_401() {
         let date = "20240909T033325Z";
-        let mut no_user = request("/t", date, "tok-1");
+        let mut no_user = request_parts("/t", date, "tok-1");
         no_user.headers.remove("x-user-id");
         assert_eq!(
             outcome(&no_user, b""),
@@ -239,13 +238,13 @@ mod tests {
             "20241309T033325Z",
             "",
         ] {
-            let parts = request("/t", bad_date, "tok-1");
+            let parts = request_parts("/t", bad_date, "tok-1");
             assert_eq!(
                 outcome(&parts, b""),
                 Err((StatusCode::BAD_REQUEST, codes::BAD_X_DATE))
             );
         }
-        let unknown_app = request(
+        let unknown_app = request_parts(
             "/t",
             date,
             "HMAC-SHA256 AppId=x,SignedHeaders=x-date;x-user-id,Signature=00",
@@ -254,12 +253,12 @@ mod tests {
             outcome(&unknown_app, b""),
             Err((StatusCode::UNAUTHORIZED, codes::UNAUTHORIZED))
         );
-        let garbled = request("/t", date, "HMAC-SHA256 AppId=app-1");
+        let garbled = request_parts("/t", date, "HMAC-SHA256 AppId=app-1");
         assert_eq!(
             outcome(&garbled, b""),
             Err((StatusCode::UNAUTHORIZED, codes::UNAUTHORIZED))
         );
-        let mut no_auth = request("/t", date, "");
+        let mut no_auth = request_parts("/t", date, "");
         no_auth.headers.remove("authorization");
         assert_eq!(
             outcome(&no_auth, b""),

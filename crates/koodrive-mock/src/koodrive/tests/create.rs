@@ -6,7 +6,7 @@ use time::OffsetDateTime;
 use serde_json::Value;
 
 use super::{assert_error, start, x_date, LIST, USER};
-use crate::demo::reply::codes;
+use crate::koodrive::reply::codes;
 
 #[tokio::test]
 async fn created_task_is_listed_first_as_new() {
