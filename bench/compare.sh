@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
-# bench/compare.sh: koodrive-gateway's task-list cache against nginx proxy_cache, side by side
-# over loopback, on the machine it runs on. It PRINTS figures; it asserts nothing and exits 0
+# bench/compare.sh: koodrive-gateway against nginx, cache hits and forwarded requests, side by
+# side over loopback, on the machine it runs on. It PRINTS figures; it asserts nothing and exits 0
 # whatever the numbers are (a failure to set up the bench is what makes it exit non-zero).
 #
 #   bench/compare.sh                       # 10 s per load run
 #   DURATION=3s bench/compare.sh           # quicker
 #   KEEP_WORK=1 bench/compare.sh           # keep the temp dir (configs, logs, wrk output)
 #   ROUNDS=3 bench/compare.sh              # more interleaved wrk rounds (best one reported)
+#   FORWARDED=0 bench/compare.sh           # cache hits only (no forwarded configurations)
+#   LATENCY_DURATION=5s bench/compare.sh   # each one-connection latency run (DURATION if unset)
 #
 # What it measures (the issue's targets are printed next to the figures):
 #   1. cache hits: wrk -t1 -c64 --latency against nginx proxy_cache and against the gateway, both
@@ -20,9 +22,18 @@
 #      every request with the gateway's own hit, headers and body, captured with curl, and
 #      nothing else (its connections written the gateway's way, src/coalesce.rs): what a hit can
 #      cost at best with hyper and tokio on this machine.
-#   2. collapsing: 1,000 concurrent identical misses (examples/burst.rs) and how many reached the
+#   2. forwarded requests, in the same rounds as the hits (FORWARDED=1, the default): the same
+#      page through the gateway with `Cache-Control: no-store` (forwarded, normalized, not stored)
+#      against nginx `proxy_pass` with no cache, and with `Cache-Control: no-cache` (forwarded,
+#      normalized, stored) against nginx `proxy_cache` with `proxy_cache_bypass` (forwarded,
+#      stored); and an ordinary GET and POST (a file path no cache or rule applies to: streamed
+#      both ways) through both. Each at CONNECTIONS (req/s, ratio gateway/nginx) and at one
+#      connection (the p50 each adds over the upstream's own, measured in the same round). The
+#      upstream nginx is pinned to SERVER_CPU too, so a forwarded request's whole cost is on
+#      that core, as for nginx.
+#   3. collapsing: 1,000 concurrent identical misses (examples/burst.rs) and how many reached the
 #      upstream.
-#   3. memory: VmRSS of a fresh gateway before and after caching 10,000 distinct ~2 KB pages.
+#   4. memory: VmRSS of a fresh gateway before and after caching 10,000 distinct ~2 KB pages.
 #
 # With STALLS=1, examples/stalls.rs watches both CPUs during every load run as a real-time task
 # (chrt -f) and reports how often each was taken away from this machine for 1 ms or more (a
@@ -41,6 +52,8 @@ FILL=${FILL:-10000}           # distinct pages cached for the memory figure
 SERVER_CPU=${SERVER_CPU:-0}   # the server under test
 LOAD_CPU=${LOAD_CPU:-1}       # wrk and burst
 ROUNDS=${ROUNDS:-2}           # interleaved wrk rounds per server; the best round is reported
+FORWARDED=${FORWARDED:-1}     # 1: the forwarded configurations too, in the same rounds
+LATENCY_DURATION=${LATENCY_DURATION:-$DURATION} # each one-connection run (forwarded latency)
 STALLS=${STALLS:-0}           # 1: watch both CPUs for host stalls during each wrk run
 
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -53,6 +66,11 @@ STALLS_BIN=$CARGO_TARGET_DIR/release/examples/stalls
 LIST=/koodrive/ose/v1/task/list
 # The query every hit benchmark asks for (same path and query for nginx and the gateway).
 HIT_QUERY="$LIST?pageSize=20&status=2&pageCursor="
+# An ordinary file call, which no cache and no normalization rule applies to: a GET of the same
+# page (a static file upstream) and a POST (answered by the upstream's `return`).
+FILE_GET=/koodrive/ose/v1/file/info
+FILE_POST=/koodrive/ose/v1/file/create
+FILE_QUERY="$FILE_GET?fileId=1486254586942472064"
 
 # nginx's workers run as nobody: they must be able to enter the work dir.
 WORK=$(mktemp -d /tmp/koodrive-bench.XXXXXX)
@@ -119,10 +137,10 @@ free_port() {
     die "no free port found"
 }
 
-# Polls a URL until it answers 2xx (at most 10 s).
+# Polls a URL until it answers 2xx (at most 30 s: a loaded machine starts a server slowly).
 wait_http() {
     local url=$1 i
-    for ((i = 0; i < 100; i++)); do
+    for ((i = 0; i < 300; i++)); do
         curl -fsS -o /dev/null --max-time 1 "$url" 2>/dev/null && return 0
         sleep 0.1
     done
@@ -194,6 +212,14 @@ write_page() {
     printf '{"taskListDtos":[%s],"nextCursor":1723549107000,"code":0,"msg":"Success."}' \
         "$tasks" >"$page"
     PAGE=$page
+    mkdir -p "$(dirname "$WORK/www$FILE_GET")"
+    cp "$page" "$WORK/www$FILE_GET"
+    # The POST's body, sent by wrk's script.
+    cat >"$WORK/post.lua" <<'EOF'
+wrk.method = "POST"
+wrk.body = '{"fileName":"bench-report.pdf","parentFolderId":"0","fileSize":20480}'
+wrk.headers["Content-Type"] = "application/json"
+EOF
     echo "page: $(wc -c <"$page") bytes, $i tasks"
 }
 
@@ -217,7 +243,8 @@ EOF
 }
 
 # The upstream: nginx serving the fixed page as a static file (any query), logging every request
-# so that upstream calls can be counted.
+# so that upstream calls can be counted; a POST of a file call gets a small JSON answer. Pinned
+# to SERVER_CPU, with the server under test.
 start_upstream() {
     local dir=$WORK/nginx-upstream
     mkdir -p "$dir"
@@ -231,13 +258,19 @@ start_upstream() {
     server {
         listen 127.0.0.1:$UPSTREAM_PORT;
         root $WORK/www;
-        location = $LIST { default_type application/json; }
+        default_type application/json;
+        location = $LIST { }
+        location = $FILE_GET { }
+        location = $FILE_POST {
+            return 200 '{"fileId":"1486368980720435072","code":0,"msg":"Success."}';
+        }
     }
 }
 EOF
     } >"$dir/nginx.conf"
-    nginx -p "$dir" -c "$dir/nginx.conf" -g 'daemon off; master_process on;' &
-    PIDS+=($!)
+    taskset -c "$SERVER_CPU" nginx -p "$dir" -c "$dir/nginx.conf" -g 'daemon off; master_process on;' &
+    UPSTREAM_PID=$!
+    PIDS+=("$UPSTREAM_PID")
     wait_http "http://127.0.0.1:$UPSTREAM_PORT$LIST"
     echo "upstream nginx on 127.0.0.1:$UPSTREAM_PORT"
 }
@@ -248,17 +281,24 @@ upstream_count() {
 }
 
 # nginx proxy_cache in front of the upstream: one worker, pinned; cached 10 minutes; concurrent
-# misses locked into one fetch. Its access log is off (the gateway's is off at warn too).
+# misses locked into one fetch. Its access log is off (the gateway's is off at warn too). The
+# same worker serves two more ports for the forwarded configurations: NGINX_PASS_PORT, plain
+# proxy_pass with no cache, and NGINX_BYPASS_PORT, the same cache with proxy_cache_bypass (every
+# request fetched and stored).
 start_nginx_cache() {
     local dir=$WORK/nginx-cache
     mkdir -p "$dir/cache"
     free_port NGINX_PORT
+    free_port NGINX_PASS_PORT
+    free_port NGINX_BYPASS_PORT
     {
         nginx_common "$dir"
         cat <<EOF
     access_log off;
     proxy_cache_path $dir/cache levels=1:2 keys_zone=pages:10m max_size=256m inactive=60m use_temp_path=off;
-    upstream koodrive { server 127.0.0.1:$UPSTREAM_PORT; keepalive 16; }
+    # Idle upstream connections kept: more than CONNECTIONS, so that forwarding at 64 connections
+    # reuses them as the gateway's pool does, instead of opening one per request.
+    upstream koodrive { server 127.0.0.1:$UPSTREAM_PORT; keepalive 1024; }
     server {
         listen 127.0.0.1:$NGINX_PORT;
         location / {
@@ -268,6 +308,26 @@ start_nginx_cache() {
             proxy_cache pages;
             proxy_cache_valid 200 10m;
             proxy_cache_lock on;
+            add_header Cache-Status "nginx; \$upstream_cache_status";
+        }
+    }
+    server {
+        listen 127.0.0.1:$NGINX_PASS_PORT;
+        location / {
+            proxy_pass http://koodrive;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+        }
+    }
+    server {
+        listen 127.0.0.1:$NGINX_BYPASS_PORT;
+        location / {
+            proxy_pass http://koodrive;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_cache pages;
+            proxy_cache_valid 200 10m;
+            proxy_cache_bypass 1;
             add_header Cache-Status "nginx; \$upstream_cache_status";
         }
     }
@@ -390,17 +450,24 @@ cpu_ticks() {
 }
 CLK_TCK=$(getconf CLK_TCK)
 
-# Runs wrk on LOAD_CPU against a warm cache and prints one line. Keeps the round with the most
-# requests/s per server (rps, p50/p99 in ms, and requests per CPU-second the server used, which
-# other load on the machine skews less than requests/s).
-declare -A RPS P50 P99 PER_CPU NOTE LAST LAST_P99
+# Runs wrk on LOAD_CPU and prints one line: name, URL, the server's pid, and optionally the
+# connections and duration (CONNECTIONS and DURATION if not given) and what to send: `get` (a
+# plain GET), `no-store` or `no-cache` (a GET with that Cache-Control), `post` (the file POST).
+# Keeps the round with the most requests/s per name (rps, p50/p99 in ms, and requests per
+# CPU-second the server used, which other load on the machine skews less than requests/s).
+declare -A RPS P50 P99 PER_CPU NOTE LAST LAST_P50 LAST_P99
 ROUND_RATIOS=() ROUND_P99S=()
 run_wrk() {
-    local name=$1 url=$2 pid=$3 out=$WORK/wrk-$1.txt before after ticks rps p50 p99 n per_cpu note
+    local name=$1 url=$2 pid=$3 connections=${4:-$CONNECTIONS} duration=${5:-$DURATION} send=${6:-get}
+    local out=$WORK/wrk-$1.txt before after ticks rps p50 p99 n per_cpu note extra=()
+    case $send in
+        no-store | no-cache) extra=(-H "Cache-Control: $send") ;;
+        post) extra=(-s "$WORK/post.lua") ;;
+    esac
     before=$(upstream_count "$LIST")
     ticks=$(cpu_ticks "$pid")
     stalls_start
-    taskset -c "$LOAD_CPU" wrk -t1 -c"$CONNECTIONS" -d"$DURATION" --latency "$url" >"$out"
+    taskset -c "$LOAD_CPU" wrk -t1 -c"$connections" -d"$duration" --latency "${extra[@]}" "$url" >"$out"
     ticks=$(($(cpu_ticks "$pid") - ticks))
     stalls_seen
     after=$(upstream_count "$LIST")
@@ -414,7 +481,7 @@ run_wrk() {
         note+="; $(grep -h -e 'Non-2xx' -e 'Socket errors' "$out" | tr -s ' ' | paste -sd';')"
     fi
     [[ -z $STALLS_SEEN ]] || note+="; $STALLS_SEEN"
-    LAST[$name]=$rps LAST_P99[$name]=$p99
+    LAST[$name]=$rps LAST_P50[$name]=$p50 LAST_P99[$name]=$p99
     printf '%-14s %10s req/s  p50 %7s ms  p99 %7s ms  %8s req/CPU-s  (%s)\n' \
         "$name" "$rps" "$p50" "$p99" "$per_cpu" "$note"
     if [[ -z ${RPS[$name]:-} ]] || awk -v a="$rps" -v b="${RPS[$name]}" 'BEGIN {exit !(a > b)}'; then
@@ -422,11 +489,45 @@ run_wrk() {
     fi
 }
 
+# The forwarded configurations, gateway against nginx: name of the pair, the gateway's run and
+# nginx's. Each pair's runs are named "<run>" at CONNECTIONS and "<run>-c1" at one connection.
+FORWARD_PAIRS=(
+    "task list no-store vs proxy_pass|gw-nostore|nginx-pass"
+    "task list no-cache vs cache_bypass|gw-nocache|nginx-bypass"
+    "file GET vs proxy_pass|gw-get|nginx-get"
+    "file POST vs proxy_pass|gw-post|nginx-post"
+)
+# The upstream's own p50 at one connection, per pair's request: what both add to.
+declare -A UPSTREAM_OF=([gw-nostore]=up-list [gw-nocache]=up-list [gw-get]=up-get [gw-post]=up-post)
+# Per forwarded run, its added p50 (us, over the upstream's in the same round) round by round;
+# per pair, the req/s ratio round by round.
+declare -A ADDED_US FORWARD_RATIOS
+
+# Checks, before any load, that every forwarded configuration answers 2xx the way it should.
+check_forwarded() {
+    local gw=$1 headers
+    headers=$(curl -fsS -D - -o /dev/null -H 'Cache-Control: no-store' "http://127.0.0.1:$gw$HIT_QUERY")
+    grep -qi '^cache-status:.*fwd=request' <<<"$headers" || die "no-store was not forwarded: $headers"
+    headers=$(curl -fsS -D - -o /dev/null -H 'Cache-Control: no-cache' "http://127.0.0.1:$gw$HIT_QUERY")
+    grep -qi '^cache-status:.*stored' <<<"$headers" || die "no-cache was not stored: $headers"
+    headers=$(curl -fsS -D - -o /dev/null "http://127.0.0.1:$NGINX_BYPASS_PORT$HIT_QUERY")
+    grep -qi '^cache-status:.*BYPASS' <<<"$headers" || die "nginx did not bypass its cache: $headers"
+    local port
+    for port in "$gw" "$NGINX_PASS_PORT" "$UPSTREAM_PORT"; do
+        curl -fsS -o /dev/null "http://127.0.0.1:$port$FILE_QUERY" || die "file GET failed on $port"
+        curl -fsS -o /dev/null -X POST -H 'Content-Type: application/json' --data '{}' \
+            "http://127.0.0.1:$port$FILE_POST" || die "file POST failed on $port"
+    done
+    echo "forwarded configurations answer: gateway no-store/no-cache, nginx proxy_pass/bypass, file GET/POST"
+}
+
 # Hits: nginx and the gateway (RUST_LOG=warn: no access log; RUST_LOG=info: its default, one
 # JSON access-log line per request, to a file) all started and warmed, then measured one after
 # the other (each has SERVER_CPU to itself while it is measured; the others sit idle), ROUNDS
 # times, interleaved so that a burst of other load on the machine does not hit only one of them,
-# in an order that rotates from round to round.
+# in an order that rotates from round to round. With FORWARDED=1 the forwarded configurations
+# run in the same rounds, in the same rotation, against the same gateway (RUST_LOG=warn) and the
+# same nginx worker.
 bench_hits() {
     log "cache hits: nginx proxy_cache (1 worker, access log off) and koodrive-gateway, all on CPU $SERVER_CPU; wrk on CPU $LOAD_CPU"
     local nginx_pid warn_pid warn_port info_pid info_port round
@@ -447,22 +548,69 @@ bench_hits() {
     floor_pid=$!
     PIDS+=("$floor_pid")
     wait_http "http://127.0.0.1:$floor_port/"
-    local -A port=([nginx]=$NGINX_PORT [gateway-warn]=$warn_port [gateway-info]=$info_port [floor]=$floor_port)
+    # Each run: its URL, the pid whose CPU it uses, and what it sends.
+    local -A url=(
+        [nginx]="http://127.0.0.1:$NGINX_PORT$HIT_QUERY"
+        [gateway-warn]="http://127.0.0.1:$warn_port$HIT_QUERY"
+        [gateway-info]="http://127.0.0.1:$info_port$HIT_QUERY"
+        [floor]="http://127.0.0.1:$floor_port$HIT_QUERY"
+    )
     local -A pid=([nginx]=$nginx_pid [gateway-warn]=$warn_pid [gateway-info]=$info_pid [floor]=$floor_pid)
-    local order=(nginx gateway-warn gateway-info floor) i name warn_p99
+    local -A send=()
+    local order=(nginx gateway-warn gateway-info floor) i name warn_p99 pair gw ngx
+    if [[ $FORWARDED == 1 ]]; then
+        check_forwarded "$warn_port"
+        url+=(
+            [gw-nostore]="http://127.0.0.1:$warn_port$HIT_QUERY"
+            [nginx-pass]="http://127.0.0.1:$NGINX_PASS_PORT$HIT_QUERY"
+            [gw-nocache]="http://127.0.0.1:$warn_port$HIT_QUERY"
+            [nginx-bypass]="http://127.0.0.1:$NGINX_BYPASS_PORT$HIT_QUERY"
+            [gw-get]="http://127.0.0.1:$warn_port$FILE_QUERY"
+            [nginx-get]="http://127.0.0.1:$NGINX_PASS_PORT$FILE_QUERY"
+            [gw-post]="http://127.0.0.1:$warn_port$FILE_POST"
+            [nginx-post]="http://127.0.0.1:$NGINX_PASS_PORT$FILE_POST"
+            [up-list]="http://127.0.0.1:$UPSTREAM_PORT$HIT_QUERY"
+            [up-get]="http://127.0.0.1:$UPSTREAM_PORT$FILE_QUERY"
+            [up-post]="http://127.0.0.1:$UPSTREAM_PORT$FILE_POST"
+        )
+        pid+=([gw-nostore]=$warn_pid [gw-nocache]=$warn_pid [gw-get]=$warn_pid [gw-post]=$warn_pid
+            [nginx-pass]=$nginx_pid [nginx-bypass]=$nginx_pid [nginx-get]=$nginx_pid
+            [nginx-post]=$nginx_pid [up-list]=$UPSTREAM_PID [up-get]=$UPSTREAM_PID
+            [up-post]=$UPSTREAM_PID)
+        send+=([gw-nostore]=no-store [gw-nocache]=no-cache [gw-post]=post [nginx-post]=post
+            [up-post]=post)
+        # At CONNECTIONS, then one connection each (the upstream's own included).
+        order+=(gw-nostore nginx-pass gw-nocache nginx-bypass gw-get nginx-get gw-post nginx-post
+            gw-nostore-c1 nginx-pass-c1 gw-nocache-c1 nginx-bypass-c1 gw-get-c1 nginx-get-c1
+            gw-post-c1 nginx-post-c1 up-list-c1 up-get-c1 up-post-c1)
+    fi
+    local run base
     for ((round = 1; round <= ROUNDS; round++)); do
         echo "-- round $round of $ROUNDS"
-        # Each round starts one server further along, so that none always runs first or right
+        # Each round starts one run further along, so that none always runs first or right
         # after the same neighbour.
         for ((i = 0; i < ${#order[@]}; i++)); do
             name=${order[(i + round - 1) % ${#order[@]}]}
-            run_wrk "$name" "http://127.0.0.1:${port[$name]}$HIT_QUERY" "${pid[$name]}"
+            base=${name%-c1}
+            if [[ $name == *-c1 ]]; then
+                run_wrk "$name" "${url[$base]}" "${pid[$base]}" 1 "$LATENCY_DURATION" "${send[$base]:-get}"
+            else
+                run_wrk "$name" "${url[$name]}" "${pid[$name]}" "$CONNECTIONS" "$DURATION" "${send[$name]:-get}"
+            fi
             [[ $name != gateway-warn ]] || warn_p99="${LAST_P99[gateway-warn]}${STALLS_SHORT:+ ($STALLS_SHORT)}"
         done
         # The same round's two figures, under a minute apart: less exposed to the machine's drift
         # than the best of each.
         ROUND_RATIOS+=("$(awk -v g="${LAST[gateway-warn]}" -v n="${LAST[nginx]}" 'BEGIN {printf "%.2f", g / n}')")
         ROUND_P99S+=("$warn_p99")
+        [[ $FORWARDED == 1 ]] || continue
+        for pair in "${FORWARD_PAIRS[@]}"; do
+            IFS='|' read -r _ gw ngx <<<"$pair"
+            FORWARD_RATIOS[$gw]+="$(awk -v g="${LAST[$gw]}" -v n="${LAST[$ngx]}" 'BEGIN {printf "%.2f", g / n}') "
+            for run in "$gw" "$ngx"; do
+                ADDED_US[$run]+="$(awk -v p="${LAST_P50[$run-c1]}" -v u="${LAST_P50[${UPSTREAM_OF[$gw]}-c1]}" 'BEGIN {printf "%.0f", (p - u) * 1000}') "
+            done
+        done
     done
     echo "gateway-info wrote $(wc -l <"$WORK/gateway-info.log") access-log lines; gateway-warn $(wc -l <"$WORK/gateway-warn.log")"
     stop "$nginx_pid"
@@ -545,6 +693,38 @@ summary() {
     printf '%-44s %-22s %-14s %s\n' "upstream requests for $BURST identical misses" "$COLLAPSE_UPSTREAM ($COLLAPSE_STATUSES)" "1" "$(met "$COLLAPSE_UPSTREAM" 1 '==')"
     printf '%-44s %-22s %-14s %s\n' "VmRSS with $FILL cached pages" "$((RSS_AFTER / 1024)) MiB (idle $((RSS_BEFORE / 1024)))" "< 40 MiB" "$(met "$RSS_AFTER" $((40 * 1024)) '<')"
     printf '%-44s %-22s\n' "  pages cached (second pass hits)" "$FILL_HITS of $FILL, upstream fetched $FILL_UPSTREAM"
+    if [[ $FORWARDED == 1 ]]; then
+        forwarded_summary
+    fi
+}
+
+# The median of numbers separated by spaces.
+median() {
+    tr ' ' '\n' <<<"$1" | awk 'NF' | sort -n |
+        awk '{v[NR] = $1} END {if (NR) printf "%g", NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2}'
+}
+
+forwarded_summary() {
+    local pair what gw ngx ratio added_gw added_ngx cpu_ratio
+    echo
+    printf '%-36s %11s %11s %7s %-26s %10s %10s %s\n' "forwarded, best of $ROUNDS" "gateway r/s" "nginx r/s" "ratio" "by round (median)" "gw +p50us" "ngx +p50us" "met (>= 1x, <= nginx)"
+    for pair in "${FORWARD_PAIRS[@]}"; do
+        IFS='|' read -r what gw ngx <<<"$pair"
+        ratio=$(awk -v g="${RPS[$gw]}" -v n="${RPS[$ngx]}" 'BEGIN {printf "%.2f", g / n}')
+        added_gw=$(median "${ADDED_US[$gw]}")
+        added_ngx=$(median "${ADDED_US[$ngx]}")
+        printf '%-36s %11s %11s %6sx %-26s %10s %10s %s\n' "$what" "${RPS[$gw]}" "${RPS[$ngx]}" "$ratio" \
+            "${FORWARD_RATIOS[$gw]}($(median "${FORWARD_RATIOS[$gw]}"))" "$added_gw" "$added_ngx" \
+            "$(awk -v r="$ratio" -v g="$added_gw" -v n="$added_ngx" 'BEGIN {print (r >= 1 ? "yes" : "no") ", " (g <= n ? "yes" : "no")}')"
+        printf '%-36s %s\n' "  added p50 by round, us (gw; nginx)" "${ADDED_US[$gw]}; ${ADDED_US[$ngx]}"
+        # Requests per CPU-second of each server's own process, best rounds: what other load on
+        # the machine skews least.
+        cpu_ratio=$(awk -v g="${PER_CPU[$gw]}" -v n="${PER_CPU[$ngx]}" 'BEGIN {printf "%.2f", n ? g / n : 0}')
+        printf '%-36s %s\n' "  req/CPU-s (gw; nginx; ratio)" "${PER_CPU[$gw]}; ${PER_CPU[$ngx]}; ${cpu_ratio}x"
+    done
+    echo "(req/s at $CONNECTIONS connections, the gateway at RUST_LOG=warn; +p50us: the p50 at one connection"
+    echo " over the upstream's own p50 in the same round, median of the rounds; the upstream's own p50,"
+    echo " best rounds: list ${P50[up-list-c1]} ms, file GET ${P50[up-get-c1]} ms, file POST ${P50[up-post-c1]} ms)"
 }
 
 main() {

@@ -4,6 +4,7 @@
 
 pub mod sign;
 
+use arc_swap::ArcSwapOption;
 use http::header::{AUTHORIZATION, HOST};
 use http::{HeaderMap, HeaderName, HeaderValue};
 use sha2::{Digest, Sha256};
@@ -44,6 +45,8 @@ pub struct Auth {
     override_client: bool,
     /// The configured app id's credential hash, computed once (it cannot rotate).
     app_credential: [u8; 32],
+    /// The last `X-Date` made, with its second: the value every request sent in that second.
+    date: ArcSwapOption<(i64, HeaderValue)>,
 }
 
 /// SHA-256 over a kind tag and a credential: the identity part of a cache key.
@@ -77,6 +80,7 @@ impl Auth {
             secret,
             language: config.language.clone(),
             override_client: config.override_client,
+            date: ArcSwapOption::empty(),
             app_credential: credential_hash(b"app\0", config.app_id.as_bytes()),
         })
     }
@@ -142,14 +146,26 @@ impl Auth {
         headers.insert(HOST, host.clone());
         let client_signed = headers.contains_key(AUTHORIZATION);
         if !client_signed || !headers.contains_key(X_DATE) {
-            headers.insert(X_DATE, x_date(now));
+            headers.insert(X_DATE, self.x_date(now));
         }
         if client_signed {
             return Ok(());
         }
         let secret = self.secret.get();
         let authorization = match self.mode {
-            AuthMode::Token => bearer(secret.expose()),
+            // The same value for every request while the token is the same: made once.
+            AuthMode::Token => {
+                let value = secret.header_value(|token| {
+                    let mut value = HeaderValue::from_str(&bearer(token)).ok()?;
+                    value.set_sensitive(true);
+                    Some(value)
+                });
+                let value = value.ok_or_else(|| {
+                    GatewayError::Internal("the access token is not a valid header value".into())
+                })?;
+                headers.insert(AUTHORIZATION, value);
+                return Ok(());
+            }
             AuthMode::AppSignature => {
                 let text = |name| {
                     headers
@@ -178,6 +194,20 @@ impl Auth {
         value.set_sensitive(true);
         headers.insert(AUTHORIZATION, value);
         Ok(())
+    }
+}
+
+impl Auth {
+    /// [`x_date`], made once per second and shared by the requests sent in it.
+    fn x_date(&self, now: OffsetDateTime) -> HeaderValue {
+        let second = now.unix_timestamp();
+        if let Some(made) = self.date.load().as_deref().filter(|made| made.0 == second) {
+            return made.1.clone();
+        }
+        let value = x_date(now);
+        self.date
+            .store(Some(std::sync::Arc::new((second, value.clone()))));
+        value
     }
 }
 
@@ -227,6 +257,61 @@ mod tests {
     fn x_date_is_basic_iso8601_utc() {
         let t = time::macros::datetime!(2024-09-09 11:33:25 +08:00);
         assert_eq!(x_date(t), "20240909T033325Z");
+    }
+
+    fn token_auth(token: &str) -> Auth {
+        Auth {
+            mode: AuthMode::Token,
+            user_id: HeaderValue::from_static("1505084218764547200"),
+            app_id: String::new(),
+            secret: SecretCell::fixed(
+                crate::secret::Secret::new(token).unwrap_or_else(|_| unreachable!()),
+            ),
+            language: HeaderValue::from_static("en_US"),
+            override_client: false,
+            app_credential: [0; 32],
+            date: ArcSwapOption::empty(),
+        }
+    }
+
+    #[test]
+    fn x_date_is_made_once_a_second() {
+        let auth = token_auth("t0k3n");
+        let t = time::macros::datetime!(2024-09-09 11:33:25.100 +08:00);
+        let first = auth.x_date(t);
+        assert_eq!(first, "20240909T033325Z");
+        // Later in the same second: the value made for it, shared rather than made again.
+        let again = auth.x_date(t + time::Duration::milliseconds(800));
+        assert_eq!(again.as_bytes().as_ptr(), first.as_bytes().as_ptr());
+        assert_eq!(
+            auth.x_date(t + time::Duration::seconds(1)),
+            "20240909T033326Z"
+        );
+        // A clock stepped back gets its own second's value.
+        assert_eq!(
+            auth.x_date(t - time::Duration::seconds(5)),
+            "20240909T033320Z"
+        );
+    }
+
+    #[test]
+    fn a_token_authorization_is_made_once_and_sensitive() {
+        let auth = token_auth("Bearer+6ebb");
+        let apply = || {
+            let mut headers = HeaderMap::new();
+            let uri = http::Uri::from_static("http://koodrive/koodrive/ose/v1/file/info");
+            let now = OffsetDateTime::now_utc();
+            let host = HeaderValue::from_static("koodrive");
+            let applied = auth.apply(&http::Method::GET, &uri, &mut headers, &host, None, now);
+            assert!(applied.is_ok());
+            headers
+                .remove(AUTHORIZATION)
+                .unwrap_or_else(|| unreachable!())
+        };
+        let (first, second) = (apply(), apply());
+        assert_eq!(first, "Bearer 6ebb");
+        assert!(first.is_sensitive());
+        assert_eq!(first.as_bytes().as_ptr(), second.as_bytes().as_ptr());
     }
 
     #[test]

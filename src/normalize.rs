@@ -26,6 +26,7 @@
 //! assert_eq!(reason.as_str(), "invalid_json");
 //! ```
 
+mod code;
 mod config;
 mod decode;
 mod rewrite;
@@ -36,9 +37,12 @@ mod shape;
 use bytes::Bytes;
 use serde_json::{Map, Value};
 
+pub(crate) use code::code_of;
+pub use code::Code;
 pub use config::{NormalizeConfig, RawNormalizeConfig, RawRule, RawShape, RuleError};
 pub use decode::{decodable, decode, DecodeError};
 pub use rules::{Rule, RuleTable};
+pub(crate) use scan::{top_level_member, Member};
 pub use shape::FieldType;
 
 /// What [`normalize_body`] did.
@@ -74,8 +78,14 @@ impl Reason {
 
 /// Rewrites a 2xx body to the documented shape of `rule`.
 pub fn normalize_body(rule: &Rule, body: &[u8]) -> Outcome {
+    normalize_page(rule, body).0
+}
+
+/// [`normalize_body`], and the rewritten body's top-level `code` as read on the way (so that the
+/// cache need not read the page again to learn it).
+pub fn normalize_page(rule: &Rule, body: &[u8]) -> (Outcome, Code) {
     let Ok(text) = std::str::from_utf8(body) else {
-        return Outcome::PassThrough(Reason::NotUtf8);
+        return (Outcome::PassThrough(Reason::NotUtf8), Code::Unknown);
     };
     // JSON's own whitespace only: `trim_start`'s Unicode whitespace (a form feed, U+00A0) would
     // let a body serde_json refuses be normalized and stored.
@@ -86,19 +96,22 @@ pub fn normalize_body(rule: &Rule, body: &[u8]) -> Outcome {
     if body.get(start) != Some(&b'{') {
         // Rare: tell a JSON array or string from something that is not JSON at all.
         let json = serde_json::from_str::<&serde_json::value::RawValue>(text).is_ok();
-        return Outcome::PassThrough(match json {
+        let reason = match json {
             true => Reason::NotAnObject,
             false => Reason::InvalidJson,
-        });
+        };
+        return (Outcome::PassThrough(reason), Code::Unknown);
     }
     // One pass checks the grammar (as strictly as serde_json) and rewrites.
     let mut out = Vec::with_capacity(body.len() + body.len() / 8);
     match rewrite::document(body, start, &rule.shape, &mut out) {
-        Ok(mismatches) => Outcome::Normalized {
-            body: Bytes::from(out),
-            mismatches,
-        },
-        Err(scan::Stop::Invalid | scan::Stop::TooDeep) => Outcome::PassThrough(Reason::InvalidJson),
+        Ok((mismatches, code)) => {
+            let body = Bytes::from(out);
+            (Outcome::Normalized { body, mismatches }, code)
+        }
+        Err(scan::Stop::Invalid | scan::Stop::TooDeep) => {
+            (Outcome::PassThrough(Reason::InvalidJson), Code::Unknown)
+        }
     }
 }
 

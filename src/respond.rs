@@ -13,7 +13,7 @@ use crate::cache::Page;
 use crate::error::GatewayError;
 use crate::headers;
 use crate::metrics::{Metrics, ReasonLabels};
-use crate::normalize::{self, DecodeError, Outcome, Rule};
+use crate::normalize::{self, Code, DecodeError, Outcome, Rule};
 use crate::upstream::DeadlineElapsed;
 
 /// A body read up to a bound: whole, or the part read so far plus the rest still streaming
@@ -30,35 +30,65 @@ enum Stopped {
     OverBudget,
 }
 
-/// Reads a body whole up to `limit`, each frame reserved in `held` before it is kept. A
-/// declared length sizes the buffer once, so that it does not grow by doubling past what is
-/// counted.
+/// Reads a body whole up to `limit`, each frame reserved in `held` before it is kept. A body
+/// that comes in one frame (most pages) is kept as it came, not copied; the frames of one that
+/// does not are gathered in a buffer sized once from a declared length, so that it does not
+/// grow by doubling past what is counted.
 async fn read_up_to(
     mut body: Body,
     declared: Option<u64>,
     limit: usize,
     held: &mut Reservation,
 ) -> Result<Read, GatewayError> {
-    let capacity = declared.and_then(|len| usize::try_from(len).ok());
-    let mut buffer = BytesMut::with_capacity(capacity.filter(|len| *len <= limit).unwrap_or(0));
+    let capacity = declared
+        .and_then(|len| usize::try_from(len).ok())
+        .filter(|len| *len <= limit)
+        .unwrap_or(0);
+    let mut first = Bytes::new();
+    let mut buffer = BytesMut::new();
     while let Some(frame) = body.frame().await {
         let frame = frame.map_err(|e| match e.downcast_ref::<DeadlineElapsed>() {
             Some(elapsed) => GatewayError::UpstreamTimeout(elapsed.0),
             None => GatewayError::UpstreamProtocol(e),
         })?;
-        if let Ok(data) = frame.into_data() {
-            let total = buffer.len() + data.len();
-            if total <= limit && !held.grow_to(total as u64) {
-                let rest = body::prefixed(data, body);
-                return Ok(Read::Partial(buffer.freeze(), rest, Stopped::OverBudget));
+        let Ok(data) = frame.into_data() else {
+            continue;
+        };
+        let total = first.len() + buffer.len() + data.len();
+        if total <= limit && !held.grow_to(total as u64) {
+            let rest = body::prefixed(data, body);
+            return Ok(Read::Partial(
+                gathered(first, buffer),
+                rest,
+                Stopped::OverBudget,
+            ));
+        }
+        if first.is_empty() && buffer.is_empty() {
+            first = data;
+        } else {
+            if buffer.is_empty() {
+                buffer.reserve(capacity.max(total));
+                buffer.extend_from_slice(&std::mem::take(&mut first));
             }
             buffer.extend_from_slice(&data);
-            if buffer.len() > limit {
-                return Ok(Read::Partial(buffer.freeze(), body, Stopped::TooLarge));
-            }
+        }
+        if total > limit {
+            return Ok(Read::Partial(
+                gathered(first, buffer),
+                body,
+                Stopped::TooLarge,
+            ));
         }
     }
-    Ok(Read::Whole(buffer.freeze()))
+    Ok(Read::Whole(gathered(first, buffer)))
+}
+
+/// What [`read_up_to`] read: the one frame, or the frames gathered.
+fn gathered(first: Bytes, buffer: BytesMut) -> Bytes {
+    match buffer.is_empty() {
+        true => first,
+        false => buffer.freeze(),
+    }
 }
 
 /// Counts `body`, which replaces what `held` held, in its place: false if the budget has not
@@ -90,12 +120,13 @@ fn decoded(headers: &mut HeaderMap, raw: Bytes, limit: usize) -> Result<Bytes, G
 /// Rewrites a whole JSON body: success bodies by `rule`, error bodies into one error shape.
 fn rewrite(page: &mut Page, rule: Option<&Rule>, metrics: &Metrics) {
     let rewritten = if page.status.is_success() {
-        match rule.map(|rule| normalize::normalize_body(rule, &page.body)) {
-            Some(Outcome::Normalized { body, mismatches }) => {
+        match rule.map(|rule| normalize::normalize_page(rule, &page.body)) {
+            Some((Outcome::Normalized { body, mismatches }, code)) => {
                 metrics.normalize_mismatches.inc_by(mismatches as u64);
+                page.code = code;
                 Some(body)
             }
-            Some(Outcome::PassThrough(reason)) => {
+            Some((Outcome::PassThrough(reason), _)) => {
                 fallback(metrics, reason.as_str());
                 None
             }
@@ -151,6 +182,7 @@ pub async fn page(
         status: parts.status,
         body: Bytes::new(),
         headers: HeaderMap::new(),
+        code: Code::Unknown,
     };
     // Decoded whatever its type: the fetch asked for gzip on behalf of callers who may not
     // accept it (a load balancer's HTML error page included).
@@ -229,6 +261,7 @@ pub async fn shape(
         status: parts.status,
         headers,
         body,
+        code: Code::Unknown,
     };
     rewrite(&mut page, rule, metrics);
     if !hold_instead(&mut held, &page.body) {
@@ -237,4 +270,41 @@ pub async fn shape(
     let mut response = Response::from_parts(parts, body::full_holding(page.body, held));
     *response.headers_mut() = page.headers;
     Ok(response)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn read(body: Body, limit: usize) -> (Bytes, bool) {
+        let budget = Budget::new(1 << 20, Default::default());
+        let mut held = budget.none();
+        match read_up_to(body, None, limit, &mut held).await {
+            Ok(Read::Whole(bytes)) => (bytes, true),
+            Ok(Read::Partial(bytes, _, _)) => (bytes, false),
+            Err(error) => panic!("{error}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_body_in_one_frame_is_kept_as_it_came() {
+        let page = Bytes::from(br#"{"code":"0"}"#.to_vec());
+        let (read, whole) = read(body::full(page.clone()), 100).await;
+        assert!(whole);
+        assert_eq!(read, page);
+        assert_eq!(read.as_ptr(), page.as_ptr(), "not copied");
+    }
+
+    #[tokio::test]
+    async fn frames_are_gathered_up_to_the_limit() {
+        let two = |a: &'static str, b: &'static str| body::two_pieces(a.into(), b.into());
+        assert_eq!(read(two("abc", "def"), 6).await, ("abcdef".into(), true));
+        assert_eq!(read(two("abc", "def"), 5).await, ("abcdef".into(), false));
+        assert_eq!(
+            read(body::full("abcdef"), 5).await,
+            ("abcdef".into(), false)
+        );
+        assert_eq!(read(two("", "x"), 5).await, ("x".into(), true));
+        assert_eq!(read(body::empty(), 5).await, (Bytes::new(), true));
+    }
 }

@@ -2,7 +2,7 @@
 //! when they come from a file, re-read while the gateway runs so rotation needs no restart.
 
 use std::path::PathBuf;
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, OnceLock, RwLock};
 use std::time::Duration;
 
 use http::HeaderValue;
@@ -13,12 +13,22 @@ use sha2::{Digest, Sha256};
 #[derive(Clone, PartialEq, Eq)]
 pub struct Secret(Arc<Held>);
 
-#[derive(PartialEq, Eq)]
 struct Held {
     value: Box<str>,
     /// Computed once: a cache key binds pages to the credential through this, per request.
     sha256: [u8; 32],
+    /// A header value made from the secret on first use (token mode's `Authorization`).
+    header: OnceLock<Option<HeaderValue>>,
 }
+
+/// Two secrets are equal when their values are, whatever each has made already.
+impl PartialEq for Held {
+    fn eq(&self, other: &Held) -> bool {
+        self.value == other.value
+    }
+}
+
+impl Eq for Held {}
 
 #[derive(Debug, thiserror::Error)]
 #[error("must be visible ASCII without control characters")]
@@ -32,7 +42,17 @@ impl Secret {
         Ok(Secret(Arc::new(Held {
             value: value.into(),
             sha256: Sha256::digest(value.as_bytes()).into(),
+            header: OnceLock::new(),
         })))
+    }
+
+    /// A header value made from the secret by `make` on first use and kept with it, so that
+    /// every request does not make it again; a rotated secret is a new `Secret`, with its own.
+    pub fn header_value(
+        &self,
+        make: impl FnOnce(&str) -> Option<HeaderValue>,
+    ) -> Option<HeaderValue> {
+        self.0.header.get_or_init(|| make(&self.0.value)).clone()
     }
 
     /// The secret itself: call only where it is used (signing, a header), never for logging.
@@ -146,6 +166,43 @@ mod tests {
         assert_eq!(format!("{secret:?}"), "[redacted]");
         let cell = SecretCell::fixed(secret);
         assert!(!format!("{cell:?}").contains("s3cr3t"));
+    }
+
+    #[test]
+    fn a_header_value_is_made_once_per_secret() {
+        let secret = Secret::new("t0k3n").unwrap_or_else(|_| unreachable!());
+        let made = std::cell::Cell::new(0);
+        let make = |value: &str| {
+            made.set(made.get() + 1);
+            HeaderValue::from_str(&format!("Bearer {value}")).ok()
+        };
+        assert_eq!(
+            secret
+                .header_value(make)
+                .as_ref()
+                .map(HeaderValue::as_bytes),
+            Some(&b"Bearer t0k3n"[..])
+        );
+        assert_eq!(
+            secret
+                .clone()
+                .header_value(make)
+                .as_ref()
+                .map(HeaderValue::as_bytes),
+            Some(&b"Bearer t0k3n"[..])
+        );
+        assert_eq!(made.get(), 1);
+        // Equality is the value's: a secret that has made its header equals a fresh read of it.
+        assert!(secret == Secret::new("t0k3n").unwrap_or_else(|_| unreachable!()));
+        let rotated = Secret::new("n3w").unwrap_or_else(|_| unreachable!());
+        assert_eq!(
+            rotated
+                .header_value(make)
+                .as_ref()
+                .map(HeaderValue::as_bytes),
+            Some(&b"Bearer n3w"[..])
+        );
+        assert_eq!(made.get(), 2);
     }
 
     #[test]

@@ -9,12 +9,16 @@ use http::{HeaderMap, HeaderValue, Response, StatusCode};
 use tokio::time::Instant;
 
 use crate::body::{self, Body};
+use crate::normalize::Code;
 
 #[derive(Debug, Clone)]
 pub struct Page {
     pub status: StatusCode,
     pub headers: HeaderMap,
     pub body: Bytes,
+    /// The body's top-level `code` when normalizing read it; [`Code::Unknown`] otherwise (the
+    /// cache policy then reads the body).
+    pub code: Code,
 }
 
 impl Page {
@@ -166,6 +170,7 @@ impl Entry {
             status: self.status,
             headers: self.header_map(0),
             body: [first, &self.tail].concat().into(),
+            code: Code::Unknown,
         }
     }
 
@@ -246,6 +251,7 @@ mod tests {
             status: http::StatusCode::OK,
             headers,
             body: Bytes::from_static(br#"{"code":"0"}"#),
+            code: crate::normalize::Code::Unknown,
         };
         let entry = Entry::new(&page, Instant::now()).expect("encodable");
         let stored = entry.to_page();
@@ -304,6 +310,7 @@ mod tests {
             status: http::StatusCode::OK,
             headers,
             body: Bytes::from(body.clone()),
+            code: crate::normalize::Code::Unknown,
         };
         let entry = Entry::new(&page, Instant::now()).expect("encodable");
         assert_eq!((entry.head.len(), entry.tail.len()), (2048, 128));
@@ -326,6 +333,7 @@ mod tests {
             status: http::StatusCode::OK,
             headers,
             body: Bytes::from_static(b"{}"),
+            code: crate::normalize::Code::Unknown,
         };
         assert!(Entry::new(&page, Instant::now()).is_none());
     }

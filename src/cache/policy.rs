@@ -8,6 +8,7 @@ use http::{HeaderMap, StatusCode};
 
 use super::page::Page;
 use crate::config::CacheConfig;
+use crate::normalize::{Code, Member};
 
 /// What the client's request headers ask of the cache.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -74,7 +75,7 @@ pub fn storable(page: &Page, max_entry_bytes: u64) -> bool {
         && page.body.len() as u64 <= max_entry_bytes
         && !private_to_its_request(page)
         && !directives(&page.headers).any(|d| d == "no-store")
-        && koodrive_code(&page.body).as_deref() == Some("0")
+        && code_is(page, "0")
 }
 
 /// Request headers the key already separates pages by (`Accept-Encoding`: the fetch always asks
@@ -97,8 +98,31 @@ pub fn private_to_its_request(page: &Page) -> bool {
             .any(|name| !KEYED.iter().any(|k| k.eq_ignore_ascii_case(name)))
 }
 
-/// The top-level `code` of a JSON body, as text (`0` and `"0"` alike).
+/// Whether a page's top-level `code` is `code`: as normalizing read it, or read from its body.
+fn code_is(page: &Page, code: &str) -> bool {
+    match &page.code {
+        Code::Known(known) => known.as_deref() == Some(code),
+        Code::Unknown => koodrive_code(&page.body).as_deref() == Some(code),
+    }
+}
+
+/// The top-level `code` of a JSON body, as text (`0` and `"0"` alike), as serde_json reads it:
+/// `None` for a body that is not JSON. Read by the normalizer's checked scan; serde_json reads
+/// what the scan leaves to it (escapes, fractions).
 pub fn koodrive_code(body: &[u8]) -> Option<String> {
+    let raw = match crate::normalize::top_level_member(body, b"code") {
+        Member::Once(raw) => raw,
+        Member::Absent | Member::Invalid => return None,
+        Member::Unsure => return code_by_serde(body),
+    };
+    match crate::normalize::code_of(raw) {
+        Code::Known(code) => code.map(String::from),
+        Code::Unknown => code_by_serde(body),
+    }
+}
+
+/// [`koodrive_code`] by serde_json's own reading of the whole body.
+fn code_by_serde(body: &[u8]) -> Option<String> {
     #[derive(serde::Deserialize)]
     struct Coded {
         code: Option<serde_json::Value>,
@@ -116,7 +140,7 @@ pub fn koodrive_code(body: &[u8]) -> Option<String> {
 pub fn upstream_failed(page: &Page) -> bool {
     page.status.is_server_error()
         || page.status == StatusCode::TOO_MANY_REQUESTS
-        || koodrive_code(&page.body).is_some_and(|c| c == "APIG.0308")
+        || code_is(page, "APIG.0308")
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -184,6 +208,7 @@ mod tests {
             status: StatusCode::from_u16(status).unwrap_or(StatusCode::OK),
             headers: headers(pairs),
             body: body.into(),
+            code: crate::normalize::Code::Unknown,
         }
     }
 
@@ -255,6 +280,122 @@ mod tests {
             1000
         ));
         assert!(!storable(&json(200, ok, &[("vary", "*")]), 1000));
+    }
+
+    #[test]
+    fn code_is_read_as_serde_json_reads_it() {
+        let nested = |depth: usize| {
+            let (open, close) = ("[".repeat(depth), "]".repeat(depth));
+            format!(r#"{{"code":0,"x":{open}{close}}}"#).into_bytes()
+        };
+        // The scan's nesting limit is a tree's; past it serde_json reads the body.
+        let (shallow, deep) = (nested(126), nested(127));
+        // (body, what the scan says, serde_json agreeing)
+        let pinned: &[(&[u8], Option<&str>)] = &[
+            (br#"{"code":0}"#, Some("0")),
+            (br#"{"code":"0","msg":"Success."}"#, Some("0")),
+            (b" {\n \"msg\" : \"x\" ,\t\"code\" : -12 }\r\n", Some("-12")),
+            (br#"{"code":"APIG.0308"}"#, Some("APIG.0308")),
+            (
+                br#"{"code":12345678901234567890123}"#,
+                Some("12345678901234567890123"),
+            ),
+            (br#"{"code":"\u0030"}"#, Some("0")),
+            (br#"{"c\u006fde":"0"}"#, Some("0")),
+            (br#"{"code":"a\"b"}"#, Some("a\"b")),
+            (br#"{"x":{"code":1},"code":"0"}"#, Some("0")),
+            (&shallow, Some("0")),
+            (&deep, Some("0")),
+            (br#"{"code":0,"code":1}"#, None),
+            (br#"{"code":null}"#, None),
+            (br#"{"code":true}"#, None),
+            (br#"{"code":{}}"#, None),
+            (br#"{"code":[0]}"#, None),
+            (br#"{"x":{"code":0}}"#, None),
+            (br#"{"code":0} x"#, None),
+            (br#"{"code":0,}"#, None),
+            (br#"{"code":01}"#, None),
+            (br#"{"code":-}"#, None),
+            (br#"{"code":0,"x":"a\qb"}"#, None),
+            (b"{\"code\":0,\"x\":\"\x01\"}", None),
+            (b"", None),
+            (b"\x0c{\"code\":0}", None),
+        ];
+        for (body, expected) in pinned {
+            let what = String::from_utf8_lossy(body);
+            assert_eq!(koodrive_code(body).as_deref(), *expected, "{what}");
+            assert_eq!(koodrive_code(body), code_by_serde(body), "{what}");
+        }
+        // Left to serde_json, or read as it reads them.
+        let others: &[&[u8]] = &[
+            br#"{"code":1.50}"#,
+            br#"{"code":1E2}"#,
+            br#"{"code":-0}"#,
+            br#"[0]"#,
+            br#"["0"]"#,
+            b"{\"code\":\"0\",\"m\":\"\xff\"}",
+            b"{\"code\":\"\xc3\xa9\"}",
+        ];
+        for body in others {
+            let what = String::from_utf8_lossy(body);
+            assert_eq!(koodrive_code(body), code_by_serde(body), "{what}");
+        }
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(crate::fuzz_cases(512)))]
+
+        /// The scan agrees with serde_json on bodies with one byte cut, changed or added.
+        #[test]
+        fn code_scan_agrees_with_serde_json_on_edited_bodies(
+            base in proptest::sample::select(vec![
+                r#"{"taskList":[{"taskId":"1","n":[1,{"a":null}]}],"code":"0","msg":"Success."}"#,
+                r#" { "code" : 0 , "nextCursor" : "17" } "#,
+                r#"{"code":-1.5e3,"msg":"a\"\\b"}"#,
+                r#"{"error_code":"APIG.0308","code":"APIG.0308"}"#,
+            ]),
+            at in proptest::prelude::any::<proptest::sample::Index>(),
+            edit in 0..4u8,
+            byte in proptest::sample::select(b" \t\n\r{}[],:\"\\/0123456789-+.eEtrufalsncod\x00\x1f\xff".to_vec()),
+        ) {
+            let mut body = base.as_bytes().to_vec();
+            let at = at.index(body.len());
+            match edit {
+                0 => body.truncate(at),
+                1 => body[at] = byte,
+                2 => body.insert(at, byte),
+                _ => {}
+            }
+            proptest::prop_assert_eq!(koodrive_code(&body), code_by_serde(&body));
+        }
+    }
+
+    #[test]
+    fn a_code_read_while_normalizing_decides_without_reading_the_body_again() {
+        let with_code = |status: u16, body: &'static str, code: Option<&str>| Page {
+            code: Code::Known(code.map(Into::into)),
+            ..page(status, body, &[("content-type", "application/json")])
+        };
+        // The body says otherwise: the code read while normalizing is the one that counts.
+        assert!(storable(&with_code(200, "{}", Some("0")), 1000));
+        assert!(!storable(&with_code(200, r#"{"code":0}"#, None), 1000));
+        assert!(!storable(&with_code(200, r#"{"code":0}"#, Some("1")), 1000));
+        assert!(upstream_failed(&with_code(400, "{}", Some("APIG.0308"))));
+        assert!(!upstream_failed(&with_code(
+            400,
+            r#"{"code":"APIG.0308"}"#,
+            Some("1")
+        )));
+        // Not read while normalizing: read from the body.
+        let unknown = Page {
+            code: Code::Unknown,
+            ..page(
+                200,
+                r#"{"code":"0"}"#,
+                &[("content-type", "application/json")],
+            )
+        };
+        assert!(storable(&unknown, 1000));
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! Property tests: the rewriter against serde_json and against a model that applies the rules to
 //! a `serde_json::Value` tree.
 
+use super::tests::serde_code;
 use super::*;
 use proptest::prelude::*;
 
@@ -131,8 +132,13 @@ proptest! {
     #[test]
     fn any_json_object_normalizes_to_json(value in json_value()) {
         let input = serde_json::to_vec(&value).unwrap();
-        match normalize_body(&Rule::task_list(), &input) {
+        let (outcome, code) = normalize_page(&Rule::task_list(), &input);
+        match outcome {
             Outcome::Normalized { body, .. } => {
+                // The code read on the way is the output's, as serde_json reads it.
+                if let Code::Known(code) = code {
+                    prop_assert_eq!(code.map(String::from), serde_code(&body));
+                }
                 prop_assert!(value.is_object());
                 let output: Value = serde_json::from_slice(&body).unwrap();
                 let mut expected = value.as_object().unwrap().clone();

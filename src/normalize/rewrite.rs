@@ -8,22 +8,56 @@
 
 use std::ops::Range;
 
+use super::code::{code_of, Code};
 use super::scan::{expect, is_integer, number, scan_string, skip_value, string, ws, Result, Stop};
-use super::shape::{Field, FieldType, Key, Shape, Step};
+use super::shape::{lookup, Field, FieldType, Key, Shape, Step};
 
 /// Rewrites the JSON document whose top-level object starts at `at` into `out`; returns the number
-/// of type mismatches. Anything but whitespace after the object is an error.
-pub(super) fn document(text: &[u8], at: usize, shape: &Shape, out: &mut Vec<u8>) -> Result<usize> {
+/// of type mismatches and the output's top-level `code`, read on the way. Anything but whitespace
+/// after the object is an error.
+pub(super) fn document(
+    text: &[u8],
+    at: usize,
+    shape: &Shape,
+    out: &mut Vec<u8>,
+) -> Result<(usize, Code)> {
+    // A key renamed to `code` is one this reading does not follow.
+    let renamed_to_code = shape.rename.iter().any(|(_, to)| to == "code");
     let mut rewriter = Rewriter {
         b: text,
         out,
         mismatches: 0,
+        code: if renamed_to_code {
+            Seen::Unsure
+        } else {
+            Seen::Not
+        },
     };
     let end = rewriter.object(at, 1, shape)?;
-    match ws(text, end) == text.len() {
-        true => Ok(rewriter.mismatches),
-        false => Err(Stop::Invalid),
+    if ws(text, end) != text.len() {
+        return Err(Stop::Invalid);
     }
+    let code = match rewriter.code {
+        Seen::Not => Code::Known(None),
+        // A number made a string reads as its digits, exactly.
+        Seen::Once(start, end, Edit::Quote) => text
+            .get(start..end)
+            .and_then(|digits| std::str::from_utf8(digits).ok())
+            .map_or(Code::Unknown, |digits| Code::Known(Some(digits.into()))),
+        Seen::Once(start, end, _) => text.get(start..end).map_or(Code::Unknown, code_of),
+        Seen::Unsure => Code::Unknown,
+    };
+    Ok((rewriter.mismatches, code))
+}
+
+/// Where the top-level `code` is in the source, as far as the rewriter has seen.
+#[derive(Debug, Clone, Copy)]
+enum Seen {
+    Not,
+    /// Once, as it is or made a string (`Keep`, `Quote`): its value's source range.
+    Once(usize, usize, Edit),
+    /// Twice, under an escaped key, renamed, dropped or reshaped: left to the caller.
+    Unsure,
 }
 
 /// How a value is written.
@@ -43,6 +77,8 @@ struct Rewriter<'a, 'o> {
     b: &'a [u8],
     out: &'o mut Vec<u8>,
     mismatches: usize,
+    /// The top-level `code`.
+    code: Seen,
 }
 
 impl Rewriter<'_, '_> {
@@ -80,6 +116,13 @@ impl Rewriter<'_, '_> {
                 },
                 Some(_) => (start, Edit::Other),
             };
+            // At the top, an escaped key may be `code` too.
+            if depth == 1 && (escaped || &b[key_start..key_end] == b"\"code\"") {
+                self.code = match (self.code, escaped, edit) {
+                    (Seen::Not, false, Edit::Keep | Edit::Quote) => Seen::Once(start, end, edit),
+                    _ => Seen::Unsure,
+                };
+            }
             let end = if compact && edit == Edit::Keep {
                 pending = Some(match pending {
                     Some(run) if b.get(run.end) == Some(&b',') && run.end + 1 == key_start => {
@@ -316,23 +359,6 @@ impl Rewriter<'_, '_> {
         self.out.push(b']');
         Ok(i + 1)
     }
-}
-
-/// What the shape says about a key (with its quotes), decoding it only if it has escapes.
-fn lookup<'s>(
-    shape: &'s Shape,
-    text: &[u8],
-    at: usize,
-    len: usize,
-    escaped: bool,
-) -> Option<&'s Key> {
-    let key = text.get(at..at + len)?;
-    if !escaped {
-        return shape.key_in(text.get(at + 1..).unwrap_or_default(), len - 2);
-    }
-    let text = std::str::from_utf8(key).ok()?;
-    let decoded = serde_json::from_str::<String>(text).ok()?;
-    shape.key(decoded.as_bytes())
 }
 
 /// Removes an entry already written, and moves the recorded ranges that came after it. `open` is

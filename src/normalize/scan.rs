@@ -35,50 +35,37 @@ pub(super) fn string(b: &[u8], i: usize) -> Result<usize> {
     scan_string(b, i).map(|(end, _)| end)
 }
 
-/// [`string`], and whether the string has escapes.
+/// [`string`], and whether the string has escapes. Inlined: it runs for every key and string of a
+/// body, most of them a word or two long, where a call costs as much as the scan.
+#[inline(always)]
 pub(super) fn scan_string(b: &[u8], mut i: usize) -> Result<(usize, bool)> {
     expect(b, i, b'"')?;
     i += 1;
     let mut escaped = false;
     loop {
-        let rest = b.get(i..).unwrap_or_default();
-        let n = find_special(rest).ok_or(Stop::Invalid)?;
-        i += n;
-        match b[i] {
-            b'"' => return Ok((i + 1, escaped)),
-            b'\\' => match b.get(i + 1) {
-                Some(b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't') => {
-                    escaped = true;
-                    i += 2;
-                }
-                Some(b'u') => {
-                    escaped = true;
-                    let hex = b.get(i + 2..i + 6).ok_or(Stop::Invalid)?;
-                    if !hex.iter().all(u8::is_ascii_hexdigit) {
-                        return Err(Stop::Invalid);
-                    }
-                    i += 6;
-                }
-                _ => return Err(Stop::Invalid),
-            },
+        i += find_special(b.get(i..).unwrap_or_default()).ok_or(Stop::Invalid)?;
+        match b.get(i) {
+            Some(b'"') => return Ok((i + 1, escaped)),
+            Some(b'\\') => {
+                escaped = true;
+                i += escape_len(b, i)?;
+            }
             _ => return Err(Stop::Invalid), // a control character
         }
     }
 }
 
 /// The first `"`, `\\` or control character, eight bytes at a time (strings are most of a body).
+#[inline(always)]
 pub(super) fn find_special(bytes: &[u8]) -> Option<usize> {
     const ONES: u64 = 0x0101_0101_0101_0101;
     const HIGHS: u64 = 0x8080_8080_8080_8080;
     // The lowest high bit of `(x - n * ONES) & !x & HIGHS` marks the first byte of `x` below `n`
     // (for n <= 0x80); with n = 1 that is the first zero byte.
     let below = |x: u64, n: u64| x.wrapping_sub(ONES * n) & !x & HIGHS;
-    let mut chunks = bytes.chunks_exact(8);
     let mut offset = 0;
-    for chunk in &mut chunks {
-        let mut word = [0u8; 8];
-        word.copy_from_slice(chunk);
-        let word = u64::from_le_bytes(word);
+    while let Some(word) = bytes.get(offset..).and_then(<[u8]>::first_chunk::<8>) {
+        let word = u64::from_le_bytes(*word);
         let found = below(word ^ (ONES * u64::from(b'"')), 1)
             | below(word ^ (ONES * u64::from(b'\\')), 1)
             | below(word, 0x20);
@@ -87,8 +74,8 @@ pub(super) fn find_special(bytes: &[u8]) -> Option<usize> {
         }
         offset += 8;
     }
-    let rest = chunks
-        .remainder()
+    let rest = bytes.get(offset..).unwrap_or_default();
+    let rest = rest
         .iter()
         .position(|&c| c == b'"' || c == b'\\' || c < 0x20);
     rest.map(|n| offset + n)
@@ -223,99 +210,88 @@ pub(super) fn is_integer(text: &[u8]) -> bool {
     !digits.is_empty() && digits.iter().all(u8::is_ascii_digit)
 }
 
-#[cfg(test)]
-#[allow(clippy::unwrap_used)]
-mod tests {
-    use super::*;
-
-    fn skims(text: &str) -> bool {
-        let at = ws(text.as_bytes(), 0);
-        skip_value(text.as_bytes(), at, 0).is_ok_and(|end| ws(text.as_bytes(), end) == text.len())
-    }
-
-    #[test]
-    fn grammar_agrees_with_serde_json() {
-        let cases = [
-            "0",
-            "-0",
-            "1.5",
-            "-1e10",
-            "1E+2",
-            "1e-2",
-            "01",
-            "1.",
-            ".5",
-            "-",
-            "1e",
-            "+1",
-            "--1",
-            "\"\"",
-            "\"a\\u00e9\"",
-            "\"\\x\"",
-            "\"\\u12\"",
-            "\"\\u12G4\"",
-            "\"a\nb\"",
-            "\"\\/\"",
-            "\"unterminated",
-            "\"ends in backslash\\",
-            "true",
-            "tru",
-            "nul",
-            "falsey",
-            "[]",
-            "[ ]",
-            "[1,]",
-            "[,1]",
-            "[1 2]",
-            "{}",
-            "{ }",
-            "{\"a\":1}",
-            "{\"a\" : 1 , \"b\":[{}]}",
-            "{\"a\":}",
-            "{\"a\" 1}",
-            "{1:2}",
-            "{\"a\":1,}",
-            "{\"a\":1",
-            "[[[]]]",
-            "[[[]]",
-            "[]]",
-            "{\"a\":[1,{\"b\":null}],\"c\":\"d\"}",
-            "[\"a\",{\"b\":[true,false]}]",
-            "",
-            " ",
-            "x",
-        ];
-        for text in cases {
-            let serde = serde_json::from_str::<serde::de::IgnoredAny>(text).is_ok();
-            assert_eq!(skims(text), serde, "{text:?}");
-        }
-    }
-
-    #[test]
-    fn eight_digits_at_a_time() {
-        assert!(all_digits(u64::from_le_bytes(*b"01234567")));
-        assert!(all_digits(u64::from_le_bytes(*b"99999999")));
-        for byte in 0..=255u8 {
-            let mut word = *b"12345678";
-            word[5] = byte;
-            assert_eq!(
-                all_digits(u64::from_le_bytes(word)),
-                byte.is_ascii_digit(),
-                "{byte}"
-            );
-        }
-    }
-
-    #[test]
-    fn special_bytes_are_found_in_any_lane() {
-        for at in 0..20 {
-            for special in [b'"', b'\\', 0x00, 0x1f] {
-                let mut bytes = vec![b'a'; 20];
-                bytes.extend_from_slice("é\u{7f}".as_bytes());
-                bytes[at] = special;
-                assert_eq!(find_special(&bytes), Some(at), "{special} at {at}");
+/// The length of the escape at `i` (a backslash), checked.
+pub(super) fn escape_len(b: &[u8], i: usize) -> Result<usize> {
+    match b.get(i + 1) {
+        Some(b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't') => Ok(2),
+        Some(b'u') => {
+            let hex = b.get(i + 2..i + 6).ok_or(Stop::Invalid)?;
+            match hex.iter().all(u8::is_ascii_hexdigit) {
+                true => Ok(6),
+                false => Err(Stop::Invalid),
             }
         }
-        assert_eq!(find_special("aé\u{7f} ~".repeat(5).as_bytes()), None);
+        _ => Err(Stop::Invalid),
     }
 }
+
+/// What [`top_level_member`] found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Member<'a> {
+    /// The text is one JSON object whose keys have no escapes, naming the member once: its value,
+    /// as raw JSON text.
+    Once(&'a [u8]),
+    /// The text is one such object, without the member.
+    Absent,
+    /// Not JSON: serde_json refuses it too.
+    Invalid,
+    /// Not something this scan reads as serde_json would: not UTF-8, not an object, an escaped
+    /// key, the member twice, nesting past the limit. The caller asks serde_json.
+    Unsure,
+}
+
+/// The top-level member `name` of a JSON object, with the whole text checked as strictly as
+/// serde_json checks it, without building anything: for reading one field of a body (KooDrive's
+/// `code`) at the cost of a scan.
+pub(crate) fn top_level_member<'a>(text: &'a [u8], name: &[u8]) -> Member<'a> {
+    if std::str::from_utf8(text).is_err() {
+        return Member::Unsure;
+    }
+    let mut i = ws(text, 0);
+    if text.get(i) != Some(&b'{') {
+        return Member::Unsure;
+    }
+    let mut found = None;
+    i = ws(text, i + 1);
+    if text.get(i) != Some(&b'}') {
+        loop {
+            let Ok((key_end, escaped)) = scan_string(text, i) else {
+                return Member::Invalid;
+            };
+            if escaped {
+                return Member::Unsure;
+            }
+            let colon = ws(text, key_end);
+            if text.get(colon) != Some(&b':') {
+                return Member::Invalid;
+            }
+            let start = ws(text, colon + 1);
+            let end = match skip_value(text, start, 1) {
+                Ok(end) => end,
+                Err(Stop::Invalid) => return Member::Invalid,
+                Err(Stop::TooDeep) => return Member::Unsure,
+            };
+            if text.get(i + 1..key_end - 1) == Some(name) {
+                if found.is_some() {
+                    return Member::Unsure;
+                }
+                found = text.get(start..end);
+            }
+            i = ws(text, end);
+            match text.get(i) {
+                Some(b',') => i = ws(text, i + 1),
+                Some(b'}') => break,
+                _ => return Member::Invalid,
+            }
+        }
+    }
+    match (ws(text, i + 1) == text.len(), found) {
+        (false, _) => Member::Invalid,
+        (true, Some(value)) => Member::Once(value),
+        (true, None) => Member::Absent,
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests;

@@ -28,8 +28,8 @@ pub struct Shape {
     pub(super) objects: Vec<(String, Shape)>,
     /// Every key the shape names, with all it says about that key: one lookup per key of a body.
     keys: Vec<Key>,
-    /// An open-addressed table over `keys`: each key's length, first eight bytes and index.
-    slots: Vec<Option<(usize, u64, usize)>>,
+    /// An open-addressed table over `keys`: each key's length, first sixteen bytes and index.
+    slots: Vec<Option<Slot>>,
 }
 
 /// What a shape says about one field.
@@ -105,12 +105,12 @@ impl Shape {
         let mut slots = vec![None; (keys.len() * 2).next_power_of_two().max(2)];
         let mask = slots.len() - 1;
         for (index, key) in keys.iter().enumerate() {
-            let (len, head) = (key.name.len(), head(&key.name));
-            let mut slot = hash(len, head) & mask;
+            let (len, words) = (key.name.len(), words(&key.name));
+            let mut slot = hash(len, words[0]) & mask;
             while slots[slot].is_some() {
                 slot = (slot + 1) & mask;
             }
-            slots[slot] = Some((len, head, index));
+            slots[slot] = Some(Slot { len, words, index });
         }
         shape.slots = slots;
         shape.keys = keys;
@@ -153,21 +153,26 @@ impl Shape {
     }
 
     /// [`Shape::key`] for the key that is the first `len` bytes of `text`: when `text` goes on past
-    /// the key (a body does, with at least the closing quote), its head is read in one load.
+    /// the key (a body does, with at least the closing quote), its first sixteen bytes are read in
+    /// one load.
     pub(super) fn key_in(&self, text: &[u8], len: usize) -> Option<&Key> {
         let name = text.get(..len)?;
-        let head = match text.first_chunk::<8>() {
-            Some(word) if len < 8 => u64::from_le_bytes(*word) & ((1 << (len * 8)) - 1),
-            Some(word) => u64::from_le_bytes(*word),
-            None => head(name),
+        // The sixteen bytes in one load where the text goes on far enough (a key is followed by
+        // at least its closing quote), the bytes past the key masked off.
+        let words = match text.first_chunk::<16>() {
+            Some(chunk) if (1..=16).contains(&len) => {
+                let all = u128::from_le_bytes(*chunk) & (u128::MAX >> (128 - 8 * len));
+                [all as u64, (all >> 64) as u64]
+            }
+            _ => words(name),
         };
         let mask = self.slots.len().wrapping_sub(1);
-        let mut slot = hash(len, head) & mask;
-        while let Some(&Some((l, h, index))) = self.slots.get(slot) {
-            // Eight bytes and the length decide it for short keys; longer ones compare the rest.
-            if l == len && h == head {
-                let key = self.keys.get(index)?;
-                if len <= 8 || key.name[8..] == name[8..] {
+        let mut slot = hash(len, words[0]) & mask;
+        while let Some(&Some(entry)) = self.slots.get(slot) {
+            // Sixteen bytes and the length decide it for short keys; longer ones compare the rest.
+            if entry.len == len && entry.words == words {
+                let key = self.keys.get(entry.index)?;
+                if len <= 16 || key.name.get(16..) == name.get(16..) {
                     return Some(key);
                 }
             }
@@ -214,10 +219,39 @@ fn hash(len: usize, head: u64) -> usize {
     (mixed >> 40) as usize
 }
 
-/// Up to the first eight bytes of a key, as a number: with its length, most keys differ here.
-fn head(name: &[u8]) -> u64 {
-    let bytes = name.iter().take(8).rev();
-    bytes.fold(0, |head, &byte| head << 8 | u64::from(byte))
+/// A key in [`Shape`]'s table: keys up to sixteen bytes (all of KooDrive's) are told apart by
+/// their length and two words, without a byte comparison.
+#[derive(Debug, Clone, Copy)]
+struct Slot {
+    len: usize,
+    words: [u64; 2],
+    index: usize,
+}
+
+/// Up to the first sixteen bytes of a key, as two numbers: with its length, most keys differ here.
+fn words(name: &[u8]) -> [u64; 2] {
+    let word = |bytes: &[u8]| {
+        let bytes = bytes.iter().take(8).rev();
+        bytes.fold(0, |word, &byte| word << 8 | u64::from(byte))
+    };
+    [word(name), word(name.get(8..).unwrap_or_default())]
+}
+
+/// What the shape says about a key (with its quotes), decoding it only if it has escapes.
+pub(super) fn lookup<'s>(
+    shape: &'s Shape,
+    text: &[u8],
+    at: usize,
+    len: usize,
+    escaped: bool,
+) -> Option<&'s Key> {
+    let key = text.get(at..at + len)?;
+    if !escaped {
+        return shape.key_in(text.get(at + 1..).unwrap_or_default(), len - 2);
+    }
+    let text = std::str::from_utf8(key).ok()?;
+    let decoded = serde_json::from_str::<String>(text).ok()?;
+    shape.key(decoded.as_bytes())
 }
 
 #[cfg(test)]
@@ -235,6 +269,9 @@ mod tests {
             "a",
             "ab",
             "abcdefgh",
+            "abcdefghijklmnop",
+            "abcdefghijklmnopq",
+            "abcdefghijklmnopqrstuvwxyz",
             "",
             "é",
         ];
@@ -259,6 +296,9 @@ mod tests {
             "b",
             "abcdefgi",
             "abcdefghi",
+            "abcdefghijklmnoq",
+            "abcdefghijklmnopr",
+            "abcdefghijklmnopqrstuvwxyZ",
             "ol",
             "olds",
         ] {

@@ -307,6 +307,62 @@ fn user_rule_from_toml_normalizes_another_endpoint() {
     assert_eq!(mismatches, 0);
 }
 
+/// The top-level `code` of a body as serde_json reads it (the cache policy's reference).
+pub(super) fn serde_code(body: &[u8]) -> Option<String> {
+    #[derive(serde::Deserialize)]
+    struct Coded {
+        code: Option<Value>,
+    }
+    match serde_json::from_slice::<Coded>(body).ok()?.code? {
+        Value::String(s) => Some(s),
+        Value::Number(n) => Some(n.to_string()),
+        _ => None,
+    }
+}
+
+#[test]
+fn the_output_code_is_read_on_the_way() {
+    let known = |code: &str| Code::Known(Some(code.into()));
+    let task_list = Rule::task_list();
+    let config: RawNormalizeConfig = toml::from_str(
+        r#"
+        [[rules]]
+        path = "/x"
+        rename = { error_code = "code" }
+        "#,
+    )
+    .unwrap();
+    let config = config.validate().unwrap();
+    let renaming = config.rules.find(&http::Method::GET, "/x").unwrap();
+    // (rule, body, code read)
+    let cases: &[(&Rule, &str, Code)] = &[
+        (&task_list, r#"{"taskList":[],"code":0}"#, known("0")),
+        (&task_list, r#"{"code":"0","msg":"Success."}"#, known("0")),
+        (&task_list, r#"{"code":-17}"#, known("-17")),
+        (&task_list, r#"{"code":1.50}"#, known("1.50")),
+        (&task_list, r#"{"code":"APIG.0308"}"#, known("APIG.0308")),
+        (&task_list, r#"{"taskList":[]}"#, Code::Known(None)),
+        (&task_list, r#"{"code":null}"#, Code::Known(None)),
+        (&task_list, r#"{"code":true}"#, Code::Known(None)),
+        (&task_list, r#"{"x":{"code":5}}"#, Code::Known(None)),
+        (&task_list, r#"{"code":"\u0030"}"#, Code::Unknown),
+        (&task_list, r#"{"c\u006fde":"0"}"#, Code::Unknown),
+        (&task_list, r#"{"code":0,"code":1}"#, Code::Unknown),
+        (renaming, r#"{"error_code":"7"}"#, Code::Unknown),
+        (renaming, r#"{"code":"7"}"#, Code::Unknown),
+    ];
+    for (rule, body, expected) in cases {
+        let (outcome, code) = normalize_page(rule, body.as_bytes());
+        assert_eq!(&code, expected, "{body}");
+        let Outcome::Normalized { body: out, .. } = outcome else {
+            panic!("not normalized: {body}");
+        };
+        if let Code::Known(code) = code {
+            assert_eq!(code.map(String::from), serde_code(&out), "{body}");
+        }
+    }
+}
+
 #[test]
 fn documented_keys_win_over_renamed_ones_in_any_order() {
     let config: RawNormalizeConfig = toml::from_str(

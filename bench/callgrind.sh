@@ -1,0 +1,174 @@
+#!/usr/bin/env bash
+# bench/callgrind.sh: instructions per request through the gateway, counted by callgrind, and
+# where they go by layer. Instruction counts barely move with other load on the machine, unlike
+# requests/s, so this is what guides work on a shared machine. It PRINTS figures and asserts
+# nothing.
+#
+#   bench/callgrind.sh no-store       # task list, Cache-Control: no-store (forwarded, normalized)
+#   bench/callgrind.sh no-cache       # task list, Cache-Control: no-cache (forwarded, stored)
+#   bench/callgrind.sh hit            # task list, cache hit
+#   bench/callgrind.sh get            # an ordinary GET (a file call: streamed, not normalized)
+#   bench/callgrind.sh post           # an ordinary POST (the same, with a small JSON body)
+#   DURATION=5s CONNECTIONS=64 KEEP_WORK=1 bench/callgrind.sh no-store
+#
+# The gateway (release build, RUST_LOG=warn) runs under valgrind with instrumentation off; after
+# three warm-up requests it is switched on for one wrk run (DURATION, CONNECTIONS), then off,
+# and the instructions counted are divided by the requests wrk made. The upstream is nginx
+# serving the same ~2 KB page as bench/compare.sh. Needs valgrind, nginx, wrk, curl and python3
+# (apt-get install -y valgrind nginx wrk curl python3). Binds 127.0.0.1 only; stops what it
+# starts.
+set -euo pipefail
+
+KIND=${1:-no-store}
+DURATION=${DURATION:-5s}
+CONNECTIONS=${CONNECTIONS:-64}
+REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+GATEWAY=${GATEWAY_BIN:-${CARGO_TARGET_DIR:-$REPO/target}/release/koodrive-gateway}
+LIST=/koodrive/ose/v1/task/list
+QUERY="$LIST?pageSize=20&status=2&pageCursor="
+FILE_GET=/koodrive/ose/v1/file/info
+FILE_POST=/koodrive/ose/v1/file/create
+
+die() { printf 'callgrind.sh: %s\n' "$*" >&2; exit 1; }
+for tool in valgrind callgrind_control callgrind_annotate nginx wrk curl python3; do
+    command -v "$tool" >/dev/null || die "$tool is missing (apt-get install -y valgrind nginx wrk curl python3)"
+done
+[[ -x $GATEWAY ]] || die "no gateway at $GATEWAY (cargo build --release --locked)"
+
+WORK=$(mktemp -d /tmp/koodrive-callgrind.XXXXXX)
+chmod 755 "$WORK"
+PIDS=()
+cleanup() {
+    local pid
+    for pid in "${PIDS[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
+    for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
+    if [[ -n ${KEEP_WORK:-} ]]; then echo "work dir kept: $WORK"; else rm -rf "$WORK"; fi
+}
+trap cleanup EXIT
+
+port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+wait_http() {
+    local i
+    for ((i = 0; i < 600; i++)); do
+        curl -fsS -o /dev/null --max-time 2 "$1" 2>/dev/null && return 0
+        sleep 0.1
+    done
+    die "$1 did not come up (logs in $WORK)"
+}
+
+# The page: as bench/compare.sh writes it.
+mkdir -p "$WORK/www$(dirname "$LIST")" "$WORK/www$(dirname "$FILE_GET")"
+tasks="" sep="" i=0
+while ((${#tasks} < 1900)); do
+    tasks+=$(printf '%s{"taskId":"14862545869424%05d","taskName":"bench-task-%03d","taskType":0,"status":2,"createTime":"2024-08-12T07:22:%02d.000Z"}' \
+        "$sep" "$i" "$i" "$((i % 60))")
+    sep="," i=$((i + 1))
+done
+printf '{"taskListDtos":[%s],"nextCursor":1723549107000,"code":0,"msg":"Success."}' "$tasks" >"$WORK/www$LIST"
+cp "$WORK/www$LIST" "$WORK/www$FILE_GET"
+cat >"$WORK/post.lua" <<'EOF'
+wrk.method = "POST"
+wrk.body = '{"fileName":"bench-report.pdf","parentFolderId":"0","fileSize":20480}'
+wrk.headers["Content-Type"] = "application/json"
+EOF
+
+UPSTREAM_PORT=$(port)
+mkdir -p "$WORK/nginx"
+cat >"$WORK/nginx/nginx.conf" <<EOF
+worker_processes 1;
+pid $WORK/nginx/nginx.pid;
+error_log $WORK/nginx/error.log warn;
+events { worker_connections 4096; }
+http {
+    client_body_temp_path $WORK/nginx/client_temp;
+    proxy_temp_path $WORK/nginx/proxy_temp;
+    fastcgi_temp_path $WORK/nginx/fastcgi_temp;
+    uwsgi_temp_path $WORK/nginx/uwsgi_temp;
+    scgi_temp_path $WORK/nginx/scgi_temp;
+    keepalive_requests 1000000;
+    access_log off;
+    server {
+        listen 127.0.0.1:$UPSTREAM_PORT;
+        root $WORK/www;
+        default_type application/json;
+        location = $LIST { }
+        location = $FILE_GET { }
+        location = $FILE_POST {
+            return 200 '{"fileId":"1486368980720435072","code":0,"msg":"Success."}';
+        }
+    }
+}
+EOF
+nginx -p "$WORK/nginx" -c "$WORK/nginx/nginx.conf" -g 'daemon off; master_process on;' &
+PIDS+=($!)
+wait_http "http://127.0.0.1:$UPSTREAM_PORT$LIST"
+
+GW_PORT=$(port) ADMIN_PORT=$(port)
+cat >"$WORK/gateway.toml" <<EOF
+[server]
+listen = "127.0.0.1:$GW_PORT"
+admin_listen = "127.0.0.1:$ADMIN_PORT"
+shutdown_grace = "2s"
+
+[upstream]
+url = "http://127.0.0.1:$UPSTREAM_PORT"
+timeout = "30s"
+
+[auth]
+mode = "token"
+user_id = "1505084218764547200"
+access_token = "bench-token"
+
+[cache]
+max_bytes = "256MiB"
+ttl = "10m"
+
+[log]
+format = "json"
+EOF
+RUST_LOG=warn valgrind --tool=callgrind --instr-atstart=no \
+    --callgrind-out-file="$WORK/callgrind.out" "$GATEWAY" --config "$WORK/gateway.toml" \
+    >"$WORK/gateway.log" 2>&1 &
+GW_PID=$!
+PIDS+=("$GW_PID")
+wait_http "http://127.0.0.1:$ADMIN_PORT/readyz"
+
+URL="http://127.0.0.1:$GW_PORT$QUERY" extra=()
+case $KIND in
+    no-store | no-cache) extra=(-H "Cache-Control: $KIND") ;;
+    hit) ;;
+    get) URL="http://127.0.0.1:$GW_PORT$FILE_GET?fileId=1486254586942472064" ;;
+    post) URL="http://127.0.0.1:$GW_PORT$FILE_POST" extra=(-s "$WORK/post.lua") ;;
+    *) die "unknown kind $KIND (no-store, no-cache, hit, get, post)" ;;
+esac
+# Warm-up: the upstream connection pool, the cache for a hit, the lazy statics.
+for ((i = 0; i < 3; i++)); do
+    case $KIND in
+        no-store | no-cache) curl -fsS -o /dev/null -H "Cache-Control: $KIND" "$URL" ;;
+        post) curl -fsS -o /dev/null -X POST --data '{}' "$URL" ;;
+        *) curl -fsS -o /dev/null "$URL" ;;
+    esac
+done
+
+callgrind_control -i on "$GW_PID" >/dev/null 2>&1
+wrk -t1 -c"$CONNECTIONS" -d"$DURATION" "${extra[@]}" "$URL" >"$WORK/wrk.txt"
+callgrind_control -i off "$GW_PID" >/dev/null 2>&1
+kill -TERM "$GW_PID"
+wait "$GW_PID" 2>/dev/null || true
+
+requests=$(awk '/requests in/ {print $1}' "$WORK/wrk.txt")
+grep -e 'Non-2xx' -e 'Socket errors' "$WORK/wrk.txt" || true
+out=$(ls "$WORK"/callgrind.out* | head -1)
+total=$(callgrind_annotate "$out" 2>/dev/null | awk '/PROGRAM TOTALS/ && !seen {gsub(",", "", $1); print $1; seen = 1}')
+echo "kind: $KIND; wrk -c$CONNECTIONS -d$DURATION: $requests requests under callgrind"
+echo "instructions per request: $((total / requests))"
+echo
+echo "inclusive instructions per request, largest first (functions over 0.5%):"
+callgrind_annotate --inclusive=yes --threshold=100 "$out" 2>/dev/null |
+    awk -v n="$requests" -v t="$total" '
+        /^ *[0-9,]+ +\([ 0-9.]+%\) +/ {
+            ir = $1; gsub(",", "", ir); ir += 0
+            if (ir < t * 0.005) next
+            name = $0; sub(/^ *[0-9,]+ +\([ 0-9.]+%\) +/, "", name); sub(/ \[.*\]$/, "", name)
+            if (++shown <= top) printf "%10.0f  %s\n", ir / n, substr(name, 1, 150)
+        }' top="${TOP:-80}"
