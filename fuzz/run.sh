@@ -12,6 +12,6 @@ CASES="${1:-200000}"
 export PROPTEST_CASES="$CASES"
 echo "fuzzing with $CASES cases per property"
 # Query parser and canonical key, normalizer, signer: unit-level properties...
-cargo test --release --locked --lib -- cache::query normalize::tests auth::sign
+cargo test --release --locked --lib -- cache::query normalize::tests normalize::properties auth::sign
 # ...and the seed-corpus mutation targets.
 cargo test --release --locked --test gateway -- fuzz::

@@ -4,17 +4,16 @@
 //! A caller with many connections open (a client pool, a load balancer, a load generator) reads
 //! them all from one event loop. When its answers arrive one at a time, a little apart, that loop
 //! has gone back to sleep in between, and each answer wakes it again: on Linux the writer pays for
-//! the wakeup (`sock_def_readable` -> `try_to_wake_up`, an IPI to the reader's CPU), about 2 us
-//! of kernel time per answer on a loaded core, close to the handler's own time for a cache hit.
+//! the wakeup (`sock_def_readable` -> `try_to_wake_up`, an IPI to the reader's CPU), a cost close
+//! to the handler's own time for a cache hit.
 //!
 //! The runtime polls the connections it finds ready in one turn, one after the other. With this
 //! wrapper each of them computes its answer, then steps to the back of the run queue; the writes
 //! go out back to back at the end of the turn, and the reader wakes once for the lot (Netty's
 //! `FlushConsolidationHandler` does the same for one connection's pipelined answers). The cost
-//! is one extra poll of the connection's task per request (under a microsecond), and an answer
-//! waits for the answers computed in the same turn before it is written. On the cache-hit
-//! benchmark (README) that bought about 1.2x the requests per second at 64 connections, a lower
-//! median latency, a wider gap between median and p99, and no change with one connection.
+//! is one extra poll of the connection's task per request, and an answer waits for the answers
+//! computed in the same turn before it is written (bench/RESULTS.md, "Answers written together",
+//! has what it measured).
 //!
 //! Only the first write after a read yields: a streamed body's later chunks, and writes no read
 //! preceded, go straight through.

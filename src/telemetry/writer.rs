@@ -2,9 +2,9 @@
 //! batches by a background thread, like nginx's `access_log ... buffer=64k flush=...`.
 //!
 //! Handing each line to a writer thread on its own (tracing-appender's non-blocking writer)
-//! cost a channel hand-off, a `write` and, on a one-core sidecar, a couple of `sched_yield`s per
-//! line: with the access log on, that was more than half of a cache hit's CPU. Here a line costs
-//! a lock and a copy; the thread wakes once per batch. Only access-log lines wait for a batch:
+//! costs a channel hand-off, a `write` and, on a one-core sidecar, a couple of `sched_yield`s per
+//! line, more than the cache hit it logs. Here a line costs a lock and a copy; the thread wakes
+//! once per batch. Only access-log lines wait for a batch:
 //! any other line (startup, reload, warnings, errors) is written at once, with those before it.
 //! Nothing is dropped: when the output stalls, callers wait once `max_pending` bytes are queued.
 

@@ -7,6 +7,7 @@ use http::Method;
 use http_body_util::Full;
 use koodrive_gateway::auth::sign;
 
+use crate::demo::demo_mock;
 use crate::support::{within, Mock, Recorded, TestGateway, APP_ID, APP_SECRET, TASK_LIST, USER_ID};
 
 /// Recomputes the signature over what the upstream received, as KooDrive does.
@@ -162,4 +163,19 @@ async fn a_rotated_token_file_is_picked_up_without_failures() {
     })
     .await;
     std::fs::remove_dir_all(&dir).ok();
+}
+
+/// authentication.md, "Two ways to authenticate": "The docs write the format as
+/// `Bearer+{access_token}` ... Read it as `Bearer <token>`". A configured token written as the
+/// docs write it goes out as `Bearer Bearer+tok`, which KooDrive (the embedded one too) refuses.
+#[tokio::test]
+async fn a_token_written_as_the_docs_write_it_is_read_as_bearer_token() {
+    let koodrive = demo_mock(vec!["tok-123".into()]).await;
+    let gw = TestGateway::for_mock_url(
+        &format!("http://{}", koodrive.addr()),
+        "[auth]\nmode = \"token\"\naccess_token = \"Bearer+tok-123\"",
+    )
+    .await;
+    let response = gw.client.get(&format!("{TASK_LIST}?pageSize=1")).await;
+    assert_eq!(response.status, 200, "{}", response.text());
 }

@@ -1,9 +1,10 @@
-//! The task-list cache, counted at the mock: hits, keys, identities, what is stored, collapsing,
-//! stale pages, client directives, invalidation and purges.
+//! The task-list cache, counted at the mock: hits, keys, what is stored, collapsing, stale pages
+//! and client directives. Identities are in `cache_sharing.rs`, writes and purges in
+//! `invalidation.rs`.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -11,12 +12,10 @@ use http::Method;
 use http_body_util::Full;
 use tokio::sync::Notify;
 
-use crate::support::{
-    within, Mock, Recorded, Reply, TestGateway, TestResponse, TASK_LIST, USER_ID,
-};
+use crate::support::{within, Mock, Recorded, Reply, TestGateway, TestResponse, TASK_LIST};
 
 /// A task-list page in KooDrive's wire shape that says whom it was made for and which version.
-fn page_for(seen: &Recorded, version: u64) -> Reply {
+pub(crate) fn page_for(seen: &Recorded, version: u64) -> Reply {
     let user = seen.header("x-user-id").unwrap_or("?");
     let auth = seen.header("authorization").unwrap_or("?");
     let credential = if auth.starts_with("HMAC-SHA256") {
@@ -36,16 +35,16 @@ fn page_for(seen: &Recorded, version: u64) -> Reply {
 }
 
 /// A mock whose pages carry an ever-increasing version, so a test can tell refreshes apart.
-async fn versioned_mock() -> Mock {
+pub(crate) async fn versioned_mock() -> Mock {
     let counter = AtomicU64::new(0);
     Mock::start(move |seen| page_for(seen, counter.fetch_add(1, Ordering::SeqCst) + 1)).await
 }
 
-fn cache_status(response: &TestResponse) -> &str {
+pub(crate) fn cache_status(response: &TestResponse) -> &str {
     response.header("cache-status")
 }
 
-fn version(response: &TestResponse) -> u64 {
+pub(crate) fn version(response: &TestResponse) -> u64 {
     response.json()["version"].as_u64().unwrap()
 }
 
@@ -119,46 +118,6 @@ async fn a_bad_query_is_a_400_naming_the_parameter_with_no_upstream_call() {
         assert!(json["msg"].as_str().unwrap().contains(param), "{json}");
     }
     assert_eq!(mock.hits(), 0);
-}
-
-#[tokio::test]
-async fn identities_never_share_pages() {
-    let mock = versioned_mock().await;
-    let gw = TestGateway::for_mock(&mock, "[cache]\nttl = \"60s\"").await;
-    let identities: [&[(&str, &str)]; 5] = [
-        &[],
-        &[("x-user-id", "42")],
-        &[("x-user-id", "42"), ("authorization", "Bearer token-a")],
-        &[("x-user-id", "42"), ("authorization", "Bearer token-b")],
-        &[("x-user-id", "42"), ("language", "zh-CN")],
-    ];
-    let mut owners = Vec::new();
-    for round in 0..2 {
-        for headers in identities {
-            let response = gw.client.get_with(TASK_LIST, headers).await;
-            let owner = response.json()["owner"].as_str().unwrap().to_owned();
-            if round == 0 {
-                owners.push(owner);
-            } else {
-                assert!(owners.contains(&owner));
-            }
-        }
-    }
-    assert_eq!(
-        mock.hits(),
-        identities.len(),
-        "one miss per identity, then hits"
-    );
-    assert_eq!(
-        owners,
-        [
-            format!("{USER_ID}|app|en-US"),
-            "42|app|en-US".into(),
-            "42|Bearer token-a|en-US".into(),
-            "42|Bearer token-b|en-US".into(),
-            "42|app|zh-CN".into(),
-        ]
-    );
 }
 
 #[tokio::test]
@@ -405,254 +364,12 @@ async fn client_no_cache_refreshes_and_no_store_stores_nothing() {
     );
 }
 
-fn create(gw: &TestGateway, user: &str) -> http::Request<Full<Bytes>> {
+pub(crate) fn create(gw: &TestGateway, user: &str) -> http::Request<Full<Bytes>> {
     gw.client
         .request(Method::POST, "/koodrive/ose/v1/task/create")
         .header("x-user-id", user)
         .body(Full::new(Bytes::from(r#"{"taskName":"t","taskType":0}"#)))
         .unwrap()
-}
-
-#[tokio::test]
-async fn a_successful_task_write_invalidates_only_the_writer() {
-    let fail_writes = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let failing = Arc::clone(&fail_writes);
-    let counter = AtomicU64::new(0);
-    let mock = Mock::start(move |seen| {
-        if seen.method == Method::POST {
-            if failing.load(Ordering::SeqCst) {
-                return Reply::json(400, r#"{"code":13000014,"msg":"bad body"}"#);
-            }
-            return Reply::json(200, r#"{"code":0,"msg":"Success.","taskId":"1"}"#);
-        }
-        page_for(seen, counter.fetch_add(1, Ordering::SeqCst) + 1)
-    })
-    .await;
-    let gw = TestGateway::for_mock(&mock, "[cache]\nttl = \"60s\"").await;
-    let a = [("x-user-id", "1001")];
-    let b = [("x-user-id", "1002")];
-    let a1 = version(&gw.client.get_with(TASK_LIST, &a).await);
-    let b1 = version(&gw.client.get_with(TASK_LIST, &b).await);
-    assert_eq!(gw.client.send(create(&gw, "1001")).await.status, 200);
-    let a2 = gw.client.get_with(TASK_LIST, &a).await;
-    assert!(
-        cache_status(&a2).contains("fwd=miss"),
-        "the writer's list was invalidated"
-    );
-    assert!(version(&a2) > a1);
-    let b2 = gw.client.get_with(TASK_LIST, &b).await;
-    assert!(cache_status(&b2).contains("hit"));
-    assert_eq!(version(&b2), b1);
-
-    fail_writes.store(true, Ordering::SeqCst);
-    assert_eq!(gw.client.send(create(&gw, "1001")).await.status, 400);
-    let a3 = gw.client.get_with(TASK_LIST, &a).await;
-    assert!(
-        cache_status(&a3).contains("hit"),
-        "a failed write invalidates nothing"
-    );
-}
-
-/// A write to a task path written loosely (a doubled slash, a dot segment, an encoded letter),
-/// which KooDrive's server may well route to the same endpoint, invalidates the writer's lists
-/// as the canonical path does.
-#[tokio::test]
-async fn a_write_to_a_loosely_written_task_path_invalidates_too() {
-    let counter = AtomicU64::new(0);
-    let mock = Mock::start(move |seen| {
-        if seen.method == Method::POST {
-            return Reply::json(200, r#"{"code":0,"msg":"Success.","taskId":"1"}"#);
-        }
-        page_for(seen, counter.fetch_add(1, Ordering::SeqCst) + 1)
-    })
-    .await;
-    let gw = TestGateway::for_mock(&mock, "[cache]\nttl = \"60s\"").await;
-    let a = [("x-user-id", "1001")];
-    for path in [
-        "/koodrive/ose/v1//task/create",
-        "/koodrive/ose/v1/./task/create",
-        "/koodrive/ose/v1/%74ask/create",
-    ] {
-        let before = version(&gw.client.get_with(TASK_LIST, &a).await);
-        let write = gw
-            .client
-            .request(Method::POST, path)
-            .header("x-user-id", "1001")
-            .body(Full::new(Bytes::from(r#"{"taskName":"t","taskType":0}"#)))
-            .unwrap();
-        assert_eq!(gw.client.send(write).await.status, 200, "{path}");
-        assert_eq!(mock.last().uri.path(), path, "forwarded as written");
-        let after = gw.client.get_with(TASK_LIST, &a).await;
-        assert!(cache_status(&after).contains("fwd=miss"), "{path}");
-        assert!(version(&after) > before, "{path}");
-    }
-}
-
-/// A write whose answer never came (KooDrive may have applied it) invalidates the writer's lists
-/// as an accepted one does, and only the writer's.
-#[tokio::test]
-async fn a_write_that_may_have_been_applied_invalidates_too() {
-    let counter = AtomicU64::new(0);
-    let mock = Mock::start(move |seen| match seen.method {
-        Method::POST => {
-            Reply::json(200, r#"{"code":0,"msg":"Success."}"#).delay(Duration::from_secs(600))
-        }
-        _ => page_for(seen, counter.fetch_add(1, Ordering::SeqCst) + 1),
-    })
-    .await;
-    let gw = TestGateway::for_mock(
-        &mock,
-        "[cache]\nttl = \"60s\"\n[upstream]\ntimeout = \"1s\"",
-    )
-    .await;
-    let a = [("x-user-id", "1001")];
-    let b = [("x-user-id", "1002")];
-    gw.client.get_with(TASK_LIST, &a).await;
-    gw.client.get_with(TASK_LIST, &b).await;
-    let timed_out = gw.client.send(create(&gw, "1001")).await;
-    assert_eq!(timed_out.status, 504);
-    assert_eq!(
-        mock.last().method,
-        Method::POST,
-        "the write reached KooDrive"
-    );
-    let a2 = gw.client.get_with(TASK_LIST, &a).await;
-    assert!(
-        cache_status(&a2).contains("fwd=miss"),
-        "{}",
-        cache_status(&a2)
-    );
-    assert!(cache_status(&gw.client.get_with(TASK_LIST, &b).await).contains("hit"));
-}
-
-#[tokio::test]
-async fn admin_purges_everything_or_one_user_behind_the_admin_token() {
-    let mock = versioned_mock().await;
-    let gw =
-        TestGateway::for_mock(&mock, "[cache]\nttl = \"60s\"\n[admin]\ntoken = \"adm1n\"").await;
-    let a = [("x-user-id", "1001")];
-    let b = [("x-user-id", "1002")];
-    gw.client.get_with(TASK_LIST, &a).await;
-    gw.client.get_with(TASK_LIST, &b).await;
-    let purge = |query: &str, token: Option<&str>| {
-        let mut request = gw
-            .admin
-            .request(Method::POST, &format!("/cache/purge{query}"));
-        if let Some(token) = token {
-            request = request.header("authorization", format!("Bearer {token}"));
-        }
-        request.body(Full::default()).unwrap()
-    };
-    assert_eq!(gw.admin.send(purge("", None)).await.status, 401);
-    assert_eq!(gw.admin.send(purge("", Some("wrong"))).await.status, 401);
-    // The scheme's name is case-insensitive; the token is not.
-    for (authorization, status) in [
-        ("bearer adm1n", 200),
-        ("BEARER  adm1n", 200),
-        ("Bearer ADM1N", 401),
-        ("Basic adm1n", 401),
-        ("Bearer", 401),
-    ] {
-        gw.client.get_with(TASK_LIST, &a).await;
-        let request = gw
-            .admin
-            .request(Method::POST, "/cache/purge?user_id=0")
-            .header("authorization", authorization)
-            .body(Full::default())
-            .unwrap();
-        assert_eq!(
-            gw.admin.send(request).await.status,
-            status,
-            "{authorization}"
-        );
-    }
-    // A known endpoint with the wrong method is a 405 naming the methods it takes.
-    for (method, path, allow) in [
-        (Method::GET, "/cache/purge", "POST"),
-        (Method::DELETE, "/cache/purge", "POST"),
-        (Method::POST, "/healthz", "GET, HEAD"),
-        (Method::PUT, "/metrics", "GET, HEAD"),
-    ] {
-        let request = gw
-            .admin
-            .request(method.clone(), path)
-            .body(Full::default())
-            .unwrap();
-        let answer = gw.admin.send(request).await;
-        assert_eq!(answer.status, 405, "{method} {path}");
-        assert_eq!(answer.header("allow"), allow, "{method} {path}");
-        assert_eq!(answer.json()["code"], "GATEWAY_ADMIN_METHOD_NOT_ALLOWED");
-    }
-    assert_eq!(gw.admin.get("/nothing").await.status, 404);
-    assert!(cache_status(&gw.client.get_with(TASK_LIST, &a).await).contains("hit"));
-
-    // A misspelt or repeated parameter is refused, not read as "purge everything".
-    for query in [
-        "?userId=1001",
-        "?user=1001",
-        "?user_id=1001&user_id=1002",
-        "?all",
-    ] {
-        let refused = gw.admin.send(purge(query, Some("adm1n"))).await;
-        assert_eq!(refused.status, 400, "{query}");
-        assert_eq!(refused.json()["code"], "GATEWAY_BAD_REQUEST");
-    }
-    assert!(cache_status(&gw.client.get_with(TASK_LIST, &a).await).contains("hit"));
-    assert!(cache_status(&gw.client.get_with(TASK_LIST, &b).await).contains("hit"));
-
-    assert_eq!(
-        gw.admin
-            .send(purge("?user_id=1001", Some("adm1n")))
-            .await
-            .status,
-        200
-    );
-    assert!(cache_status(&gw.client.get_with(TASK_LIST, &a).await).contains("fwd=miss"));
-    assert!(cache_status(&gw.client.get_with(TASK_LIST, &b).await).contains("hit"));
-
-    assert_eq!(gw.admin.send(purge("", Some("adm1n"))).await.status, 200);
-    assert!(cache_status(&gw.client.get_with(TASK_LIST, &a).await).contains("fwd=miss"));
-    assert!(cache_status(&gw.client.get_with(TASK_LIST, &b).await).contains("fwd=miss"));
-}
-
-/// A header that says who a request acts as, sent twice: the key would take one value and
-/// KooDrive might take the other, so the page it made could be stored for the wrong identity.
-/// Refused on every route (a write invalidates by user too), never forwarded.
-#[tokio::test]
-async fn a_repeated_identity_header_is_refused_and_never_forwarded() {
-    let mock = versioned_mock().await;
-    let gw = TestGateway::for_mock(&mock, "[cache]\nttl = \"60s\"").await;
-    for (name, first, second) in [
-        ("x-user-id", "1001", "1002"),
-        ("authorization", "Bearer token-a", "Bearer token-b"),
-        ("language", "en-US", "zh-CN"),
-    ] {
-        for (method, path) in [
-            (Method::GET, TASK_LIST),
-            (Method::POST, "/koodrive/ose/v1/task/create"),
-        ] {
-            let request = gw
-                .client
-                .request(method, path)
-                .header(name, first)
-                .header(name, second)
-                .body(Full::default())
-                .unwrap();
-            let response = gw.client.send(request).await;
-            assert_eq!(response.status, 400, "{name} twice on {path}");
-            assert_eq!(response.json()["code"], "GATEWAY_BAD_REQUEST");
-            let msg = response.json()["msg"].as_str().unwrap().to_owned();
-            assert!(msg.to_ascii_lowercase().contains(name), "{msg}");
-        }
-    }
-    assert_eq!(mock.hits(), 0, "nothing was forwarded");
-    // Once each, the same headers are served, and the first identity's page is its own.
-    let once = gw
-        .client
-        .get_with(TASK_LIST, &[("x-user-id", "1001"), ("language", "zh-CN")])
-        .await;
-    assert_eq!(once.status, 200);
-    assert_eq!(once.json()["owner"], "1001|app|zh-CN");
 }
 
 /// A caller's validators and range stay with that caller: the shared fetch asks KooDrive for
@@ -704,70 +421,4 @@ async fn a_conditional_request_leading_a_flight_fetches_the_whole_page_for_every
         assert_eq!(mock.last().header(name), None, "{name} went upstream");
     }
     assert!(cache_status(&leader).ends_with("stored"));
-}
-
-/// Many identities, queries and concurrent requests, with writes in between: every body belongs
-/// to the identity that asked, and every answer after a write reflects it.
-#[tokio::test]
-async fn randomized_identities_never_see_each_other_and_always_see_their_writes() {
-    let versions: Arc<Mutex<HashMap<String, u64>>> = Arc::default();
-    let table = Arc::clone(&versions);
-    let mock = Mock::start(move |seen| {
-        let user = seen.header("x-user-id").unwrap_or("?").to_owned();
-        let mut table = table.lock().unwrap();
-        let version = table.entry(user).or_insert(0);
-        if seen.method == Method::POST {
-            *version += 1;
-            return Reply::json(200, r#"{"code":0,"msg":"Success.","taskId":"1"}"#);
-        }
-        let mut reply = page_for(seen, *version);
-        // Echo the query too, so a page for one query is never served for another.
-        let mut json: serde_json::Value = serde_json::from_slice(&reply.body).unwrap();
-        json["query"] = seen.uri.query().unwrap_or("").into();
-        reply.body = json.to_string().into();
-        reply
-    })
-    .await;
-    let gw = TestGateway::for_mock(&mock, "[cache]\nttl = \"60s\"").await;
-    let users = ["2001", "2002", "2003"];
-    let tokens = [None, Some("Bearer tk-1"), Some("Bearer tk-2")];
-    let languages = ["en-US", "zh-CN"];
-    let queries = ["status=1", "status=1,2&pageSize=10", "taskType=0", ""];
-    let mut rng = fastrand::Rng::with_seed(7);
-    for round in 0..6 {
-        let mut handles = Vec::new();
-        for _ in 0..60 {
-            let user = users[rng.usize(..users.len())];
-            let token = tokens[rng.usize(..tokens.len())];
-            let language = languages[rng.usize(..languages.len())];
-            let query = queries[rng.usize(..queries.len())];
-            let client = gw.client.clone();
-            let floor = *versions.lock().unwrap().get(user).unwrap_or(&0);
-            handles.push(tokio::spawn(async move {
-                let mut headers = vec![("x-user-id", user), ("language", language)];
-                if let Some(token) = token {
-                    headers.push(("authorization", token));
-                }
-                let response = client
-                    .get_with(&format!("{TASK_LIST}?{query}"), &headers)
-                    .await;
-                (user, token, language, query, floor, response)
-            }));
-        }
-        for handle in handles {
-            let (user, token, language, query, floor, response) =
-                within("a request", handle).await.unwrap();
-            let json = response.json();
-            let owner = format!("{user}|{}|{language}", token.unwrap_or("app"));
-            assert_eq!(json["owner"], owner.as_str(), "round {round}");
-            assert_eq!(json["query"], query);
-            assert!(
-                json["version"].as_u64().unwrap() >= floor,
-                "a page older than a finished write"
-            );
-        }
-        // A write for one user, finished before the next round starts.
-        let user = users[round % users.len()];
-        assert_eq!(gw.client.send(create(&gw, user)).await.status, 200);
-    }
 }

@@ -1,6 +1,5 @@
-//! Concurrency, cancellation and cache-correctness races in the task-list cache (found in the
-//! third review round). Each test failed on the code it was written against; each documents one
-//! finding, fixed since.
+//! Concurrency, cancellation and cache-correctness races in the task-list cache: refreshes keep
+//! their deadlines, abandoned flights are bounded, an older fetch never overwrites a newer page.
 
 use std::convert::Infallible;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};

@@ -737,3 +737,40 @@ fn dockerfile_build_stage_copies_everything_cargo_needs() {
         }
     }
 }
+
+/// deploy/README.md: `docker build -f deploy/Dockerfile -t koodrive-gateway:0.1.0 .` builds the
+/// image. The build stage copies only Cargo.toml, Cargo.lock, src/ and benches/, but src/main.rs
+/// embeds `include_str!("../config/demo.toml")`, so `cargo build` in the image cannot find it.
+#[test]
+fn the_dockerfile_build_stage_copies_every_file_the_binary_embeds() {
+    let root = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let dockerfile = std::fs::read_to_string(root.join("deploy/Dockerfile")).unwrap();
+    // Sources of COPY lines before the runtime stage (no --from).
+    let build_stage = dockerfile.split("FROM debian").next().unwrap();
+    let copied: Vec<String> = build_stage
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("COPY "))
+        .filter(|l| !l.contains("--from"))
+        .flat_map(|l| {
+            let mut parts: Vec<&str> = l.split_whitespace().collect();
+            parts.pop(); // the destination
+            parts
+                .into_iter()
+                .map(|p| p.trim_end_matches('/').to_owned())
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    let main = std::fs::read_to_string(root.join("src/main.rs")).unwrap();
+    for piece in main.split("include_str!(\"").skip(1) {
+        let relative = piece.split('"').next().unwrap();
+        // Relative to src/: "../config/demo.toml" -> "config/demo.toml".
+        let from_root = relative.strip_prefix("../").unwrap_or(relative);
+        assert!(
+            copied
+                .iter()
+                .any(|c| from_root == c || from_root.starts_with(&format!("{c}/"))),
+            "src/main.rs embeds {from_root}, which deploy/Dockerfile's build stage never copies \
+             (it copies {copied:?})"
+        );
+    }
+}

@@ -283,3 +283,41 @@ async fn a_client_hanging_up_mid_request_leaves_nothing_in_flight() {
     assert_eq!(gw.client.get(TASK_LIST).await.status, 200);
     assert_eq!(mock.hits(), 2);
 }
+
+/// README, "Errors the gateway makes": `503 GATEWAY_UPSTREAM_CIRCUIT_OPEN ... (with Retry-After)`.
+/// Other routes carry it; the task list (whose fetch errors are wrapped for collapsed waiters)
+/// answers the same 503 without it.
+#[tokio::test]
+async fn a_task_list_refused_by_an_open_breaker_carries_retry_after() {
+    let mock = Mock::start(|_| Reply::json(503, r#"{"code":1,"msg":"down"}"#)).await;
+    let overlay = r#"
+        [upstream]
+        breaker_failures = 1
+        breaker_cooldown = "30s"
+    "#;
+    let gw = TestGateway::for_mock(&mock, overlay).await;
+    // One failure opens the breaker.
+    assert_eq!(gw.client.get("/koodrive/ose/v1/task/1").await.status, 503);
+    let read = gw.client.get("/koodrive/ose/v1/task/2").await;
+    assert_eq!(
+        read.header("koodrive-gateway-error"),
+        "GATEWAY_UPSTREAM_CIRCUIT_OPEN"
+    );
+    assert!(
+        read.headers.contains_key("retry-after"),
+        "task read: {:?}",
+        read.headers
+    );
+
+    let list = gw.client.get(&format!("{TASK_LIST}?pageSize=7")).await;
+    assert_eq!(list.status, 503);
+    assert_eq!(
+        list.header("koodrive-gateway-error"),
+        "GATEWAY_UPSTREAM_CIRCUIT_OPEN"
+    );
+    assert!(
+        list.headers.contains_key("retry-after"),
+        "the task list's circuit-open 503 has no Retry-After: {:?}",
+        list.headers
+    );
+}

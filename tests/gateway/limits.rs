@@ -3,11 +3,14 @@
 //! bodies read whole share one memory budget. Raw sockets write the HTTP/2 frames by hand; an
 //! honest client is served alongside throughout.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
+use tokio::sync::Notify;
 
+use crate::cache_sharing::page;
 use crate::support::{within, Mock, Reply, TestGateway, TASK_LIST};
 
 const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
@@ -457,4 +460,47 @@ async fn a_connection_past_max_connection_duration_closes_after_its_answer() {
         "{took:?}"
     );
     honest_client_is_served(&gw).await;
+}
+
+/// README, metrics: "`koodrive_gateway_in_flight` | gauge | | client requests in flight, and
+/// task-list fetches that outlive theirs (a flight whose leader hung up, a background refresh):
+/// the count `server.max_in_flight` sheds above"; config reference: "`server.max_in_flight` |
+/// beyond it: 503 `GATEWAY_OVERLOADED`".
+///
+/// A task-list miss whose client is still waiting is counted twice: once as the client request,
+/// once as its flight (`pipeline::counted` wraps every flight, not only those that outlive their
+/// leader). With `max_in_flight = 2`, one client waiting on a miss and a second client request
+/// are two requests, not beyond the limit, yet the second is shed with a 503.
+#[tokio::test]
+async fn a_task_list_miss_whose_client_waits_takes_one_place_in_max_in_flight() {
+    let release = Arc::new(Notify::new());
+    let held = Arc::clone(&release);
+    let mock = Mock::start(move |seen| match seen.uri.path() == TASK_LIST {
+        true => page().hold(Arc::clone(&held)),
+        false => Reply::ok(),
+    })
+    .await;
+    let gw = TestGateway::for_mock(&mock, "[server]\nmax_in_flight = 2").await;
+    let list = {
+        let client = gw.client.clone();
+        tokio::spawn(async move { client.get(TASK_LIST).await })
+    };
+    mock.wait_for_hits(1).await;
+    let in_flight = gw.metrics().await["koodrive_gateway_in_flight"];
+    let second = gw
+        .client
+        .get("/koodrive/ose/v1/task/1486254586942472064")
+        .await;
+    // A permit if the mock is not waiting yet.
+    release.notify_one();
+    let first = list.await.unwrap();
+    assert_eq!(first.status, 200, "{}", first.text());
+    assert_eq!(
+        second.status,
+        200,
+        "max_in_flight = 2 and only two client requests in flight (one waiting on its own \
+         task-list miss), yet the second was shed: {} (in_flight gauge {in_flight} with one \
+         client request open)",
+        second.text()
+    );
 }

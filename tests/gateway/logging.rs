@@ -153,3 +153,49 @@ async fn an_unreadable_secret_file_is_logged_once_when_it_starts_and_once_when_i
     std::fs::remove_file(config).ok();
     std::fs::remove_file(secret).ok();
 }
+
+/// With `log.format = "pretty"`, a query parameter whose *name* percent-decodes to a line break,
+/// followed by a malformed value, puts the decoded name into the `GATEWAY_BAD_QUERY` error's
+/// Display (`invalid query parameter {param}=...`), which its debug line would write raw: the client
+/// writes a log line of its choosing (CWE-117). The value is escaped (`{value:?}`); the name is
+/// not.
+#[tokio::test]
+async fn a_query_parameter_name_cannot_forge_a_pretty_log_line() {
+    let mock = Mock::ok().await;
+    let config = temp_config(
+        "r4b-pretty",
+        &format!(
+            "[server]\nlisten = \"127.0.0.1:0\"\nadmin_listen = \"127.0.0.1:0\"\n\
+             [upstream]\nurl = \"{}\"\n\
+             [auth]\nuser_id = \"7\"\napp_id = \"app\"\napp_secret = \"s\"\n\
+             [log]\nformat = \"pretty\"\n",
+            mock.url()
+        ),
+    );
+    // A client's bad query is logged with its detail at debug only (its access event at info
+    // carries no query): debug, where the error's Display is written.
+    let mut process = Process::spawn(
+        &["--config", config.to_str().unwrap()],
+        &[("RUST_LOG", "debug")],
+    );
+    let listening = process.line_with("koodrive-gateway listening").await;
+    let addr = listening
+        .split_whitespace()
+        .find_map(|word| word.strip_prefix("addr="))
+        .unwrap_or_else(|| panic!("no addr in {listening:?}"))
+        .parse()
+        .unwrap();
+    let client = Client::new(addr);
+    let forged =
+        "FORGED%202030-01-01T00:00:00.000000Z%20%20INFO%20koodrive_gateway::admin:%20admin%20purge";
+    let response = client.get(&format!("{TASK_LIST}?x%0A{forged}=%ZZ")).await;
+    assert_eq!(response.status, 400);
+    assert_eq!(response.json()["code"], "GATEWAY_BAD_QUERY");
+    let line = process.line_with("FORGED").await;
+    let (_, _lines) = process.terminate().await;
+    std::fs::remove_file(config).ok();
+    assert!(
+        !line.starts_with("FORGED"),
+        "a client-chosen text starts a log line of its own: {line:?}"
+    );
+}

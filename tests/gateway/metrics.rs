@@ -246,3 +246,60 @@ async fn shed_requests_are_counted() {
         "an admitted request is not shed"
     );
 }
+
+/// README, metrics: "`koodrive_gateway_cache_misses_total` | counter | | requests that fetched
+/// (misses, no-cache, no-store)".
+///
+/// A task-list page over `normalize.max_body` is counted twice for the one request that fetched
+/// it: once as the flight's leader (`miss`), then again when that same request streams the page
+/// through itself (`pass`).
+#[tokio::test]
+async fn a_too_large_page_is_one_miss_for_the_one_request_that_fetched_it() {
+    let big = format!(
+        r#"{{"taskListDtos":[],"pad":"{}","code":0,"msg":"Success."}}"#,
+        "x".repeat(4096)
+    );
+    let mock = Mock::start(move |_| Reply::json(200, big.clone())).await;
+    let gw = TestGateway::for_mock(&mock, "[normalize]\nmax_body = \"1KiB\"").await;
+    let response = gw.client.get(TASK_LIST).await;
+    assert_eq!(response.status, 200, "{}", response.text());
+    assert!(
+        response.header("cache-status").contains("fwd=bypass"),
+        "{:?}",
+        response.header("cache-status")
+    );
+    let metrics = gw.metrics().await;
+    let requests: f64 = metrics
+        .iter()
+        .filter(|(name, _)| name.starts_with("koodrive_gateway_requests_total{"))
+        .map(|(_, value)| value)
+        .sum();
+    assert_eq!(requests, 1.0, "one client request");
+    assert_eq!(
+        metrics["koodrive_gateway_cache_misses_total"],
+        1.0,
+        "one request fetched one page (upstream calls: {})",
+        mock.hits()
+    );
+}
+
+/// README, Metrics: "Every documented `reason` series exists from the start, at 0". The
+/// documented reasons of `koodrive_gateway_normalize_fallbacks_total` are missing until the first
+/// fallback (the family is not even in the exposition).
+#[tokio::test]
+async fn every_documented_normalize_fallback_reason_exists_from_the_start() {
+    let mock = Mock::ok().await;
+    let gw = TestGateway::for_mock(&mock, "").await;
+    let metrics = gw.metrics().await;
+    for reason in [
+        "invalid_json",
+        "not_utf8",
+        "not_an_object",
+        "not_json",
+        "too_large",
+        "unsupported_encoding",
+    ] {
+        let key = format!("koodrive_gateway_normalize_fallbacks_total{{reason=\"{reason}\"}}");
+        assert_eq!(metrics.get(&key), Some(&0.0), "{key} missing at start");
+    }
+}

@@ -1,5 +1,5 @@
 //! Do the metrics tell the truth? Each test drives one scenario an operator cares about and
-//! checks the documented meaning of the series it touches (found in the fifth review round).
+//! checks the documented meaning of the series it touches.
 
 use std::collections::HashMap;
 use std::sync::Arc;

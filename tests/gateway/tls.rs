@@ -2,6 +2,7 @@
 //! private deployments.
 
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo};
@@ -89,4 +90,40 @@ async fn https_upstreams_are_verified_and_an_extra_ca_can_be_trusted() {
     assert_eq!(response.json()["host"], url.trim_start_matches("https://"));
     std::fs::remove_file(ca_file).ok();
     server.abort();
+}
+
+/// README, config reference: "`upstream.connect_timeout` | `2s` | TCP + TLS connect".
+///
+/// hyper-util's `HttpConnector::set_connect_timeout` bounds the TCP connect only; the rustls
+/// handshake that `HttpsConnector` runs after it is bounded by nothing but `upstream.timeout`.
+/// An https upstream that accepts the connection and never answers the ClientHello holds every
+/// request for the whole `upstream.timeout` (5 s here), not `connect_timeout` (300 ms).
+#[tokio::test]
+async fn a_tls_handshake_that_never_completes_is_bounded_by_the_connect_timeout() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    // Accepts, keeps every socket open, never writes a byte: the TLS handshake never completes.
+    let holder = tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((stream, _)) = listener.accept().await {
+            held.push(stream);
+        }
+    });
+    let url = format!("https://{addr}");
+    let overlay = "[upstream]\nconnect_timeout = \"300ms\"\ntimeout = \"5s\"";
+    let gw = TestGateway::start(crate::support::config(&url, overlay)).await;
+    let started = Instant::now();
+    let response = gw
+        .client
+        .get("/koodrive/ose/v1/task/1486254586942472064")
+        .await;
+    let took = started.elapsed();
+    holder.abort();
+    assert!(
+        took < Duration::from_secs(2),
+        "upstream.connect_timeout is 300ms (\"TCP + TLS connect\"), yet a TLS handshake that \
+         never completes held the request {took:?} (upstream.timeout is 5s): status {}, {}",
+        response.status,
+        response.text()
+    );
 }
