@@ -7,9 +7,6 @@ mod keys;
 pub mod memory;
 mod raw;
 mod validate;
-/// Also reachable here for the normalization rules' serde helpers.
-pub(crate) use crate::units;
-
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;

@@ -16,7 +16,7 @@ use super::shape::{FieldType, Shape};
 #[serde(deny_unknown_fields)]
 pub struct RawNormalizeConfig {
     /// Largest (decoded) body the gateway buffers to normalize; larger ones stream through. 8 MiB if unset.
-    #[serde(default, deserialize_with = "crate::config::units::optional_size")]
+    #[serde(default, deserialize_with = "crate::units::optional_size")]
     pub max_body: Option<ByteSize>,
     #[serde(default)]
     pub rules: Vec<RawRule>,

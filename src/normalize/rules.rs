@@ -28,7 +28,7 @@ pub struct RuleTable {
     rules: Vec<Rule>,
 }
 
-const TASK_LIST_PATH: &str = "/koodrive/ose/v1/task/list";
+use crate::route::TASK_LIST_PATH;
 
 const TASK_CREATE_PATH: &str = "/koodrive/ose/v1/task/create";
 

@@ -468,7 +468,7 @@ async fn a_connection_past_max_connection_duration_closes_after_its_answer() {
 /// beyond it: 503 `GATEWAY_OVERLOADED`".
 ///
 /// A task-list miss whose client is still waiting is counted twice: once as the client request,
-/// once as its flight (`pipeline::counted` wraps every flight, not only those that outlive their
+/// once as its flight (when every flight counted itself, not only those that outlive their
 /// leader). With `max_in_flight = 2`, one client waiting on a miss and a second client request
 /// are two requests, not beyond the limit, yet the second is shed with a 503.
 #[tokio::test]

@@ -271,7 +271,7 @@ async fn raw_upstream(answer: &'static [u8]) -> String {
 }
 
 /// Finding 3. An upstream answer with a transfer coding other than chunked is refused as a 502
-/// `GATEWAY_UPSTREAM_PROTOCOL`, but `pipeline::forward` labels `upstream_requests_total` from
+/// `GATEWAY_UPSTREAM_PROTOCOL`; the upstream exchange must not label `upstream_requests_total` from
 /// the status before that check: the metric says `2xx` for an exchange the gateway itself calls
 /// a protocol error. The check also drops the response (and its breaker permit) unrecorded, so a
 /// KooDrive (or a proxy in front of it) that always answers so never opens the breaker, although
@@ -355,7 +355,7 @@ async fn a_retried_call_is_counted_as_two_calls() {
 }
 
 /// Finding 5. `upstream_duration_seconds` is "time to KooDrive's response head", but
-/// `pipeline::forward` observes it for every outcome, including `circuit_open` fast-fails that
+/// the exchange must not observe it for every outcome, including `circuit_open` fast-fails that
 /// never left the gateway (and client-body failures): while KooDrive is down and the breaker is
 /// open, the upstream latency histogram fills with ~0 s samples and its quantiles drop.
 #[tokio::test]
@@ -486,8 +486,8 @@ async fn documented_label_values_are_exposed_from_the_start() {
 
 /// Finding 10 (beside the angle, found on the way: it moves `cache_invalidations_total`). A
 /// task write whose client hangs up after the write reached KooDrive is not treated as possibly
-/// applied: hyper drops the request's future at `send(..).await` in
-/// `pipeline::forward_other`, before the invalidation, so the writer's cached lists are served
+/// applied: hyper drops the request's future while it awaits KooDrive's answer,
+/// before the invalidation, so the writer's cached lists are served
 /// on as hits (for the TTL, then stale-while-revalidate) and `cache_invalidations_total` never
 /// moves. The README counts a write "whose answer timed out or broke off after it was sent" as
 /// possibly applied; a client hang-up is the same ambiguity.
@@ -588,9 +588,9 @@ where
 }
 
 /// Finding 11. A stale-while-revalidate answer is served at once, but its `request` span stays
-/// open until the background refresh it started has ended: `task_list::fetcher` instruments
-/// the refresh with `Span::current()`, the serving request's span, which the refresh then
-/// holds (and `pipeline::forward` records the refresh's `upstream_status` and `upstream_ms`
+/// open until the background refresh it started has ended when the refresh is instrumented
+/// with `Span::current()`, the serving request's span, which the refresh then
+/// holds (and the upstream exchange records the refresh's `upstream_status` and `upstream_ms`
 /// into it). Exported over OTLP, a sub-millisecond stale hit shows as a request that lasted as
 /// long as KooDrive took (up to `upstream.timeout`), carrying an upstream call it never waited
 /// for.
