@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # bench/soak.sh [MINUTES]: a mixed load against the release gateway for MINUTES (default 10), with
-# faults injected between it and the demo mock KooDrive (examples/soak.rs does the work). Not in CI.
+# faults injected between it and the demo mock KooDrive (examples/soak/ does the work). Not in CI.
 # It prints a progress line per minute and a summary: requests, errors by kind, unanswered,
 # Cache-Status classes, upstream calls per client request, p50/p99, gateway RSS start/end.
 #
