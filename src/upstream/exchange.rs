@@ -164,6 +164,37 @@ mod tests {
     use super::*;
     use std::time::Duration;
 
+    /// The labels exported at zero from the start are exactly the ones an exchange can end with.
+    #[test]
+    fn every_outcome_label_is_one_metrics_exports_at_zero() {
+        let mut labels: Vec<&str> = ["1xx", "2xx", "3xx", "4xx", "5xx"]
+            .map(|class| UpstreamOutcome::Answered(class).as_str())
+            .to_vec();
+        labels.extend(
+            [
+                UpstreamOutcome::Timeout,
+                UpstreamOutcome::ConnectError,
+                UpstreamOutcome::ProtocolError,
+                UpstreamOutcome::CircuitOpen,
+                UpstreamOutcome::ClientError,
+            ]
+            .map(UpstreamOutcome::as_str),
+        );
+        for status in [100u16, 200, 302, 404, 503] {
+            assert!(labels.contains(&metrics::status_class(status)));
+        }
+        assert_eq!(labels, metrics::UPSTREAM_OUTCOMES);
+        // A new variant does not compile here until it is listed above.
+        let _listed = |outcome: UpstreamOutcome| match outcome {
+            UpstreamOutcome::Answered(_)
+            | UpstreamOutcome::Timeout
+            | UpstreamOutcome::ConnectError
+            | UpstreamOutcome::ProtocolError
+            | UpstreamOutcome::CircuitOpen
+            | UpstreamOutcome::ClientError => (),
+        };
+    }
+
     #[test]
     fn outcomes_name_whose_failure_it_was() {
         let cases: [(GatewayError, &str, bool); 6] = [
