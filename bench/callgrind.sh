@@ -47,58 +47,27 @@ cleanup() {
 trap cleanup EXIT
 
 port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
-wait_http() {
-    local i
-    for ((i = 0; i < 600; i++)); do
-        curl -fsS -o /dev/null --max-time 2 "$1" 2>/dev/null && return 0
-        sleep 0.1
-    done
-    die "$1 did not come up (logs in $WORK)"
-}
+# shellcheck source=bench/common.sh
+source "$REPO/bench/common.sh"
 
-# The page: as bench/compare.sh writes it.
-mkdir -p "$WORK/www$(dirname "$LIST")" "$WORK/www$(dirname "$FILE_GET")"
-tasks="" sep="" i=0
-while ((${#tasks} < 1900)); do
-    tasks+=$(printf '%s{"taskId":"14862545869424%05d","taskName":"bench-task-%03d","taskType":0,"status":2,"createTime":"2024-08-12T07:22:%02d.000Z"}' \
-        "$sep" "$i" "$i" "$((i % 60))")
-    sep="," i=$((i + 1))
-done
-printf '{"taskListDtos":[%s],"nextCursor":1723549107000,"code":0,"msg":"Success."}' "$tasks" >"$WORK/www$LIST"
-cp "$WORK/www$LIST" "$WORK/www$FILE_GET"
-cat >"$WORK/post.lua" <<'EOF'
-wrk.method = "POST"
-wrk.body = '{"fileName":"bench-report.pdf","parentFolderId":"0","fileSize":20480}'
-wrk.headers["Content-Type"] = "application/json"
-EOF
+# The page and the POST's body, as bench/compare.sh writes them.
+write_page >/dev/null
 
 UPSTREAM_PORT=$(port)
 mkdir -p "$WORK/nginx"
-cat >"$WORK/nginx/nginx.conf" <<EOF
-worker_processes 1;
-pid $WORK/nginx/nginx.pid;
-error_log $WORK/nginx/error.log warn;
-events { worker_connections 4096; }
-http {
-    client_body_temp_path $WORK/nginx/client_temp;
-    proxy_temp_path $WORK/nginx/proxy_temp;
-    fastcgi_temp_path $WORK/nginx/fastcgi_temp;
-    uwsgi_temp_path $WORK/nginx/uwsgi_temp;
-    scgi_temp_path $WORK/nginx/scgi_temp;
-    keepalive_requests 1000000;
+{
+    nginx_common "$WORK/nginx"
+    cat <<EOF
     access_log off;
     server {
         listen 127.0.0.1:$UPSTREAM_PORT;
         root $WORK/www;
         default_type application/json;
-        location = $LIST { }
-        location = $FILE_GET { }
-        location = $FILE_POST {
-            return 200 '{"fileId":"1486368980720435072","code":0,"msg":"Success."}';
-        }
+$(upstream_locations)
     }
 }
 EOF
+} >"$WORK/nginx/nginx.conf"
 nginx -p "$WORK/nginx" -c "$WORK/nginx/nginx.conf" -g 'daemon off; master_process on;' &
 PIDS+=($!)
 wait_http "http://127.0.0.1:$UPSTREAM_PORT$LIST"
@@ -131,7 +100,7 @@ RUST_LOG=warn valgrind --tool=callgrind --instr-atstart=no \
     >"$WORK/gateway.log" 2>&1 &
 GW_PID=$!
 PIDS+=("$GW_PID")
-wait_http "http://127.0.0.1:$ADMIN_PORT/readyz"
+wait_http "http://127.0.0.1:$ADMIN_PORT/readyz" 600
 
 URL="http://127.0.0.1:$GW_PORT$QUERY" extra=()
 case $KIND in

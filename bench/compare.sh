@@ -79,6 +79,8 @@ PIDS=()
 
 log() { printf '\n== %s\n' "$*"; }
 die() { printf 'compare.sh: %s\n' "$*" >&2; exit 1; }
+# shellcheck source=bench/common.sh
+source "$REPO/bench/common.sh"
 
 # ---------------------------------------------------------------------------------------------
 # Process bookkeeping: every background process is recorded and stopped on exit.
@@ -137,15 +139,6 @@ free_port() {
     die "no free port found"
 }
 
-# Polls a URL until it answers 2xx (at most 30 s: a loaded machine starts a server slowly).
-wait_http() {
-    local url=$1 i
-    for ((i = 0; i < 300; i++)); do
-        curl -fsS -o /dev/null --max-time 1 "$url" 2>/dev/null && return 0
-        sleep 0.1
-    done
-    die "$url did not come up (logs in $WORK)"
-}
 
 # ---------------------------------------------------------------------------------------------
 # Setup: tools and build.
@@ -199,48 +192,10 @@ build() {
     [[ $STALLS != 1 ]] || echo "stalls:  watched on CPUs $SERVER_CPU and $LOAD_CPU during every wrk run"
 }
 
-# A ~2 KB task-list page in KooDrive's wire shape (taskListDtos, numeric code, code 0).
-write_page() {
-    local page=$WORK/www$LIST tasks="" i=0 sep=""
-    mkdir -p "$(dirname "$page")"
-    while ((${#tasks} < 1900)); do
-        tasks+=$(printf '%s{"taskId":"14862545869424%05d","taskName":"bench-task-%03d","taskType":0,"status":2,"createTime":"2024-08-12T07:22:%02d.000Z"}' \
-            "$sep" "$i" "$i" "$((i % 60))")
-        sep=","
-        ((i += 1))
-    done
-    printf '{"taskListDtos":[%s],"nextCursor":1723549107000,"code":0,"msg":"Success."}' \
-        "$tasks" >"$page"
-    PAGE=$page
-    mkdir -p "$(dirname "$WORK/www$FILE_GET")"
-    cp "$page" "$WORK/www$FILE_GET"
-    # The POST's body, sent by wrk's script.
-    cat >"$WORK/post.lua" <<'EOF'
-wrk.method = "POST"
-wrk.body = '{"fileName":"bench-report.pdf","parentFolderId":"0","fileSize":20480}'
-wrk.headers["Content-Type"] = "application/json"
-EOF
-    echo "page: $(wc -c <"$page") bytes, $i tasks"
-}
 
 # ---------------------------------------------------------------------------------------------
 # The servers.
 
-nginx_common() {
-    cat <<EOF
-worker_processes 1;
-pid $1/nginx.pid;
-error_log $1/error.log warn;
-events { worker_connections 4096; }
-http {
-    client_body_temp_path $1/client_temp;
-    proxy_temp_path $1/proxy_temp;
-    fastcgi_temp_path $1/fastcgi_temp;
-    uwsgi_temp_path $1/uwsgi_temp;
-    scgi_temp_path $1/scgi_temp;
-    keepalive_requests 1000000;
-EOF
-}
 
 # The upstream: nginx serving the fixed page as a static file (any query), logging every request
 # so that upstream calls can be counted; a POST of a file call gets a small JSON answer. Pinned
@@ -259,11 +214,7 @@ start_upstream() {
         listen 127.0.0.1:$UPSTREAM_PORT;
         root $WORK/www;
         default_type application/json;
-        location = $LIST { }
-        location = $FILE_GET { }
-        location = $FILE_POST {
-            return 200 '{"fileId":"1486368980720435072","code":0,"msg":"Success."}';
-        }
+$(upstream_locations)
     }
 }
 EOF

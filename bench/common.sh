@@ -1,0 +1,66 @@
+# bench/common.sh: what bench/compare.sh and bench/callgrind.sh both set up, sourced by each after
+# it has set WORK, LIST, FILE_GET, FILE_POST and die. It runs nothing by itself.
+
+# Polls a URL until it answers 2xx, $2 tries a tenth of a second apart (300 unless given: a loaded
+# machine starts a server slowly, and one under valgrind more slowly still).
+wait_http() {
+    local url=$1 tries=${2:-300} i
+    for ((i = 0; i < tries; i++)); do
+        curl -fsS -o /dev/null --max-time 2 "$url" 2>/dev/null && return 0
+        sleep 0.1
+    done
+    die "$url did not come up (logs in $WORK)"
+}
+
+# A ~2 KB task-list page in KooDrive's wire shape (taskListDtos, numeric code, code 0).
+write_page() {
+    local page=$WORK/www$LIST tasks="" i=0 sep=""
+    mkdir -p "$(dirname "$page")"
+    while ((${#tasks} < 1900)); do
+        tasks+=$(printf '%s{"taskId":"14862545869424%05d","taskName":"bench-task-%03d","taskType":0,"status":2,"createTime":"2024-08-12T07:22:%02d.000Z"}' \
+            "$sep" "$i" "$i" "$((i % 60))")
+        sep=","
+        ((i += 1))
+    done
+    printf '{"taskListDtos":[%s],"nextCursor":1723549107000,"code":0,"msg":"Success."}' \
+        "$tasks" >"$page"
+    PAGE=$page
+    mkdir -p "$(dirname "$WORK/www$FILE_GET")"
+    cp "$page" "$WORK/www$FILE_GET"
+    # The POST's body, sent by wrk's script.
+    cat >"$WORK/post.lua" <<'EOF'
+wrk.method = "POST"
+wrk.body = '{"fileName":"bench-report.pdf","parentFolderId":"0","fileSize":20480}'
+wrk.headers["Content-Type"] = "application/json"
+EOF
+    echo "page: $(wc -c <"$page") bytes, $i tasks"
+}
+
+# The head of an nginx.conf whose files live in directory $1, up to the http block's settings.
+nginx_common() {
+    cat <<EOF
+worker_processes 1;
+pid $1/nginx.pid;
+error_log $1/error.log warn;
+events { worker_connections 4096; }
+http {
+    client_body_temp_path $1/client_temp;
+    proxy_temp_path $1/proxy_temp;
+    fastcgi_temp_path $1/fastcgi_temp;
+    uwsgi_temp_path $1/uwsgi_temp;
+    scgi_temp_path $1/scgi_temp;
+    keepalive_requests 1000000;
+EOF
+}
+
+# The upstream's locations: the page as a static file for the task list and a file GET, and a
+# small JSON answer for a file POST.
+upstream_locations() {
+    cat <<EOF
+        location = $LIST { }
+        location = $FILE_GET { }
+        location = $FILE_POST {
+            return 200 '{"fileId":"1486368980720435072","code":0,"msg":"Success."}';
+        }
+EOF
+}
