@@ -141,6 +141,20 @@ pub struct UpstreamConfig {
     /// Consecutive failures that open the circuit breaker; 0 disables it.
     pub breaker_failures: u32,
     pub breaker_cooldown: Duration,
+    /// How long to back off after KooDrive throttles without a `Retry-After`; 0 turns the
+    /// cooldown off.
+    pub throttle_cooldown: Duration,
+    /// The budget of calls to KooDrive; `None`: no budget.
+    pub rate_limit: Option<RateLimitConfig>,
+}
+
+/// `[upstream.rate_limit]`: a token bucket of `burst` tokens refilled at `rps` a second.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RateLimitConfig {
+    pub rps: std::num::NonZeroU32,
+    pub burst: std::num::NonZeroU32,
+    /// How long a request a client waits on may wait for budget before its 429.
+    pub max_wait: Duration,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -68,6 +68,9 @@ pub enum GatewayError {
     PageTooLarge,
     #[error("KooDrive is failing; the gateway calls it again within {}s", .0.as_secs().max(1))]
     CircuitOpen(Duration),
+    /// Over the upstream budget, or in a cooldown KooDrive asked for: budget is due in `.0`.
+    #[error("the gateway's budget of calls to KooDrive is spent; try again in {}s", retry_seconds(*.0))]
+    RateLimited(Duration),
     #[error("the gateway is at its limit of {0} requests in flight")]
     Overloaded(usize),
     /// Buffered bodies hold all of `server.max_buffered_bytes`: this one cannot be read now.
@@ -81,6 +84,11 @@ pub enum GatewayError {
     /// The failure of a flight this request shared with others.
     #[error(transparent)]
     Collapsed(std::sync::Arc<GatewayError>),
+}
+
+/// A wait as whole seconds for `Retry-After`: rounded up, at least 1.
+fn retry_seconds(wait: Duration) -> u64 {
+    wait.as_secs() + u64::from(wait.subsec_nanos() > 0)
 }
 
 impl GatewayError {
@@ -98,6 +106,7 @@ impl GatewayError {
             }
             UpstreamTimeout(_) => StatusCode::GATEWAY_TIMEOUT,
             Overloaded(_) | BufferBudget(_) | CircuitOpen(_) => StatusCode::SERVICE_UNAVAILABLE,
+            RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
             Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
             Collapsed(inner) => inner.status(),
         }
@@ -120,6 +129,7 @@ impl GatewayError {
             UpstreamBodyTooLarge | PageTooLarge => "GATEWAY_UPSTREAM_BODY_TOO_LARGE",
             Overloaded(_) | BufferBudget(_) => "GATEWAY_OVERLOADED",
             CircuitOpen(_) => "GATEWAY_UPSTREAM_CIRCUIT_OPEN",
+            RateLimited(_) => "GATEWAY_RATE_LIMITED",
             Internal(_) => "GATEWAY_INTERNAL",
             Collapsed(inner) => inner.code(),
         }
@@ -150,7 +160,17 @@ impl GatewayError {
             }
             UpstreamConnect(_) | UpstreamTimeout(_) | UpstreamProtocol(_)
             | UpstreamBodyTooLarge | CircuitOpen(_) => Fault::Upstream,
-            PageTooLarge | Overloaded(_) | BufferBudget(_) | Internal(_) => Fault::Gateway,
+            PageTooLarge | Overloaded(_) | BufferBudget(_) | RateLimited(_) | Internal(_) => {
+                Fault::Gateway
+            }
+        }
+    }
+
+    /// True when the upstream budget (or KooDrive's cooldown) held the request back.
+    pub fn is_rate_limited(&self) -> bool {
+        match self {
+            GatewayError::Collapsed(inner) => inner.is_rate_limited(),
+            other => matches!(other, GatewayError::RateLimited(_)),
         }
     }
 
@@ -187,6 +207,9 @@ impl GatewayError {
             // The rest of the body is not waited for: the connection cannot carry another request.
             GatewayError::ClientBodyTimeout(_) => {
                 headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
+            }
+            GatewayError::RateLimited(left) => {
+                headers.insert(header::RETRY_AFTER, HeaderValue::from(retry_seconds(*left)));
             }
             GatewayError::CircuitOpen(left) => {
                 headers.insert(
@@ -287,6 +310,11 @@ mod tests {
                 503,
                 "GATEWAY_UPSTREAM_CIRCUIT_OPEN",
             ),
+            (
+                GatewayError::RateLimited(Duration::from_millis(1)),
+                429,
+                "GATEWAY_RATE_LIMITED",
+            ),
             (GatewayError::Internal(io()), 500, "GATEWAY_INTERNAL"),
         ];
         for (error, status, code) in table {
@@ -303,6 +331,16 @@ mod tests {
         assert_eq!(response.headers()[header::RETRY_AFTER], "1");
         let response = GatewayError::BufferBudget(8).to_response();
         assert_eq!(response.headers()[header::RETRY_AFTER], "1");
+    }
+
+    #[test]
+    fn rate_limited_says_when_budget_is_due_in_whole_seconds() {
+        for (wait, seconds) in [(1, "1"), (1_000, "1"), (1_001, "2"), (4_500, "5")] {
+            let error = GatewayError::RateLimited(Duration::from_millis(wait));
+            let collapsed = GatewayError::Collapsed(std::sync::Arc::new(error));
+            let response = collapsed.to_response();
+            assert_eq!(response.headers()[header::RETRY_AFTER], seconds, "{wait}");
+        }
     }
 
     #[test]

@@ -62,6 +62,7 @@ pub mod metrics;
 pub mod normalize;
 pub mod observe;
 pub mod pipeline;
+pub mod quota;
 pub mod respond;
 pub mod route;
 pub mod secret;

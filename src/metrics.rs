@@ -18,7 +18,10 @@ use prometheus_client::registry::Registry;
 
 use crate::route::Route;
 
+mod quota;
 mod register;
+
+pub use quota::{BudgetLabels, QuotaMetrics, PRIORITIES, THROTTLES};
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct RequestLabels {
@@ -199,6 +202,8 @@ pub struct Metrics {
     pub connections_refused: Family<ListenerLabels, Counter>,
     /// Bytes held in buffered bodies (`server.max_buffered_bytes` bounds it).
     pub buffered_bytes: Gauge,
+    /// The upstream budget and KooDrive's throttling.
+    pub quota: QuotaMetrics,
 }
 
 impl Metrics {
@@ -236,10 +241,13 @@ impl Metrics {
             connections: Family::default(),
             connections_refused: Family::default(),
             buffered_bytes: Gauge::default(),
+            quota: QuotaMetrics::default(),
             registry: Registry::default(),
         };
         register::zero_known_series(&metrics);
         register::all(&metrics, &mut registry);
+        metrics.quota.zero_known_series();
+        metrics.quota.register(&mut registry);
         let build_info = Family::<BuildLabels, Gauge>::default();
         build_info
             .get_or_create(&BuildLabels {

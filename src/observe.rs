@@ -31,6 +31,7 @@ pub fn request_span<B>(
         route = route.name(),
         upstream_status = Empty,
         upstream_ms = Empty,
+        budget = Empty,
     )
 }
 
@@ -43,6 +44,7 @@ pub fn refresh_span(trace_id: &HeaderValue) -> tracing::Span {
         trace_id = trace_id.to_str().unwrap_or_default(),
         upstream_status = Empty,
         upstream_ms = Empty,
+        budget = Empty,
     );
     span.follows_from(tracing::Span::current());
     span

@@ -19,6 +19,7 @@ use crate::framing::Ambiguous;
 use crate::headers::{self, X_TRACEID};
 use crate::metrics::{self, ReasonLabels};
 use crate::observe::{self, Observe};
+use crate::quota::Ask;
 use crate::route::Route;
 use crate::state::{Boxed, Ctx, Served, State};
 use crate::upstream::exchange::Outbound;
@@ -176,6 +177,7 @@ fn forward_other<'a>(
             headers: parts.headers,
             body,
             body_sha256: body_sha256.as_deref(),
+            ask: Ask::for_route(ctx.route),
         };
         let response = state.upstream.exchange(auth, outbound).await;
         // A write KooDrive accepted, or may have: one whose answer timed out or broke off after
@@ -200,8 +202,15 @@ fn forward_other<'a>(
             return Ok((response, CacheOutcome::None));
         }
         let limit = ctx.live.normalize.max_body;
-        let response =
-            respond::shape(response, ctx.rule, limit, &state.budget, &state.metrics).await?;
+        let response = respond::shape(
+            response,
+            ctx.rule,
+            limit,
+            &state.budget,
+            &state.metrics,
+            state.upstream.quota(),
+        )
+        .await?;
         Ok((response, CacheOutcome::None))
     })
 }

@@ -14,6 +14,7 @@ use crate::error::GatewayError;
 use crate::headers;
 use crate::metrics::{Metrics, ReasonLabels};
 use crate::normalize::{self, Code, DecodeError, Outcome, Rule};
+use crate::quota::Quota;
 use crate::upstream::DeadlineElapsed;
 
 /// A body read up to a bound: whole, or the part read so far plus the rest still streaming
@@ -159,6 +160,7 @@ pub async fn page(
     limit: usize,
     budget: &Budget,
     metrics: &Metrics,
+    quota: &Quota,
 ) -> Result<Page, GatewayError> {
     // A page larger than the whole budget could never be buffered: too large, as over the bound.
     let limit = limit.min(usize::try_from(budget.max()).unwrap_or(usize::MAX));
@@ -188,6 +190,7 @@ pub async fn page(
     // accept it (a load balancer's HTML error page included).
     page.body = decoded(&mut headers, raw, limit)?;
     page.headers = headers;
+    quota.saw_body(page.status, &page.headers, &page.body);
     if normalize::is_json(&page.headers) {
         rewrite(&mut page, rule, metrics);
     } else if rule.is_some() {
@@ -207,6 +210,7 @@ pub async fn shape(
     limit: usize,
     budget: &Budget,
     metrics: &Metrics,
+    quota: &Quota,
 ) -> Result<Response<Body>, GatewayError> {
     let limit = limit.min(usize::try_from(budget.max()).unwrap_or(usize::MAX));
     // No content to shape (RFC 9110 section 6.4.1): a 304 may still describe the representation
@@ -257,6 +261,7 @@ pub async fn shape(
     if !hold_instead(&mut held, &body) {
         return Err(GatewayError::BufferBudget(budget.max()));
     }
+    quota.saw_body(parts.status, &headers, &body);
     let mut page = Page {
         status: parts.status,
         headers,

@@ -22,6 +22,7 @@ use crate::config::CacheConfig;
 use crate::error::GatewayError;
 use crate::headers::{CACHE_STATUS, X_TRACEID};
 use crate::observe;
+use crate::quota::Ask;
 use crate::respond;
 use crate::route::Route;
 use crate::state::{Boxed, Ctx, Live, Served, State};
@@ -67,7 +68,8 @@ pub async fn serve(
                 let outcome = CacheOutcome::StaleWhileRevalidate { ttl };
                 bound_upstream(&mut parts.headers, trace_id);
                 let span = observe::refresh_span(trace_id);
-                let refresh = fetcher(state, Arc::clone(live), &parts, span);
+                // Skipped when no budget is free at once: this stale page is served on.
+                let refresh = fetcher(state, Arc::clone(live), &parts, span, Ask::BACKGROUND);
                 state
                     .cache
                     .refresh_in_background(key, refresh, &state.admission);
@@ -122,7 +124,16 @@ fn serve_miss<'a>(
             return pass(state, &live, parts, PassReason::TooLarge).await;
         }
 
-        let (fill, outcome) = fetch_page(state, &live, &parts, key, directive).await;
+        // A stale page at hand is served at once when the budget is short; without one, the
+        // request waits for budget (up to `upstream.rate_limit.max_wait`).
+        let at_hand = stored
+            .as_ref()
+            .is_some_and(|entry| policy::freshness(entry.age(), config) != Freshness::Dead);
+        let ask = match at_hand {
+            true => Ask::STALE_AT_HAND,
+            false => Ask::CLIENT,
+        };
+        let (fill, outcome) = fetch_page(state, &live, &parts, key, directive, ask).await;
         // What this request answers with: its page, or it passes (too large to share, or a page
         // its flight's leader got for its own request only), or the failure.
         let result = match fill {
@@ -134,6 +145,16 @@ fn serve_miss<'a>(
             Fill::Failed(error) => Err(error),
         };
 
+        // Held back by the budget or KooDrive's cooldown: the stale page, said why.
+        if let (Err(error), Some(entry), true) = (&result, &stored, at_hand) {
+            if error.is_rate_limited() {
+                let age = entry.age();
+                let ttl = policy::ttl_seconds(age, config);
+                tracing::Span::current().record("budget", "stale");
+                let outcome = CacheOutcome::StaleRateLimited { ttl };
+                return Ok(from_entry(state, entry, age, outcome));
+            }
+        }
         // KooDrive failing (not refusing): a stale page within stale-if-error beats the failure.
         let failed_status = match &result {
             Ok(fetched) if policy::upstream_failed(&fetched.page) => {
@@ -172,8 +193,17 @@ async fn fetch_page(
     parts: &Parts,
     key: Key,
     directive: Directive,
+    ask: Ask,
 ) -> (Fill, CacheOutcome) {
-    let fetch = || fetcher(state, Arc::clone(live), parts, tracing::Span::current());
+    let fetch = || {
+        fetcher(
+            state,
+            Arc::clone(live),
+            parts,
+            tracing::Span::current(),
+            ask,
+        )
+    };
     let max_wait = state.upstream.timeout() + WAIT_MARGIN;
     match directive {
         Directive::Normal => {
@@ -225,6 +255,7 @@ fn fetcher(
     live: Arc<Live>,
     parts: &Parts,
     span: tracing::Span,
+    ask: Ask,
 ) -> Boxed<'static, Result<Page, GatewayError>> {
     let state = Arc::clone(state);
     let uri = parts.uri.clone();
@@ -250,11 +281,13 @@ fn fetcher(
                 headers,
                 body: body::empty(),
                 body_sha256: None,
+                ask,
             };
             let response = state.upstream.exchange(&live.auth, outbound).await?;
             let rule = live.task_list_rule();
             let limit = live.normalize.max_body;
-            respond::page(response, rule, limit, &state.budget, &state.metrics).await
+            let quota = state.upstream.quota();
+            respond::page(response, rule, limit, &state.budget, &state.metrics, quota).await
         }
         .instrument(span),
     )
@@ -277,11 +310,14 @@ async fn pass(
         headers: parts.headers,
         body: body::empty(),
         body_sha256: None,
+        ask: Ask::CLIENT,
     };
     let response = state.upstream.exchange(&live.auth, outbound).await?;
     let rule = live.task_list_rule();
     let limit = live.normalize.max_body;
-    let mut response = respond::shape(response, rule, limit, &state.budget, &state.metrics).await?;
+    let quota = state.upstream.quota();
+    let mut response =
+        respond::shape(response, rule, limit, &state.budget, &state.metrics, quota).await?;
     let outcome = CacheOutcome::Pass(reason);
     set_cache_status(response.headers_mut(), outcome);
     Ok((response, outcome))

@@ -26,6 +26,7 @@ use crate::config::{ConfigError, UpstreamConfig};
 use crate::error::{ErrorChain, GatewayError};
 use crate::headers;
 use crate::metrics::Metrics;
+use crate::quota::Quota;
 use crate::tls::tls_config;
 use breaker::Breaker;
 
@@ -47,6 +48,8 @@ pub struct Upstream {
     metrics: Arc<Metrics>,
     /// The `Host` the signature covers (`upstream.host`).
     host: http::HeaderValue,
+    /// The budget every exchange asks first, and KooDrive's throttling cooldown.
+    quota: Quota,
 }
 
 impl Upstream {
@@ -84,6 +87,11 @@ impl Upstream {
                 config.breaker_cooldown,
                 Arc::clone(&metrics),
             )),
+            quota: Quota::new(
+                config.rate_limit,
+                config.throttle_cooldown,
+                Arc::clone(&metrics),
+            ),
             metrics,
             host: config.host.clone(),
         })
@@ -204,6 +212,10 @@ impl Upstream {
 
     pub fn timeout(&self) -> Duration {
         self.timeout
+    }
+
+    pub fn quota(&self) -> &Quota {
+        &self.quota
     }
 }
 

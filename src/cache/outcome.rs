@@ -22,6 +22,9 @@ pub enum CacheOutcome {
         ttl: i64,
         upstream: Option<StatusCode>,
     },
+    /// A stale page served because the upstream budget (or KooDrive's cooldown) held the fetch
+    /// back.
+    StaleRateLimited { ttl: i64 },
     /// This request led the fetch; `stored` when its page went into the cache.
     Miss { stored: bool },
     /// This request joined another's fetch for the same key.
@@ -58,9 +61,9 @@ impl CacheOutcome {
         match self {
             CacheOutcome::None => "none",
             CacheOutcome::Hit { .. } => "hit",
-            CacheOutcome::StaleWhileRevalidate { .. } | CacheOutcome::StaleIfError { .. } => {
-                "stale"
-            }
+            CacheOutcome::StaleWhileRevalidate { .. }
+            | CacheOutcome::StaleIfError { .. }
+            | CacheOutcome::StaleRateLimited { .. } => "stale",
             CacheOutcome::Miss { .. } => "miss",
             CacheOutcome::Collapsed => "collapsed",
             CacheOutcome::Refresh { .. } => "refresh",
@@ -81,6 +84,9 @@ impl CacheOutcome {
                 let fwd_status =
                     upstream.map_or(String::new(), |s| format!("; fwd-status={}", s.as_u16()));
                 format!("{CACHE_NAME}; fwd=miss{fwd_status}; ttl={ttl}; detail=stale-if-error")
+            }
+            CacheOutcome::StaleRateLimited { ttl } => {
+                format!("{CACHE_NAME}; fwd=miss; ttl={ttl}; detail=rate-limited")
             }
             CacheOutcome::Miss { stored: true } => format!("{CACHE_NAME}; fwd=miss; stored"),
             CacheOutcome::Miss { stored: false } => format!("{CACHE_NAME}; fwd=miss"),
@@ -114,6 +120,12 @@ impl CacheOutcome {
                 .cache_stale_served
                 .get_or_create(&ReasonLabels {
                     reason: "stale-if-error",
+                })
+                .inc(),
+            CacheOutcome::StaleRateLimited { .. } => metrics
+                .cache_stale_served
+                .get_or_create(&ReasonLabels {
+                    reason: "rate-limited",
                 })
                 .inc(),
             CacheOutcome::Miss { .. }
@@ -202,6 +214,11 @@ mod tests {
                     upstream: Option::None,
                 },
                 Some("koodrive-gateway; fwd=miss; ttl=-9; detail=stale-if-error"),
+                "stale",
+            ),
+            (
+                StaleRateLimited { ttl: -2 },
+                Some("koodrive-gateway; fwd=miss; ttl=-2; detail=rate-limited"),
                 "stale",
             ),
             (

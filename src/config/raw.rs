@@ -90,6 +90,31 @@ pub struct RawUpstream {
     pub breaker_failures: u32,
     #[serde(deserialize_with = "units::duration")]
     pub breaker_cooldown: Duration,
+    #[serde(deserialize_with = "units::duration")]
+    pub throttle_cooldown: Duration,
+    pub rate_limit: RawRateLimit,
+}
+
+/// `[upstream.rate_limit]`: off while `rps` is absent.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawRateLimit {
+    #[serde(deserialize_with = "lenient_option")]
+    pub rps: Option<u32>,
+    #[serde(deserialize_with = "lenient_option")]
+    pub burst: Option<u32>,
+    #[serde(deserialize_with = "units::duration")]
+    pub max_wait: Duration,
+}
+
+impl Default for RawRateLimit {
+    fn default() -> Self {
+        Self {
+            rps: None,
+            burst: None,
+            max_wait: Duration::from_millis(300),
+        }
+    }
 }
 
 impl Default for RawUpstream {
@@ -103,6 +128,8 @@ impl Default for RawUpstream {
             pool_idle_timeout: Duration::from_secs(60),
             breaker_failures: 5,
             breaker_cooldown: Duration::from_secs(5),
+            throttle_cooldown: Duration::from_secs(5),
+            rate_limit: RawRateLimit::default(),
         }
     }
 }
@@ -248,6 +275,26 @@ where
 }
 
 /// Accepts a string or a number (a user id written without quotes is still a string).
+/// [`lenient`] for a key that may be absent.
+fn lenient_option<'de, D, T>(de: D) -> Result<Option<T>, D::Error>
+where
+    D: Deserializer<'de>,
+    T: Deserialize<'de> + std::str::FromStr,
+    T::Err: std::fmt::Display,
+{
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Either<T> {
+        Native(T),
+        Text(String),
+    }
+    match Option::<Either<T>>::deserialize(de)? {
+        None => Ok(None),
+        Some(Either::Native(v)) => Ok(Some(v)),
+        Some(Either::Text(s)) => s.trim().parse().map(Some).map_err(serde::de::Error::custom),
+    }
+}
+
 fn lenient_string<'de, D: Deserializer<'de>>(de: D) -> Result<Option<String>, D::Error> {
     #[derive(Deserialize)]
     #[serde(untagged)]

@@ -2,6 +2,7 @@
 //! once; each error names its key.
 
 use std::net::SocketAddr;
+use std::num::NonZeroU32;
 use std::time::Duration;
 
 use http::uri::{Authority, Scheme};
@@ -10,7 +11,7 @@ use http::{HeaderValue, Uri};
 use super::raw::{self, RawConfig};
 use super::{
     invalid, AdminConfig, AuthConfig, AuthMode, CacheConfig, Config, ConfigError, LogConfig,
-    LogFormat, SecretSource, ServerConfig, TelemetryConfig, UpstreamConfig,
+    LogFormat, RateLimitConfig, SecretSource, ServerConfig, TelemetryConfig, UpstreamConfig,
 };
 use crate::secret::Secret;
 
@@ -111,8 +112,36 @@ fn upstream_from_raw(raw: raw::RawUpstream) -> Result<UpstreamConfig, ConfigErro
         pool_idle_timeout: bounded("upstream.pool_idle_timeout", raw.pool_idle_timeout)?,
         breaker_failures: raw.breaker_failures,
         breaker_cooldown: nonzero("upstream.breaker_cooldown", raw.breaker_cooldown)?,
+        throttle_cooldown: bounded("upstream.throttle_cooldown", raw.throttle_cooldown)?,
+        rate_limit: rate_limit_from_raw(raw.rate_limit)?,
     };
     Ok(upstream)
+}
+
+fn rate_limit_from_raw(raw: raw::RawRateLimit) -> Result<Option<RateLimitConfig>, ConfigError> {
+    let nonzero_count = |key: &str, value: u32| {
+        NonZeroU32::new(value).ok_or_else(|| invalid(key, "must be greater than zero"))
+    };
+    let Some(rps) = raw.rps else {
+        if raw.burst.is_some() {
+            return Err(invalid(
+                "upstream.rate_limit.burst",
+                "needs upstream.rate_limit.rps",
+            ));
+        }
+        return Ok(None);
+    };
+    let rps = nonzero_count("upstream.rate_limit.rps", rps)?;
+    let burst = match raw.burst {
+        Some(burst) => nonzero_count("upstream.rate_limit.burst", burst)?,
+        None => rps,
+    };
+    let max_wait = bounded("upstream.rate_limit.max_wait", raw.max_wait)?;
+    Ok(Some(RateLimitConfig {
+        rps,
+        burst,
+        max_wait,
+    }))
 }
 
 fn log_from_raw(raw: raw::RawLog) -> Result<LogConfig, ConfigError> {

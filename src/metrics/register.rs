@@ -18,7 +18,7 @@ pub(super) fn zero_known_series(m: &Metrics) {
         (&m.breaker_transitions, &["open", "half_open", "closed"][..]),
         (
             &m.cache_stale_served,
-            &["stale-while-revalidate", "stale-if-error"][..],
+            &["stale-while-revalidate", "stale-if-error", "rate-limited"][..],
         ),
         (
             &m.cache_invalidations,

@@ -13,6 +13,7 @@ use crate::body::Body;
 use crate::error::{Fault, GatewayError};
 use crate::headers::{self, X_TRACEID};
 use crate::metrics::{self, RouteLabels, UpstreamLabels};
+use crate::quota::{Ask, Throttle};
 use crate::route::Route;
 use crate::telemetry;
 
@@ -25,6 +26,8 @@ pub struct Outbound<'a> {
     pub headers: HeaderMap,
     pub body: Body,
     pub body_sha256: Option<&'a str>,
+    /// What it asks of the upstream budget.
+    pub ask: Ask,
 }
 
 impl Upstream {
@@ -34,6 +37,11 @@ impl Upstream {
         auth: &Auth,
         outbound: Outbound<'_>,
     ) -> Result<Response<Body>, GatewayError> {
+        // Nothing over the budget (or during KooDrive's cooldown) is sent.
+        let granted = self.quota.acquire(outbound.ask, outbound.route).await?;
+        if granted.delayed.is_some() {
+            tracing::Span::current().record("budget", "delayed");
+        }
         let (mut parts, body) = Request::new(outbound.body).into_parts();
         parts.method = outbound.method;
         parts.uri = self.uri(outbound.uri.path_and_query())?;
@@ -95,6 +103,10 @@ impl Upstream {
         }
         let mut response = result?;
         span.record("status", response.status().as_u16());
+        if response.status() == http::StatusCode::TOO_MANY_REQUESTS {
+            self.quota
+                .throttled(Throttle::Status429, response.headers());
+        }
         current.record("upstream_status", response.status().as_u16());
         // Both framings: hyper read the body by Transfer-Encoding, and a Content-Length kept
         // beside the de-chunked body would frame the answer wrongly (RFC 9112 section 6.3:

@@ -25,10 +25,13 @@ const TIMEOUT: Duration = Duration::from_secs(1);
 /// Generous on a loaded 2-core machine: the point is "bounded", not "fast".
 const MARGIN: Duration = Duration::from_secs(4);
 
+/// The cooldown is off: the matrix pins each fault's own answer, KooDrive's throttling included
+/// (the cooldown that follows a throttle is `tests/gateway/quota.rs`'s).
 const MATRIX_CONFIG: &str = r#"
     [upstream]
     timeout = "1s"
     breaker_failures = 0
+    throttle_cooldown = "0s"
     [cache]
     ttl = "100ms"
     stale_while_revalidate = "0s"

@@ -1,0 +1,83 @@
+//! The upstream budget's series: tokens left, requests delayed and refused (by route and
+//! priority), background refreshes skipped, KooDrive's throttles, the cooldown.
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
+
+use super::ReasonLabels;
+use crate::route::Route;
+
+/// The budget's priorities, as `quota::Priority::as_str` names them.
+pub const PRIORITIES: [&str; 3] = ["write", "client", "background"];
+
+/// How KooDrive throttled us, as `quota::Throttle::as_str` names it.
+pub const THROTTLES: [&str; 2] = ["status_429", "apig_0308"];
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct BudgetLabels {
+    pub route: &'static str,
+    pub priority: &'static str,
+}
+
+#[derive(Default)]
+pub struct QuotaMetrics {
+    /// Tokens left in the bucket when one was last taken (0 when one was last missing).
+    pub tokens: Gauge,
+    pub delayed: Family<BudgetLabels, Counter>,
+    pub refused: Family<BudgetLabels, Counter>,
+    pub refreshes_skipped: Counter,
+    pub throttles: Family<ReasonLabels, Counter>,
+    /// 1 while calls to KooDrive wait for a cooldown.
+    pub cooldown_active: Gauge,
+}
+
+impl QuotaMetrics {
+    pub(super) fn zero_known_series(&self) {
+        for route in Route::ALL.map(Route::name) {
+            for priority in PRIORITIES {
+                let labels = BudgetLabels { route, priority };
+                drop(self.delayed.get_or_create(&labels));
+                drop(self.refused.get_or_create(&labels));
+            }
+        }
+        for reason in THROTTLES {
+            drop(self.throttles.get_or_create(&ReasonLabels { reason }));
+        }
+    }
+
+    pub(super) fn register(&self, registry: &mut Registry) {
+        registry.register(
+            "budget_tokens",
+            "Tokens left in the upstream budget when a call last asked for one",
+            self.tokens.clone(),
+        );
+        registry.register(
+            "budget_delayed",
+            "Calls to KooDrive that waited for budget, by route and priority",
+            self.delayed.clone(),
+        );
+        registry.register(
+            "budget_refused",
+            "Calls to KooDrive refused for budget or cooldown (a 429 GATEWAY_RATE_LIMITED or a stale page), by route and priority",
+            self.refused.clone(),
+        );
+        registry.register(
+            "budget_refreshes_skipped",
+            "Background refreshes skipped for want of budget (the stale page is served on)",
+            self.refreshes_skipped.clone(),
+        );
+        registry.register(
+            "upstream_throttles",
+            "Times KooDrive throttled the gateway, by how it said so",
+            self.throttles.clone(),
+        );
+        registry.register(
+            "budget_cooldown_active",
+            "1 while calls to KooDrive wait out a throttling cooldown",
+            self.cooldown_active.clone(),
+        );
+    }
+}
