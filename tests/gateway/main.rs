@@ -28,6 +28,7 @@ mod observability;
 #[cfg(feature = "otlp")]
 mod otlp;
 mod protocol;
+mod quota;
 mod reference;
 mod reload;
 mod signals;

@@ -1,0 +1,315 @@
+//! KooDrive's quota: the upstream budget never lets more than `rps` a second plus `burst` reach
+//! KooDrive, writes go before reads, a stale page answers at once when the budget is short, and
+//! KooDrive's throttling (a 429, or `APIG.0308` in a body) starts a cooldown.
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http::Method;
+use http_body_util::Full;
+
+use crate::support::{within, Mock, Reply, TestGateway, TestResponse, TASK_LIST};
+
+const TASK: &str = "/koodrive/ose/v1/task/";
+
+/// A mock that answers every request with `Reply::ok()` and notes when each arrived.
+async fn timed_mock() -> (Mock, Arc<Mutex<Vec<Instant>>>) {
+    let arrivals = Arc::new(Mutex::new(Vec::new()));
+    let seen = Arc::clone(&arrivals);
+    let mock = Mock::start(move |_| {
+        seen.lock().unwrap().push(Instant::now());
+        Reply::ok()
+    })
+    .await;
+    (mock, arrivals)
+}
+
+/// The most calls KooDrive saw in any one-second window (each window starting at a call).
+fn busiest_second(arrivals: &[Instant]) -> usize {
+    let mut sorted = arrivals.to_vec();
+    sorted.sort();
+    (0..sorted.len())
+        .map(|i| {
+            sorted[i..]
+                .iter()
+                .take_while(|t| t.duration_since(sorted[i]) < Duration::from_secs(1))
+                .count()
+        })
+        .max()
+        .unwrap_or(0)
+}
+
+fn assert_rate_limited(response: &TestResponse) {
+    assert_eq!(response.status, 429, "{}", response.text());
+    assert_eq!(response.json()["code"], "GATEWAY_RATE_LIMITED");
+    assert_eq!(
+        response.header("koodrive-gateway-error"),
+        "GATEWAY_RATE_LIMITED"
+    );
+    let retry_after: u64 = response.header("retry-after").parse().unwrap();
+    assert!(retry_after >= 1, "{retry_after}");
+}
+
+#[tokio::test]
+async fn a_burst_of_distinct_misses_never_exceeds_the_budget_in_any_second() {
+    let (mock, arrivals) = timed_mock().await;
+    let overlay = r#"
+        [upstream.rate_limit]
+        rps = 5
+        burst = 3
+        max_wait = "500ms"
+    "#;
+    let gw = TestGateway::for_mock(&mock, overlay).await;
+    // Three waves of 40 distinct misses, across list pages and task reads, over about 3 s.
+    let mut answered = Vec::new();
+    for wave in 0..3 {
+        let requests: Vec<_> = (0..40)
+            .map(|i| {
+                let client = gw.client.clone();
+                let path = match i % 2 {
+                    0 => format!("{TASK_LIST}?pageSize={}", 1 + (wave * 40 + i) % 100),
+                    _ => format!("{TASK}{}", 1_000 + wave * 40 + i),
+                };
+                tokio::spawn(async move { client.get(&path).await })
+            })
+            .collect();
+        for request in requests {
+            answered.push(request.await.unwrap());
+        }
+    }
+    let sent = answered.iter().filter(|r| r.status == 200).count();
+    for refused in answered.iter().filter(|r| r.status != 200) {
+        assert_rate_limited(refused);
+    }
+    assert!(sent >= 3, "some calls go out: {sent}");
+    assert!(sent < answered.len(), "the burst is over the budget");
+    assert_eq!(mock.hits(), sent, "nothing refused reached KooDrive");
+    let busiest = busiest_second(&arrivals.lock().unwrap());
+    assert!(busiest <= 5 + 3, "{busiest} calls in one second");
+    let metrics = gw.metrics().await;
+    let refused: f64 = ["task_list", "task_read"]
+        .iter()
+        .map(|route| {
+            metrics[&format!(
+                r#"koodrive_gateway_budget_refused_total{{route="{route}",priority="client"}}"#
+            )]
+        })
+        .sum();
+    assert_eq!(refused as usize, answered.len() - sent);
+}
+
+#[tokio::test]
+async fn a_write_during_saturation_by_reads_is_sent_within_the_bound() {
+    let mock = Mock::ok().await;
+    let overlay = r#"
+        [upstream.rate_limit]
+        rps = 4
+        burst = 1
+        max_wait = "2s"
+    "#;
+    let gw = TestGateway::for_mock(&mock, overlay).await;
+    // Twenty readers keep the budget spent for the whole test (bounded: 40 rounds or 20 s).
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let readers: Vec<_> = (0..20)
+        .map(|r| {
+            let (client, stop) = (gw.client.clone(), Arc::clone(&stop));
+            tokio::spawn(async move {
+                let started = Instant::now();
+                for i in 0..40 {
+                    if stop.load(std::sync::atomic::Ordering::Relaxed)
+                        || started.elapsed() > Duration::from_secs(20)
+                    {
+                        break;
+                    }
+                    client.get(&format!("{TASK}{}", r * 100 + i)).await;
+                }
+            })
+        })
+        .collect();
+    // Saturated: reads are being refused for want of budget.
+    within("reads refused for budget", async {
+        loop {
+            let metrics = gw.metrics().await;
+            let key =
+                r#"koodrive_gateway_budget_refused_total{route="task_read",priority="client"}"#;
+            if metrics[key] > 0.0 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+    let write = gw
+        .client
+        .request(Method::POST, "/koodrive/ose/v1/task/create")
+        .header("content-type", "application/json")
+        .body(Full::new(Bytes::from_static(b"{\"taskName\":\"w\"}")))
+        .unwrap();
+    let started = Instant::now();
+    let answer = gw.client.send(write).await;
+    let took = started.elapsed();
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    assert_eq!(answer.status, 200, "{}", answer.text());
+    // Within max_wait (2 s), with a margin for a loaded machine; a write waits one token at most.
+    assert!(
+        took < Duration::from_secs(2) + Duration::from_millis(1500),
+        "{took:?}"
+    );
+    assert!(mock
+        .requests()
+        .iter()
+        .any(|seen| seen.uri.path().ends_with("/task/create")));
+    for reader in readers {
+        within("readers stop", reader).await.unwrap();
+    }
+    let metrics = gw.metrics().await;
+    let key = r#"koodrive_gateway_budget_refused_total{route="task_write",priority="write"}"#;
+    assert_eq!(metrics[key], 0.0);
+}
+
+#[tokio::test]
+async fn over_budget_a_stale_page_is_served_at_once_and_says_why() {
+    let mock = Mock::ok().await;
+    let overlay = r#"
+        [upstream.rate_limit]
+        rps = 1
+        burst = 1
+        max_wait = "3s"
+        [cache]
+        ttl = "100ms"
+        stale_while_revalidate = "0s"
+        stale_if_error = "60s"
+    "#;
+    let gw = TestGateway::for_mock(&mock, overlay).await;
+    let path = format!("{TASK_LIST}?status=2");
+    assert_eq!(gw.client.get(&path).await.status, 200);
+    // Past its ttl; the one token a second is spent until a second after the first call.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let started = Instant::now();
+    let stale = gw.client.get(&path).await;
+    let took = started.elapsed();
+    assert_eq!(stale.status, 200, "{}", stale.text());
+    let status = stale.header("cache-status");
+    assert!(status.contains("detail=rate-limited"), "{status}");
+    assert!(
+        took < Duration::from_millis(700),
+        "at once, not after max_wait: {took:?}"
+    );
+    assert_eq!(mock.hits(), 1);
+    let metrics = gw.metrics().await;
+    let key = r#"koodrive_gateway_cache_stale_served_total{reason="rate-limited"}"#;
+    assert_eq!(metrics[key], 1.0);
+    // Without a stale page the request waits for the next token and is sent.
+    let started = Instant::now();
+    let waited = gw.client.get(&format!("{TASK_LIST}?status=3")).await;
+    assert_eq!(waited.status, 200, "{}", waited.text());
+    assert_eq!(mock.hits(), 2);
+    assert!(started.elapsed() < Duration::from_secs(3) + Duration::from_secs(2));
+    let key = r#"koodrive_gateway_budget_delayed_total{route="task_list",priority="client"}"#;
+    assert_eq!(gw.metrics().await[key], 1.0);
+}
+
+/// No budget configured: KooDrive's 429 still starts a cooldown for its `Retry-After`, during
+/// which stale pages are served and other requests get the gateway's 429 without reaching
+/// KooDrive; afterwards calls go out again.
+#[tokio::test]
+async fn a_koodrive_429_starts_a_cooldown_for_its_retry_after() {
+    let throttling = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let on = Arc::clone(&throttling);
+    let mock = Mock::start(move |seen| {
+        match on.load(std::sync::atomic::Ordering::SeqCst) && seen.uri.path().ends_with("/9") {
+            true => Reply::json(429, r#"{"error_code":"APIG.0308","error_msg":"throttled"}"#)
+                .header("retry-after", "2"),
+            false => Reply::ok(),
+        }
+    })
+    .await;
+    let overlay = r#"
+        [cache]
+        ttl = "100ms"
+        stale_while_revalidate = "0s"
+        stale_if_error = "60s"
+    "#;
+    let gw = TestGateway::for_mock(&mock, overlay).await;
+    let page = format!("{TASK_LIST}?status=2");
+    assert_eq!(gw.client.get(&page).await.status, 200);
+    throttling.store(true, std::sync::atomic::Ordering::SeqCst);
+    let throttled = gw.client.get(&format!("{TASK}9")).await;
+    let started = Instant::now();
+    assert_eq!(throttled.status, 429);
+    assert!(
+        throttled.headers.get("koodrive-gateway-error").is_none(),
+        "KooDrive's own"
+    );
+    let hits = mock.hits();
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    let stale = gw.client.get(&page).await;
+    assert_eq!(stale.status, 200);
+    assert!(stale.header("cache-status").contains("detail=rate-limited"));
+    let refused = gw.client.get(&format!("{TASK}10")).await;
+    assert_rate_limited(&refused);
+    assert!(refused.header("retry-after").parse::<u64>().unwrap() <= 2);
+    let write = gw
+        .client
+        .request(Method::POST, "/koodrive/ose/v1/task/create")
+        .body(Full::default())
+        .unwrap();
+    assert_rate_limited(&gw.client.send(write).await);
+    assert_eq!(
+        mock.hits(),
+        hits,
+        "nothing reached KooDrive during the cooldown"
+    );
+    let metrics = gw.metrics().await;
+    assert_eq!(
+        metrics[r#"koodrive_gateway_upstream_throttles_total{reason="status_429"}"#],
+        1.0
+    );
+    assert_eq!(metrics["koodrive_gateway_budget_cooldown_active"], 1.0);
+    // A 429 is a refusal, not a failure: the breaker stays shut.
+    assert_eq!(metrics["koodrive_gateway_breaker_open"], 0.0);
+    // Over once Retry-After has passed (polled, bounded).
+    within("the cooldown ends", async {
+        while gw.client.get(&format!("{TASK}11")).await.status != 200 {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    })
+    .await;
+    assert!(
+        started.elapsed() >= Duration::from_millis(1500),
+        "{:?}",
+        started.elapsed()
+    );
+    within("the gauge drops", async {
+        while gw.metrics().await["koodrive_gateway_budget_cooldown_active"] != 0.0 {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn apig_0308_in_a_body_at_any_status_starts_the_default_cooldown() {
+    let mock = Mock::start(|seen| match seen.uri.path().ends_with("/9") {
+        true => Reply::json(
+            400,
+            r#"{"code":"APIG.0308","msg":"The throttling threshold has been reached"}"#,
+        ),
+        false => Reply::ok(),
+    })
+    .await;
+    let gw = TestGateway::for_mock(&mock, "[upstream]\nthrottle_cooldown = \"30s\"").await;
+    assert_eq!(gw.client.get(&format!("{TASK}9")).await.status, 400);
+    let refused = gw.client.get(&format!("{TASK}10")).await;
+    assert_rate_limited(&refused);
+    // The default cooldown, rounded up to whole seconds.
+    let retry_after: u64 = refused.header("retry-after").parse().unwrap();
+    assert!((28..=30).contains(&retry_after), "{retry_after}");
+    assert_eq!(mock.hits(), 1);
+    let metrics = gw.metrics().await;
+    assert_eq!(
+        metrics[r#"koodrive_gateway_upstream_throttles_total{reason="apig_0308"}"#],
+        1.0
+    );
+}
