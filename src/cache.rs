@@ -58,6 +58,7 @@ use sha2::{Digest, Sha256};
 
 use crate::admission::Admission;
 use crate::auth::Identity;
+use crate::config::routes::Windows;
 use crate::config::CacheConfig;
 use crate::error::GatewayError;
 use lock::{CacheLock, Fill, Flight, Role};
@@ -174,6 +175,18 @@ impl<S: Storage> TaskListCache<S> {
     }
 
     pub async fn key(&self, identity: &Identity, query: &TaskListQuery) -> Key {
+        self.keyed(identity, query.canonical().as_bytes()).await
+    }
+
+    /// The key of another cached route's answer: `canonical` holds the route and the request's
+    /// path and key parameters, so no two routes (nor a route and the task list, whose canonical
+    /// query never starts with `/`) share an entry.
+    pub async fn route_key(&self, identity: &Identity, canonical: &str) -> Key {
+        debug_assert!(canonical.starts_with('/'));
+        self.keyed(identity, canonical.as_bytes()).await
+    }
+
+    async fn keyed(&self, identity: &Identity, canonical: &[u8]) -> Key {
         let generation = self.storage.generation(&identity.user_id).await;
         let mut hash = Sha256::new();
         for part in [identity.user_id.as_bytes(), identity.language.as_bytes()] {
@@ -182,7 +195,7 @@ impl<S: Storage> TaskListCache<S> {
         }
         hash.update(identity.credential_sha256);
         hash.update(generation.to_be_bytes());
-        hash.update(query.canonical().as_bytes());
+        hash.update(canonical);
         hash.finalize().into()
     }
 
@@ -235,6 +248,7 @@ where
     pub fn collapse<F>(
         self: &Arc<Self>,
         key: Key,
+        windows: Windows,
         fetch: F,
         admission: &Admission,
     ) -> (Flight, Role)
@@ -242,28 +256,32 @@ where
         F: Future<Output = Result<Page, GatewayError>> + Send + 'static,
     {
         let cache = Arc::clone(self);
-        let fill = async move { cache.fill(key, fetch).await };
+        let fill = async move { cache.fill(key, windows, fetch).await };
         self.lock.lead_or_join(key, fill, admission)
     }
 
     /// Starts a flight for `key` unless one is in the air; returns without waiting.
-    pub fn refresh_in_background<F>(self: &Arc<Self>, key: Key, fetch: F, admission: &Admission)
-    where
+    pub fn refresh_in_background<F>(
+        self: &Arc<Self>,
+        key: Key,
+        windows: Windows,
+        fetch: F,
+        admission: &Admission,
+    ) where
         F: Future<Output = Result<Page, GatewayError>> + Send + 'static,
     {
         let cache = Arc::clone(self);
-        let fill = async move { cache.fill(key, fetch).await };
+        let fill = async move { cache.fill(key, windows, fetch).await };
         self.lock.fill_in_background(key, fill, admission);
     }
 
-    async fn fill<F>(&self, key: Key, fetch: F) -> Fill
+    async fn fill<F>(&self, key: Key, windows: Windows, fetch: F) -> Fill
     where
         F: Future<Output = Result<Page, GatewayError>>,
     {
         // A flight that finished just before this one began has stored a fresh page: use it.
         if let Some(entry) = self.get(&key).await {
-            if let policy::Freshness::Fresh(_) = policy::freshness(entry.age(), &self.config.load())
-            {
+            if let policy::Freshness::Fresh(_) = policy::freshness(entry.age(), windows) {
                 return Fill::Shared(Arc::new(Fetched {
                     page: entry.to_page(),
                     stored: false,

@@ -6,6 +6,7 @@ mod env;
 mod keys;
 pub mod memory;
 mod raw;
+pub mod routes;
 mod validate;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -189,6 +190,19 @@ pub struct CacheConfig {
     pub ttl: Duration,
     pub stale_while_revalidate: Duration,
     pub stale_if_error: Duration,
+    /// The other cached routes (the task polls by default), matched in order.
+    pub routes: routes::CacheRoutes,
+}
+
+impl CacheConfig {
+    /// The task list's windows.
+    pub fn windows(&self) -> routes::Windows {
+        routes::Windows {
+            ttl: self.ttl,
+            stale_while_revalidate: self.stale_while_revalidate,
+            stale_if_error: self.stale_if_error,
+        }
+    }
 }
 
 #[derive(Debug, Clone)]

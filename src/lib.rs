@@ -68,6 +68,7 @@ pub mod route;
 pub mod secret;
 pub mod state;
 pub mod task_list;
+pub mod task_poll;
 pub mod telemetry;
 pub mod tls;
 pub mod trace_id;

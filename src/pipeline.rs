@@ -23,7 +23,7 @@ use crate::quota::Ask;
 use crate::route::Route;
 use crate::state::{Boxed, Ctx, Served, State};
 use crate::upstream::exchange::Outbound;
-use crate::{respond, task_list, telemetry, trace_id};
+use crate::{respond, task_list, task_poll, telemetry, trace_id};
 
 pub async fn handle(state: Arc<State>, request: Request<Incoming>) -> Response<Body> {
     let started = Instant::now();
@@ -116,6 +116,10 @@ async fn proxy(
     // trace id only when it goes upstream (a hit never does).
     if route == Route::TaskList {
         return task_list::serve(state, &ctx, parts).await;
+    }
+    // The task polls (and other `[[cache.routes]]`) take the same cached path.
+    if let Some(cached) = task_poll::resolve(state, &ctx, &mut parts).await {
+        return task_list::serve_cached(state, &ctx, parts, cached).await;
     }
     // The trace id goes upstream. An expectation is the gateway's to meet (hyper sends the 100
     // when the body is first read), not KooDrive's: nginx and Envoy drop it too.

@@ -18,7 +18,7 @@ use crate::cache::lock::{Fill, Role};
 use crate::cache::outcome::AGES;
 use crate::cache::policy::{self, Directive, Freshness};
 use crate::cache::{CacheOutcome, Entry, Key, Page, PassReason, TaskListQuery};
-use crate::config::CacheConfig;
+use crate::config::routes::Windows;
 use crate::error::GatewayError;
 use crate::headers::{CACHE_STATUS, X_TRACEID};
 use crate::observe;
@@ -34,21 +34,46 @@ const WAIT_MARGIN: Duration = Duration::from_secs(1);
 pub async fn serve(
     state: &Arc<State>,
     ctx: &Ctx<'_>,
-    mut parts: Parts,
+    parts: Parts,
 ) -> Result<Served, GatewayError> {
-    let trace_id = ctx.trace_id;
     // Validate before any cache or upstream work.
     let query = TaskListQuery::parse(parts.uri.query())?;
-    let live = ctx.live;
     // The key binds the page to the identity that asked, after credential precedence. (Query
     // and identity are dropped here rather than carried in the future across its awaits.)
     let key = state
         .cache
-        .key(&live.auth.identity(&parts.headers), &query)
+        .key(&ctx.live.auth.identity(&parts.headers), &query)
         .await;
     drop(query);
+    let windows = state.cache.config().windows();
+    let cached = Cached {
+        key,
+        windows,
+        route: Route::TaskList,
+    };
+    serve_cached(state, ctx, parts, cached).await
+}
+
+/// A cached route's request, resolved: its key, its route's windows, and its route.
+#[derive(Debug, Clone, Copy)]
+pub struct Cached {
+    pub key: Key,
+    pub windows: Windows,
+    pub route: Route,
+}
+
+/// The path every cached route shares: hit, stale, lock, fetch or pass. `parts.uri` is what
+/// is fetched for the whole key.
+pub async fn serve_cached(
+    state: &Arc<State>,
+    ctx: &Ctx<'_>,
+    mut parts: Parts,
+    cached: Cached,
+) -> Result<Served, GatewayError> {
+    let trace_id = ctx.trace_id;
+    let live = ctx.live;
+    let Cached { key, windows, .. } = cached;
     let directive = policy::client_directive(&parts.headers);
-    let config = &*state.cache.config();
 
     // A stored page: fresh is served as it is; stale-while-revalidate is served while one
     // background refresh runs; older ones are kept for stale-if-error.
@@ -58,21 +83,28 @@ pub async fn serve(
     };
     if let Some(entry) = &stored {
         let age = entry.age();
-        match policy::freshness(age, config) {
+        match policy::freshness(age, windows) {
             Freshness::Fresh(_) => {
-                let ttl = policy::ttl_seconds(age, config);
+                let ttl = policy::ttl_seconds(age, windows);
                 return Ok(from_entry(state, entry, age, CacheOutcome::Hit { ttl }));
             }
             Freshness::Revalidate => {
-                let ttl = policy::ttl_seconds(age, config);
+                let ttl = policy::ttl_seconds(age, windows);
                 let outcome = CacheOutcome::StaleWhileRevalidate { ttl };
                 bound_upstream(&mut parts.headers, trace_id);
                 let span = observe::refresh_span(trace_id);
                 // Skipped when no budget is free at once: this stale page is served on.
-                let refresh = fetcher(state, Arc::clone(live), &parts, span, Ask::BACKGROUND);
+                let refresh = fetcher(
+                    state,
+                    Arc::clone(live),
+                    &parts,
+                    span,
+                    cached.route,
+                    Ask::BACKGROUND,
+                );
                 state
                     .cache
-                    .refresh_in_background(key, refresh, &state.admission);
+                    .refresh_in_background(key, windows, refresh, &state.admission);
                 return Ok(from_entry(state, entry, age, outcome));
             }
             Freshness::IfError | Freshness::Dead => {}
@@ -80,16 +112,7 @@ pub async fn serve(
     }
     // Everything after this waits on KooDrive, in a boxed future (see `pipeline::Boxed`).
     bound_upstream(&mut parts.headers, trace_id);
-    serve_miss(
-        state,
-        Arc::clone(live),
-        parts,
-        key,
-        directive,
-        config,
-        stored,
-    )
-    .await
+    serve_miss(state, Arc::clone(live), parts, cached, directive, stored).await
 }
 
 /// Headers that describe a request's body. The task list is fetched with none (a GET's body
@@ -112,34 +135,38 @@ fn serve_miss<'a>(
     state: &'a Arc<State>,
     live: Arc<Live>,
     parts: Parts,
-    key: Key,
+    cached: Cached,
     directive: Directive,
-    config: &'a CacheConfig,
     stored: Option<Entry>,
 ) -> Boxed<'a, Result<Served, GatewayError>> {
     Box::pin(async move {
+        let Cached {
+            key,
+            windows,
+            route,
+        } = cached;
         // A page known to be too large to share streams straight through.
         if state.cache.is_pass(&key) {
             CacheOutcome::Pass(PassReason::TooLarge).count(&state.metrics);
-            return pass(state, &live, parts, PassReason::TooLarge).await;
+            return pass(state, &live, parts, route, PassReason::TooLarge).await;
         }
 
         // A stale page at hand is served at once when the budget is short; without one, the
         // request waits for budget (up to `upstream.rate_limit.max_wait`).
         let at_hand = stored
             .as_ref()
-            .is_some_and(|entry| policy::freshness(entry.age(), config) != Freshness::Dead);
+            .is_some_and(|entry| policy::freshness(entry.age(), windows) != Freshness::Dead);
         let ask = match at_hand {
             true => Ask::STALE_AT_HAND,
             false => Ask::CLIENT,
         };
-        let (fill, outcome) = fetch_page(state, &live, &parts, key, directive, ask).await;
+        let (fill, outcome) = fetch_page(state, &live, &parts, cached, directive, ask).await;
         // What this request answers with: its page, or it passes (too large to share, or a page
         // its flight's leader got for its own request only), or the failure.
         let result = match fill {
-            Fill::TooLarge => return pass(state, &live, parts, PassReason::TooLarge).await,
+            Fill::TooLarge => return pass(state, &live, parts, route, PassReason::TooLarge).await,
             Fill::Private(_) if outcome == CacheOutcome::Collapsed => {
-                return pass(state, &live, parts, PassReason::Private).await
+                return pass(state, &live, parts, route, PassReason::Private).await
             }
             Fill::Shared(fetched) | Fill::Private(fetched) => Ok(fetched),
             Fill::Failed(error) => Err(error),
@@ -149,7 +176,7 @@ fn serve_miss<'a>(
         if let (Err(error), Some(entry), true) = (&result, &stored, at_hand) {
             if error.is_rate_limited() {
                 let age = entry.age();
-                let ttl = policy::ttl_seconds(age, config);
+                let ttl = policy::ttl_seconds(age, windows);
                 tracing::Span::current().record("budget", "stale");
                 let outcome = CacheOutcome::StaleRateLimited { ttl };
                 return Ok(from_entry(state, entry, age, outcome));
@@ -165,8 +192,8 @@ fn serve_miss<'a>(
         };
         if let (Some(upstream_status), Some(entry)) = (failed_status, &stored) {
             let age = entry.age();
-            if policy::freshness(age, config) != Freshness::Dead {
-                let ttl = policy::ttl_seconds(age, config);
+            if policy::freshness(age, windows) != Freshness::Dead {
+                let ttl = policy::ttl_seconds(age, windows);
                 let outcome = CacheOutcome::StaleIfError {
                     ttl,
                     upstream: upstream_status,
@@ -191,23 +218,23 @@ async fn fetch_page(
     state: &Arc<State>,
     live: &Arc<Live>,
     parts: &Parts,
-    key: Key,
+    cached: Cached,
     directive: Directive,
     ask: Ask,
 ) -> (Fill, CacheOutcome) {
-    let fetch = || {
-        fetcher(
-            state,
-            Arc::clone(live),
-            parts,
-            tracing::Span::current(),
-            ask,
-        )
-    };
+    let Cached {
+        key,
+        windows,
+        route,
+    } = cached;
+    let span = tracing::Span::current;
+    let fetch = || fetcher(state, Arc::clone(live), parts, span(), route, ask);
     let max_wait = state.upstream.timeout() + WAIT_MARGIN;
     match directive {
         Directive::Normal => {
-            let (flight, role) = state.cache.collapse(key, fetch(), &state.admission);
+            let (flight, role) = state
+                .cache
+                .collapse(key, windows, fetch(), &state.admission);
             // Counted now: a client that hangs up while it waits still made (or joined) the
             // fetch.
             let waiting = match role {
@@ -255,6 +282,7 @@ fn fetcher(
     live: Arc<Live>,
     parts: &Parts,
     span: tracing::Span,
+    route: Route,
     ask: Ask,
 ) -> Boxed<'static, Result<Page, GatewayError>> {
     let state = Arc::clone(state);
@@ -275,7 +303,7 @@ fn fetcher(
     Box::pin(
         async move {
             let outbound = Outbound {
-                route: Route::TaskList,
+                route,
                 method: Method::GET,
                 uri: &uri,
                 headers,
@@ -284,7 +312,7 @@ fn fetcher(
                 ask,
             };
             let response = state.upstream.exchange(&live.auth, outbound).await?;
-            let rule = live.task_list_rule();
+            let rule = live.rule(route, &Method::GET, uri.path());
             let limit = live.normalize.max_body;
             let quota = state.upstream.quota();
             respond::page(response, rule, limit, &state.budget, &state.metrics, quota).await
@@ -301,10 +329,11 @@ async fn pass(
     state: &Arc<State>,
     live: &Live,
     parts: Parts,
+    route: Route,
     reason: PassReason,
 ) -> Result<Served, GatewayError> {
     let outbound = Outbound {
-        route: Route::TaskList,
+        route,
         method: Method::GET,
         uri: &parts.uri,
         headers: parts.headers,
@@ -313,7 +342,7 @@ async fn pass(
         ask: Ask::CLIENT,
     };
     let response = state.upstream.exchange(&live.auth, outbound).await?;
-    let rule = live.task_list_rule();
+    let rule = live.rule(route, &Method::GET, parts.uri.path());
     let limit = live.normalize.max_body;
     let quota = state.upstream.quota();
     let mut response =

@@ -51,6 +51,11 @@ pub fn size<'de, D: Deserializer<'de>>(de: D) -> Result<ByteSize, D::Error> {
     de.deserialize_any(Expect)
 }
 
+/// An optional [`duration`] (use with `#[serde(default)]`).
+pub fn option_duration<'de, D: Deserializer<'de>>(de: D) -> Result<Option<Duration>, D::Error> {
+    duration(de).map(Some)
+}
+
 /// An optional [`size`] (use with `#[serde(default)]`).
 pub fn optional_size<'de, D: Deserializer<'de>>(de: D) -> Result<Option<ByteSize>, D::Error> {
     size(de).map(Some)

@@ -7,6 +7,7 @@ use http::header::{CACHE_CONTROL, PRAGMA, SET_COOKIE, VARY};
 use http::{HeaderMap, StatusCode};
 
 use super::page::Page;
+use crate::config::routes::Windows;
 use crate::config::CacheConfig;
 use crate::normalize::{Code, Member};
 
@@ -155,7 +156,8 @@ pub enum Freshness {
     Dead,
 }
 
-pub fn freshness(age: Duration, config: &CacheConfig) -> Freshness {
+/// Where `age` falls in a route's windows (the task list's `[cache]`, or a route's).
+pub fn freshness(age: Duration, config: Windows) -> Freshness {
     if age < config.ttl {
         Freshness::Fresh(config.ttl - age)
     } else if age < config.ttl + config.stale_while_revalidate {
@@ -167,13 +169,16 @@ pub fn freshness(age: Duration, config: &CacheConfig) -> Freshness {
     }
 }
 
-/// How long entries must be kept: past ttl for the longer of the two stale windows.
+/// How long entries must be kept: past ttl for the longer of the two stale windows, for the
+/// route that keeps its entries longest.
 pub fn retention(config: &CacheConfig) -> Duration {
-    config.ttl + config.stale_while_revalidate.max(config.stale_if_error)
+    let keeps = |w: Windows| w.ttl + w.stale_while_revalidate.max(w.stale_if_error);
+    let routes = config.routes.iter().map(|route| keeps(route.windows));
+    routes.fold(keeps(config.windows()), Duration::max)
 }
 
 /// Seconds of freshness left (negative once stale), for `Cache-Status: ...; ttl=`.
-pub fn ttl_seconds(age: Duration, config: &CacheConfig) -> i64 {
+pub fn ttl_seconds(age: Duration, config: Windows) -> i64 {
     let left = config.ttl.as_secs_f64() - age.as_secs_f64();
     left.floor() as i64
 }

@@ -185,6 +185,7 @@ pub struct RawCache {
     pub stale_while_revalidate: Duration,
     #[serde(deserialize_with = "units::duration")]
     pub stale_if_error: Duration,
+    pub routes: Vec<super::routes::RawCacheRoute>,
 }
 
 impl Default for RawCache {
@@ -195,6 +196,7 @@ impl Default for RawCache {
             ttl: Duration::from_secs(3),
             stale_while_revalidate: Duration::from_secs(10),
             stale_if_error: Duration::from_secs(60),
+            routes: Vec::new(),
         }
     }
 }

@@ -29,6 +29,7 @@ impl Config {
                 raw.cache.stale_while_revalidate,
             )?,
             stale_if_error: bounded("cache.stale_if_error", raw.cache.stale_if_error)?,
+            routes: super::routes::routes_from_raw(raw.cache.routes, bounded)?,
         };
         let normalize = raw
             .normalize

@@ -32,5 +32,6 @@ mod quota;
 mod reference;
 mod reload;
 mod signals;
+mod task_polls;
 mod tls;
 mod trace;

@@ -68,7 +68,7 @@ async fn a_burst_of_distinct_misses_never_exceeds_the_budget_in_any_second() {
             .map(|i| {
                 let client = gw.client.clone();
                 let path = match i % 2 {
-                    0 => format!("{TASK_LIST}?pageSize={}", 1 + (wave * 40 + i) % 100),
+                    0 => format!("{TASK_LIST}?pageCursor={}", 1_000 + wave * 40 + i),
                     _ => format!("{TASK}{}", 1_000 + wave * 40 + i),
                 };
                 tokio::spawn(async move { client.get(&path).await })

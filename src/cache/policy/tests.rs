@@ -8,6 +8,7 @@ fn config() -> CacheConfig {
         ttl: Duration::from_secs(3),
         stale_while_revalidate: Duration::from_secs(10),
         stale_if_error: Duration::from_secs(60),
+        routes: Default::default(),
     }
 }
 
@@ -235,15 +236,16 @@ fn upstream_failures_versus_business_errors() {
 #[test]
 fn freshness_windows() {
     let c = config();
+    let w = c.windows();
     let s = Duration::from_secs;
-    assert_eq!(freshness(s(0), &c), Freshness::Fresh(s(3)));
-    assert_eq!(freshness(s(2), &c), Freshness::Fresh(s(1)));
-    assert_eq!(freshness(s(3), &c), Freshness::Revalidate);
-    assert_eq!(freshness(s(12), &c), Freshness::Revalidate);
-    assert_eq!(freshness(s(13), &c), Freshness::IfError);
-    assert_eq!(freshness(s(62), &c), Freshness::IfError);
-    assert_eq!(freshness(s(63), &c), Freshness::Dead);
+    assert_eq!(freshness(s(0), w), Freshness::Fresh(s(3)));
+    assert_eq!(freshness(s(2), w), Freshness::Fresh(s(1)));
+    assert_eq!(freshness(s(3), w), Freshness::Revalidate);
+    assert_eq!(freshness(s(12), w), Freshness::Revalidate);
+    assert_eq!(freshness(s(13), w), Freshness::IfError);
+    assert_eq!(freshness(s(62), w), Freshness::IfError);
+    assert_eq!(freshness(s(63), w), Freshness::Dead);
     assert_eq!(retention(&c), s(63));
-    assert_eq!(ttl_seconds(Duration::from_millis(500), &c), 2);
-    assert_eq!(ttl_seconds(s(5), &c), -2);
+    assert_eq!(ttl_seconds(Duration::from_millis(500), w), 2);
+    assert_eq!(ttl_seconds(s(5), w), -2);
 }

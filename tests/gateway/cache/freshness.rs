@@ -68,9 +68,11 @@ async fn stale_if_error_covers_upstream_failures_but_not_business_errors() {
         _ => Reply::json(400, r#"{"code":13000201,"msg":"bad request"}"#),
     })
     .await;
+    // The throttling cooldown is off: this test pins stale-if-error for each kind of failure,
+    // APIG.0308 included (the cooldown that follows one is tests/gateway/quota.rs's).
     let overlay =
         "[cache]\nttl = \"100ms\"\nstale_while_revalidate = \"0s\"\nstale_if_error = \"60s\"\n\
-                   [upstream]\ntimeout = \"500ms\"";
+                   [upstream]\ntimeout = \"500ms\"\nthrottle_cooldown = \"0s\"";
     let gw = TestGateway::for_mock(&mock, overlay).await;
     assert_eq!(version(&gw.client.get(TASK_LIST).await), 1);
     tokio::time::sleep(Duration::from_millis(250)).await;

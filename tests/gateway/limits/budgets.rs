@@ -120,7 +120,7 @@ async fn an_upstream_body_that_does_not_fit_the_budget_now_streams_through_unnor
     let mock = Mock::start(move |_| Reply::json(200, body.clone())).await;
     let gw = TestGateway::for_mock(
         &mock,
-        "[server]\nmax_buffered_bytes = \"64KiB\"\n[upstream]\ntimeout = \"20s\"\n",
+        &format!("[server]\nmax_buffered_bytes = \"64KiB\"\n[upstream]\ntimeout = \"20s\"\n{POLL_CACHE_OFF}"),
     )
     .await;
     let normalized = gw.client.get("/koodrive/ose/v1/task/1").await;
@@ -182,3 +182,7 @@ async fn a_task_list_miss_whose_client_waits_takes_one_place_in_max_in_flight() 
         second.text()
     );
 }
+
+/// This test is about an uncached read: the built-in `/task/{id}` poll cache is turned off.
+const POLL_CACHE_OFF: &str =
+    "[[cache.routes]]\npath = \"/koodrive/ose/v1/task/{id}\"\nttl = \"0s\"\n";

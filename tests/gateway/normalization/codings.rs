@@ -84,6 +84,10 @@ async fn a_body_in_a_coding_the_gateway_cannot_undo_passes_through() {
         [[normalize.rules]]
         path = "/koodrive/ose/v1/task/{id}"
         types = { code = "string" }
+        # An uncached read: the built-in /task/{id} poll cache is off.
+        [[cache.routes]]
+        path = "/koodrive/ose/v1/task/{id}"
+        ttl = "0s"
     "#;
     let gw = TestGateway::for_mock(&mock, overlay).await;
     for (path, status) in [

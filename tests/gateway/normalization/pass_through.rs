@@ -31,6 +31,10 @@ async fn a_body_over_the_bound_passes_through_on_a_rule_route() {
         [[normalize.rules]]
         path = "/koodrive/ose/v1/task/{id}"
         types = { code = "string" }
+        # An uncached read: the built-in /task/{id} poll cache is off.
+        [[cache.routes]]
+        path = "/koodrive/ose/v1/task/{id}"
+        ttl = "0s"
     "#;
     let gw = TestGateway::for_mock(&mock, overlay).await;
     let response = gw
