@@ -68,6 +68,7 @@ async fn dashboard_queries_and_outage_alerts_work_on_a_real_prometheus() {
         connect_timeout = "1s"
         breaker_failures = 3
         breaker_cooldown = "1s"
+        throttle_cooldown = "60s"
         [cache]
         ttl = "2s"
         stale_while_revalidate = "0s"
@@ -186,8 +187,34 @@ scrape_configs:
         "the idle gateway fired nothing: {fired:?}"
     );
 
-    // Every panel's query, as Grafana sends it, returns data: at least one finite sample.
+    // KooDrive comes back throttling (APIG.0308): the driven gateway counts the throttle and
+    // backs off, and Prometheus sees both (the budget panels' series). Bounded: 40 tries.
+    koodrive.set(Fault::ApigThrottle).await;
+    for _ in 0..40 {
+        driven
+            .client
+            .get(&format!("{TASK_LIST}?pageSize=99&status=1"))
+            .await;
+        if driven.metrics().await["koodrive_gateway_budget_cooldown_active"] == 1.0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    let cooling = prometheus
+        .wait_for(r#"koodrive_gateway_budget_cooldown_active{pod="gateway-0"} == 1"#)
+        .await;
+    assert!(cooling, "Prometheus saw the cooldown");
+    let throttled = prometheus
+        .wait_for(r#"sum(koodrive_gateway_upstream_throttles_total{pod="gateway-0"}) >= 1"#)
+        .await;
+    assert!(throttled, "Prometheus saw the throttle");
+    let budget_panels = ["budget_tokens", "budget_refused_total", "upstream_throttles_total"];
     let queries = dashboard_queries();
+    for metric in budget_panels.map(|m| format!("koodrive_gateway_{m}")) {
+        assert!(queries.iter().any(|(_, q)| q.contains(&metric)), "a panel of {metric}");
+    }
+
+    // Every panel's query, as Grafana sends it, returns data: at least one finite sample.
     let deadline = Instant::now() + Duration::from_secs(20);
     let empty = loop {
         let empty = panels_without_data(&prometheus, &queries).await;
