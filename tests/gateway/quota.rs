@@ -313,3 +313,47 @@ async fn apig_0308_in_a_body_at_any_status_starts_the_default_cooldown() {
         1.0
     );
 }
+
+/// The access event's `budget` says when a request waited for budget (`delayed`) and when it was
+/// answered with a stale page because of the budget (`stale`).
+#[tokio::test]
+async fn the_access_event_says_when_the_budget_delayed_or_answered_stale() {
+    use crate::cli::{temp_config, Process};
+    const ACCESS: &str = r#""target":"koodrive_gateway::access""#;
+    let mock = Mock::ok().await;
+    let config = temp_config(
+        "quota-access",
+        &format!(
+            "[server]\nlisten = \"127.0.0.1:0\"\nadmin_listen = \"127.0.0.1:0\"\n\
+             [upstream]\nurl = \"{}\"\n[upstream.rate_limit]\nrps = 1\nburst = 1\nmax_wait = \"5s\"\n\
+             [cache]\nttl = \"100ms\"\nstale_while_revalidate = \"0s\"\nstale_if_error = \"60s\"\n\
+             [auth]\nmode = \"token\"\nuser_id = \"7\"\naccess_token = \"t\"\n[log]\nformat = \"json\"\n",
+            mock.url()
+        ),
+    );
+    let mut process = Process::spawn(
+        &["--config", config.to_str().unwrap()],
+        &[("RUST_LOG", "info")],
+    );
+    let (addr, _) = process.listening().await;
+    let client = crate::support::Client::new(addr);
+    let access = |line: Option<&String>| -> serde_json::Value {
+        serde_json::from_str(line.map_or("", String::as_str)).unwrap()
+    };
+
+    let page = format!("{TASK_LIST}?status=1");
+    assert_eq!(client.get(&page).await.status, 200);
+    let first = access(process.lines_until(ACCESS).await.last());
+    assert!(first["span"].get("budget").is_none(), "{first}");
+    // The one token is spent: the next call waits for the next (about a second).
+    assert_eq!(client.get(&format!("{TASK}1")).await.status, 200);
+    let delayed = access(process.lines_until(ACCESS).await.last());
+    assert_eq!(delayed["span"]["budget"], "delayed", "{delayed}");
+    // The page went stale meanwhile, and the next token is a second away: served stale.
+    let stale = client.get(&page).await;
+    assert!(stale.header("cache-status").contains("detail=rate-limited"));
+    let stale = access(process.lines_until(ACCESS).await.last());
+    assert_eq!(stale["span"]["budget"], "stale", "{stale}");
+    assert_eq!(stale["cache"], "stale", "{stale}");
+    let _ = std::fs::remove_file(config);
+}

@@ -208,10 +208,17 @@ scrape_configs:
         .wait_for(r#"sum(koodrive_gateway_upstream_throttles_total{pod="gateway-0"}) >= 1"#)
         .await;
     assert!(throttled, "Prometheus saw the throttle");
-    let budget_panels = ["budget_tokens", "budget_refused_total", "upstream_throttles_total"];
+    let budget_panels = [
+        "budget_tokens",
+        "budget_refused_total",
+        "upstream_throttles_total",
+    ];
     let queries = dashboard_queries();
     for metric in budget_panels.map(|m| format!("koodrive_gateway_{m}")) {
-        assert!(queries.iter().any(|(_, q)| q.contains(&metric)), "a panel of {metric}");
+        assert!(
+            queries.iter().any(|(_, q)| q.contains(&metric)),
+            "a panel of {metric}"
+        );
     }
 
     // Every panel's query, as Grafana sends it, returns data: at least one finite sample.
