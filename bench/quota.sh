@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# bench/quota.sh: the upstream budget's figures for one sidecar (examples/quota.rs does the work,
+# in one process: a mock KooDrive and gateways, all on 127.0.0.1 only). It prints
+#   - the KooDrive calls per second the mock saw against the budget, under distinct misses,
+#     and the busiest one-second window against rps + burst;
+#   - the extra latency of a request delayed for budget (medians);
+#   - hit throughput with the budget on and off, in the same run, alternated.
+#
+#   bench/quota.sh                          # rps 50, burst 10, 32 clients, 5 s phases
+#   RPS=20 BURST=5 SECONDS_EACH=3 bench/quota.sh
+#   PROFILE=dev bench/quota.sh              # the debug build (quicker to build, slower to run)
+#
+# Bounded: the whole run is killed after LIMIT seconds (default 300); every request has its own
+# 10 s limit inside.
+set -euo pipefail
+
+RPS=${RPS:-50}
+BURST=${BURST:-10}
+WORKERS=${WORKERS:-32}
+SECONDS_EACH=${SECONDS_EACH:-5}
+SAMPLES=${SAMPLES:-15}
+LIMIT=${LIMIT:-300}
+PROFILE=${PROFILE:-release}
+
+REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$REPO"
+export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$REPO/target}
+case $PROFILE in
+release) DIR=release ;;
+dev) DIR=debug ;;
+*) echo "PROFILE must be release or dev" >&2; exit 2 ;;
+esac
+cargo build --locked --profile "$PROFILE" --example quota
+echo "profile: $PROFILE; $(nproc) cores; load average: $(cut -d' ' -f1-3 /proc/loadavg)"
+timeout --signal=TERM --kill-after=5 "$LIMIT" "$CARGO_TARGET_DIR/$DIR/examples/quota" \
+    --rps "$RPS" --burst "$BURST" --workers "$WORKERS" --seconds "$SECONDS_EACH" --samples "$SAMPLES"
