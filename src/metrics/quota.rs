@@ -81,3 +81,26 @@ impl QuotaMetrics {
         );
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::metrics::Metrics;
+
+    #[test]
+    fn the_budget_series_exist_at_zero_from_the_start() {
+        let text = Metrics::new().encode();
+        for series in [
+            r#"koodrive_gateway_budget_refused_total{route="task_read",priority="client"} 0"#,
+            r#"koodrive_gateway_budget_delayed_total{route="task_write",priority="write"} 0"#,
+            r#"koodrive_gateway_budget_refused_total{route="task_list",priority="background"} 0"#,
+            r#"koodrive_gateway_upstream_throttles_total{reason="status_429"} 0"#,
+            r#"koodrive_gateway_upstream_throttles_total{reason="apig_0308"} 0"#,
+            r#"koodrive_gateway_cache_stale_served_total{reason="rate-limited"} 0"#,
+            "koodrive_gateway_budget_refreshes_skipped_total 0",
+            "koodrive_gateway_budget_cooldown_active 0",
+            "koodrive_gateway_budget_tokens 0",
+        ] {
+            assert!(text.contains(series), "{series} in {text}");
+        }
+    }
+}

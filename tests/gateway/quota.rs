@@ -357,3 +357,50 @@ async fn the_access_event_says_when_the_budget_delayed_or_answered_stale() {
     assert_eq!(stale["cache"], "stale", "{stale}");
     let _ = std::fs::remove_file(config);
 }
+
+/// `--check-config` validates the budget and the routes table, naming the key at fault.
+#[test]
+fn check_config_names_the_bad_budget_or_route_key() {
+    use crate::cli::temp_config;
+    let base = "[upstream]\nurl = \"http://127.0.0.1:1\"\n\
+                [auth]\nuser_id = \"1\"\napp_id = \"a\"\napp_secret = \"s\"\n";
+    let cases = [
+        ("", None),
+        (
+            "[upstream.rate_limit]\nrps = 0\n",
+            Some("upstream.rate_limit.rps"),
+        ),
+        (
+            "[upstream.rate_limit]\nburst = 5\n",
+            Some("upstream.rate_limit.burst"),
+        ),
+        (
+            "[upstream.rate_limit]\nrps = 5\nmax_wait = \"soon\"\n",
+            Some("upstream.rate_limit.max_wait"),
+        ),
+        (
+            "[[cache.routes]]\npath = \"/koodrive/ose/v1/task/{id}\"\nttl = \"2s\"\n\
+             [[cache.routes]]\npath = \"/koodrive/ose/v1/files/{id}\"\nttl = \"1s\"\n",
+            Some("cache.routes[1].path"),
+        ),
+    ];
+    for (i, (overlay, key)) in cases.into_iter().enumerate() {
+        let path = temp_config(&format!("quota-check-{i}"), &format!("{base}{overlay}"));
+        let output = std::process::Command::new(env!("CARGO_BIN_EXE_koodrive-gateway"))
+            .arg("--check-config")
+            .arg("--config")
+            .arg(&path)
+            .env_remove("KOODRIVE_GATEWAY_CONFIG")
+            .output()
+            .unwrap();
+        std::fs::remove_file(path).ok();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        match key {
+            None => assert!(output.status.success(), "{overlay}: {stderr}"),
+            Some(key) => {
+                assert!(!output.status.success(), "{overlay} passed");
+                assert!(stderr.contains(key), "{overlay}: {stderr}");
+            }
+        }
+    }
+}
