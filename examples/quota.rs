@@ -103,7 +103,9 @@ async fn main() -> Result<(), String> {
     };
     let on: Running = start(Some((args.rps, args.burst))).await?;
     let off: Running = start(None).await?;
-    let client: HttpClient = Client::builder(TokioExecutor::new()).build_http();
+    let mut connector = hyper_util::client::legacy::connect::HttpConnector::new();
+    connector.set_nodelay(true);
+    let client: HttpClient = Client::builder(TokioExecutor::new()).build(connector);
 
     // 1. Calls per second against the budget.
     println!(

@@ -116,6 +116,10 @@ async fn accept<F, Fut, B, E>(
                     }
                 };
                 connections.fetch_add(1, Ordering::SeqCst);
+                // As KooDrive's servers answer: without Nagle's algorithm, which would hold a
+                // reply's second write for the gateway's delayed ACK (about 40 ms) on a connection
+                // reused after a short pause, timing that belongs to the mock, not the gateway.
+                let _ = stream.set_nodelay(true);
                 let service = service_fn(handle.clone());
                 let connection = builder.serve_connection(TokioIo::new(stream), service).into_owned();
                 let connection = graceful.watch(connection);
