@@ -48,6 +48,8 @@ pub enum StartError {
     /// The secret file's key and why it cannot be used.
     #[error("{0}")]
     Secret(String),
+    #[error("fleet mode cannot start")]
+    Fleet(#[from] crate::fleet::FleetError),
 }
 
 /// A started gateway: its bound addresses and the handle that stops it.
@@ -171,8 +173,15 @@ pub async fn run(config: Config) -> Result<Running, StartError> {
     let addr = local_addr(&listener, config.server.listen)?;
     let admin_addr = local_addr(&admin_listener, config.server.admin_listen)?;
 
-    let cache = Arc::new(TaskListCache::new(&config.cache));
     let metrics = Metrics::new();
+    let cache = Arc::new(match &config.fleet {
+        None => TaskListCache::new(&config.cache),
+        Some(fleet) => {
+            let lock_ttl = config.upstream.timeout;
+            let metrics = Arc::clone(&metrics);
+            TaskListCache::with_fleet(&config.cache, fleet.clone(), metrics, lock_ttl).await?
+        }
+    });
     let state = shared_state(&config, &metrics, Arc::clone(&cache)).await?;
     let ready = Arc::new(AtomicBool::new(true));
     let admin = Arc::new(Admin {

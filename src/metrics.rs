@@ -18,6 +18,7 @@ use prometheus_client::registry::Registry;
 
 use crate::route::Route;
 
+pub mod fleet;
 mod register;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -199,6 +200,8 @@ pub struct Metrics {
     pub connections_refused: Family<ListenerLabels, Counter>,
     /// Bytes held in buffered bodies (`server.max_buffered_bytes` bounds it).
     pub buffered_bytes: Gauge,
+    /// Fleet mode's series (`fleet_*`).
+    pub fleet: fleet::FleetMetrics,
 }
 
 impl Metrics {
@@ -236,10 +239,13 @@ impl Metrics {
             connections: Family::default(),
             connections_refused: Family::default(),
             buffered_bytes: Gauge::default(),
+            fleet: fleet::FleetMetrics::default(),
             registry: Registry::default(),
         };
         register::zero_known_series(&metrics);
         register::all(&metrics, &mut registry);
+        metrics.fleet.zero_known_series();
+        metrics.fleet.register(&mut registry);
         let build_info = Family::<BuildLabels, Gauge>::default();
         build_info
             .get_or_create(&BuildLabels {

@@ -60,7 +60,11 @@ pub async fn serve(
         match policy::freshness(age, config) {
             Freshness::Fresh(_) => {
                 let ttl = policy::ttl_seconds(age, config);
-                return Ok(from_entry(state, entry, age, CacheOutcome::Hit { ttl }));
+                let outcome = match entry.is_shared() {
+                    false => CacheOutcome::Hit { ttl },
+                    true => CacheOutcome::SharedHit { ttl },
+                };
+                return Ok(from_entry(state, entry, age, outcome));
             }
             Freshness::Revalidate => {
                 let ttl = policy::ttl_seconds(age, config);

@@ -15,6 +15,8 @@ pub enum CacheOutcome {
     None,
     /// A fresh stored page; `ttl` seconds of freshness left.
     Hit { ttl: i64 },
+    /// A fresh page from the fleet's shared tier (Redis), after a first-tier miss.
+    SharedHit { ttl: i64 },
     /// A stale page served while one background refresh runs.
     StaleWhileRevalidate { ttl: i64 },
     /// A stale page served because KooDrive failed: with its status when it answered.
@@ -58,6 +60,7 @@ impl CacheOutcome {
         match self {
             CacheOutcome::None => "none",
             CacheOutcome::Hit { .. } => "hit",
+            CacheOutcome::SharedHit { .. } => "shared-hit",
             CacheOutcome::StaleWhileRevalidate { .. } | CacheOutcome::StaleIfError { .. } => {
                 "stale"
             }
@@ -74,6 +77,9 @@ impl CacheOutcome {
         let text = match self {
             CacheOutcome::None => return None,
             CacheOutcome::Hit { ttl } => return Some(hit_status(ttl)),
+            CacheOutcome::SharedHit { ttl } => {
+                format!("{CACHE_NAME}; hit; ttl={ttl}; detail=shared")
+            }
             CacheOutcome::StaleWhileRevalidate { ttl } => {
                 format!("{CACHE_NAME}; hit; ttl={ttl}; detail=stale-while-revalidate")
             }
@@ -102,7 +108,7 @@ impl CacheOutcome {
     pub fn count(self, metrics: &Metrics) {
         match self {
             CacheOutcome::None => 0,
-            CacheOutcome::Hit { .. } => metrics.cache_hits.inc(),
+            CacheOutcome::Hit { .. } | CacheOutcome::SharedHit { .. } => metrics.cache_hits.inc(),
             CacheOutcome::Collapsed => metrics.cache_collapsed.inc(),
             CacheOutcome::StaleWhileRevalidate { .. } => metrics
                 .cache_stale_served

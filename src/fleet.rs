@@ -1,0 +1,483 @@
+//! Fleet mode: the Redis that every sidecar of a deployment shares. It holds the second cache
+//! tier (pages signed with the fleet key), each user's generation and the fleet epoch (the
+//! source of truth for invalidation), and short locks that make one sidecar fetch a page for
+//! all. Bumps reach the other sidecars at once as Pub/Sub hints; a sidecar that loses its
+//! subscription forgets what it learned and reads Redis again.
+//!
+//! Redis failing never fails a request: every call is bounded by `fleet.timeout`, and a few
+//! failures in a row (or a failed heartbeat) make the sidecar fall back to its first tier alone
+//! until a background reconnect succeeds ([`watch`]). This module deals in bytes and user ids;
+//! the cache above it decides what the bytes are.
+
+mod names;
+mod scripts;
+mod seal;
+mod watch;
+
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use arc_swap::ArcSwapOption;
+use bytes::Bytes;
+use redis::aio::MultiplexedConnection;
+use tokio::sync::mpsc;
+
+use crate::config::fleet::FleetConfig;
+use crate::metrics::Metrics;
+use names::Names;
+pub use names::{user_tag, UserTag};
+use seal::Sealer;
+
+/// Failed calls in a row that make the sidecar fall back to first-tier only.
+const FAILURES_TO_FALL_BACK: u32 = 3;
+
+/// Queued background writes (page stores, lock releases) beyond which new ones are dropped.
+const WRITE_QUEUE: usize = 1024;
+
+/// Past this many learned generations, all are forgotten at once (and read again when needed).
+const MAX_LEARNED: usize = 100_000;
+
+/// Users whose write could not reach Redis, remembered so that the bump is made on resume;
+/// past this many, the whole fleet epoch is bumped instead.
+const MAX_PENDING: usize = 10_000;
+
+/// The generation a key is built from in fleet mode: the fleet epoch and the user's counter.
+pub type FleetGeneration = [u64; 2];
+
+/// Called when the first tier must drop what it holds: fleet mode resumed (what it stored while
+/// fallen back cannot be proven current) or the whole fleet was purged.
+pub type OnForget = Box<dyn Fn() + Send + Sync>;
+
+pub struct Fleet {
+    config: FleetConfig,
+    names: Names,
+    sealer: Sealer,
+    conn: ArcSwapOption<MultiplexedConnection>,
+    up: AtomicBool,
+    failures: AtomicU32,
+    learned: RwLock<Learned>,
+    pending: Mutex<Pending>,
+    writes: mpsc::Sender<Write>,
+    metrics: Arc<Metrics>,
+    on_forget: OnForget,
+}
+
+#[derive(Default)]
+struct Learned {
+    epoch: Option<u64>,
+    users: HashMap<UserTag, u64>,
+}
+
+#[derive(Default)]
+struct Pending {
+    users: HashSet<UserTag>,
+    epoch: bool,
+}
+
+/// A write the request path does not wait for, made in order by one task.
+enum Write {
+    Page {
+        key: String,
+        value: Vec<u8>,
+        ttl: Duration,
+    },
+    Unlock {
+        key: String,
+        token: u64,
+    },
+}
+
+/// Why a fleet could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum FleetError {
+    #[error("fleet.key_file: cannot be read")]
+    KeyFile(#[source] std::io::Error),
+    #[error("fleet.key_file: the fleet key must hold at least {0} bytes")]
+    KeyTooShort(usize),
+}
+
+impl Fleet {
+    /// Reads the fleet key and starts the background connect and heartbeat; returns at once,
+    /// fallen back until Redis answers.
+    pub async fn start(
+        config: FleetConfig,
+        metrics: Arc<Metrics>,
+        on_forget: OnForget,
+    ) -> Result<Arc<Fleet>, FleetError> {
+        let key = tokio::fs::read(&config.key_file)
+            .await
+            .map_err(FleetError::KeyFile)?;
+        let min = crate::config::fleet::MIN_KEY_BYTES;
+        if key.trim_ascii().len() < min {
+            return Err(FleetError::KeyTooShort(min));
+        }
+        let sealer = Sealer::new(key.trim_ascii()).ok_or(FleetError::KeyTooShort(min))?;
+        let (writes, queued) = mpsc::channel(WRITE_QUEUE);
+        let fleet = Arc::new(Fleet {
+            names: Names::new(&config.key_prefix),
+            sealer,
+            config,
+            conn: ArcSwapOption::empty(),
+            up: AtomicBool::new(false),
+            failures: AtomicU32::new(0),
+            learned: RwLock::default(),
+            pending: Mutex::default(),
+            writes,
+            metrics,
+            on_forget,
+        });
+        tokio::spawn(write_in_order(Arc::downgrade(&fleet), queued));
+        tokio::spawn(watch::run(Arc::downgrade(&fleet)));
+        Ok(fleet)
+    }
+
+    /// Whether Redis is in use (not fallen back).
+    pub fn is_up(&self) -> bool {
+        self.up.load(Ordering::Acquire)
+    }
+
+    pub fn timeout(&self) -> Duration {
+        self.config.timeout
+    }
+
+    /// The current connection, for other fleet-wide state (a shared rate budget): `None` while
+    /// fallen back. Calls made with it should go through [`Fleet::call`].
+    pub fn connection(&self) -> Option<MultiplexedConnection> {
+        if !self.is_up() {
+            return None;
+        }
+        self.conn.load_full().map(|conn| (*conn).clone())
+    }
+
+    /// The key prefix every fleet key starts with.
+    pub fn key_prefix(&self) -> &str {
+        self.names.prefix()
+    }
+
+    /// Runs one Redis call under `fleet.timeout` and the fallback breaker: `None` when fleet
+    /// mode is down or the call failed (counted under `operation`).
+    pub async fn call<T, F, Fut>(&self, operation: &'static str, call: F) -> Option<T>
+    where
+        F: FnOnce(MultiplexedConnection) -> Fut,
+        Fut: std::future::Future<Output = redis::RedisResult<T>>,
+    {
+        let conn = self.connection()?;
+        match tokio::time::timeout(self.config.timeout, call(conn)).await {
+            Ok(Ok(value)) => {
+                self.failures.store(0, Ordering::Relaxed);
+                Some(value)
+            }
+            Ok(Err(error)) => {
+                self.failed(operation, &format!("{:?}", error.kind()));
+                None
+            }
+            Err(_) => {
+                self.failed(operation, "timed out");
+                None
+            }
+        }
+    }
+
+    fn failed(&self, operation: &'static str, why: &str) {
+        self.metrics.fleet.error(operation);
+        tracing::debug!(operation, why, "fleet: a Redis call failed");
+        if self.failures.fetch_add(1, Ordering::AcqRel) + 1 >= FAILURES_TO_FALL_BACK {
+            self.fall_back(why);
+        }
+    }
+
+    /// Stops using Redis until the background reconnect succeeds; logged once per fallback.
+    fn fall_back(&self, why: &str) {
+        if self.up.swap(false, Ordering::AcqRel) {
+            self.metrics.fleet.up.set(0);
+            self.metrics.fleet.fallbacks.inc();
+            tracing::warn!(
+                why,
+                "fleet mode fallen back to first-tier only: Redis is unreachable or failing"
+            );
+        }
+        self.forget();
+    }
+
+    /// Drops every generation learned: they are read from Redis again when next needed.
+    fn forget(&self) {
+        let mut learned = self.learned.write().unwrap_or_else(|p| p.into_inner());
+        *learned = Learned::default();
+    }
+
+    /// The user's fleet generation (with the fleet epoch), from what this sidecar learned, or
+    /// read from Redis (seeded from the clock when missing); `None` while fleet mode is down.
+    pub async fn generation(&self, user: &UserTag) -> Option<FleetGeneration> {
+        if !self.is_up() {
+            return None;
+        }
+        {
+            let learned = self.learned.read().unwrap_or_else(|p| p.into_inner());
+            if let (Some(epoch), Some(&user_gen)) = (learned.epoch, learned.users.get(user)) {
+                return Some([epoch, user_gen]);
+            }
+        }
+        let keys = [self.names.epoch(), self.names.generation(user)];
+        let read: Vec<u64> = self
+            .call("generation", |mut conn| async move {
+                scripts::read_generations(&keys, clock_seed())
+                    .invoke_async(&mut conn)
+                    .await
+            })
+            .await?;
+        let (&epoch, &user_gen) = (read.first()?, read.get(1)?);
+        let mut learned = self.learned.write().unwrap_or_else(|p| p.into_inner());
+        if learned.users.len() >= MAX_LEARNED {
+            learned.users.clear();
+        }
+        // A bump heard while this read was out may be newer: keep the larger of the two.
+        let epoch = learned.epoch.map_or(epoch, |known| known.max(epoch));
+        learned.epoch = Some(epoch);
+        let user_gen = *learned
+            .users
+            .entry(*user)
+            .and_modify(|known| *known = (*known).max(user_gen))
+            .or_insert(user_gen);
+        Some([epoch, user_gen])
+    }
+
+    /// Bumps the user's generation fleet-wide and tells the other sidecars, before returning.
+    /// When Redis cannot be reached, the bump is remembered and made on resume.
+    pub async fn invalidate_user(&self, user: &UserTag) {
+        let key = self.names.generation(user);
+        let channel = self.names.channel();
+        let hint = names::user_hint(user);
+        let bumped: Option<u64> = self
+            .call("invalidate", |mut conn| async move {
+                scripts::bump(&key, clock_seed(), &channel, &hint)
+                    .invoke_async(&mut conn)
+                    .await
+            })
+            .await;
+        match bumped {
+            Some(user_gen) => {
+                self.sent("user");
+                self.learn_user(*user, user_gen);
+            }
+            None => self.remember_pending(Some(*user)),
+        }
+    }
+
+    /// Bumps the fleet epoch: every page of every user, on every sidecar, becomes unreachable.
+    pub async fn purge(&self) {
+        let key = self.names.epoch();
+        let channel = self.names.channel();
+        let bumped: Option<u64> = self
+            .call("invalidate", |mut conn| async move {
+                scripts::bump(&key, clock_seed(), &channel, names::EPOCH_HINT)
+                    .invoke_async(&mut conn)
+                    .await
+            })
+            .await;
+        match bumped {
+            Some(epoch) => {
+                self.sent("all");
+                self.learn_epoch(epoch);
+            }
+            None => self.remember_pending(None),
+        }
+    }
+
+    fn sent(&self, kind: &'static str) {
+        self.metrics
+            .fleet
+            .invalidations_sent
+            .get_or_create(&crate::metrics::fleet::KindLabels { kind })
+            .inc();
+    }
+
+    fn remember_pending(&self, user: Option<UserTag>) {
+        let mut pending = self.pending.lock().unwrap_or_else(|p| p.into_inner());
+        match user {
+            Some(user) if pending.users.len() < MAX_PENDING => {
+                pending.users.insert(user);
+            }
+            _ => {
+                pending.epoch = true;
+                pending.users.clear();
+            }
+        }
+    }
+
+    fn learn_user(&self, user: UserTag, user_gen: u64) {
+        let mut learned = self.learned.write().unwrap_or_else(|p| p.into_inner());
+        if learned.users.len() >= MAX_LEARNED {
+            learned.users.clear();
+        }
+        let known = learned.users.entry(user).or_insert(user_gen);
+        *known = (*known).max(user_gen);
+    }
+
+    fn learn_epoch(&self, epoch: u64) {
+        let mut learned = self.learned.write().unwrap_or_else(|p| p.into_inner());
+        if learned.epoch.is_some_and(|known| known >= epoch) {
+            return;
+        }
+        learned.epoch = Some(epoch);
+        drop(learned);
+        (self.on_forget)();
+    }
+
+    /// The page stored under `key` in Redis, if its seal holds. A page whose seal fails
+    /// (written or altered by another Redis client) is deleted, counted, and never returned.
+    /// `counted`: a lookup for a request (not a wait's poll), counted in `fleet_lookups`.
+    pub async fn page(&self, key: &[u8; 32], counted: bool) -> Option<Bytes> {
+        let count = |result| {
+            if counted {
+                self.metrics.fleet.lookup(result);
+            }
+        };
+        let name = self.names.page(key);
+        let read_name = name.clone();
+        let Some(stored) = self
+            .call("lookup", |mut conn| async move {
+                redis::cmd("GET")
+                    .arg(&read_name)
+                    .query_async::<Option<Vec<u8>>>(&mut conn)
+                    .await
+            })
+            .await
+        else {
+            count("error");
+            return None;
+        };
+        let Some(stored) = stored else {
+            count("miss");
+            return None;
+        };
+        match self.sealer.open(&name, stored) {
+            Some(value) => {
+                count("hit");
+                Some(value)
+            }
+            None => {
+                self.metrics.fleet.lookup("tampered");
+                tracing::warn!("fleet: a page in Redis failed its integrity check and was dropped");
+                let _: Option<()> = self
+                    .call("lookup", |mut conn| async move {
+                        redis::cmd("DEL").arg(&name).query_async(&mut conn).await
+                    })
+                    .await;
+                None
+            }
+        }
+    }
+
+    /// Stores a page in Redis for `ttl`, sealed, in the background.
+    pub fn store_page(&self, key: &[u8; 32], value: &[u8], ttl: Duration) {
+        if !self.is_up() {
+            return;
+        }
+        let name = self.names.page(key);
+        let value = self.sealer.seal(&name, value);
+        self.queue(Write::Page {
+            key: name,
+            value,
+            ttl,
+        });
+    }
+
+    /// Counts how a wait on another sidecar's fill ended.
+    pub fn lock_waited(&self, result: &'static str) {
+        self.metrics
+            .fleet
+            .lock_waits
+            .get_or_create(&crate::metrics::fleet::ResultLabels { result })
+            .inc();
+    }
+
+    fn queue(&self, write: Write) {
+        if self.writes.try_send(write).is_err() {
+            self.metrics.fleet.error("store");
+        }
+    }
+
+    /// Tries to take the fleet-wide fill lock of `key` for `ttl`: `Some` when this sidecar is to
+    /// fetch (it holds the lock, or Redis cannot say), `None` when another sidecar holds it.
+    pub async fn lock(self: &Arc<Self>, key: &[u8; 32], ttl: Duration) -> Option<LockGuard> {
+        let name = self.names.lock(key);
+        let token = fastrand::u64(..);
+        let set_name = name.clone();
+        let millis = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1);
+        let taken: Option<Option<String>> = self
+            .call("lock", |mut conn| async move {
+                redis::cmd("SET")
+                    .arg(&set_name)
+                    .arg(token)
+                    .arg("NX")
+                    .arg("PX")
+                    .arg(millis)
+                    .query_async(&mut conn)
+                    .await
+            })
+            .await;
+        match taken {
+            Some(None) => None,
+            Some(Some(_)) => Some(LockGuard {
+                fleet: Some((Arc::clone(self), name, token)),
+            }),
+            None => Some(LockGuard { fleet: None }),
+        }
+    }
+}
+
+/// A fleet-wide fill lock held (or, when Redis could not be asked, nothing): released in the
+/// background, after the page's store, when dropped.
+pub struct LockGuard {
+    fleet: Option<(Arc<Fleet>, String, u64)>,
+}
+
+impl Drop for LockGuard {
+    fn drop(&mut self) {
+        if let Some((fleet, key, token)) = self.fleet.take() {
+            fleet.queue(Write::Unlock { key, token });
+        }
+    }
+}
+
+/// Makes the queued writes one after the other on the current connection, so that a page's
+/// store reaches Redis before its lock's release.
+async fn write_in_order(fleet: std::sync::Weak<Fleet>, mut queued: mpsc::Receiver<Write>) {
+    while let Some(write) = queued.recv().await {
+        let Some(fleet) = fleet.upgrade() else { return };
+        match write {
+            Write::Page { key, value, ttl } => {
+                let millis = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1);
+                let _: Option<()> = fleet
+                    .call("store", |mut conn| async move {
+                        redis::cmd("SET")
+                            .arg(&key)
+                            .arg(value)
+                            .arg("PX")
+                            .arg(millis)
+                            .query_async(&mut conn)
+                            .await
+                    })
+                    .await;
+            }
+            Write::Unlock { key, token } => {
+                let _: Option<i64> = fleet
+                    .call("unlock", |mut conn| async move {
+                        scripts::unlock(&key, token).invoke_async(&mut conn).await
+                    })
+                    .await;
+            }
+        }
+    }
+}
+
+/// A generation for a counter Redis does not hold (new, flushed, or lost in a restart or a
+/// failover): the clock in microseconds, above any number an earlier counter reached.
+fn clock_seed() -> u64 {
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default();
+    u64::try_from(now.as_micros()).unwrap_or(u64::MAX)
+}
