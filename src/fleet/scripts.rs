@@ -19,13 +19,15 @@ return out",
 });
 
 /// Seeds the counter when it is missing, increments it, and publishes the hint with the new
-/// number: one step, so no sidecar can hear of a bump Redis does not hold.
+/// number: one step, so no sidecar can hear of a bump Redis does not hold. (Lua numbers are
+/// doubles: `%d` writes one in full, where `..` would write `1.7e+15`; clock seeds stay below
+/// 2^53, where doubles are exact.)
 static BUMP: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r"
 redis.call('SET', KEYS[1], ARGV[1], 'NX')
 local n = redis.call('INCR', KEYS[1])
-redis.call('PUBLISH', ARGV[2], ARGV[3] .. n)
+redis.call('PUBLISH', ARGV[2], ARGV[3] .. string.format('%d', n))
 return n",
     )
 });

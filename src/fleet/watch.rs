@@ -153,7 +153,7 @@ async fn listen(
                     break "Redis calls failed";
                 }
                 let wait = strong.config.heartbeat.max(strong.config.timeout);
-                let ping = tokio::time::timeout(wait, sink.ping::<String>()).await;
+                let ping = tokio::time::timeout(wait, sink.ping::<redis::Value>()).await;
                 if !matches!(ping, Ok(Ok(_))) {
                     strong.metrics.fleet.error("heartbeat");
                     break "the Pub/Sub heartbeat failed";
