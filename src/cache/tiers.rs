@@ -46,7 +46,7 @@ impl Tiers {
     }
 
     /// An entry read from Redis, kept in the first tier too.
-    fn from_shared(&self, key: &Key, bytes: &[u8]) -> Option<Entry> {
+    fn kept_from_shared(&self, key: &Key, bytes: &[u8]) -> Option<Entry> {
         let entry = codec::decode(bytes)?;
         self.first.store(*key, entry.clone());
         Some(entry.from_shared_tier())
@@ -62,7 +62,7 @@ impl Storage for Tiers {
             }
             let fleet = self.fleet.as_ref()?;
             let bytes = fleet.page(key, true).await?;
-            self.from_shared(key, &bytes)
+            self.kept_from_shared(key, &bytes)
         }
     }
 
@@ -81,17 +81,15 @@ impl Storage for Tiers {
         true
     }
 
-    fn generation(&self, user_id: &HeaderValue) -> impl Future<Output = Generation> + Send {
-        async move {
-            if let Some(fleet) = &self.fleet {
-                if let Some(generation) = fleet.generation(&user_tag(user_id.as_bytes())).await {
-                    return generation;
-                }
+    async fn generation(&self, user_id: &HeaderValue) -> Generation {
+        if let Some(fleet) = &self.fleet {
+            if let Some(generation) = fleet.generation(&user_tag(user_id.as_bytes())).await {
+                return generation;
             }
-            // First tier only (no fleet, or fallen back): the local counter, under an epoch no
-            // fleet has (fleet epochs are seeded from the clock).
-            [0, self.first.local_generation(user_id)]
         }
+        // First tier only (no fleet, or fallen back): the local counter, under an epoch no
+        // fleet has (fleet epochs are seeded from the clock).
+        [0, self.first.local_generation(user_id)]
     }
 
     fn invalidate_user(&self, user_id: &HeaderValue) -> impl Future<Output = ()> + Send {
@@ -128,7 +126,7 @@ impl Storage for Tiers {
             while Instant::now() < deadline && fleet.is_up() {
                 tokio::time::sleep(FILL_POLL).await;
                 if let Some(bytes) = fleet.page(&key, false).await {
-                    if let Some(entry) = self.from_shared(&key, &bytes) {
+                    if let Some(entry) = self.kept_from_shared(&key, &bytes) {
                         fleet.lock_waited("filled");
                         return Claim::Filled(entry);
                     }

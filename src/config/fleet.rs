@@ -120,7 +120,7 @@ fn check_url(url: &str) -> Result<(), ConfigError> {
     if !matches!(parsed.scheme(), "redis" | "rediss") {
         return Err(invalid(KEY, "must be redis:// or rediss://"));
     }
-    if parsed.host_str().is_none_or(str::is_empty) {
+    if parsed.host_str().map_or(true, str::is_empty) {
         return Err(invalid(KEY, "must name a host"));
     }
     if parsed.password().is_some() {
