@@ -67,7 +67,7 @@ impl Running {
     /// Applies a new, already validated config without dropping connections or the cache:
     /// credentials (and secret files), normalization rules, TTL and stale windows. Requests in
     /// flight finish with the config they started with. Listeners, upstream, limits, the admin
-    /// token, the log format and telemetry need a restart: each reload whose file differs from the
+    /// token, the log format, telemetry and `[fleet]` need a restart: each reload whose file differs from the
     /// start there says so (it still does on the next reload, as the process still runs the old
     /// value).
     pub async fn reload(&self, config: &Config) -> Result<(), StartError> {
@@ -108,6 +108,7 @@ impl Running {
                 "telemetry",
                 format!("{:?}", old.telemetry) != format!("{:?}", config.telemetry),
             ),
+            ("fleet", old.fleet != config.fleet),
         ];
         for (section, changed) in restart_only {
             if changed {

@@ -190,6 +190,11 @@ mod tests {
             (None, Option::None, "none"),
             (Hit { ttl: 5 }, Some("koodrive-gateway; hit; ttl=5"), "hit"),
             (
+                SharedHit { ttl: 4 },
+                Some("koodrive-gateway; hit; ttl=4; detail=shared"),
+                "shared-hit",
+            ),
+            (
                 StaleWhileRevalidate { ttl: -3 },
                 Some("koodrive-gateway; hit; ttl=-3; detail=stale-while-revalidate"),
                 "stale",

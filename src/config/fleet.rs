@@ -178,6 +178,45 @@ mod tests {
         }
     }
 
+    /// Env overrides reach the section as for every other key, and `--check-config` reads the
+    /// fleet key, naming its key when it cannot use it.
+    #[tokio::test]
+    async fn env_overrides_set_fleet_mode_and_check_files_reads_the_key() {
+        let toml = "[upstream]\nurl = \"http://127.0.0.1:1\"\n\
+                    [auth]\nuser_id = \"1\"\napp_id = \"a\"\napp_secret = \"s\"";
+        let key = std::env::temp_dir().join(format!("kg-fleet-unit-{}", std::process::id()));
+        let env = [
+            (
+                "KOODRIVE_GATEWAY__FLEET__REDIS_URL".to_owned(),
+                "redis://127.0.0.1:6390".to_owned(),
+            ),
+            (
+                "KOODRIVE_GATEWAY__FLEET__KEY_FILE".to_owned(),
+                key.display().to_string(),
+            ),
+            ("KOODRIVE_GATEWAY__FLEET__TIMEOUT".to_owned(), "40ms".to_owned()),
+        ];
+        let config = crate::config::Config::parse(toml, env).map_err(|e| e.to_string());
+        let config = match config {
+            Ok(config) => config,
+            Err(e) => panic!("{e}"),
+        };
+        let fleet = config.fleet.clone().unwrap_or_else(|| panic!("fleet mode is on"));
+        assert_eq!(fleet.timeout, Duration::from_millis(40));
+        assert_eq!(fleet.key_prefix, "koodrive-gateway");
+        let missing = config.check_files().await.err().map(|e| e.to_string());
+        assert!(
+            missing.as_deref().unwrap_or_default().starts_with("fleet.key_file"),
+            "{missing:?}"
+        );
+        std::fs::write(&key, "short").unwrap_or_else(|e| panic!("{e}"));
+        let short = config.check_files().await.err().map(|e| e.to_string());
+        assert!(short.unwrap_or_default().contains("at least 16 bytes"));
+        std::fs::write(&key, "a fleet key long enough").unwrap_or_else(|e| panic!("{e}"));
+        assert!(config.check_files().await.is_ok());
+        let _ = std::fs::remove_file(&key);
+    }
+
     #[test]
     fn a_user_name_and_tls_are_accepted() {
         let fleet = fleet_from_raw(with_url("rediss://gateway@redis.internal:6380/2"));

@@ -119,3 +119,26 @@ async fn a_wrong_redis_password_falls_back_and_a_fixed_one_resumes() {
     wait_fleet_up(&gw, true).await;
     let _ = std::fs::remove_file(&password);
 }
+
+/// Redis out of memory (every write refused): requests are answered as by a single sidecar,
+/// and fleet mode is back once Redis has room again.
+#[tokio::test]
+async fn redis_out_of_memory_every_request_is_answered() {
+    let redis = RedisServer::start(None);
+    let mock = versioned_mock().await;
+    let fleet = fleet_of(2, &mock, &redis, "").await;
+    all_answered(&fleet, "ada").await;
+    redis.command(&["CONFIG", "SET", "maxmemory-policy", "noeviction"]);
+    redis.command(&["CONFIG", "SET", "maxmemory", "1"]);
+    for user in ["bob", "cy", "dee", "eve"] {
+        all_answered(&fleet, user).await;
+        assert_eq!(fleet[0].client.send(create(&fleet[0], user)).await.status, 200);
+        let written = all_answered(&fleet[..1], user).await;
+        assert!(written[0] > 0);
+    }
+    redis.command(&["CONFIG", "SET", "maxmemory", "0"]);
+    for gw in &fleet {
+        wait_fleet_up(gw, true).await;
+    }
+    all_answered(&fleet, "fay").await;
+}
