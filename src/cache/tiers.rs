@@ -95,18 +95,28 @@ impl Storage for Tiers {
     fn invalidate_user(&self, user_id: &HeaderValue) -> impl Future<Output = ()> + Send {
         // The local generation moves too: it is the one used while fallen back.
         self.first.bump_user(user_id);
+        // In its own task: a writer whose client hangs up while it waits does not cancel it.
+        let bump = self.fleet.as_ref().map(|fleet| {
+            let fleet = Arc::clone(fleet);
+            let user = user_tag(user_id.as_bytes());
+            tokio::spawn(async move { fleet.invalidate_user(&user).await })
+        });
         async move {
-            if let Some(fleet) = &self.fleet {
-                fleet.invalidate_user(&user_tag(user_id.as_bytes())).await;
+            if let Some(bump) = bump {
+                let _ = bump.await;
             }
         }
     }
 
     fn purge(&self) -> impl Future<Output = ()> + Send {
         self.first.drop_all();
+        let purge = self.fleet.as_ref().map(|fleet| {
+            let fleet = Arc::clone(fleet);
+            tokio::spawn(async move { fleet.purge().await })
+        });
         async move {
-            if let Some(fleet) = &self.fleet {
-                fleet.purge().await;
+            if let Some(purge) = purge {
+                let _ = purge.await;
             }
         }
     }

@@ -194,19 +194,28 @@ mod tests {
                 "KOODRIVE_GATEWAY__FLEET__KEY_FILE".to_owned(),
                 key.display().to_string(),
             ),
-            ("KOODRIVE_GATEWAY__FLEET__TIMEOUT".to_owned(), "40ms".to_owned()),
+            (
+                "KOODRIVE_GATEWAY__FLEET__TIMEOUT".to_owned(),
+                "40ms".to_owned(),
+            ),
         ];
         let config = crate::config::Config::parse(toml, env).map_err(|e| e.to_string());
         let config = match config {
             Ok(config) => config,
             Err(e) => panic!("{e}"),
         };
-        let fleet = config.fleet.clone().unwrap_or_else(|| panic!("fleet mode is on"));
+        let fleet = config
+            .fleet
+            .clone()
+            .unwrap_or_else(|| panic!("fleet mode is on"));
         assert_eq!(fleet.timeout, Duration::from_millis(40));
         assert_eq!(fleet.key_prefix, "koodrive-gateway");
         let missing = config.check_files().await.err().map(|e| e.to_string());
         assert!(
-            missing.as_deref().unwrap_or_default().starts_with("fleet.key_file"),
+            missing
+                .as_deref()
+                .unwrap_or_default()
+                .starts_with("fleet.key_file"),
             "{missing:?}"
         );
         std::fs::write(&key, "short").unwrap_or_else(|e| panic!("{e}"));

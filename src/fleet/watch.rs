@@ -19,7 +19,16 @@ use crate::metrics::fleet::KindLabels;
 /// A connect (TCP, TLS, AUTH and SUBSCRIBE) slower than this counts as failed.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
 
+/// Fleet mode that falls back within this of resuming waits longer before the next resume
+/// (each one drops the first tier): a Redis that answers PING but fails the calls (out of
+/// memory, say) does not make the sidecar flap.
+const SHORT_LIVED: Duration = Duration::from_secs(5);
+
+/// The longest wait between resumes of a flapping fleet.
+const MAX_BACKOFF: Duration = Duration::from_secs(2);
+
 pub async fn run(fleet: Weak<Fleet>) {
+    let mut backoff = Duration::ZERO;
     loop {
         let Some(strong) = fleet.upgrade() else {
             return;
@@ -29,7 +38,13 @@ pub async fn run(fleet: Weak<Fleet>) {
             Ok((sink, stream)) => {
                 if resume(&strong).await {
                     drop(strong);
+                    let up_at = tokio::time::Instant::now();
                     listen(&fleet, sink, stream, heartbeat).await;
+                    backoff = match up_at.elapsed() < SHORT_LIVED {
+                        true => (backoff * 2).clamp(heartbeat, MAX_BACKOFF.max(heartbeat)),
+                        false => Duration::ZERO,
+                    };
+                    tokio::time::sleep(backoff).await;
                 } else {
                     drop(strong);
                 }

@@ -132,7 +132,10 @@ async fn redis_out_of_memory_every_request_is_answered() {
     redis.command(&["CONFIG", "SET", "maxmemory", "1"]);
     for user in ["bob", "cy", "dee", "eve"] {
         all_answered(&fleet, user).await;
-        assert_eq!(fleet[0].client.send(create(&fleet[0], user)).await.status, 200);
+        assert_eq!(
+            fleet[0].client.send(create(&fleet[0], user)).await.status,
+            200
+        );
         let written = all_answered(&fleet[..1], user).await;
         assert!(written[0] > 0);
     }
