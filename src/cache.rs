@@ -168,6 +168,12 @@ impl TaskListCache {
         let tiers = Tiers::new(first, Arc::clone(&retention)).with_fleet(fleet, lock_ttl);
         Ok(TaskListCache::with_storage(config, tiers, retention))
     }
+
+    /// The fleet (Redis) behind the second tier, when fleet mode is configured: other fleet-wide
+    /// state (a shared rate budget) runs its calls through it.
+    pub fn fleet(&self) -> Option<&Arc<Fleet>> {
+        self.storage.fleet()
+    }
 }
 
 impl<S: Storage> TaskListCache<S> {

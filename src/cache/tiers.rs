@@ -45,6 +45,10 @@ impl Tiers {
         self
     }
 
+    pub(super) fn fleet(&self) -> Option<&Arc<Fleet>> {
+        self.fleet.as_ref()
+    }
+
     /// An entry read from Redis, kept in the first tier too.
     fn kept_from_shared(&self, key: &Key, bytes: &[u8]) -> Option<Entry> {
         let entry = codec::decode(bytes)?;

@@ -131,6 +131,7 @@ async fn resume(fleet: &Fleet) -> bool {
     fleet.failures.store(0, Ordering::Relaxed);
     fleet.up.store(true, Ordering::Release);
     fleet.metrics.fleet.up.set(1);
+    fleet.metrics.fleet.breaker_open.set(0);
     tracing::info!(
         redis = %fleet.config.redis_url,
         "fleet mode up: sharing the cache tier and invalidations through Redis"

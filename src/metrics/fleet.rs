@@ -45,6 +45,9 @@ pub const INVALIDATION_KINDS: [&str; 2] = ["user", "all"];
 pub struct FleetMetrics {
     /// 1 while fleet mode is up (Redis in use), 0 while off or fallen back to first-tier only.
     pub up: Gauge,
+    /// 1 while fleet mode is configured but fallen back (Redis calls stopped until a reconnect
+    /// succeeds); 0 while up or off.
+    pub breaker_open: Gauge,
     /// Times fleet mode fell back to first-tier only.
     pub fallbacks: Counter,
     pub lookups: Family<ResultLabels, Counter>,
@@ -86,6 +89,11 @@ impl FleetMetrics {
             "fleet_up",
             "1 while fleet mode uses Redis, 0 while off or fallen back to first-tier only",
             self.up.clone(),
+        );
+        registry.register(
+            "fleet_breaker_open",
+            "1 while fleet mode is configured but fallen back to first-tier only (Redis calls stopped)",
+            self.breaker_open.clone(),
         );
         registry.register(
             "fleet_fallbacks",

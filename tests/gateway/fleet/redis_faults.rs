@@ -5,7 +5,7 @@
 use std::time::{Duration, Instant};
 
 use crate::cache::{create, version, versioned_mock};
-use crate::fleet::{fleet_of, key_file, overlay, wait_fleet_up};
+use crate::fleet::{fleet_of, key_file, metric, overlay, wait_fleet_up};
 use crate::support::redis::RedisServer;
 use crate::support::{Mock, TestGateway, TASK_LIST};
 
@@ -40,6 +40,11 @@ async fn redis_killed_then_back_every_request_is_answered_and_fleet_mode_resumes
         all_answered(&fleet, "ada").await;
     }
     wait_fleet_up(&fleet[0], false).await;
+    assert_eq!(
+        metric(&fleet[0], "koodrive_gateway_fleet_breaker_open").await,
+        1.0
+    );
+    assert!(metric(&fleet[0], "koodrive_gateway_fleet_fallbacks_total").await >= 1.0);
     // A write while Redis is away still invalidates the writer's own sidecar.
     let before = all_answered(&fleet, "ada").await;
     assert_eq!(
@@ -50,8 +55,15 @@ async fn redis_killed_then_back_every_request_is_answered_and_fleet_mode_resumes
     redis.restart_empty();
     for gw in &fleet {
         wait_fleet_up(gw, true).await;
+        assert_eq!(metric(gw, "koodrive_gateway_fleet_breaker_open").await, 0.0);
     }
-    all_answered(&fleet, "ada").await;
+    // The write made while Redis was away reached the fleet on resume: no sidecar serves the
+    // list from before it.
+    let after = all_answered(&fleet, "ada").await;
+    assert!(
+        after.iter().all(|v| *v > before[0]),
+        "{after:?} after {before:?}"
+    );
 }
 
 #[tokio::test]
@@ -59,17 +71,28 @@ async fn redis_paused_then_resumed_every_request_is_answered() {
     let redis = RedisServer::start(None);
     let mock = versioned_mock().await;
     let fleet = fleet_of(2, &mock, &redis, "").await;
-    all_answered(&fleet, "ada").await;
+    let before = all_answered(&fleet, "ada").await;
     redis.stop();
     for user in ["ada", "bob", "cy"] {
         all_answered(&fleet, user).await;
     }
-    wait_fleet_up(&fleet[0], false).await;
+    for gw in &fleet {
+        wait_fleet_up(gw, false).await;
+    }
+    // A write while Redis hangs: answered, and its fleet-wide bump made on resume.
+    let write = fleet[0].client.send(create(&fleet[0], "ada")).await;
+    assert_eq!(write.status, 200);
     redis.resume();
     for gw in &fleet {
         wait_fleet_up(gw, true).await;
     }
     all_answered(&fleet, "dee").await;
+    // Redis kept the page from before the write; the bump made on resume keeps it unreachable.
+    let after = all_answered(&fleet, "ada").await;
+    assert!(
+        after.iter().all(|v| *v > before[0]),
+        "{after:?} after {before:?}"
+    );
 }
 
 /// Generations never go backwards: after Redis restarts empty, a page from before a write is
