@@ -15,6 +15,7 @@ pub struct RawFleet {
     pub redis_url: Option<String>,
     pub redis_password_file: Option<PathBuf>,
     pub key_file: Option<PathBuf>,
+    pub ca_file: Option<PathBuf>,
     pub key_prefix: String,
     #[serde(deserialize_with = "units::duration")]
     pub timeout: Duration,
@@ -28,6 +29,7 @@ impl Default for RawFleet {
             redis_url: None,
             redis_password_file: None,
             key_file: None,
+            ca_file: None,
             key_prefix: "koodrive-gateway".into(),
             timeout: Duration::from_millis(25),
             heartbeat: Duration::from_millis(250),
@@ -43,6 +45,8 @@ pub struct FleetConfig {
     pub redis_url: String,
     pub redis_password_file: Option<PathBuf>,
     pub key_file: PathBuf,
+    /// PEM CA certificates that verify a `rediss://` server instead of the webpki roots.
+    pub ca_file: Option<PathBuf>,
     pub key_prefix: String,
     /// The bound on each Redis call.
     pub timeout: Duration,
@@ -65,6 +69,12 @@ pub(super) fn fleet_from_raw(raw: RawFleet) -> Result<Option<FleetConfig>, Confi
             "fleet mode (fleet.redis_url) needs a fleet key file: pages in Redis are signed with it",
         ));
     };
+    if raw.ca_file.is_some() && !url.starts_with("rediss://") {
+        return Err(invalid(
+            "fleet.ca_file",
+            "verifies a TLS server: fleet.redis_url must be rediss://",
+        ));
+    }
     if raw.key_prefix.is_empty() || raw.key_prefix.contains(char::is_whitespace) {
         return Err(invalid(
             "fleet.key_prefix",
@@ -83,6 +93,7 @@ pub(super) fn fleet_from_raw(raw: RawFleet) -> Result<Option<FleetConfig>, Confi
         redis_url: url,
         redis_password_file: raw.redis_password_file,
         key_file,
+        ca_file: raw.ca_file,
         key_prefix: raw.key_prefix,
         timeout: raw.timeout,
         heartbeat: raw.heartbeat,
@@ -106,6 +117,14 @@ pub(super) async fn check_files(fleet: &FleetConfig) -> Result<(), ConfigError> 
         tokio::fs::read(path)
             .await
             .map_err(|e| invalid("fleet.redis_password_file", e))?;
+    }
+    if let Some(path) = &fleet.ca_file {
+        let pem = tokio::fs::read(path)
+            .await
+            .map_err(|e| invalid("fleet.ca_file", e))?;
+        if !pem.windows(27).any(|w| w == b"-----BEGIN CERTIFICATE-----") {
+            return Err(invalid("fleet.ca_file", "holds no PEM certificate"));
+        }
     }
     Ok(())
 }

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use futures_util::StreamExt;
 use redis::aio::{MultiplexedConnection, PubSubSink, PubSubStream};
-use redis::{AsyncConnectionConfig, Client, IntoConnectionInfo};
+use redis::{AsyncConnectionConfig, Client, IntoConnectionInfo, TlsCertificates};
 
 use super::names::{parse_hint, Hint};
 use super::{Fleet, Pending};
@@ -72,7 +72,20 @@ async fn connect(fleet: &Fleet) -> Result<(PubSubSink, PubSubStream), String> {
             .map_err(|_| "fleet.redis_password_file cannot be read".to_owned())?;
         info.redis.password = Some(password.trim().to_owned());
     }
-    let client = Client::open(info).map_err(|e| format!("{:?}", e.kind()))?;
+    let client = match &fleet.config.ca_file {
+        None => Client::open(info),
+        Some(path) => {
+            let pem = tokio::fs::read(path)
+                .await
+                .map_err(|_| "fleet.ca_file cannot be read".to_owned())?;
+            let certificates = TlsCertificates {
+                client_tls: None,
+                root_cert: Some(pem),
+            };
+            Client::build_with_tls(info, certificates)
+        }
+    }
+    .map_err(|e| format!("{:?}", e.kind()))?;
     let config = AsyncConnectionConfig::new()
         .set_connection_timeout(CONNECT_TIMEOUT)
         .set_response_timeout(fleet.config.timeout.max(CONNECT_TIMEOUT));

@@ -16,6 +16,7 @@ mod isolation;
 mod purge;
 mod read_your_writes;
 mod redis_faults;
+mod tls;
 
 /// A fleet key file for this test (a fresh name each call).
 pub(crate) fn key_file() -> PathBuf {

@@ -13,6 +13,9 @@ use super::packages::require;
 
 pub struct RedisServer {
     pub port: u16,
+    /// A TLS port beside the plain one (which the test's own client uses), when started so.
+    pub tls_port: Option<u16>,
+    tls_files: Option<(PathBuf, PathBuf)>,
     password: Option<String>,
     child: Option<Child>,
     binary: PathBuf,
@@ -34,7 +37,24 @@ impl RedisServer {
         let port = free_port();
         let mut server = RedisServer {
             port,
+            tls_port: None,
+            tls_files: None,
             password: password.map(str::to_owned),
+            child: None,
+            binary,
+        };
+        server.spawn();
+        server
+    }
+
+    /// A server that also speaks TLS, with this certificate chain and key (PEM files).
+    pub fn start_tls(cert: PathBuf, key: PathBuf) -> RedisServer {
+        let binary = require("redis-server", "redis-server");
+        let mut server = RedisServer {
+            port: free_port(),
+            tls_port: Some(free_port()),
+            tls_files: Some((cert, key)),
+            password: None,
             child: None,
             binary,
         };
@@ -60,6 +80,11 @@ impl RedisServer {
         ]);
         if let Some(password) = &self.password {
             command.args(["--requirepass", password]);
+        }
+        if let (Some(port), Some((cert, key))) = (self.tls_port, &self.tls_files) {
+            command.args(["--tls-port", &port.to_string(), "--tls-auth-clients", "no"]);
+            command.arg("--tls-cert-file").arg(cert);
+            command.arg("--tls-key-file").arg(key);
         }
         let child = command
             .stdout(Stdio::null())
