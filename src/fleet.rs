@@ -61,6 +61,8 @@ pub struct Fleet {
     failures: AtomicU32,
     learned: RwLock<Learned>,
     pending: Mutex<Pending>,
+    /// The Redis server last connected to, by its `run_id`.
+    run_id: Mutex<Option<String>>,
     writes: mpsc::Sender<Write>,
     metrics: Arc<Metrics>,
     on_forget: OnForget,
@@ -113,6 +115,7 @@ impl Fleet {
             failures: AtomicU32::new(0),
             learned: RwLock::default(),
             pending: Mutex::default(),
+            run_id: Mutex::default(),
             writes,
             metrics,
             on_forget,

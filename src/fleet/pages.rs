@@ -28,6 +28,9 @@ impl Fleet {
     /// (written or altered by another Redis client) is deleted, counted, and never returned.
     /// `counted`: a lookup for a request (not a wait's poll), counted in `fleet_lookups`.
     pub async fn page(&self, key: &[u8; 32], counted: bool) -> Option<Bytes> {
+        if !self.is_up() {
+            return None;
+        }
         let count = |result| {
             if counted {
                 self.metrics.fleet.lookup(result);

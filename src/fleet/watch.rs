@@ -122,7 +122,16 @@ async fn resume(fleet: &Fleet) -> bool {
     };
     let channel = fleet.names.channel();
     let mut bumps = Vec::new();
-    if pending.epoch {
+    // Another Redis server than the last one (restarted, or failed over to a replica that may
+    // have missed the last bumps): every page it holds is moved out of reach at once.
+    let run_id = server_run_id(&conn).await;
+    let changed = {
+        let mut last = fleet.run_id.lock().unwrap_or_else(|p| p.into_inner());
+        let changed = last.is_some() && *last != run_id;
+        *last = run_id;
+        changed
+    };
+    if pending.epoch || changed {
         bumps.push((fleet.names.epoch(), super::names::EPOCH_HINT.to_owned()));
     }
     for user in &pending.users {
@@ -150,6 +159,21 @@ async fn resume(fleet: &Fleet) -> bool {
         "fleet mode up: sharing the cache tier and invalidations through Redis"
     );
     true
+}
+
+/// The server's `run_id` (new at every start of a Redis process, so a failover changes it too).
+async fn server_run_id(conn: &MultiplexedConnection) -> Option<String> {
+    let mut conn = conn.clone();
+    let mut command = redis::cmd("INFO");
+    command.arg("server");
+    let info = command.query_async::<String>(&mut conn);
+    let info = tokio::time::timeout(CONNECT_TIMEOUT, info)
+        .await
+        .ok()?
+        .ok()?;
+    info.lines()
+        .find_map(|line| line.strip_prefix("run_id:"))
+        .map(|id| id.trim().to_owned())
 }
 
 fn merge(into: &mut Pending, from: Pending) {

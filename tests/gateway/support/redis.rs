@@ -19,6 +19,8 @@ pub struct RedisServer {
     password: Option<String>,
     child: Option<Child>,
     binary: PathBuf,
+    /// Where `SAVE` writes its snapshot, which a restart loads.
+    dir: PathBuf,
 }
 
 /// A reply, as far as the tests read one.
@@ -42,6 +44,7 @@ impl RedisServer {
             password: password.map(str::to_owned),
             child: None,
             binary,
+            dir: scratch_dir(),
         };
         server.spawn();
         server
@@ -57,6 +60,7 @@ impl RedisServer {
             password: None,
             child: None,
             binary,
+            dir: scratch_dir(),
         };
         server.spawn();
         server
@@ -78,6 +82,7 @@ impl RedisServer {
             "--appendonly",
             "no",
         ]);
+        command.arg("--dir").arg(&self.dir);
         if let Some(password) = &self.password {
             command.args(["--requirepass", password]);
         }
@@ -112,6 +117,14 @@ impl RedisServer {
 
     /// A killed server started again on the same port: empty.
     pub fn restart_empty(&mut self) {
+        self.kill();
+        let _ = std::fs::remove_file(self.dir.join("dump.rdb"));
+        self.spawn();
+    }
+
+    /// A killed server started again on the same port with the data of its last `SAVE`, as a
+    /// replica that missed the latest writes takes over in a failover.
+    pub fn restart_from_snapshot(&mut self) {
         self.kill();
         self.spawn();
     }
@@ -204,6 +217,7 @@ impl Drop for RedisServer {
                 .status();
         }
         self.kill();
+        let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
 
@@ -242,6 +256,17 @@ fn read_reply(reader: &mut impl BufRead) -> std::io::Result<Resp> {
         }
         _ => return Err(bad()),
     })
+}
+
+/// A fresh directory for one server's snapshot.
+fn scratch_dir() -> PathBuf {
+    let dir = std::env::temp_dir().join(format!(
+        "kg-redis-{}-{}",
+        std::process::id(),
+        fastrand::u64(..)
+    ));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
 }
 
 /// A port free on loopback now (bound, then released for redis-server to take).
