@@ -13,6 +13,7 @@ mod collapsing;
 mod generations;
 mod integrity;
 mod isolation;
+mod logging;
 mod purge;
 mod read_your_writes;
 mod redis_faults;
