@@ -48,6 +48,16 @@ const MAX_PENDING: usize = 10_000;
 /// The generation a key is built from in fleet mode: the fleet epoch and the user's counter.
 pub type FleetGeneration = [u64; 2];
 
+/// A generation as known without a Redis call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Known {
+    Known(FleetGeneration),
+    /// Fleet mode is fallen back: the first tier's own generation applies.
+    Down,
+    /// Not learned yet: Redis must be asked.
+    Ask,
+}
+
 /// Called when the first tier must drop what it holds: fleet mode resumed (what it stored while
 /// fallen back cannot be proven current) or the whole fleet was purged.
 pub type OnForget = Box<dyn Fn() + Send + Sync>;
@@ -202,17 +212,27 @@ impl Fleet {
         *learned = Learned::default();
     }
 
+    /// What this sidecar knows of the user's generation without asking Redis: `Known` from
+    /// what it learned, `Down` while fleet mode is fallen back, else `Ask` (see
+    /// [`Fleet::generation`]).
+    pub fn known_generation(&self, user: &UserTag) -> Known {
+        if !self.is_up() {
+            return Known::Down;
+        }
+        let learned = self.learned.read().unwrap_or_else(|p| p.into_inner());
+        match (learned.epoch, learned.users.get(user)) {
+            (Some(epoch), Some(&user_gen)) => Known::Known([epoch, user_gen]),
+            _ => Known::Ask,
+        }
+    }
+
     /// The user's fleet generation (with the fleet epoch), from what this sidecar learned, or
     /// read from Redis (seeded from the clock when missing); `None` while fleet mode is down.
     pub async fn generation(&self, user: &UserTag) -> Option<FleetGeneration> {
-        if !self.is_up() {
-            return None;
-        }
-        {
-            let learned = self.learned.read().unwrap_or_else(|p| p.into_inner());
-            if let (Some(epoch), Some(&user_gen)) = (learned.epoch, learned.users.get(user)) {
-                return Some([epoch, user_gen]);
-            }
+        match self.known_generation(user) {
+            Known::Known(generation) => return Some(generation),
+            Known::Down => return None,
+            Known::Ask => {}
         }
         let keys = [self.names.epoch(), self.names.generation(user)];
         let read: Vec<u64> = self

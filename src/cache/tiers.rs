@@ -13,7 +13,10 @@ use tokio::time::Instant;
 
 use super::storage::{Claim, Generation};
 use super::{Entry, Key, MemoryStorage, Page, Storage, Usage};
-use crate::fleet::{user_tag, Fleet};
+use crate::fleet::{user_tag, Fleet, Known};
+
+/// A Redis round trip, boxed: only first-tier misses and unknown users in fleet mode make one.
+type Shared<'a, T> = std::pin::Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
 mod codec;
 
@@ -60,13 +63,23 @@ impl Tiers {
 impl Storage for Tiers {
     fn lookup(&self, key: &Key) -> impl Future<Output = Option<Entry>> + Send {
         let hit = self.first.get(key);
-        async move {
-            if hit.is_some() {
-                return hit;
+        // Boxed, and only on a first-tier miss in fleet mode: a hit's future stays as small
+        // as the first tier's alone.
+        let shared: Option<Shared<'_, Option<Entry>>> = match (&hit, &self.fleet) {
+            (None, Some(fleet)) => {
+                let key = *key;
+                Some(Box::pin(async move {
+                    let bytes = fleet.page(&key, true).await?;
+                    self.kept_from_shared(&key, &bytes)
+                }))
             }
-            let fleet = self.fleet.as_ref()?;
-            let bytes = fleet.page(key, true).await?;
-            self.kept_from_shared(key, &bytes)
+            _ => None,
+        };
+        async move {
+            match shared {
+                Some(shared) => shared.await,
+                None => hit,
+            }
         }
     }
 
@@ -85,15 +98,37 @@ impl Storage for Tiers {
         true
     }
 
-    async fn generation(&self, user_id: &HeaderValue) -> Generation {
-        if let Some(fleet) = &self.fleet {
-            if let Some(generation) = fleet.generation(&user_tag(user_id.as_bytes())).await {
-                return generation;
-            }
-        }
+    fn generation(&self, user_id: &HeaderValue) -> impl Future<Output = Generation> + Send {
         // First tier only (no fleet, or fallen back): the local counter, under an epoch no
         // fleet has (fleet epochs are seeded from the clock).
-        [0, self.first.local_generation(user_id)]
+        let local = || [0, self.first.local_generation(user_id)];
+        // Known at once (no fleet, learned, or fallen back), or read from Redis in a boxed
+        // future, so that the common case's future stays small.
+        let (known, read): (Option<Generation>, Option<Shared<'_, Option<Generation>>>) =
+            match &self.fleet {
+                None => (Some(local()), None),
+                Some(fleet) => {
+                    let user = user_tag(user_id.as_bytes());
+                    match fleet.known_generation(&user) {
+                        Known::Known(generation) => (Some(generation), None),
+                        Known::Down => (Some(local()), None),
+                        Known::Ask => (
+                            None,
+                            Some(Box::pin(async move { fleet.generation(&user).await })),
+                        ),
+                    }
+                }
+            };
+        async move {
+            match (known, read) {
+                (Some(generation), _) => generation,
+                (None, Some(read)) => match read.await {
+                    Some(generation) => generation,
+                    None => [0, self.first.local_generation(user_id)],
+                },
+                (None, None) => [0, self.first.local_generation(user_id)],
+            }
+        }
     }
 
     fn invalidate_user(&self, user_id: &HeaderValue) -> impl Future<Output = ()> + Send {
