@@ -293,14 +293,25 @@ where
         F: Future<Output = Result<Page, GatewayError>>,
     {
         // A flight that finished just before this one began has stored a fresh page: use it.
-        if let Some(entry) = self.get(&key).await {
-            if let policy::Freshness::Fresh(_) = policy::freshness(entry.age(), &self.config.load())
-            {
-                return Fill::Shared(Arc::new(Fetched {
-                    page: entry.to_page(),
-                    stored: false,
-                }));
+        // (In fleet mode, a stale first-tier page may have a fresh successor in Redis, stored
+        // by another sidecar's fill: a refresh takes that rather than fetching again.)
+        let fresh = |entry: &Entry| {
+            matches!(
+                policy::freshness(entry.age(), &self.config.load()),
+                policy::Freshness::Fresh(_)
+            )
+        };
+        let stored = match self.get(&key).await {
+            Some(entry) if !entry.is_shared() && !fresh(&entry) => {
+                self.storage.lookup_shared(&key).await
             }
+            other => other,
+        };
+        if let Some(entry) = stored.filter(|entry| fresh(entry)) {
+            return Fill::Shared(Arc::new(Fetched {
+                page: entry.to_page(),
+                stored: false,
+            }));
         }
         // In fleet mode, one sidecar fetches for all: another's fetch may give the page.
         let _claim = match self.storage.claim(&key).await {

@@ -51,6 +51,10 @@ pub trait Storage: Send + Sync + 'static {
     /// Drops every entry.
     fn purge(&self) -> impl Future<Output = ()> + Send;
 
+    /// The shared tier's entry under `key`, past the first tier (whose page is stale): none
+    /// without a shared tier.
+    fn lookup_shared(&self, key: &Key) -> impl Future<Output = Option<Entry>> + Send;
+
     /// Called by a fill before it fetches: a shared tier makes one sidecar fetch for all.
     fn claim(&self, key: &Key) -> impl Future<Output = Claim> + Send;
 
@@ -155,6 +159,10 @@ impl Storage for MemoryStorage {
     fn purge(&self) -> impl Future<Output = ()> + Send {
         self.drop_all();
         ready(())
+    }
+
+    fn lookup_shared(&self, _key: &Key) -> impl Future<Output = Option<Entry>> + Send {
+        ready(None)
     }
 
     fn claim(&self, _key: &Key) -> impl Future<Output = Claim> + Send {

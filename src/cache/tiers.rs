@@ -83,6 +83,12 @@ impl Storage for Tiers {
         }
     }
 
+    async fn lookup_shared(&self, key: &Key) -> Option<Entry> {
+        let fleet = self.fleet.as_ref()?;
+        let bytes = fleet.page(key, true).await?;
+        self.kept_from_shared(key, &bytes)
+    }
+
     fn store(&self, key: Key, entry: Entry) -> bool {
         let page = self
             .fleet

@@ -28,10 +28,15 @@ pub(crate) fn key_file() -> PathBuf {
     path
 }
 
-/// The `[fleet]` overlay for a gateway sharing `redis`; `extra` lines are added to the section.
+/// The `[fleet]` overlay for a gateway sharing `redis`; `extra` lines are added to the section,
+/// and may end with a `[cache]` section of their own (else pages stay fresh for 60 s).
 pub(crate) fn overlay(redis: &RedisServer, key: &std::path::Path, extra: &str) -> String {
+    let cache = match extra.contains("[cache]") {
+        true => "",
+        false => "[cache]\nttl = \"60s\"\n",
+    };
     format!(
-        "[cache]\nttl = \"60s\"\n[fleet]\nredis_url = \"{}\"\nkey_file = \"{}\"\n\
+        "{cache}[fleet]\nredis_url = \"{}\"\nkey_file = \"{}\"\n\
          timeout = \"200ms\"\nheartbeat = \"100ms\"\n{extra}",
         redis.url(),
         key.display()
