@@ -53,10 +53,17 @@ async fn redis_killed_then_back_every_request_is_answered_and_fleet_mode_resumes
     );
     assert!(all_answered(&fleet[..1], "ada").await[0] > before[0]);
     redis.restart_empty();
+    let back = Instant::now();
     for gw in &fleet {
         wait_fleet_up(gw, true).await;
         assert_eq!(metric(gw, "koodrive_gateway_fleet_breaker_open").await, 0.0);
     }
+    // "Within a second or two" (2 s at most between tries), with a margin for a loaded machine.
+    assert!(
+        back.elapsed() < Duration::from_secs(5),
+        "resumed after {:?}",
+        back.elapsed()
+    );
     // The write made while Redis was away reached the fleet on resume: no sidecar serves the
     // list from before it.
     let after = all_answered(&fleet, "ada").await;
