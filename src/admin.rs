@@ -46,7 +46,7 @@ pub async fn handle<B>(admin: &Admin, request: Request<B>) -> Response<Body> {
             r#"{"status":"draining"}"#.into(),
         ),
         (METRICS, true, _) => metrics(admin),
-        (PURGE, _, true) => purge(admin, &request),
+        (PURGE, _, true) => purge(admin, &request).await,
         // A known endpoint asked with the wrong method: 405 naming the right ones (RFC 9110
         // section 15.5.6), so a `GET /cache/purge` is not mistaken for a missing endpoint.
         (HEALTHZ | READYZ | METRICS, _, _) => not_allowed("GET, HEAD"),
@@ -71,7 +71,7 @@ fn not_allowed(allow: &'static str) -> Response<Body> {
     response
 }
 
-fn purge<B>(admin: &Admin, request: &Request<B>) -> Response<Body> {
+async fn purge<B>(admin: &Admin, request: &Request<B>) -> Response<Body> {
     // One credential, as on the proxy listener: a second one is not silently ignored.
     if request
         .headers()
@@ -105,7 +105,7 @@ fn purge<B>(admin: &Admin, request: &Request<B>) -> Response<Body> {
     };
     match user_id {
         None => {
-            admin.cache.purge_all();
+            admin.cache.purge_all().await;
             invalidated(admin, "purge_all");
             tracing::info!("admin purge: every cached page dropped");
             json(StatusCode::OK, r#"{"purged":"all"}"#.into())
@@ -113,7 +113,7 @@ fn purge<B>(admin: &Admin, request: &Request<B>) -> Response<Body> {
         // Read as the cache key reads a user id: without the spaces around it.
         Some(user_id) => match HeaderValue::from_str(&user_id).map(|v| crate::auth::trimmed(&v)) {
             Ok(value) if !value.is_empty() => {
-                admin.cache.invalidate_user(&value);
+                admin.cache.invalidate_user(&value).await;
                 invalidated(admin, "purge_user");
                 tracing::info!("admin purge: one user's cached pages dropped");
                 json(

@@ -33,7 +33,7 @@
 //! assert!(cache.store_if_allowed(key, &page, tokio::time::Instant::now()));
 //! assert!(cache.get(&key).await.is_some());
 //! // A write by Ada moves her to a new generation: her old keys no longer reach the page.
-//! cache.invalidate_user(&ada.user_id);
+//! cache.invalidate_user(&ada.user_id).await;
 //! assert_ne!(cache.key(&ada, &query).await, key);
 //! # });
 //! ```
@@ -44,6 +44,7 @@ pub mod page;
 pub mod policy;
 pub mod query;
 pub mod storage;
+pub mod tiers;
 
 use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -58,14 +59,18 @@ use sha2::{Digest, Sha256};
 
 use crate::admission::Admission;
 use crate::auth::Identity;
+use crate::config::fleet::FleetConfig;
 use crate::config::routes::Windows;
 use crate::config::CacheConfig;
 use crate::error::GatewayError;
+use crate::fleet::{Fleet, FleetError};
+use crate::metrics::Metrics;
 use lock::{CacheLock, Fill, Flight, Role};
 pub use outcome::{CacheOutcome, PassReason};
 pub use page::{Entry, Page};
 pub use query::TaskListQuery;
 pub use storage::{MemoryStorage, Storage, Usage};
+pub use tiers::Tiers;
 
 /// A SHA-256 over identity, generation and canonical query: fixed size, no secret in clear.
 pub type Key = [u8; 32];
@@ -102,7 +107,7 @@ impl std::hash::Hasher for DigestHasher {
 
 type KeyHash = std::hash::BuildHasherDefault<DigestHasher>;
 
-pub struct TaskListCache<S = MemoryStorage> {
+pub struct TaskListCache<S = Tiers> {
     storage: S,
     /// Keys whose page was too large to share ("hit-for-pass", as Varnish calls it): requests for
     /// them stream from KooDrive directly, without a flight that would only learn it again.
@@ -141,10 +146,34 @@ fn retention_ms(config: &CacheConfig) -> u64 {
 }
 
 impl TaskListCache {
+    /// The first tier alone: a single sidecar.
     pub fn new(config: &CacheConfig) -> TaskListCache {
         let retention = Arc::new(AtomicU64::new(retention_ms(config)));
-        let storage = MemoryStorage::new(config, Arc::clone(&retention));
-        TaskListCache::with_storage(config, storage, retention)
+        let first = MemoryStorage::new(config, Arc::clone(&retention));
+        let tiers = Tiers::new(first, Arc::clone(&retention));
+        TaskListCache::with_storage(config, tiers, retention)
+    }
+
+    /// Both tiers: the first, and the fleet's shared Redis tier behind it. `lock_ttl` bounds a
+    /// fleet-wide fill (the upstream timeout: no fetch lasts longer).
+    pub async fn with_fleet(
+        config: &CacheConfig,
+        fleet: FleetConfig,
+        metrics: Arc<Metrics>,
+        lock_ttl: Duration,
+    ) -> Result<TaskListCache, FleetError> {
+        let retention = Arc::new(AtomicU64::new(retention_ms(config)));
+        let first = MemoryStorage::new(config, Arc::clone(&retention));
+        let forget = Box::new(first.dropper());
+        let fleet = Fleet::start(fleet, metrics, forget).await?;
+        let tiers = Tiers::new(first, Arc::clone(&retention)).with_fleet(fleet, lock_ttl);
+        Ok(TaskListCache::with_storage(config, tiers, retention))
+    }
+
+    /// The fleet (Redis) behind the second tier, when fleet mode is configured: other fleet-wide
+    /// state (a shared rate budget) runs its calls through it.
+    pub fn fleet(&self) -> Option<&Arc<Fleet>> {
+        self.storage.fleet()
     }
 }
 
@@ -194,20 +223,23 @@ impl<S: Storage> TaskListCache<S> {
             hash.update(part);
         }
         hash.update(identity.credential_sha256);
-        hash.update(generation.to_be_bytes());
+        for number in generation {
+            hash.update(number.to_be_bytes());
+        }
         hash.update(canonical);
         hash.finalize().into()
     }
 
-    /// Makes every cached page of this user unreachable at once (its entries age out).
-    pub fn invalidate_user(&self, user_id: &HeaderValue) {
-        self.storage.invalidate_user(user_id);
+    /// Makes every cached page of this user unreachable at once (its entries age out); in
+    /// fleet mode, on every sidecar, before the future ends.
+    pub async fn invalidate_user(&self, user_id: &HeaderValue) {
+        self.storage.invalidate_user(user_id).await;
     }
 
-    /// Drops every entry.
-    pub fn purge_all(&self) {
-        self.storage.purge();
+    /// Drops every entry (in fleet mode, on every sidecar).
+    pub async fn purge_all(&self) {
         self.passes.invalidate_all();
+        self.storage.purge().await;
     }
 
     pub async fn get(&self, key: &Key) -> Option<Entry> {
@@ -280,14 +312,36 @@ where
         F: Future<Output = Result<Page, GatewayError>>,
     {
         // A flight that finished just before this one began has stored a fresh page: use it.
-        if let Some(entry) = self.get(&key).await {
-            if let policy::Freshness::Fresh(_) = policy::freshness(entry.age(), windows) {
+        // (In fleet mode, a stale first-tier page may have a fresh successor in Redis, stored
+        // by another sidecar's fill: a refresh takes that rather than fetching again.)
+        let fresh = |entry: &Entry| {
+            matches!(
+                policy::freshness(entry.age(), windows),
+                policy::Freshness::Fresh(_)
+            )
+        };
+        let stored = match self.get(&key).await {
+            Some(entry) if !entry.is_shared() && !fresh(&entry) => {
+                self.storage.lookup_shared(&key).await
+            }
+            other => other,
+        };
+        if let Some(entry) = stored.filter(|entry| fresh(entry)) {
+            return Fill::Shared(Arc::new(Fetched {
+                page: entry.to_page(),
+                stored: false,
+            }));
+        }
+        // In fleet mode, one sidecar fetches for all: another's fetch may give the page.
+        let _claim = match self.storage.claim(&key).await {
+            storage::Claim::Filled(entry) => {
                 return Fill::Shared(Arc::new(Fetched {
                     page: entry.to_page(),
                     stored: false,
-                }));
+                }))
             }
-        }
+            storage::Claim::Fetch(guard) => guard,
+        };
         let requested_at = Instant::now();
         let fill = self.fetched(fetch.await, |page| {
             self.store_if_allowed(key, page, requested_at)

@@ -3,6 +3,7 @@
 //! Errors name the offending key.
 
 mod env;
+pub mod fleet;
 mod keys;
 pub mod memory;
 mod raw;
@@ -104,6 +105,8 @@ pub struct Config {
     pub admin: AdminConfig,
     pub log: LogConfig,
     pub telemetry: TelemetryConfig,
+    /// Fleet mode's shared Redis tier; `None` when `[fleet]` names no Redis.
+    pub fleet: Option<fleet::FleetConfig>,
 }
 
 #[derive(Debug, Clone)]
@@ -254,6 +257,9 @@ impl Config {
             crate::secret::read_file(path)
                 .await
                 .map_err(|e| invalid(self.auth.secret_key(), e))?;
+        }
+        if let Some(fleet) = &self.fleet {
+            fleet::check_files(fleet).await?;
         }
         Ok(())
     }

@@ -48,6 +48,8 @@ pub enum StartError {
     /// The secret file's key and why it cannot be used.
     #[error("{0}")]
     Secret(String),
+    #[error("fleet mode cannot start")]
+    Fleet(#[from] crate::fleet::FleetError),
 }
 
 /// A started gateway: its bound addresses and the handle that stops it.
@@ -65,7 +67,7 @@ impl Running {
     /// Applies a new, already validated config without dropping connections or the cache:
     /// credentials (and secret files), normalization rules, TTL and stale windows. Requests in
     /// flight finish with the config they started with. Listeners, upstream, limits, the admin
-    /// token, the log format and telemetry need a restart: each reload whose file differs from the
+    /// token, the log format, telemetry and `[fleet]` need a restart: each reload whose file differs from the
     /// start there says so (it still does on the next reload, as the process still runs the old
     /// value).
     pub async fn reload(&self, config: &Config) -> Result<(), StartError> {
@@ -106,6 +108,7 @@ impl Running {
                 "telemetry",
                 format!("{:?}", old.telemetry) != format!("{:?}", config.telemetry),
             ),
+            ("fleet", old.fleet != config.fleet),
         ];
         for (section, changed) in restart_only {
             if changed {
@@ -171,8 +174,15 @@ pub async fn run(config: Config) -> Result<Running, StartError> {
     let addr = local_addr(&listener, config.server.listen)?;
     let admin_addr = local_addr(&admin_listener, config.server.admin_listen)?;
 
-    let cache = Arc::new(TaskListCache::new(&config.cache));
     let metrics = Metrics::new();
+    let cache = Arc::new(match &config.fleet {
+        None => TaskListCache::new(&config.cache),
+        Some(fleet) => {
+            let lock_ttl = config.upstream.timeout;
+            let metrics = Arc::clone(&metrics);
+            TaskListCache::with_fleet(&config.cache, fleet.clone(), metrics, lock_ttl).await?
+        }
+    });
     let state = shared_state(&config, &metrics, Arc::clone(&cache)).await?;
     let ready = Arc::new(AtomicBool::new(true));
     let admin = Arc::new(Admin {

@@ -54,6 +54,7 @@ pub mod cache;
 pub mod coalesce;
 pub mod config;
 pub mod error;
+pub mod fleet;
 pub mod framing;
 pub mod gateway;
 pub mod head_timeout;

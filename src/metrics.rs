@@ -18,6 +18,7 @@ use prometheus_client::registry::Registry;
 
 use crate::route::Route;
 
+pub mod fleet;
 mod quota;
 mod register;
 
@@ -204,6 +205,8 @@ pub struct Metrics {
     pub buffered_bytes: Gauge,
     /// The upstream budget and KooDrive's throttling.
     pub quota: QuotaMetrics,
+    /// Fleet mode's series (`fleet_*`).
+    pub fleet: fleet::FleetMetrics,
 }
 
 impl Metrics {
@@ -242,12 +245,15 @@ impl Metrics {
             connections_refused: Family::default(),
             buffered_bytes: Gauge::default(),
             quota: QuotaMetrics::default(),
+            fleet: fleet::FleetMetrics::default(),
             registry: Registry::default(),
         };
         register::zero_known_series(&metrics);
         register::all(&metrics, &mut registry);
         metrics.quota.zero_known_series();
         metrics.quota.register(&mut registry);
+        metrics.fleet.zero_known_series();
+        metrics.fleet.register(&mut registry);
         let build_info = Family::<BuildLabels, Gauge>::default();
         build_info
             .get_or_create(&BuildLabels {

@@ -195,7 +195,9 @@ fn forward_other<'a>(
         };
         if let Some(unsettled) = &mut unsettled {
             match applied {
-                true => unsettled.invalidate(),
+                // Before the answer goes back: in fleet mode, every sidecar then misses the
+                // writer's old lists (bounded by fleet.timeout).
+                true => unsettled.invalidate().await,
                 false => unsettled.user_id = None,
             }
         }
@@ -228,21 +230,32 @@ struct UnsettledWrite<'a> {
 }
 
 impl UnsettledWrite<'_> {
-    fn invalidate(&mut self) {
+    async fn invalidate(&mut self) {
         if let Some(user_id) = self.user_id.take() {
-            self.state.cache.invalidate_user(&user_id);
-            self.state
-                .metrics
-                .cache_invalidations
-                .get_or_create(&ReasonLabels { reason: "write" })
-                .inc();
-            tracing::debug!("task write accepted: the writer's cached task lists are invalidated");
+            self.state.cache.invalidate_user(&user_id).await;
+            self.counted();
         }
+    }
+
+    fn counted(&self) {
+        self.state
+            .metrics
+            .cache_invalidations
+            .get_or_create(&ReasonLabels { reason: "write" })
+            .inc();
+        tracing::debug!("task write accepted: the writer's cached task lists are invalidated");
     }
 }
 
 impl Drop for UnsettledWrite<'_> {
+    /// Nobody waits for the answer any more: the invalidation runs on by itself.
     fn drop(&mut self) {
-        self.invalidate();
+        if let Some(user_id) = self.user_id.take() {
+            let cache = Arc::clone(&self.state.cache);
+            if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+                runtime.spawn(async move { cache.invalidate_user(&user_id).await });
+            }
+            self.counted();
+        }
     }
 }

@@ -86,7 +86,11 @@ pub async fn serve_cached(
         match policy::freshness(age, windows) {
             Freshness::Fresh(_) => {
                 let ttl = policy::ttl_seconds(age, windows);
-                return Ok(from_entry(state, entry, age, CacheOutcome::Hit { ttl }));
+                let outcome = match entry.is_shared() {
+                    false => CacheOutcome::Hit { ttl },
+                    true => CacheOutcome::SharedHit { ttl },
+                };
+                return Ok(from_entry(state, entry, age, outcome));
             }
             Freshness::Revalidate => {
                 let ttl = policy::ttl_seconds(age, windows);

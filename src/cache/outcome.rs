@@ -15,6 +15,8 @@ pub enum CacheOutcome {
     None,
     /// A fresh stored page; `ttl` seconds of freshness left.
     Hit { ttl: i64 },
+    /// A fresh page from the fleet's shared tier (Redis), after a first-tier miss.
+    SharedHit { ttl: i64 },
     /// A stale page served while one background refresh runs.
     StaleWhileRevalidate { ttl: i64 },
     /// A stale page served because KooDrive failed: with its status when it answered.
@@ -61,6 +63,7 @@ impl CacheOutcome {
         match self {
             CacheOutcome::None => "none",
             CacheOutcome::Hit { .. } => "hit",
+            CacheOutcome::SharedHit { .. } => "shared-hit",
             CacheOutcome::StaleWhileRevalidate { .. }
             | CacheOutcome::StaleIfError { .. }
             | CacheOutcome::StaleRateLimited { .. } => "stale",
@@ -77,6 +80,9 @@ impl CacheOutcome {
         let text = match self {
             CacheOutcome::None => return None,
             CacheOutcome::Hit { ttl } => return Some(hit_status(ttl)),
+            CacheOutcome::SharedHit { ttl } => {
+                format!("{CACHE_NAME}; hit; ttl={ttl}; detail=shared")
+            }
             CacheOutcome::StaleWhileRevalidate { ttl } => {
                 format!("{CACHE_NAME}; hit; ttl={ttl}; detail=stale-while-revalidate")
             }
@@ -108,7 +114,7 @@ impl CacheOutcome {
     pub fn count(self, metrics: &Metrics) {
         match self {
             CacheOutcome::None => 0,
-            CacheOutcome::Hit { .. } => metrics.cache_hits.inc(),
+            CacheOutcome::Hit { .. } | CacheOutcome::SharedHit { .. } => metrics.cache_hits.inc(),
             CacheOutcome::Collapsed => metrics.cache_collapsed.inc(),
             CacheOutcome::StaleWhileRevalidate { .. } => metrics
                 .cache_stale_served
@@ -195,6 +201,11 @@ mod tests {
         let cases = [
             (None, Option::None, "none"),
             (Hit { ttl: 5 }, Some("koodrive-gateway; hit; ttl=5"), "hit"),
+            (
+                SharedHit { ttl: 4 },
+                Some("koodrive-gateway; hit; ttl=4; detail=shared"),
+                "shared-hit",
+            ),
             (
                 StaleWhileRevalidate { ttl: -3 },
                 Some("koodrive-gateway; hit; ttl=-3; detail=stale-while-revalidate"),

@@ -88,6 +88,8 @@ pub struct Entry {
     status: StatusCode,
     /// When the request that fetched the page was sent: its age counts from then.
     requested_at: Instant,
+    /// Read from the fleet's shared tier (Redis) by this lookup, not found in the first tier.
+    shared: bool,
 }
 
 /// The largest allocator size class not above `len` (below 64 bytes, classes are 8 bytes apart
@@ -150,7 +152,21 @@ impl Entry {
             headers,
             status: page.status,
             requested_at,
+            shared: false,
         })
+    }
+
+    /// The same entry, marked as read from the shared tier.
+    pub fn from_shared_tier(self) -> Entry {
+        Entry {
+            shared: true,
+            ..self
+        }
+    }
+
+    /// Whether this lookup read the entry from the shared tier.
+    pub fn is_shared(&self) -> bool {
+        self.shared
     }
 
     /// The stored page as a response, with room for the headers a hit adds.

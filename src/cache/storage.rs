@@ -20,6 +20,17 @@ use crate::config::CacheConfig;
 /// invalidation), so that the table stays bounded.
 const MAX_TRACKED_USERS: usize = 100_000;
 
+/// The generation a key is built from: an epoch (the fleet's, or 0 for the first tier alone)
+/// and the user's counter.
+pub type Generation = [u64; 2];
+
+/// What a fill does before it fetches: fetch (holding the fleet-wide lock, when there is one),
+/// or take the page another sidecar's fetch just stored.
+pub enum Claim {
+    Fetch(Option<crate::fleet::LockGuard>),
+    Filled(Entry),
+}
+
 /// One tier of page storage.
 pub trait Storage: Send + Sync + 'static {
     /// The entry stored under `key`, if any.
@@ -31,13 +42,21 @@ pub trait Storage: Send + Sync + 'static {
 
     /// The user's generation, part of every key of theirs: bumped, it makes all their pages
     /// unreachable at once.
-    fn generation(&self, user_id: &HeaderValue) -> impl Future<Output = u64> + Send;
+    fn generation(&self, user_id: &HeaderValue) -> impl Future<Output = Generation> + Send;
 
-    /// Makes every stored page of this user unreachable (its entries age out).
-    fn invalidate_user(&self, user_id: &HeaderValue);
+    /// Makes every stored page of this user unreachable (its entries age out); a shared tier
+    /// has done so for every sidecar when the future ends.
+    fn invalidate_user(&self, user_id: &HeaderValue) -> impl Future<Output = ()> + Send;
 
     /// Drops every entry.
-    fn purge(&self);
+    fn purge(&self) -> impl Future<Output = ()> + Send;
+
+    /// The shared tier's entry under `key`, past the first tier (whose page is stale): none
+    /// without a shared tier.
+    fn lookup_shared(&self, key: &Key) -> impl Future<Output = Option<Entry>> + Send;
+
+    /// Called by a fill before it fetches: a shared tier makes one sidecar fetch for all.
+    fn claim(&self, key: &Key) -> impl Future<Output = Claim> + Send;
 
     /// Entries and bytes held, for the metrics (up to date: pending housekeeping is run first).
     fn usage(&self) -> Usage;
@@ -93,7 +112,19 @@ impl MemoryStorage {
         }
     }
 
-    fn current_generation(&self, user_id: &HeaderValue) -> u64 {
+    /// The first tier's entry under `key`: what a hit costs.
+    pub(super) fn get(&self, key: &Key) -> Option<Entry> {
+        self.entries.get(key)
+    }
+
+    /// A handle that drops every entry, for the fleet to call when the first tier cannot be
+    /// proven current.
+    pub(super) fn dropper(&self) -> impl Fn() + Send + Sync + 'static {
+        let entries = self.entries.clone();
+        move || entries.invalidate_all()
+    }
+
+    pub(super) fn local_generation(&self, user_id: &HeaderValue) -> u64 {
         let generations = self.generations.read().unwrap_or_else(|p| p.into_inner());
         // Until a first write, nobody has a generation of their own: no need to hash the id.
         if generations.by_user.is_empty() {
@@ -109,26 +140,43 @@ impl MemoryStorage {
 
 impl Storage for MemoryStorage {
     fn lookup(&self, key: &Key) -> impl Future<Output = Option<Entry>> + Send {
-        ready(self.entries.get(key))
+        ready(self.get(key))
     }
 
     fn store(&self, key: Key, entry: Entry) -> bool {
-        let requested_at = entry.requested_at();
-        let outcome = self
-            .entries
-            .entry(key)
-            .and_compute_with(|stored| match stored {
-                Some(stored) if stored.value().requested_at() > requested_at => Op::Nop,
-                _ => Op::Put(entry),
-            });
-        !matches!(outcome, CompResult::Unchanged(_) | CompResult::StillNone(_))
+        MemoryStorage::store(self, key, entry)
     }
 
-    fn generation(&self, user_id: &HeaderValue) -> impl Future<Output = u64> + Send {
-        ready(self.current_generation(user_id))
+    fn generation(&self, user_id: &HeaderValue) -> impl Future<Output = Generation> + Send {
+        ready([0, self.local_generation(user_id)])
     }
 
-    fn invalidate_user(&self, user_id: &HeaderValue) {
+    fn invalidate_user(&self, user_id: &HeaderValue) -> impl Future<Output = ()> + Send {
+        self.bump_user(user_id);
+        ready(())
+    }
+
+    fn purge(&self) -> impl Future<Output = ()> + Send {
+        self.drop_all();
+        ready(())
+    }
+
+    fn lookup_shared(&self, _key: &Key) -> impl Future<Output = Option<Entry>> + Send {
+        ready(None)
+    }
+
+    fn claim(&self, _key: &Key) -> impl Future<Output = Claim> + Send {
+        ready(Claim::Fetch(None))
+    }
+
+    fn usage(&self) -> Usage {
+        MemoryStorage::usage(self)
+    }
+}
+
+impl MemoryStorage {
+    /// Moves the user to a new generation.
+    pub(super) fn bump_user(&self, user_id: &HeaderValue) {
         let mut generations = self.generations.write().unwrap_or_else(|p| p.into_inner());
         generations.last += 1;
         let next = generations.last;
@@ -140,7 +188,8 @@ impl Storage for MemoryStorage {
         generations.by_user.insert(user, next);
     }
 
-    fn purge(&self) {
+    /// Moves everyone to a new generation and drops every entry.
+    pub(super) fn drop_all(&self) {
         let mut generations = self.generations.write().unwrap_or_else(|p| p.into_inner());
         generations.last += 1;
         generations.floor = generations.last;
@@ -148,7 +197,19 @@ impl Storage for MemoryStorage {
         self.entries.invalidate_all();
     }
 
-    fn usage(&self) -> Usage {
+    pub(super) fn store(&self, key: Key, entry: Entry) -> bool {
+        let requested_at = entry.requested_at();
+        let outcome = self
+            .entries
+            .entry(key)
+            .and_compute_with(|stored| match stored {
+                Some(stored) if stored.value().requested_at() > requested_at => Op::Nop,
+                _ => Op::Put(entry),
+            });
+        !matches!(outcome, CompResult::Unchanged(_) | CompResult::StillNone(_))
+    }
+
+    pub(super) fn usage(&self) -> Usage {
         // moka counts entries and bytes in its pending maintenance: run it first, or a scrape
         // right after a store or a purge reads the old figures. (Per scrape, never per request.)
         self.entries.run_pending_tasks();

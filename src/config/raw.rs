@@ -29,6 +29,8 @@ pub struct RawConfig {
     pub log: RawLog,
     #[serde(default)]
     pub telemetry: RawTelemetry,
+    #[serde(default)]
+    pub fleet: super::fleet::RawFleet,
 }
 
 #[derive(Debug, Deserialize)]

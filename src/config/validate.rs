@@ -37,6 +37,7 @@ impl Config {
             .map_err(|e| invalid("normalize", e))?;
         let log = log_from_raw(raw.log)?;
         let telemetry = telemetry_from_raw(raw.telemetry)?;
+        let fleet = super::fleet::fleet_from_raw(raw.fleet)?;
         let admin = AdminConfig {
             token: nonempty_secret("admin.token", raw.admin.token)?,
             max_connections: positive("admin.max_connections", raw.admin.max_connections)?,
@@ -61,6 +62,7 @@ impl Config {
             admin,
             log,
             telemetry,
+            fleet,
         })
     }
 }

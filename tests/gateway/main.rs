@@ -15,6 +15,7 @@ mod deploy;
 mod docs;
 mod errors;
 mod faults;
+mod fleet;
 mod forwarding;
 mod fuzz;
 mod invalidation;

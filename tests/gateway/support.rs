@@ -4,6 +4,7 @@
 pub mod client;
 pub mod packages;
 pub mod prometheus;
+pub mod redis;
 
 use std::collections::HashMap;
 use std::future::Future;
