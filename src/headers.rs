@@ -112,14 +112,31 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
     if !headers.keys().any(|name| HOP_BY_HOP.contains(name)) {
         return;
     }
-    let named: Vec<HeaderName> = headers
+    // Only the names present are removed (KooDrive's usual `Connection: keep-alive` is one
+    // removal, not ten), found by passes over the few names instead of hashing; a `Connection`
+    // token is compared byte-wise and case-blind (names are stored lowercase). The order of
+    // removal is the one the answer's remaining headers were always left in: the names
+    // `Connection` lists, then the fixed list.
+    let present = |token: &[u8]| {
+        headers
+            .keys()
+            .find(|name| token.eq_ignore_ascii_case(name.as_str().as_bytes()))
+            .cloned()
+    };
+    let mut doomed: Vec<HeaderName> = headers
         .get_all(header::CONNECTION)
         .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok())
+        .filter(|v| v.to_str().is_ok())
+        .flat_map(|v| v.as_bytes().split(|&b| b == b','))
+        .filter_map(|token| present(token.trim_ascii()))
         .collect();
-    for name in named.iter().chain(HOP_BY_HOP.iter()) {
+    doomed.extend(
+        HOP_BY_HOP
+            .iter()
+            .filter(|hop| headers.keys().any(|name| name == *hop))
+            .cloned(),
+    );
+    for name in doomed {
         headers.remove(name);
     }
 }
