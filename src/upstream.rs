@@ -6,6 +6,7 @@ mod breaker;
 mod deadline;
 pub mod exchange;
 mod heard;
+mod series;
 mod waiting;
 
 use std::sync::Arc;
@@ -28,6 +29,7 @@ use crate::headers;
 use crate::metrics::Metrics;
 use crate::tls::tls_config;
 use breaker::Breaker;
+use series::Series;
 
 pub use crate::tls::TlsSetupError;
 pub use deadline::{Deadline, DeadlineElapsed};
@@ -45,6 +47,7 @@ pub struct Upstream {
     connect_timeout: Duration,
     breaker: Arc<Breaker>,
     metrics: Arc<Metrics>,
+    series: Series,
     /// The `Host` the signature covers (`upstream.host`).
     host: http::HeaderValue,
 }
@@ -84,6 +87,7 @@ impl Upstream {
                 config.breaker_cooldown,
                 Arc::clone(&metrics),
             )),
+            series: Series::new(&metrics),
             metrics,
             host: config.host.clone(),
         })
