@@ -9,7 +9,9 @@
 use std::ops::Range;
 
 use super::code::{code_of, Code};
-use super::scan::{expect, is_integer, number, scan_string, skip_value, string, ws, Result, Stop};
+use super::scan::{
+    expect, is_integer, number, scan_string, short_key, skip_value, string, ws, Result, Stop,
+};
 use super::shape::{lookup, Field, FieldType, Key, Shape, Step};
 
 /// Rewrites the JSON document whose top-level object starts at `at` into `out`; returns the number
@@ -101,12 +103,22 @@ impl Rewriter<'_, '_> {
         }
         loop {
             let key_start = i;
-            let (key_end, escaped) = scan_string(b, i)?;
+            // Most keys are short and plain: read and looked up from one load.
+            let (key_end, escaped, key) = match short_key(b, i) {
+                Some((len, words)) => {
+                    let name = b.get(i + 1..i + 1 + len).unwrap_or_default();
+                    (i + len + 2, false, shape.key_words(name, words))
+                }
+                None => {
+                    let (key_end, escaped) = scan_string(b, i)?;
+                    let key = lookup(shape, b, key_start, key_end - key_start, escaped);
+                    (key_end, escaped, key)
+                }
+            };
             let colon = ws(b, key_end);
             expect(b, colon, b':')?;
             let start = ws(b, colon + 1);
             let compact = start == key_end + 1;
-            let key = lookup(shape, b, key_start, key_end - key_start, escaped);
             // A key the shape does not name, or a typed value that needs no change, is kept.
             let (end, edit) = match key {
                 None => (skip_value(b, start, depth)?, Edit::Keep),

@@ -166,6 +166,14 @@ impl Shape {
             }
             _ => words(name),
         };
+        self.key_words(name, words)
+    }
+
+    /// [`Shape::key_in`] for a key already read: `name` and its first sixteen bytes as two words
+    /// (the bytes past it zeroed).
+    #[inline(always)]
+    pub(super) fn key_words(&self, name: &[u8], words: [u64; 2]) -> Option<&Key> {
+        let len = name.len();
         let mask = self.slots.len().wrapping_sub(1);
         let mut slot = hash(len, words[0]) & mask;
         while let Some(&Some(entry)) = self.slots.get(slot) {
