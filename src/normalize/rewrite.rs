@@ -9,10 +9,8 @@
 use std::ops::Range;
 
 use super::code::{code_of, Code};
-use super::scan::{
-    expect, is_integer, number, scan_string, short_key, skip_value, string, ws, Result, Stop,
-};
-use super::shape::{lookup, Field, FieldType, Key, Shape, Step};
+use super::scan::{expect, is_integer, number, skip_value, string, ws, Result, Stop};
+use super::shape::{read_key, Field, FieldType, Key, Shape, Step};
 
 /// Rewrites the JSON document whose top-level object starts at `at` into `out`; returns the number
 /// of type mismatches and the output's top-level `code`, read on the way. Anything but whitespace
@@ -103,18 +101,7 @@ impl Rewriter<'_, '_> {
         }
         loop {
             let key_start = i;
-            // Most keys are short and plain: read and looked up from one load.
-            let (key_end, escaped, key) = match short_key(b, i) {
-                Some((len, words)) => {
-                    let name = b.get(i + 1..i + 1 + len).unwrap_or_default();
-                    (i + len + 2, false, shape.key_words(name, words))
-                }
-                None => {
-                    let (key_end, escaped) = scan_string(b, i)?;
-                    let key = lookup(shape, b, key_start, key_end - key_start, escaped);
-                    (key_end, escaped, key)
-                }
-            };
+            let (key_end, escaped, key) = read_key(shape, b, i)?;
             let colon = ws(b, key_end);
             expect(b, colon, b':')?;
             let start = ws(b, colon + 1);

@@ -245,6 +245,22 @@ fn words(name: &[u8]) -> [u64; 2] {
     [word(name), word(name.get(8..).unwrap_or_default())]
 }
 
+/// Reads the key at `i` (its opening `"`): past its closing quote, whether it has escapes, and what
+/// the shape says about it. Most keys are short and plain: read and looked up from one load.
+#[inline(always)]
+pub(super) fn read_key<'s>(
+    shape: &'s Shape,
+    b: &[u8],
+    i: usize,
+) -> super::scan::Result<(usize, bool, Option<&'s Key>)> {
+    if let Some((len, words)) = super::scan::short_key(b, i) {
+        let name = b.get(i + 1..i + 1 + len).unwrap_or_default();
+        return Ok((i + len + 2, false, shape.key_words(name, words)));
+    }
+    let (end, escaped) = super::scan::scan_string(b, i)?;
+    Ok((end, escaped, lookup(shape, b, i, end - i, escaped)))
+}
+
 /// What the shape says about a key (with its quotes), decoding it only if it has escapes.
 pub(super) fn lookup<'s>(
     shape: &'s Shape,
