@@ -9,7 +9,7 @@
 use std::ops::Range;
 
 use super::code::{code_of, Code};
-use super::scan::{expect, is_integer, number, skip_value, string, ws, Result, Stop};
+use super::scan::{expect, is_integer, number, scan_string, skip_value, ws, Result, Stop};
 use super::shape::{read_key, Field, FieldType, Key, Shape, Step};
 
 /// Rewrites the JSON document whose top-level object starts at `at` into `out`; returns the number
@@ -282,7 +282,8 @@ impl Rewriter<'_, '_> {
         let b = self.b;
         let first = b.get(start).copied().unwrap_or_default();
         let end = match first {
-            b'"' => string(b, start)?,
+            // Inlined here: most values of a page are typed strings.
+            b'"' => scan_string(b, start)?.0,
             b'-' | b'0'..=b'9' => number(b, start)?,
             _ => skip_value(b, start, depth)?,
         };
