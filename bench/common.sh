@@ -1,5 +1,6 @@
-# bench/common.sh: what bench/compare.sh and bench/callgrind.sh both set up, sourced by each after
-# it has set WORK, LIST, FILE_GET, FILE_POST and die. It runs nothing by itself.
+# bench/common.sh: what bench/compare.sh, bench/callgrind.sh and bench/syscalls.sh all set up,
+# sourced by each after it has set WORK, LIST, FILE_GET, FILE_POST and die. It runs nothing by
+# itself.
 
 # Polls a URL until it answers 2xx, $2 tries a tenth of a second apart (300 unless given: a loaded
 # machine starts a server slowly, and one under valgrind more slowly still).

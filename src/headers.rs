@@ -13,8 +13,10 @@ pub const CACHE_STATUS: HeaderName = HeaderName::from_static("cache-status");
 const KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
 const PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
 
+const HOP_BY_HOP_COUNT: usize = 9;
+
 /// Headers that describe one connection, never the message: not forwarded in either direction.
-const HOP_BY_HOP: [HeaderName; 9] = [
+const HOP_BY_HOP: [HeaderName; HOP_BY_HOP_COUNT] = [
     header::CONNECTION,
     KEEP_ALIVE,
     PROXY_CONNECTION,
@@ -108,19 +110,40 @@ pub fn only_chunked(headers: &HeaderMap) -> bool {
 
 /// Removes the hop-by-hop headers, including every header the `Connection` header names.
 pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
-    // Most messages carry none: one pass over their few names beats nine hashed removals.
-    if !headers.keys().any(|name| HOP_BY_HOP.contains(name)) {
+    // One pass over the few names says which of the fixed list are present; most messages carry
+    // none. Only those present are removed (KooDrive's usual `Connection: keep-alive` is one
+    // removal, not nine hashed ones).
+    let mut present = [false; HOP_BY_HOP_COUNT];
+    for name in headers.keys() {
+        if let Some(at) = HOP_BY_HOP.iter().position(|hop| hop == name) {
+            present[at] = true;
+        }
+    }
+    if !present.contains(&true) {
         return;
     }
+    // The headers `Connection` names, by its tokens compared case-blind with the names present
+    // (stored lowercase): usually none, and then nothing is allocated.
     let named: Vec<HeaderName> = headers
         .get_all(header::CONNECTION)
         .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok())
+        .filter(|v| v.to_str().is_ok())
+        .flat_map(|v| v.as_bytes().split(|&b| b == b','))
+        .filter_map(|token| {
+            let token = token.trim_ascii();
+            headers
+                .keys()
+                .find(|name| token.eq_ignore_ascii_case(name.as_str().as_bytes()))
+                .cloned()
+        })
         .collect();
-    for name in named.iter().chain(HOP_BY_HOP.iter()) {
+    // In the order the answer's remaining headers were always left in: the named ones, then the
+    // fixed list's.
+    for name in named {
         headers.remove(name);
+    }
+    for (hop, _) in HOP_BY_HOP.iter().zip(present).filter(|(_, here)| *here) {
+        headers.remove(hop);
     }
 }
 

@@ -6,9 +6,13 @@ mod breaker;
 mod deadline;
 pub mod exchange;
 mod heard;
+mod series;
 mod waiting;
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::Poll;
 use std::time::Duration;
 
 use http::uri::{PathAndQuery, Scheme};
@@ -18,7 +22,7 @@ use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::connect::{capture_connection, HttpConnector};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
-use tokio::time::Instant;
+use tokio::time::{Instant, Sleep};
 
 use crate::body::ClientBodyError;
 use crate::body::{self, Body};
@@ -29,6 +33,7 @@ use crate::metrics::Metrics;
 use crate::quota::Quota;
 use crate::tls::tls_config;
 use breaker::Breaker;
+use series::Series;
 
 pub use crate::tls::TlsSetupError;
 pub use deadline::{Deadline, DeadlineElapsed};
@@ -46,6 +51,7 @@ pub struct Upstream {
     connect_timeout: Duration,
     breaker: Arc<Breaker>,
     metrics: Arc<Metrics>,
+    series: Series,
     /// The `Host` the signature covers (`upstream.host`).
     host: http::HeaderValue,
     /// The budget every exchange asks first, and KooDrive's throttling cooldown.
@@ -92,6 +98,7 @@ impl Upstream {
                 config.throttle_cooldown,
                 Arc::clone(&metrics),
             ),
+            series: Series::new(&metrics),
             metrics,
             host: config.host.clone(),
         })
@@ -99,11 +106,17 @@ impl Upstream {
 
     /// The upstream URI for a client request's path and query.
     pub fn uri(&self, path_and_query: Option<&PathAndQuery>) -> Result<Uri, GatewayError> {
-        Uri::builder()
-            .scheme(self.scheme.clone())
-            .authority(self.authority.clone())
-            .path_and_query(path_and_query.map_or("/", PathAndQuery::as_str))
-            .build()
+        // From the parts already parsed (each clone shares its bytes), not from their text
+        // parsed again.
+        let mut parts = http::uri::Parts::default();
+        parts.scheme = Some(self.scheme.clone());
+        parts.authority = Some(self.authority.clone());
+        parts.path_and_query = Some(
+            path_and_query
+                .cloned()
+                .unwrap_or_else(|| PathAndQuery::from_static("/")),
+        );
+        Uri::from_parts(parts)
             .map_err(|_| GatewayError::BadRequest("request target cannot be forwarded"))
     }
 
@@ -145,7 +158,10 @@ impl Upstream {
                 (Request::from_parts(parts, body), Some(waiting))
             }
         };
-        let mut result = self.attempt(&self.client, request, deadline).await;
+        // One timer for the whole exchange: it bounds the head (both tries), then rides in the
+        // body's [`Deadline`].
+        let mut sleep = Box::pin(tokio::time::sleep_until(deadline));
+        let mut result = self.attempt(&self.client, request, &mut sleep).await;
         let retry = match (&result, replay) {
             (Err(Failed::Retryable(_)), Some((copy, captured))) if !heard::anything(&captured) => {
                 Some(copy)
@@ -156,7 +172,7 @@ impl Upstream {
             self.metrics.upstream_retries.inc();
             tracing::debug!("upstream connection failed before any response byte; retrying once on a fresh connection");
             result = self
-                .attempt(&self.fresh, copy.map(|()| body::empty()), deadline)
+                .attempt(&self.fresh, copy.map(|()| body::empty()), &mut sleep)
                 .await;
         }
         let result = result.map_err(|failed| match failed.into_error() {
@@ -190,10 +206,8 @@ impl Upstream {
             }
         };
         let timeout = self.timeout;
-        Ok(
-            result?
-                .map(|incoming| body::boxed(Deadline::new(incoming, deadline, timeout, outcome))),
-        )
+        Ok(result?
+            .map(|incoming| body::boxed(Deadline::with_sleep(incoming, sleep, timeout, outcome))))
     }
 
     /// One try; on failure, also whether it may be retried.
@@ -201,12 +215,21 @@ impl Upstream {
         &self,
         client: &Client<Connector, Body>,
         request: Request<Body>,
-        deadline: Instant,
+        sleep: &mut Pin<Box<Sleep>>,
     ) -> Result<Response<hyper::body::Incoming>, Failed> {
-        match tokio::time::timeout_at(deadline, client.request(request)).await {
-            Err(_) => Err(Failed::Final(GatewayError::UpstreamTimeout(self.timeout))),
-            Ok(Ok(response)) => Ok(response),
-            Ok(Err(error)) => Err(classify(error, self.connect_timeout)),
+        let mut response = client.request(request);
+        // As `tokio::time::timeout_at`, on the exchange's own timer: the answer first, then
+        // the deadline.
+        let answered = std::future::poll_fn(|cx| {
+            if let Poll::Ready(answered) = Pin::new(&mut response).poll(cx) {
+                return Poll::Ready(Some(answered));
+            }
+            sleep.as_mut().poll(cx).map(|()| None)
+        });
+        match answered.await {
+            None => Err(Failed::Final(GatewayError::UpstreamTimeout(self.timeout))),
+            Some(Ok(response)) => Ok(response),
+            Some(Err(error)) => Err(classify(error, self.connect_timeout)),
         }
     }
 

@@ -8,7 +8,7 @@ use bytesize::ByteSize;
 use http::Method;
 use serde::Deserialize;
 
-use super::rules::{parse_pattern, Rule, RuleTable};
+use super::rules::{literal_prefix, parse_pattern, Rule, RuleTable};
 use super::shape::{FieldType, Shape};
 
 /// `[normalize]` as written in the config file.
@@ -146,6 +146,7 @@ impl RawRule {
         };
         let shape = shape.compile(key)?;
         Ok(Rule {
+            prefix: literal_prefix(&self.path),
             path: self.path,
             segments,
             methods,

@@ -9,8 +9,8 @@
 use std::ops::Range;
 
 use super::code::{code_of, Code};
-use super::scan::{expect, is_integer, number, scan_string, skip_value, string, ws, Result, Stop};
-use super::shape::{lookup, Field, FieldType, Key, Shape, Step};
+use super::scan::{expect, is_integer, number, scan_string, skip_value, ws, Result, Stop};
+use super::shape::{read_key, Field, FieldType, Key, Shape, Step};
 
 /// Rewrites the JSON document whose top-level object starts at `at` into `out`; returns the number
 /// of type mismatches and the output's top-level `code`, read on the way. Anything but whitespace
@@ -101,12 +101,11 @@ impl Rewriter<'_, '_> {
         }
         loop {
             let key_start = i;
-            let (key_end, escaped) = scan_string(b, i)?;
+            let (key_end, escaped, key) = read_key(shape, b, i)?;
             let colon = ws(b, key_end);
             expect(b, colon, b':')?;
             let start = ws(b, colon + 1);
             let compact = start == key_end + 1;
-            let key = lookup(shape, b, key_start, key_end - key_start, escaped);
             // A key the shape does not name, or a typed value that needs no change, is kept.
             let (end, edit) = match key {
                 None => (skip_value(b, start, depth)?, Edit::Keep),
@@ -283,7 +282,8 @@ impl Rewriter<'_, '_> {
         let b = self.b;
         let first = b.get(start).copied().unwrap_or_default();
         let end = match first {
-            b'"' => string(b, start)?,
+            // Inlined here: most values of a page are typed strings.
+            b'"' => scan_string(b, start)?.0,
             b'-' | b'0'..=b'9' => number(b, start)?,
             _ => skip_value(b, start, depth)?,
         };

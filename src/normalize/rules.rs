@@ -11,6 +11,8 @@ use super::shape::{FieldType, Shape};
 pub struct Rule {
     pub(super) path: String,
     pub(super) segments: Vec<Segment>,
+    /// What every path the rule matches starts with (see [`literal_prefix`]).
+    pub(super) prefix: Prefix,
     pub(super) methods: Vec<Method>,
     pub(super) shape: Shape,
 }
@@ -20,6 +22,26 @@ pub(super) enum Segment {
     Literal(String),
     Param,
     Rest,
+}
+
+/// The literal start of a rule's path, checked with one comparison before its segments are.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Prefix {
+    /// No `{param}` or `*`: a path matches exactly when it is the rule's path.
+    Exact,
+    /// The first this many bytes of the rule's path begin every path it matches.
+    Starts(usize),
+}
+
+/// The [`Prefix`] of a rule path as [`parse_pattern`] accepts it: its literal segments end at the
+/// first `{` or `*` (a literal segment holds neither). Before a `{param}` the `/` is part of every
+/// match (the parameter is not empty); before a final `*` it is not (`/a/*` matches `/a`).
+pub(super) fn literal_prefix(path: &str) -> Prefix {
+    match path.bytes().position(|b| b == b'{' || b == b'*') {
+        None => Prefix::Exact,
+        Some(at) if path.as_bytes().get(at) == Some(&b'*') => Prefix::Starts(at.saturating_sub(1)),
+        Some(at) => Prefix::Starts(at),
+    }
 }
 
 /// All rules, in the order they are tried.
@@ -90,6 +112,7 @@ impl Rule {
         Rule {
             path: TASK_LIST_PATH.to_owned(),
             segments,
+            prefix: literal_prefix(TASK_LIST_PATH),
             methods: vec![Method::GET],
             shape,
         }
@@ -116,6 +139,7 @@ impl Rule {
             Rule {
                 path: path.to_owned(),
                 segments: parse_pattern(path).unwrap_or_default(),
+                prefix: literal_prefix(path),
                 methods: vec![method],
                 shape,
             }
@@ -162,15 +186,26 @@ impl Rule {
         if !self.methods.contains(method) {
             return false;
         }
-        let Some(rest) = path.strip_prefix('/') else {
+        match self.prefix {
+            Prefix::Exact => return path == self.path,
+            Prefix::Starts(len) => {
+                let prefix = self.path.as_bytes().get(..len).unwrap_or_default();
+                if !path.as_bytes().starts_with(prefix) {
+                    return false;
+                }
+            }
+        }
+        let Some(rest) = path.as_bytes().strip_prefix(b"/") else {
             return false;
         };
-        let mut parts = rest.split('/');
+        // Split by a byte, not `str::split`'s char searcher: every forwarded request runs this
+        // over each rule for its method.
+        let mut parts = rest.split(|&b| b == b'/');
         for segment in &self.segments {
             match (segment, parts.next()) {
                 (Segment::Rest, _) => return true,
                 (Segment::Param, Some(part)) if !part.is_empty() => {}
-                (Segment::Literal(lit), Some(part)) if lit == part => {}
+                (Segment::Literal(lit), Some(part)) if lit.as_bytes() == part => {}
                 _ => return false,
             }
         }

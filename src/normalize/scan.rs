@@ -81,6 +81,43 @@ pub(super) fn find_special(bytes: &[u8]) -> Option<usize> {
     rest.map(|n| offset + n)
 }
 
+/// A key of at most fifteen bytes without escapes at `i` (its opening `"`), read with its closing
+/// quote in one sixteen-byte load: its length and its bytes as two little-endian words, the bytes
+/// past it zeroed (as [`super::shape::Shape::key_in`] makes them). `None` for any other key, and
+/// where fewer than sixteen bytes follow the quote: the general scan decides those, errors
+/// included.
+#[inline(always)]
+pub(super) fn short_key(b: &[u8], i: usize) -> Option<(usize, [u64; 2])> {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGHS: u64 = 0x8080_8080_8080_8080;
+    if b.get(i) != Some(&b'"') {
+        return None;
+    }
+    let chunk = b.get(i + 1..)?.first_chunk::<16>()?;
+    let all = u128::from_le_bytes(*chunk);
+    // As in `find_special`: the lowest high bit marks the first `"`, `\\` or control character.
+    let below = |x: u64, n: u64| x.wrapping_sub(ONES * n) & !x & HIGHS;
+    let special = |x: u64| {
+        below(x ^ (ONES * u64::from(b'"')), 1)
+            | below(x ^ (ONES * u64::from(b'\\')), 1)
+            | below(x, 0x20)
+    };
+    let (low, high) = (special(all as u64), special((all >> 64) as u64));
+    let len = match (low, high) {
+        (0, 0) => return None,
+        (0, high) => 8 + high.trailing_zeros() as usize / 8,
+        (low, _) => low.trailing_zeros() as usize / 8,
+    };
+    if chunk.get(len) != Some(&b'"') {
+        return None;
+    }
+    let key = match len {
+        0 => 0,
+        _ => all & (u128::MAX >> (128 - 8 * len)),
+    };
+    Some((len, [key as u64, (key >> 64) as u64]))
+}
+
 /// Past a JSON number at `i`: `-?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?`.
 pub(super) fn number(b: &[u8], mut i: usize) -> Result<usize> {
     let digits = |mut i: usize| {

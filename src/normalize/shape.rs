@@ -166,6 +166,14 @@ impl Shape {
             }
             _ => words(name),
         };
+        self.key_words(name, words)
+    }
+
+    /// [`Shape::key_in`] for a key already read: `name` and its first sixteen bytes as two words
+    /// (the bytes past it zeroed).
+    #[inline(always)]
+    pub(super) fn key_words(&self, name: &[u8], words: [u64; 2]) -> Option<&Key> {
+        let len = name.len();
         let mask = self.slots.len().wrapping_sub(1);
         let mut slot = hash(len, words[0]) & mask;
         while let Some(&Some(entry)) = self.slots.get(slot) {
@@ -235,6 +243,22 @@ fn words(name: &[u8]) -> [u64; 2] {
         bytes.fold(0, |word, &byte| word << 8 | u64::from(byte))
     };
     [word(name), word(name.get(8..).unwrap_or_default())]
+}
+
+/// Reads the key at `i` (its opening `"`): past its closing quote, whether it has escapes, and what
+/// the shape says about it. Most keys are short and plain: read and looked up from one load.
+#[inline(always)]
+pub(super) fn read_key<'s>(
+    shape: &'s Shape,
+    b: &[u8],
+    i: usize,
+) -> super::scan::Result<(usize, bool, Option<&'s Key>)> {
+    if let Some((len, words)) = super::scan::short_key(b, i) {
+        let name = b.get(i + 1..i + 1 + len).unwrap_or_default();
+        return Ok((i + len + 2, false, shape.key_words(name, words)));
+    }
+    let (end, escaped) = super::scan::scan_string(b, i)?;
+    Ok((end, escaped, lookup(shape, b, i, end - i, escaped)))
 }
 
 /// What the shape says about a key (with its quotes), decoding it only if it has escapes.

@@ -38,14 +38,27 @@ pub struct Deadline<B> {
 }
 
 impl<B: Body> Deadline<B> {
+    #[cfg(test)]
     pub fn new(inner: B, deadline: Instant, timeout: Duration, outcome: Option<Permit>) -> Self {
+        let sleep = Box::pin(tokio::time::sleep_until(deadline));
+        Deadline::with_sleep(inner, sleep, timeout, outcome)
+    }
+
+    /// The body of an exchange whose timer, `sleep`, has run since the exchange began (its
+    /// deadline is the exchange's).
+    pub fn with_sleep(
+        inner: B,
+        sleep: Pin<Box<Sleep>>,
+        timeout: Duration,
+        outcome: Option<Permit>,
+    ) -> Self {
         // The exchange began `timeout` before its deadline; until its head came, it waited on
         // KooDrive.
         let now = Instant::now();
-        let began = deadline.checked_sub(timeout).unwrap_or(now);
+        let began = sleep.deadline().checked_sub(timeout).unwrap_or(now);
         let mut body = Deadline {
             inner,
-            sleep: Box::pin(tokio::time::sleep_until(deadline)),
+            sleep,
             timeout,
             began,
             upstream_wait: now.saturating_duration_since(began),

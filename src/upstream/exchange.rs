@@ -12,7 +12,7 @@ use crate::auth::Auth;
 use crate::body::Body;
 use crate::error::{Fault, GatewayError};
 use crate::headers::{self, X_TRACEID};
-use crate::metrics::{self, RouteLabels, UpstreamLabels};
+use crate::metrics;
 use crate::quota::{Ask, Throttle};
 use crate::route::Route;
 use crate::telemetry;
@@ -85,21 +85,11 @@ impl Upstream {
         let current = tracing::Span::current();
         current.record("upstream_ms", elapsed.as_millis() as u64);
         let outcome = UpstreamOutcome::of(&result);
-        let route = route.name();
-        self.metrics
-            .upstream_requests
-            .get_or_create(&UpstreamLabels {
-                route,
-                outcome: outcome.as_str(),
-            })
-            .inc();
+        self.series.count(&self.metrics, route, outcome.as_str());
         // KooDrive's latency: a call never made (the breaker open, the client's body failing
         // first) would pull its quantiles toward 0 exactly when KooDrive is slow.
         if outcome.reached_upstream() {
-            self.metrics
-                .upstream_duration
-                .get_or_create(&RouteLabels { route })
-                .observe(elapsed.as_secs_f64());
+            self.series.observe(route, elapsed.as_secs_f64());
         }
         let mut response = result?;
         span.record("status", response.status().as_u16());

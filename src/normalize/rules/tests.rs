@@ -160,3 +160,45 @@ fn unknown_config_keys_are_rejected() {
         assert!(err.contains("unknown field"), "{toml_text}: {err}");
     }
 }
+
+/// The literal prefix checked first never changes what a rule matches: each pattern against paths
+/// around its edges, the table's answer against the segments alone.
+#[test]
+fn a_rules_literal_prefix_agrees_with_its_segments() {
+    let by_segments = |pattern: &str, path: &str| {
+        let Some(rest) = path.strip_prefix('/') else {
+            return false;
+        };
+        let mut parts = rest.split('/');
+        for segment in parse_pattern(pattern).unwrap() {
+            match (segment, parts.next()) {
+                (Segment::Rest, _) => return true,
+                (Segment::Param, Some(part)) if !part.is_empty() => {}
+                (Segment::Literal(lit), Some(part)) if lit == part => {}
+                _ => return false,
+            }
+        }
+        parts.next().is_none()
+    };
+    let patterns = [
+        "/a/*", "/*", "/a/{x}", "/{x}/b", "/a/b", "/a/{x}/*", "/a/b/*", "/a/{x}/c",
+    ];
+    let paths = [
+        "", "/", "//", "a", "/a", "/a/", "/ab", "/a/b", "/a/b/", "/a/b/c", "/a/bc", "/b", "/x/b",
+        "//b", "/a//", "/a//c", "/a/x/c", "/a/x/cd",
+    ];
+    let mut matched = 0;
+    for pattern in patterns {
+        let config = load(&format!("[[normalize.rules]]\npath = \"{pattern}\"")).unwrap();
+        for path in paths {
+            let found = config.rules.find(&Method::GET, path).map(Rule::path) == Some(pattern);
+            assert_eq!(
+                found,
+                by_segments(pattern, path),
+                "{pattern} against {path:?}"
+            );
+            matched += usize::from(found);
+        }
+    }
+    assert!(matched > 10, "the cases exercise matches too: {matched}");
+}

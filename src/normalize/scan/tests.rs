@@ -90,3 +90,48 @@ fn special_bytes_are_found_in_any_lane() {
     }
     assert_eq!(find_special("aé\u{7f} ~".repeat(5).as_bytes()), None);
 }
+
+/// The one-load key read agrees with the general scan wherever it answers, and answers for every
+/// plain key of up to fifteen bytes with sixteen bytes after its opening quote.
+#[test]
+fn short_keys_read_as_the_general_scan_reads_them() {
+    let keys = [
+        "",
+        "a",
+        "taskId",
+        "createTime",
+        "abcdefgh",
+        "abcdefghi",
+        "abcdefghijklmno",
+        "abcdefghijklmnop",
+        "abcdefghijklmnopq",
+        "a\\\"b",
+        "ab\\u0041",
+        "a\tb",
+        "é",
+        "x\u{7f}",
+    ];
+    for key in keys {
+        for tail in [":1,\"zzzzzzzzzzzzzzzzzz\":2}", ":1}", ""] {
+            let text = format!("\"{key}\"{tail}");
+            let b = text.as_bytes();
+            let general = scan_string(b, 0);
+            let plain = general.is_ok_and(|(_, escaped)| !escaped) && key.len() <= 15;
+            match short_key(b, 0) {
+                Some((len, words)) => {
+                    assert_eq!(general, Ok((len + 2, false)), "{text:?}");
+                    let mut bytes = [0u8; 16];
+                    bytes[..len].copy_from_slice(&b[1..1 + len]);
+                    let expected = u128::from_le_bytes(bytes);
+                    assert_eq!(
+                        words,
+                        [expected as u64, (expected >> 64) as u64],
+                        "{text:?}"
+                    );
+                }
+                None => assert!(!plain || b.len() < 17, "{text:?}: a plain short key missed"),
+            }
+        }
+    }
+    assert_eq!(short_key(b"x\"a\"", 0), None, "not at a quote");
+}

@@ -1,0 +1,168 @@
+#!/usr/bin/env bash
+# bench/syscalls.sh: system calls and context switches per forwarded request, the gateway against
+# nginx proxy_pass, under the same wrk load: what callgrind (bench/callgrind.sh) does not see. It
+# PRINTS figures and asserts nothing.
+#
+#   bench/syscalls.sh no-store        # task list, Cache-Control: no-store (forwarded, normalized)
+#   bench/syscalls.sh get             # an ordinary GET (a file call: streamed, not normalized)
+#   bench/syscalls.sh post            # an ordinary POST (the same, with a small JSON body)
+#   DURATION=5s CONNECTIONS=1 bench/syscalls.sh get
+#
+# An upstream nginx serving the same ~2 KB page as bench/compare.sh, the gateway (release build,
+# RUST_LOG=warn) and an nginx proxy_pass in front of the same upstream, all pinned to SERVER_CPU
+# (0), wrk -t1 on WRK_CPU (1). For each front in turn: `perf trace -s` attached to it for one wrk
+# run counts its system calls by name, and /proc/PID/task/*/status its context switches (all
+# threads); both are divided by the requests wrk made. Needs perf (linux-perf), nginx, wrk, curl
+# and python3. Binds 127.0.0.1 only; stops what it starts.
+set -euo pipefail
+
+KIND=${1:-no-store}
+DURATION=${DURATION:-5s}
+CONNECTIONS=${CONNECTIONS:-64}
+SERVER_CPU=${SERVER_CPU:-0}
+WRK_CPU=${WRK_CPU:-1}
+REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+GATEWAY=${GATEWAY_BIN:-${CARGO_TARGET_DIR:-$REPO/target}/release/koodrive-gateway}
+LIST=/koodrive/ose/v1/task/list
+QUERY="$LIST?pageSize=20&status=2&pageCursor="
+FILE_GET=/koodrive/ose/v1/file/info
+FILE_POST=/koodrive/ose/v1/file/create
+
+die() { printf 'syscalls.sh: %s\n' "$*" >&2; exit 1; }
+for tool in perf nginx wrk curl python3 taskset; do
+    command -v "$tool" >/dev/null || die "$tool is missing (apt-get install -y linux-perf nginx wrk curl python3)"
+done
+[[ -x $GATEWAY ]] || die "no gateway at $GATEWAY (cargo build --release --locked)"
+
+WORK=$(mktemp -d /tmp/koodrive-syscalls.XXXXXX)
+chmod 755 "$WORK"
+PIDS=()
+cleanup() {
+    local pid
+    for pid in "${PIDS[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
+    for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
+    if [[ -n ${KEEP_WORK:-} ]]; then echo "work dir kept: $WORK"; else rm -rf "$WORK"; fi
+}
+trap cleanup EXIT
+
+port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+# shellcheck source=bench/common.sh
+source "$REPO/bench/common.sh"
+write_page >/dev/null
+
+UPSTREAM_PORT=$(port) PASS_PORT=$(port)
+mkdir -p "$WORK/upstream" "$WORK/pass"
+{
+    nginx_common "$WORK/upstream"
+    cat <<EOF
+    access_log off;
+    server {
+        listen 127.0.0.1:$UPSTREAM_PORT;
+        root $WORK/www;
+        default_type application/json;
+$(upstream_locations)
+    }
+}
+EOF
+} >"$WORK/upstream/nginx.conf"
+{
+    nginx_common "$WORK/pass"
+    cat <<EOF
+    access_log off;
+    upstream koodrive { server 127.0.0.1:$UPSTREAM_PORT; keepalive 1024; }
+    server {
+        listen 127.0.0.1:$PASS_PORT;
+        location / {
+            proxy_pass http://koodrive;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+        }
+    }
+}
+EOF
+} >"$WORK/pass/nginx.conf"
+for name in upstream pass; do
+    taskset -c "$SERVER_CPU" nginx -p "$WORK/$name" -c "$WORK/$name/nginx.conf" \
+        -g 'daemon off; master_process on;' &
+    PIDS+=($!)
+done
+wait_http "http://127.0.0.1:$UPSTREAM_PORT$LIST"
+wait_http "http://127.0.0.1:$PASS_PORT$LIST"
+
+GW_PORT=$(port) ADMIN_PORT=$(port)
+cat >"$WORK/gateway.toml" <<EOF
+[server]
+listen = "127.0.0.1:$GW_PORT"
+admin_listen = "127.0.0.1:$ADMIN_PORT"
+shutdown_grace = "2s"
+
+[upstream]
+url = "http://127.0.0.1:$UPSTREAM_PORT"
+timeout = "30s"
+
+[auth]
+mode = "token"
+user_id = "1505084218764547200"
+access_token = "bench-token"
+
+[cache]
+max_bytes = "256MiB"
+ttl = "10m"
+
+[log]
+format = "json"
+EOF
+RUST_LOG=warn taskset -c "$SERVER_CPU" "$GATEWAY" --config "$WORK/gateway.toml" \
+    >"$WORK/gateway.log" 2>&1 &
+GW_PID=$!
+PIDS+=("$GW_PID")
+wait_http "http://127.0.0.1:$ADMIN_PORT/readyz"
+
+# The process that serves a front's connections: nginx's worker, the gateway itself.
+worker_of() { pgrep -P "$1" | head -1; }
+PASS_WORKER=$(worker_of "${PIDS[1]}")
+[[ -n $PASS_WORKER ]] || die "no nginx worker under ${PIDS[1]}"
+
+ctxt() {
+    awk '/^voluntary_ctxt_switches/ {v += $2} /^nonvoluntary_ctxt_switches/ {n += $2}
+        END {print v, n}' /proc/"$1"/task/*/status
+}
+
+# Measures one front: name, pid, port.
+measure() {
+    local name=$1 pid=$2 port=$3 url extra=() before after requests trace
+    url="http://127.0.0.1:$port$QUERY"
+    case $KIND in
+        no-store) extra=(-H "Cache-Control: no-store") ;;
+        get) url="http://127.0.0.1:$port$FILE_GET?fileId=1486254586942472064" ;;
+        post) url="http://127.0.0.1:$port$FILE_POST" extra=(-s "$WORK/post.lua") ;;
+        *) die "unknown kind $KIND (no-store, get, post)" ;;
+    esac
+    # Warm-up: upstream connections open.
+    taskset -c "$WRK_CPU" wrk -t1 -c"$CONNECTIONS" -d1s "${extra[@]}" "$url" >/dev/null
+    trace=$WORK/$name.trace
+    perf trace -s -p "$pid" -o "$trace" &
+    local perf_pid=$!
+    sleep 1 # perf attaches
+    read -r -a before < <(ctxt "$pid")
+    taskset -c "$WRK_CPU" wrk -t1 -c"$CONNECTIONS" -d"$DURATION" "${extra[@]}" "$url" >"$WORK/$name.wrk"
+    read -r -a after < <(ctxt "$pid")
+    kill -INT "$perf_pid"
+    wait "$perf_pid" 2>/dev/null || true
+    requests=$(awk '/requests in/ {print $1}' "$WORK/$name.wrk")
+    grep -e 'Non-2xx' -e 'Socket errors' "$WORK/$name.wrk" || true
+    printf '%s: %s requests (wrk -c%s -d%s, %s)\n' "$name" "$requests" "$CONNECTIONS" "$DURATION" "$KIND"
+    printf '  context switches per request: voluntary %.3f, involuntary %.3f\n' \
+        "$(bc -l <<<"(${after[0]} - ${before[0]}) / $requests")" \
+        "$(bc -l <<<"(${after[1]} - ${before[1]}) / $requests")"
+    # perf trace -s: per thread, rows "syscall calls errors total min avg max stddev".
+    awk -v n="$requests" '
+        $2 ~ /^[0-9]+$/ && $1 ~ /^[a-z_0-9]+$/ && NF >= 8 { calls[$1] += $2; errors[$1] += $3; all += $2 }
+        END {
+            printf "  system calls per request: %.2f\n", all / n
+            for (s in calls) printf "    %-16s %6.3f  (errors %.3f)\n", s, calls[s] / n, errors[s] / n
+        }' "$trace" | sort -k2 -rn -t$'\t'
+}
+
+measure gateway "$GW_PID" "$GW_PORT"
+measure nginx "$PASS_WORKER" "$PASS_PORT"
