@@ -44,7 +44,9 @@ fn fleet_compose_runs_two_gateways_on_one_redis_with_file_secrets() {
     }
     let ignored = read("deploy/secrets/.gitignore");
     assert!(ignored.lines().any(|line| line.trim() == "*"), "{ignored}");
-    assert!(read(".dockerignore").lines().any(|l| l.trim() == "deploy/secrets/"));
+    assert!(read(".dockerignore")
+        .lines()
+        .any(|l| l.trim() == "deploy/secrets/"));
 
     // Redis takes its password from the secret file, never a literal; it answers its healthcheck.
     assert!(mounted_secrets(redis).contains(&"redis-password".to_owned()));
@@ -86,7 +88,10 @@ fn fleet_compose_runs_two_gateways_on_one_redis_with_file_secrets() {
                 .unwrap()
                 .strip_prefix("/run/secrets/")
                 .unwrap_or_else(|| panic!("{name}: {} is not a compose secret", file.display()));
-            assert!(mounted.iter().any(|m| m == secret), "{name} mounts {secret}");
+            assert!(
+                mounted.iter().any(|m| m == secret),
+                "{name} mounts {secret}"
+            );
             assert!(declared.contains_key(secret), "secret {secret} declared");
         }
         assert_eq!(
@@ -99,13 +104,19 @@ fn fleet_compose_runs_two_gateways_on_one_redis_with_file_secrets() {
             .iter()
             .map(|p| str_of(p, "port").to_owned())
             .collect();
-        assert!(ports.iter().all(|p| p.starts_with("127.0.0.1:")), "{ports:?}");
+        assert!(
+            ports.iter().all(|p| p.starts_with("127.0.0.1:")),
+            "{ports:?}"
+        );
         gateways.push((name.to_owned(), fleet.key_file, ports));
     }
     assert_eq!(gateways.len(), 2, "two gateways");
     assert_eq!(gateways[0].1, gateways[1].1, "one fleet key for both");
     assert!(
-        gateways[0].2.iter().all(|port| !gateways[1].2.contains(port)),
+        gateways[0]
+            .2
+            .iter()
+            .all(|port| !gateways[1].2.contains(port)),
         "each gateway publishes its own host ports"
     );
 }

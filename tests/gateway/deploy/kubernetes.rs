@@ -5,7 +5,10 @@ use super::*;
 #[test]
 fn kubernetes_sidecar_probes_ports_and_timeouts_match_its_config() {
     let sidecar = check_sidecar("deploy/kubernetes");
-    assert!(sidecar.config.fleet.is_none(), "the plain example is one sidecar");
+    assert!(
+        sidecar.config.fleet.is_none(),
+        "the plain example is one sidecar"
+    );
 }
 
 /// The fleet example (`deploy/kubernetes/fleet/`): the same sidecar checks, and its `[fleet]`
@@ -14,7 +17,11 @@ fn kubernetes_sidecar_probes_ports_and_timeouts_match_its_config() {
 #[test]
 fn kubernetes_fleet_sidecar_reads_its_redis_password_and_fleet_key_from_a_mounted_secret() {
     let sidecar = check_sidecar("deploy/kubernetes/fleet");
-    let fleet = sidecar.config.fleet.as_ref().expect("[fleet] with a redis_url");
+    let fleet = sidecar
+        .config
+        .fleet
+        .as_ref()
+        .expect("[fleet] with a redis_url");
     let password_file = fleet
         .redis_password_file
         .as_ref()
