@@ -138,3 +138,20 @@ async fn demo_fleet_without_redis_server_says_how_to_install_it() {
         "{stderr}"
     );
 }
+
+/// `--fleet` is a demo option, from 1 to 16 gateways: anything else exits non-zero before
+/// anything starts, saying why.
+#[tokio::test]
+async fn demo_fleet_refuses_a_size_out_of_range_or_without_demo() {
+    for args in [
+        &["--fleet", "2"][..],
+        &["--demo", "--fleet", "0"][..],
+        &["--demo", "--fleet", "17"][..],
+    ] {
+        let mut process = Process::spawn_capturing_stderr(args, &[]);
+        let stderr = process.stderr().await;
+        let (status, _) = process.exited().await;
+        assert!(!status.success(), "{args:?} started");
+        assert!(stderr.contains("--fleet"), "{args:?}: {stderr}");
+    }
+}
