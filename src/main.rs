@@ -11,6 +11,8 @@ use koodrive_gateway::error::ErrorChain;
 use koodrive_gateway::{gateway, telemetry, upstream};
 use koodrive_mock::{MockAuth, MockKooDrive};
 
+mod demo_fleet;
+
 /// mimalloc keeps size classes apart: cached pages live long among short-lived request buffers,
 /// and glibc's allocator fragments around them (RSS per cached 2 KB page fell from ~7.8 KB).
 #[global_allocator]
@@ -37,6 +39,12 @@ struct Cli {
     /// --config it uses the built-in demo config; with it, that config with the mock as upstream.
     #[arg(long)]
     demo: bool,
+
+    /// With --demo: start N gateways sharing one Redis (a `redis-server` from PATH, on a free
+    /// loopback port, stopped at exit) in front of the mock, ports counting up from the config's.
+    #[arg(long, value_name = "N", requires = "demo",
+          value_parser = clap::value_parser!(u16).range(1..=i64::from(demo_fleet::MAX_FLEET)))]
+    fleet: Option<u16>,
 
     /// Validate the config and exit: 0 when it is good, non-zero with the offending key otherwise.
     #[arg(long)]
@@ -91,6 +99,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         return Ok(());
     }
     let mut signals = Signals::register();
+    if let Some(size) = cli.fleet {
+        return demo_fleet::run(cli.config, size, &mut signals).await;
+    }
     let (config, mock) = if cli.demo {
         let (config, mock) = demo_config(cli.config).await?;
         (config, Some(mock))

@@ -31,6 +31,7 @@ fn help_documents_the_modes() {
     for needle in [
         "--config",
         "--demo",
+        "--fleet",
         "--check-config",
         "KOODRIVE_GATEWAY__",
         "KOODRIVE_GATEWAY_CONFIG",

@@ -12,6 +12,7 @@ use serde_yaml::Value;
 
 mod container;
 mod dockerfile;
+mod fleet_compose;
 mod kubernetes;
 mod systemd;
 

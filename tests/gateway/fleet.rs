@@ -10,6 +10,7 @@ use crate::support::redis::RedisServer;
 use crate::support::{within, Mock, TestGateway};
 
 mod collapsing;
+mod demo;
 mod generations;
 mod integrity;
 mod isolation;

@@ -20,11 +20,13 @@ use crate::support::packages;
 use crate::support::prometheus::Prometheus;
 use crate::support::{Mock, TestGateway, TASK_LIST};
 
+mod fleet_prometheus;
 mod kubernetes;
 mod real_prometheus;
 
 const ALERTS: &str = "deploy/monitoring/alerts.yaml";
-const ALERT_TESTS: &str = "deploy/monitoring/alerts.test.yaml";
+/// The promtool unit test files of alerts.yaml: the single-sidecar alerts, the fleet's.
+const ALERT_TESTS: [&str; 2] = ["alerts.test.yaml", "fleet-alerts.test.yaml"];
 const DASHBOARD: &str = "deploy/monitoring/grafana-dashboard.json";
 
 /// The alerts a KooDrive outage fires: calls failing, the breaker opening, stale pages served.
@@ -81,6 +83,11 @@ fn dashboard_queries() -> Vec<(String, String)> {
     queries
 }
 
+/// A query of the fleet's panels, which only a fleet (gateways sharing a Redis) fills.
+fn is_fleet_query(expr: &str) -> bool {
+    expr.contains("koodrive_gateway_fleet_")
+}
+
 /// A panel query as Grafana sends it with every sidecar selected and a one-minute rate window
 /// (the test's traffic all falls within it).
 fn as_grafana_sends(expr: &str) -> String {
@@ -113,18 +120,20 @@ fn promtool(args: &[&str]) {
 #[test]
 fn alert_rules_pass_promtool_check_and_unit_tests() {
     promtool(&["check", "rules", "alerts.yaml"]);
-    promtool(&["test", "rules", "alerts.test.yaml"]);
+    promtool(&[&["test", "rules"][..], &ALERT_TESTS[..]].concat());
 }
 
 /// promtool passes a test file that leaves an alert out: every alert must be shown both firing
 /// and not firing.
 #[test]
 fn every_alert_has_unit_tests_firing_and_not_firing() {
-    let tests = yaml(ALERT_TESTS);
-    let cases: Vec<&Yaml> = tests["tests"]
-        .as_sequence()
-        .expect("tests")
+    let files: Vec<Yaml> = ALERT_TESTS
         .iter()
+        .map(|file| yaml(&format!("deploy/monitoring/{file}")))
+        .collect();
+    let cases: Vec<&Yaml> = files
+        .iter()
+        .flat_map(|tests| tests["tests"].as_sequence().expect("tests"))
         .flat_map(|test| test["alert_rule_test"].as_sequence().into_iter().flatten())
         .collect();
     for rule in alert_rules() {

@@ -4,8 +4,99 @@ use super::*;
 
 #[test]
 fn kubernetes_sidecar_probes_ports_and_timeouts_match_its_config() {
+    let sidecar = check_sidecar("deploy/kubernetes");
+    assert!(
+        sidecar.config.fleet.is_none(),
+        "the plain example is one sidecar"
+    );
+}
+
+/// The fleet example (`deploy/kubernetes/fleet/`): the same sidecar checks, and its `[fleet]`
+/// reads the Redis password and the fleet key from files that a Secret volume mounts, never from
+/// the environment or the ConfigMap.
+#[test]
+fn kubernetes_fleet_sidecar_reads_its_redis_password_and_fleet_key_from_a_mounted_secret() {
+    let sidecar = check_sidecar("deploy/kubernetes/fleet");
+    let fleet = sidecar
+        .config
+        .fleet
+        .as_ref()
+        .expect("[fleet] with a redis_url");
+    let password_file = fleet
+        .redis_password_file
+        .as_ref()
+        .expect("fleet.redis_password_file");
+    let mounts = seq_of(&sidecar.gateway["volumeMounts"], "volumeMounts");
+    let volumes = seq_of(&sidecar.pod["volumes"], "volumes");
+    let mut seen = Vec::new();
+    for file in [&fleet.key_file, password_file] {
+        let file = file.to_str().unwrap();
+        let mount = mounts
+            .iter()
+            .find(|m| file.starts_with(&format!("{}/", str_of(&m["mountPath"], "mountPath"))))
+            .unwrap_or_else(|| panic!("no volume mounted over {file}"));
+        let path = &file[str_of(&mount["mountPath"], "mountPath").len() + 1..];
+        let volume = named(volumes, str_of(&mount["name"], "mount name"));
+        let secret = &volume["secret"];
+        assert_eq!(
+            secret["secretName"], sidecar.secret["metadata"]["name"],
+            "{file} comes from the Secret"
+        );
+        let item = seq_of(&secret["items"], "secret items")
+            .iter()
+            .find(|item| item["path"].as_str() == Some(path))
+            .unwrap_or_else(|| panic!("no Secret item at {path}"));
+        let key = str_of(&item["key"], "item key");
+        let value = str_of(&sidecar.secret["stringData"][key], key);
+        seen.push(value.to_owned());
+        // Not world-readable: the gateway reads it as fsGroup.
+        let mode = secret["defaultMode"].as_u64().expect("defaultMode");
+        assert_eq!(mode & 0o007, 0, "{file} is world-readable ({mode:o})");
+        assert!(mode & 0o040 != 0, "{file} is not group-readable ({mode:o})");
+        assert_eq!(
+            sidecar.pod["securityContext"]["fsGroup"],
+            sidecar.gateway["securityContext"]["runAsGroup"],
+            "the Secret's group is the gateway's"
+        );
+    }
+    // The fleet key's placeholder is long enough to pass --check-config once replaced alike.
+    assert!(seen[0].len() >= koodrive_gateway::config::fleet::MIN_KEY_BYTES);
+    // Neither the ConfigMap nor the environment carries them.
+    let toml = serde_yaml::to_string(&sidecar.config_map).unwrap();
+    let env = serde_yaml::to_string(&sidecar.gateway["env"]).unwrap();
+    for secret in &seen {
+        assert!(!toml.contains(secret.as_str()) && !env.contains(secret.as_str()));
+    }
+    // The Redis the URL names is the ExternalName Service the notes describe.
+    let host = fleet
+        .redis_url
+        .split("://")
+        .nth(1)
+        .and_then(|rest| rest.rsplit('@').next())
+        .and_then(|rest| rest.split(':').next())
+        .unwrap();
+    let service = sidecar
+        .documents
+        .iter()
+        .find(|d| d["kind"] == "Service" && d["metadata"]["name"].as_str() == Some(host))
+        .unwrap_or_else(|| panic!("no Service named {host}"));
+    assert_eq!(service["spec"]["type"], "ExternalName");
+}
+
+/// What [`check_sidecar`] read, for further checks.
+struct Sidecar {
+    config: Config,
+    documents: Vec<Value>,
+    config_map: Value,
+    secret: Value,
+    pod: Value,
+    gateway: Value,
+}
+
+/// Checks the sidecar Deployment in `dir` against the ConfigMap's config it mounts.
+fn check_sidecar(dir: &str) -> Sidecar {
     let mut documents = Vec::new();
-    let mut files: Vec<PathBuf> = std::fs::read_dir(repo_path("deploy/kubernetes"))
+    let mut files: Vec<PathBuf> = std::fs::read_dir(repo_path(dir))
         .unwrap()
         .map(|entry| entry.unwrap().path())
         .filter(|path| path.extension().is_some_and(|ext| ext == "yaml"))
@@ -186,6 +277,14 @@ fn kubernetes_sidecar_probes_ports_and_timeouts_match_its_config() {
         readme.contains(&stated),
         "README's worst-case sum is not {stated}"
     );
+    Sidecar {
+        config,
+        config_map: config_map.clone(),
+        secret: secret.clone(),
+        pod: pod.clone(),
+        gateway: gateway.clone(),
+        documents: documents.clone(),
+    }
 }
 
 /// A Kubernetes memory quantity in bytes (`512Mi`, `1Gi`, `300M`).
