@@ -40,7 +40,7 @@ use crate::error::GatewayError;
 use crate::metrics::{BudgetLabels, Metrics};
 use crate::route::Route;
 pub use local::LocalBudget;
-pub use throttle::{retry_after, Throttle};
+pub use throttle::{apig_throttle, retry_after, Throttle, APIG_WINDOW};
 
 /// Whose turn comes first when the budget is short.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

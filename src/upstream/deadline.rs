@@ -35,10 +35,25 @@ pub struct Deadline<B> {
     /// (its reader left mid-way) tells nothing: that says nothing of KooDrive, and a success
     /// would count an exchange that might yet have stalled.
     outcome: Option<Permit>,
+    /// For a 5xx: a failure at the body's end unless the body carried KooDrive's throttling code
+    /// (a refusal, never a failure). Holds the last bytes seen, to find the code across frames.
+    server_error: Option<Vec<u8>>,
+    throttled: bool,
 }
 
 impl<B: Body> Deadline<B> {
     pub fn new(inner: B, deadline: Instant, timeout: Duration, outcome: Option<Permit>) -> Self {
+        Deadline::answered(inner, deadline, timeout, outcome, false)
+    }
+
+    /// As [`Deadline::new`], for an answer whose status may be a 5xx (`server_error`).
+    pub fn answered(
+        inner: B,
+        deadline: Instant,
+        timeout: Duration,
+        outcome: Option<Permit>,
+        server_error: bool,
+    ) -> Self {
         // The exchange began `timeout` before its deadline; until its head came, it waited on
         // KooDrive.
         let now = Instant::now();
@@ -51,6 +66,8 @@ impl<B: Body> Deadline<B> {
             upstream_wait: now.saturating_duration_since(began),
             pending_since: None,
             outcome,
+            server_error: server_error.then(Vec::new),
+            throttled: false,
         };
         // No body (HEAD, 204, 304, a zero length): over already, and hyper never polls it.
         if body.inner.is_end_stream() {
@@ -60,9 +77,24 @@ impl<B: Body> Deadline<B> {
     }
 
     fn record(&mut self, success: bool) {
+        let success = success && (self.server_error.is_none() || self.throttled);
         if let Some(permit) = self.outcome.take() {
             permit.record(success);
         }
+    }
+
+    /// Looks for the throttling code in a 5xx body's data, across frame boundaries.
+    fn scan(&mut self, data: &[u8]) {
+        let Some(tail) = self.server_error.as_mut() else {
+            return;
+        };
+        if self.throttled {
+            return;
+        }
+        tail.extend_from_slice(data);
+        self.throttled = crate::quota::apig_throttle(tail);
+        let keep = tail.len().saturating_sub(crate::quota::APIG_WINDOW);
+        tail.drain(..keep);
     }
 
     /// At the deadline: whether KooDrive held the body up more than its reader did.
@@ -89,6 +121,11 @@ where
         if let Poll::Ready(frame) = Pin::new(&mut self.inner).poll_frame(cx) {
             if let Some(since) = self.pending_since.take() {
                 self.upstream_wait += since.elapsed();
+            }
+            if let Some(Ok(data)) = &frame {
+                if let Some(data) = data.data_ref() {
+                    self.scan(bytes::Buf::chunk(data));
+                }
             }
             match &frame {
                 None => self.record(true),
