@@ -232,6 +232,11 @@ impl Upstream {
         self.timeout
     }
 
+    /// This client with another budget (the fleet's).
+    pub fn with_quota(self, quota: Quota) -> Upstream {
+        Upstream { quota, ..self }
+    }
+
     pub fn quota(&self) -> &Quota {
         &self.quota
     }
