@@ -155,14 +155,20 @@ impl Fleet {
 
     /// What is left of a fleet-wide cooldown another sidecar announced, if any.
     pub fn heard_cooldown(&self) -> Option<Duration> {
-        let until = *self.cooldown_until.lock().unwrap_or_else(|p| p.into_inner());
+        let until = *self
+            .cooldown_until
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
         until.and_then(|until| until.checked_duration_since(tokio::time::Instant::now()))
     }
 
     /// A cooldown hint heard: extends, never shortens, the one known.
     fn heard_cooldown_of(&self, length: Duration) {
         let until = tokio::time::Instant::now() + length;
-        let mut known = self.cooldown_until.lock().unwrap_or_else(|p| p.into_inner());
+        let mut known = self
+            .cooldown_until
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
         if known.map_or(true, |known| known < until) {
             *known = Some(until);
         }

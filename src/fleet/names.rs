@@ -108,7 +108,9 @@ mod tests {
         assert_eq!(parse_hint("e 42"), Some(Hint::Epoch(42)));
         let cooldown = cooldown_hint(std::time::Duration::from_secs(3));
         assert_eq!(parse_hint(&cooldown), Some(Hint::Cooldown(3000)));
-        for junk in ["", "e", "e x", "g zz 1", "g 00 1", "x 1 2", "e 1 2", "c", "c 1 2", "c x"] {
+        for junk in [
+            "", "e", "e x", "g zz 1", "g 00 1", "x 1 2", "e 1 2", "c", "c 1 2", "c x",
+        ] {
             assert_eq!(parse_hint(junk), None, "{junk}");
         }
     }

@@ -159,7 +159,9 @@ async fn register(budget: Weak<FleetBudget>) {
             return;
         };
         let heartbeat = strong.fleet.heartbeat();
-        let invocation = strong.keys.register(&strong.id, heartbeat * LIVE_HEARTBEATS);
+        let invocation = strong
+            .keys
+            .register(&strong.id, heartbeat * LIVE_HEARTBEATS);
         let seen: Option<Vec<i64>> = strong
             .fleet
             .call("register", |mut conn| async move {

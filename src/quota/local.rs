@@ -10,8 +10,8 @@ use governor::RateLimiter;
 use tokio::time::Instant;
 
 use super::{Budget, Priority, Taking};
-use std::num::NonZeroU32;
 use crate::config::RateLimitConfig;
+use std::num::NonZeroU32;
 
 type Bucket = RateLimiter<NotKeyed, InMemoryState, DefaultClock, StateInformationMiddleware>;
 

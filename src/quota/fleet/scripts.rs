@@ -99,7 +99,11 @@ impl Keys {
     ) -> ScriptInvocation<'static> {
         let (interval, burst, wait) = limit.map_or((0, 0, 0), |limit| {
             let interval = 1_000_000 / u64::from(limit.rps.get());
-            (interval.max(1), limit.burst.get(), millis(limit.max_wait) + 100)
+            (
+                interval.max(1),
+                limit.burst.get(),
+                millis(limit.max_wait) + 100,
+            )
         });
         let mut invocation = TAKE.prepare_invoke();
         invocation
