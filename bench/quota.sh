@@ -4,7 +4,10 @@
 #   - the KooDrive calls per second the mock saw against the budget, under distinct misses,
 #     and the busiest one-second window against rps + burst;
 #   - the extra latency of a request delayed for budget (medians);
-#   - hit throughput with the budget on and off, in the same run, alternated.
+#   - hit throughput with the budget on and off, in the same run, alternated;
+#   - then (FLEET=1, the default; needs redis-server) the fleet figures from examples/quota_fleet.rs:
+#     three sidecars sharing one budget in a real redis-server, KooDrive calls per second against
+#     it, and again with Redis killed (each sidecar on its local share).
 #
 #   bench/quota.sh                          # rps 50, burst 10, 32 clients, 5 s phases
 #   RPS=20 BURST=5 SECONDS_EACH=3 bench/quota.sh
@@ -21,6 +24,8 @@ SECONDS_EACH=${SECONDS_EACH:-5}
 SAMPLES=${SAMPLES:-15}
 LIMIT=${LIMIT:-300}
 PROFILE=${PROFILE:-release}
+FLEET=${FLEET:-1}
+FLEET_WORKERS=${FLEET_WORKERS:-16}
 
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$REPO"
@@ -30,7 +35,15 @@ release) DIR=release ;;
 dev) DIR=debug ;;
 *) echo "PROFILE must be release or dev" >&2; exit 2 ;;
 esac
-cargo build --locked --profile "$PROFILE" --example quota
+cargo build --locked --profile "$PROFILE" --example quota --example quota_fleet
 echo "profile: $PROFILE; $(nproc) cores; load average: $(cut -d' ' -f1-3 /proc/loadavg)"
 timeout --signal=TERM --kill-after=5 "$LIMIT" "$CARGO_TARGET_DIR/$DIR/examples/quota" \
     --rps "$RPS" --burst "$BURST" --workers "$WORKERS" --seconds "$SECONDS_EACH" --samples "$SAMPLES"
+if [ "$FLEET" = 1 ]; then
+    command -v redis-server >/dev/null || {
+        echo "redis-server is missing: apt-get install -y redis-server (or FLEET=0)" >&2
+        exit 2
+    }
+    timeout --signal=TERM --kill-after=5 "$LIMIT" "$CARGO_TARGET_DIR/$DIR/examples/quota_fleet" \
+        --rps "$RPS" --burst "$BURST" --workers "$FLEET_WORKERS" --seconds "$SECONDS_EACH"
+fi

@@ -27,7 +27,7 @@ use tokio::sync::mpsc;
 use crate::config::fleet::FleetConfig;
 use crate::metrics::Metrics;
 use names::Names;
-pub use names::{user_tag, UserTag};
+pub use names::{channel, cooldown_hint, user_tag, UserTag};
 pub use pages::LockGuard;
 use pages::{write_in_order, Write};
 use seal::Sealer;
@@ -76,6 +76,8 @@ pub struct Fleet {
     writes: mpsc::Sender<Write>,
     metrics: Arc<Metrics>,
     on_forget: OnForget,
+    /// When a fleet-wide cooldown heard as a hint ends.
+    cooldown_until: Mutex<Option<tokio::time::Instant>>,
 }
 
 #[derive(Default)]
@@ -129,6 +131,7 @@ impl Fleet {
             writes,
             metrics,
             on_forget,
+            cooldown_until: Mutex::default(),
         });
         // Fallen back until the first connect: no request waits for Redis at start.
         fleet.metrics.fleet.breaker_open.set(1);
@@ -144,6 +147,31 @@ impl Fleet {
 
     pub fn timeout(&self) -> Duration {
         self.config.timeout
+    }
+
+    pub fn heartbeat(&self) -> Duration {
+        self.config.heartbeat
+    }
+
+    /// What is left of a fleet-wide cooldown another sidecar announced, if any.
+    pub fn heard_cooldown(&self) -> Option<Duration> {
+        let until = *self
+            .cooldown_until
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        until.and_then(|until| until.checked_duration_since(tokio::time::Instant::now()))
+    }
+
+    /// A cooldown hint heard: extends, never shortens, the one known.
+    fn heard_cooldown_of(&self, length: Duration) {
+        let until = tokio::time::Instant::now() + length;
+        let mut known = self
+            .cooldown_until
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        if known.map_or(true, |known| known < until) {
+            *known = Some(until);
+        }
     }
 
     /// The current connection, for other fleet-wide state (a shared rate budget): `None` while

@@ -28,6 +28,7 @@ use crate::framing::{Framing, Guarded};
 use crate::head_timeout::{Answer, Answered, Exchanges, HeadTimeout};
 use crate::metrics::Metrics;
 use crate::pipeline;
+use crate::quota::Quota;
 use crate::state::{Live, State};
 use crate::upstream::{TlsSetupError, Upstream};
 
@@ -145,7 +146,18 @@ async fn shared_state(
     cache: Arc<TaskListCache>,
 ) -> Result<Arc<State>, StartError> {
     Ok(Arc::new(State {
-        upstream: Upstream::new(&config.upstream, Arc::clone(metrics))?,
+        upstream: match cache.fleet() {
+            None => Upstream::new(&config.upstream, Arc::clone(metrics))?,
+            // One budget and one cooldown for the whole fleet.
+            Some(fleet) => {
+                Upstream::new(&config.upstream, Arc::clone(metrics))?.with_quota(Quota::for_fleet(
+                    Arc::clone(fleet),
+                    config.upstream.rate_limit,
+                    config.upstream.throttle_cooldown,
+                    Arc::clone(metrics),
+                ))
+            }
+        },
         live: ArcSwap::from_pointee(Live::new(
             Auth::new(&config.auth, metrics)
                 .await

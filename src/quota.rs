@@ -25,9 +25,11 @@
 //! # });
 //! ```
 
+mod fleet;
 mod local;
 mod throttle;
 
+use std::future::Future;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -39,8 +41,9 @@ use crate::config::RateLimitConfig;
 use crate::error::GatewayError;
 use crate::metrics::{BudgetLabels, Metrics};
 use crate::route::Route;
+pub use fleet::FleetBudget;
 pub use local::LocalBudget;
-pub use throttle::{retry_after, Throttle};
+pub use throttle::{apig_throttle, retry_after, Throttle, APIG_WINDOW};
 
 /// Whose turn comes first when the budget is short.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -100,10 +103,14 @@ impl Ask {
     }
 }
 
+/// A take in progress (the fleet's asks Redis).
+pub type Taking<'a> = std::pin::Pin<Box<dyn Future<Output = Result<u32, Duration>> + Send + 'a>>;
+
 /// The seam between the request path and where the bucket and the cooldown live.
 pub trait Budget: Send + Sync {
-    /// Takes one token now: the tokens left, or how long until one is due.
-    fn take(&self) -> Result<u32, Duration>;
+    /// Takes one token for a call of this priority: the tokens left, or how long until one is
+    /// due.
+    fn take(&self, priority: Priority) -> Taking<'_>;
     /// Starts (or extends) a cooldown of `length` from now.
     fn cool_down(&self, length: Duration);
     /// What is left of the cooldown in force, if any.
@@ -149,7 +156,19 @@ impl Quota {
         )
     }
 
-    /// A quota over any [`Budget`] (the fleet's, later).
+    /// The fleet's budget, shared through Redis, with a local share while Redis is away.
+    pub fn for_fleet(
+        fleet: Arc<crate::fleet::Fleet>,
+        limit: Option<RateLimitConfig>,
+        default_cooldown: Duration,
+        metrics: Arc<Metrics>,
+    ) -> Quota {
+        let max_wait = limit.map_or(Duration::ZERO, |limit| limit.max_wait);
+        let budget = FleetBudget::start(fleet, limit, Arc::clone(&metrics));
+        Quota::with_budget(budget, max_wait, default_cooldown, metrics)
+    }
+
+    /// A quota over any [`Budget`].
     pub fn with_budget(
         budget: Arc<dyn Budget>,
         max_wait: Duration,
@@ -181,9 +200,15 @@ impl Quota {
         let mut slept = false;
         loop {
             let wait = match self.budget.cooling() {
-                Some(left) => left,
+                Some(left) => {
+                    // Perhaps another sidecar's cooldown: the gauge says so here too.
+                    if self.metrics.quota.cooldown_active.get() == 0 {
+                        self.watch_cooldown();
+                    }
+                    left
+                }
                 None if self.yields(ask.priority) => YIELD,
-                None => match self.budget.take() {
+                None => match self.budget.take(ask.priority).await {
                     Ok(left) => {
                         self.metrics.quota.tokens.set(i64::from(left));
                         let delayed = slept.then(|| started.elapsed());

@@ -30,13 +30,16 @@ use crate::config::{ConfigError, UpstreamConfig};
 use crate::error::{ErrorChain, GatewayError};
 use crate::headers;
 use crate::metrics::Metrics;
-use crate::quota::Quota;
+use crate::quota::{Ask, Quota};
 use crate::tls::tls_config;
 use breaker::Breaker;
 use series::Series;
 
 pub use crate::tls::TlsSetupError;
 pub use deadline::{Deadline, DeadlineElapsed};
+
+/// What an exchange spends budget as: a retry asks for its own token the same way.
+pub type Spend = (Ask, crate::route::Route);
 
 /// Connections that say whether anything came back since the request went out (for retries).
 type Connector = heard::Listening<HttpsConnector<HttpConnector>>;
@@ -133,6 +136,7 @@ impl Upstream {
         &self,
         request: Request<Body>,
         deadline: Instant,
+        spend: Spend,
     ) -> Result<Response<Body>, GatewayError> {
         let permit = self
             .breaker
@@ -168,6 +172,11 @@ impl Upstream {
             }
             _ => None,
         };
+        // The retry is a second call to KooDrive: it takes a token of its own, or is not made.
+        let retry = match retry {
+            Some(copy) if self.spend_again(spend, deadline).await => Some(copy),
+            _ => None,
+        };
         if let Some(copy) = retry {
             self.metrics.upstream_retries.inc();
             tracing::debug!("upstream connection failed before any response byte; retrying once on a fresh connection");
@@ -190,12 +199,10 @@ impl Upstream {
                 "KooDrive used a transfer coding other than chunked".into(),
             )),
         });
-        // The outcome left for the body's end to tell, if any.
+        // The outcome left for the body's end to tell, if any: a 5xx is a failure unless its
+        // body says KooDrive is throttling us (a refusal, not a failure).
+        let server_error = matches!(&result, Ok(response) if response.status().is_server_error());
         let outcome = match &result {
-            Ok(response) if response.status().is_server_error() => {
-                permit.record(false);
-                None
-            }
             Ok(_) => Some(permit),
             // The client's body failed (cut off, too large, stopped): nothing learnt about
             // KooDrive either way, so a probe's turn passes to the next request.
@@ -206,8 +213,15 @@ impl Upstream {
             }
         };
         let timeout = self.timeout;
-        Ok(result?
-            .map(|incoming| body::boxed(Deadline::with_sleep(incoming, sleep, timeout, outcome))))
+        Ok(result?.map(|incoming| {
+            body::boxed(Deadline::with_sleep(
+                incoming,
+                sleep,
+                timeout,
+                outcome,
+                server_error,
+            ))
+        }))
     }
 
     /// One try; on failure, also whether it may be retried.
@@ -233,8 +247,19 @@ impl Upstream {
         }
     }
 
+    /// A token for a retry, waited for no later than the exchange's deadline.
+    async fn spend_again(&self, (ask, route): Spend, deadline: Instant) -> bool {
+        let token = tokio::time::timeout_at(deadline, self.quota.acquire(ask, route));
+        matches!(token.await, Ok(Ok(_)))
+    }
+
     pub fn timeout(&self) -> Duration {
         self.timeout
+    }
+
+    /// This client with another budget (the fleet's).
+    pub fn with_quota(self, quota: Quota) -> Upstream {
+        Upstream { quota, ..self }
     }
 
     pub fn quota(&self) -> &Quota {

@@ -22,17 +22,31 @@ pub fn user_hint(user: &UserTag) -> String {
     format!("g {} ", hex::encode(user))
 }
 
+/// The Pub/Sub hint of a fleet-wide cooldown after KooDrive throttled a sidecar: `c ` then its
+/// length in milliseconds (a length, not a time: sidecars' clocks may differ).
+pub fn cooldown_hint(length: std::time::Duration) -> String {
+    format!("c {}", length.as_millis())
+}
+
+/// The Pub/Sub channel of the fleet's hints.
+pub fn channel(prefix: &str) -> String {
+    format!("{prefix}:invalidations")
+}
+
 /// A hint as heard: what moved, and to which number.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Hint {
     Epoch(u64),
     User(UserTag, u64),
+    /// A cooldown of this many milliseconds from now.
+    Cooldown(u64),
 }
 
 pub fn parse_hint(text: &str) -> Option<Hint> {
     let mut parts = text.split(' ');
     match (parts.next()?, parts.next()?, parts.next()) {
         ("e", number, None) => Some(Hint::Epoch(number.parse().ok()?)),
+        ("c", millis, None) => Some(Hint::Cooldown(millis.parse().ok()?)),
         ("g", tag, Some(number)) => {
             let mut user = [0; 16];
             hex::decode_to_slice(tag, &mut user).ok()?;
@@ -75,7 +89,7 @@ impl Names {
     }
 
     pub fn channel(&self) -> String {
-        format!("{}:invalidations", self.prefix)
+        channel(&self.prefix)
     }
 }
 
@@ -92,7 +106,11 @@ mod tests {
             Some(Hint::User(user, 1_700_000_000_000_001))
         );
         assert_eq!(parse_hint("e 42"), Some(Hint::Epoch(42)));
-        for junk in ["", "e", "e x", "g zz 1", "g 00 1", "x 1 2", "e 1 2"] {
+        let cooldown = cooldown_hint(std::time::Duration::from_secs(3));
+        assert_eq!(parse_hint(&cooldown), Some(Hint::Cooldown(3000)));
+        for junk in [
+            "", "e", "e x", "g zz 1", "g 00 1", "x 1 2", "e 1 2", "c", "c 1 2", "c x",
+        ] {
             assert_eq!(parse_hint(junk), None, "{junk}");
         }
     }

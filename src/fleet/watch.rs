@@ -230,6 +230,10 @@ fn heard(fleet: &Fleet, text: &str) {
             fleet.learn_epoch(epoch);
             "all"
         }
+        Some(Hint::Cooldown(millis)) => {
+            fleet.heard_cooldown_of(Duration::from_millis(millis));
+            return;
+        }
         None => return,
     };
     fleet

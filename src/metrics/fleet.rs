@@ -27,8 +27,10 @@ pub struct KindLabels {
 pub const LOOKUP_RESULTS: [&str; 4] = ["hit", "miss", "error", "tampered"];
 
 /// The Redis operations the fleet makes, as `fleet_redis_errors_total` labels them.
-pub const OPERATIONS: [&str; 8] = [
+pub const OPERATIONS: [&str; 10] = [
     "connect",
+    "budget",
+    "register",
     "heartbeat",
     "generation",
     "invalidate",

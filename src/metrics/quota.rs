@@ -32,6 +32,10 @@ pub struct QuotaMetrics {
     pub throttles: Family<ReasonLabels, Counter>,
     /// 1 while calls to KooDrive wait for a cooldown.
     pub cooldown_active: Gauge,
+    /// Fleet mode: 1 while Redis is away and this sidecar spends its local share.
+    pub local_share_active: Gauge,
+    /// Fleet mode: the sidecars this one last saw registered (its share is the budget over this).
+    pub fleet_sidecars: Gauge,
 }
 
 impl QuotaMetrics {
@@ -79,6 +83,16 @@ impl QuotaMetrics {
             "1 while calls to KooDrive wait out a throttling cooldown",
             self.cooldown_active.clone(),
         );
+        registry.register(
+            "budget_local_share_active",
+            "1 while Redis is away and this sidecar spends its local share of the fleet budget",
+            self.local_share_active.clone(),
+        );
+        registry.register(
+            "budget_fleet_sidecars",
+            "Sidecars this one last saw registered in Redis (its local share is the budget over this)",
+            self.fleet_sidecars.clone(),
+        );
     }
 }
 
@@ -99,6 +113,8 @@ mod tests {
             "koodrive_gateway_budget_refreshes_skipped_total 0",
             "koodrive_gateway_budget_cooldown_active 0",
             "koodrive_gateway_budget_tokens 0",
+            "koodrive_gateway_budget_local_share_active 0",
+            "koodrive_gateway_budget_fleet_sidecars 0",
         ] {
             assert!(text.contains(series), "{series} in {text}");
         }

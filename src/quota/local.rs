@@ -9,8 +9,9 @@ use governor::state::{InMemoryState, NotKeyed};
 use governor::RateLimiter;
 use tokio::time::Instant;
 
-use super::Budget;
+use super::{Budget, Priority, Taking};
 use crate::config::RateLimitConfig;
+use std::num::NonZeroU32;
 
 type Bucket = RateLimiter<NotKeyed, InMemoryState, DefaultClock, StateInformationMiddleware>;
 
@@ -36,13 +37,22 @@ impl LocalBudget {
         }
     }
 
-    fn now_ms(&self) -> u64 {
-        u64::try_from(self.origin.elapsed().as_millis()).unwrap_or(u64::MAX)
+    /// One of `sidecars` equal shares of the fleet's budget: the rate divided, the burst divided
+    /// but at least one, so that a share is never nothing.
+    pub fn share(limit: Option<RateLimitConfig>, sidecars: u32) -> LocalBudget {
+        let mut budget = LocalBudget::new(None);
+        budget.bucket = limit.and_then(|limit| {
+            let sidecars = sidecars.max(1);
+            let period = Duration::from_secs(u64::from(sidecars)) / limit.rps.get();
+            let burst = NonZeroU32::new(limit.burst.get() / sidecars).unwrap_or(NonZeroU32::MIN);
+            let quota = governor::Quota::with_period(period)?.allow_burst(burst);
+            Some(RateLimiter::direct(quota).with_middleware::<StateInformationMiddleware>())
+        });
+        budget
     }
-}
 
-impl Budget for LocalBudget {
-    fn take(&self) -> Result<u32, Duration> {
+    /// Takes one token now: the tokens left, or how long until one is due.
+    pub fn take_now(&self) -> Result<u32, Duration> {
         let Some(bucket) = &self.bucket else {
             return Ok(u32::MAX);
         };
@@ -50,6 +60,16 @@ impl Budget for LocalBudget {
             Ok(snapshot) => Ok(snapshot.remaining_burst_capacity()),
             Err(not_until) => Err(not_until.wait_time_from(bucket.clock().now())),
         }
+    }
+
+    fn now_ms(&self) -> u64 {
+        u64::try_from(self.origin.elapsed().as_millis()).unwrap_or(u64::MAX)
+    }
+}
+
+impl Budget for LocalBudget {
+    fn take(&self, _: Priority) -> Taking<'_> {
+        Box::pin(std::future::ready(self.take_now()))
     }
 
     fn cool_down(&self, length: Duration) {

@@ -29,8 +29,11 @@ impl Throttle {
     }
 }
 
+/// How many bytes a match of the throttling code spans (with its quotes).
+pub const APIG_WINDOW: usize = APIG_THROTTLE.len() + 2;
+
 /// Whether a body carries the throttling code as a JSON string value (either error shape).
-pub(super) fn apig_throttle(body: &[u8]) -> bool {
+pub fn apig_throttle(body: &[u8]) -> bool {
     body.windows(APIG_THROTTLE.len() + 2)
         .any(|w| w[0] == b'"' && w[w.len() - 1] == b'"' && &w[1..w.len() - 1] == APIG_THROTTLE)
 }

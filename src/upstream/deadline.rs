@@ -35,22 +35,27 @@ pub struct Deadline<B> {
     /// (its reader left mid-way) tells nothing: that says nothing of KooDrive, and a success
     /// would count an exchange that might yet have stalled.
     outcome: Option<Permit>,
+    /// For a 5xx: a failure at the body's end unless the body carried KooDrive's throttling code
+    /// (a refusal, never a failure). Holds the last bytes seen, to find the code across frames.
+    server_error: Option<Vec<u8>>,
+    throttled: bool,
 }
 
 impl<B: Body> Deadline<B> {
     #[cfg(test)]
     pub fn new(inner: B, deadline: Instant, timeout: Duration, outcome: Option<Permit>) -> Self {
         let sleep = Box::pin(tokio::time::sleep_until(deadline));
-        Deadline::with_sleep(inner, sleep, timeout, outcome)
+        Deadline::with_sleep(inner, sleep, timeout, outcome, false)
     }
 
     /// The body of an exchange whose timer, `sleep`, has run since the exchange began (its
-    /// deadline is the exchange's).
+    /// deadline is the exchange's); `server_error` for an answer whose status is a 5xx.
     pub fn with_sleep(
         inner: B,
         sleep: Pin<Box<Sleep>>,
         timeout: Duration,
         outcome: Option<Permit>,
+        server_error: bool,
     ) -> Self {
         // The exchange began `timeout` before its deadline; until its head came, it waited on
         // KooDrive.
@@ -64,6 +69,8 @@ impl<B: Body> Deadline<B> {
             upstream_wait: now.saturating_duration_since(began),
             pending_since: None,
             outcome,
+            server_error: server_error.then(Vec::new),
+            throttled: false,
         };
         // No body (HEAD, 204, 304, a zero length): over already, and hyper never polls it.
         if body.inner.is_end_stream() {
@@ -73,9 +80,24 @@ impl<B: Body> Deadline<B> {
     }
 
     fn record(&mut self, success: bool) {
+        let success = success && (self.server_error.is_none() || self.throttled);
         if let Some(permit) = self.outcome.take() {
             permit.record(success);
         }
+    }
+
+    /// Looks for the throttling code in a 5xx body's data, across frame boundaries.
+    fn scan(&mut self, data: &[u8]) {
+        let Some(tail) = self.server_error.as_mut() else {
+            return;
+        };
+        if self.throttled {
+            return;
+        }
+        tail.extend_from_slice(data);
+        self.throttled = crate::quota::apig_throttle(tail);
+        let keep = tail.len().saturating_sub(crate::quota::APIG_WINDOW);
+        tail.drain(..keep);
     }
 
     /// At the deadline: whether KooDrive held the body up more than its reader did.
@@ -102,6 +124,11 @@ where
         if let Poll::Ready(frame) = Pin::new(&mut self.inner).poll_frame(cx) {
             if let Some(since) = self.pending_since.take() {
                 self.upstream_wait += since.elapsed();
+            }
+            if let Some(Ok(data)) = &frame {
+                if let Some(data) = data.data_ref() {
+                    self.scan(bytes::Buf::chunk(data));
+                }
             }
             match &frame {
                 None => self.record(true),

@@ -56,14 +56,14 @@ impl Upstream {
             time::OffsetDateTime::now_utc(),
         )?;
         telemetry::inject_context(&mut parts.headers);
-        self.observed(outbound.route, Request::from_parts(parts, body))
-            .await
+        let spend = (outbound.ask, outbound.route);
+        self.observed(spend, Request::from_parts(parts, body)).await
     }
 
     /// The exchange itself, in its own span, counted in the upstream metrics.
     async fn observed(
         &self,
-        route: Route,
+        (ask, route): super::Spend,
         request: Request<Body>,
     ) -> Result<Response<Body>, GatewayError> {
         let started = Instant::now();
@@ -78,7 +78,7 @@ impl Upstream {
             status = Empty
         );
         let result = self
-            .send(request, self.deadline())
+            .send(request, self.deadline(), (ask, route))
             .instrument(span.clone())
             .await;
         let elapsed = started.elapsed();

@@ -30,6 +30,7 @@ mod observability;
 mod otlp;
 mod protocol;
 mod quota;
+mod quota_fleet;
 mod reference;
 mod reload;
 mod signals;

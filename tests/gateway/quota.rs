@@ -14,7 +14,7 @@ use crate::support::{within, Mock, Reply, TestGateway, TestResponse, TASK_LIST};
 const TASK: &str = "/koodrive/ose/v1/task/";
 
 /// A mock that answers every request with `Reply::ok()` and notes when each arrived.
-async fn timed_mock() -> (Mock, Arc<Mutex<Vec<Instant>>>) {
+pub(crate) async fn timed_mock() -> (Mock, Arc<Mutex<Vec<Instant>>>) {
     let arrivals = Arc::new(Mutex::new(Vec::new()));
     let seen = Arc::clone(&arrivals);
     let mock = Mock::start(move |_| {
@@ -26,7 +26,7 @@ async fn timed_mock() -> (Mock, Arc<Mutex<Vec<Instant>>>) {
 }
 
 /// The most calls KooDrive saw in any one-second window (each window starting at a call).
-fn busiest_second(arrivals: &[Instant]) -> usize {
+pub(crate) fn busiest_second(arrivals: &[Instant]) -> usize {
     let mut sorted = arrivals.to_vec();
     sorted.sort();
     (0..sorted.len())
@@ -40,7 +40,7 @@ fn busiest_second(arrivals: &[Instant]) -> usize {
         .unwrap_or(0)
 }
 
-fn assert_rate_limited(response: &TestResponse) {
+pub(crate) fn assert_rate_limited(response: &TestResponse) {
     assert_eq!(response.status, 429, "{}", response.text());
     assert_eq!(response.json()["code"], "GATEWAY_RATE_LIMITED");
     assert_eq!(
