@@ -38,6 +38,9 @@ pub struct Deadline<B> {
     /// For a 5xx: a failure at the body's end unless the body carried KooDrive's throttling code
     /// (a refusal, never a failure). Holds the last bytes seen, to find the code across frames.
     server_error: Option<Vec<u8>>,
+    /// For a 5xx, the exchange's span: the breaker's verdict comes at the body's end, read
+    /// later, but what it logs (the breaker opening) belongs to the exchange.
+    span: Option<tracing::Span>,
     throttled: bool,
 }
 
@@ -70,6 +73,7 @@ impl<B: Body> Deadline<B> {
             pending_since: None,
             outcome,
             server_error: server_error.then(Vec::new),
+            span: server_error.then(tracing::Span::current),
             throttled: false,
         };
         // No body (HEAD, 204, 304, a zero length): over already, and hyper never polls it.
@@ -82,7 +86,10 @@ impl<B: Body> Deadline<B> {
     fn record(&mut self, success: bool) {
         let success = success && (self.server_error.is_none() || self.throttled);
         if let Some(permit) = self.outcome.take() {
-            permit.record(success);
+            match &self.span {
+                Some(span) => span.in_scope(|| permit.record(success)),
+                None => permit.record(success),
+            }
         }
     }
 
