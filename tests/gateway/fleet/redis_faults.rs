@@ -1,4 +1,4 @@
-//! Redis failing never fails a request: killed, paused (SIGSTOP then SIGCONT), restarted empty
+//! Redis failing never fails a request: killed, paused (SIGSTOP then SIGCONT), slow, reset, restarted empty
 //! or asking for another password, every client request is answered as a single sidecar would
 //! answer it, and fleet mode resumes by itself when Redis is back.
 
@@ -174,4 +174,68 @@ async fn redis_out_of_memory_every_request_is_answered() {
         wait_fleet_up(gw, true).await;
     }
     all_answered(&fleet, "fay").await;
+}
+
+/// Redis slow (every command held by `CLIENT PAUSE ... ALL` far beyond `fleet.timeout`):
+/// requests are answered without waiting for Redis, and fleet mode is back once it answers.
+#[tokio::test]
+async fn redis_slow_every_request_is_answered_without_waiting_for_it() {
+    let redis = RedisServer::start(None);
+    let mock = versioned_mock().await;
+    let fleet = fleet_of(2, &mock, &redis, "").await;
+    all_answered(&fleet, "ada").await;
+    // Held for 12 s; every new command waits for it to end, ours too (no UNPAUSE).
+    redis.command(&["CLIENT", "PAUSE", "12000", "ALL"]);
+    let started = Instant::now();
+    for user in ["ada", "bob", "cy", "dee"] {
+        all_answered(&fleet, user).await;
+    }
+    // Eight requests, each at most a few Redis timeouts (200 ms here) late: far less than the
+    // pause, so none of them waited for Redis to answer.
+    assert!(
+        started.elapsed() < Duration::from_secs(9),
+        "answered in {:?} while Redis was paused",
+        started.elapsed()
+    );
+    for gw in &fleet {
+        wait_fleet_up(gw, false).await;
+    }
+    for gw in &fleet {
+        wait_fleet_up(gw, true).await;
+    }
+    all_answered(&fleet, "eve").await;
+}
+
+/// Every connection to Redis reset (`CLIENT KILL`, the subscriber's too): requests are still
+/// answered, and a write through one sidecar is still seen through the other once it is back.
+#[tokio::test]
+async fn redis_connections_reset_every_request_is_answered_and_writes_still_seen() {
+    let redis = RedisServer::start(None);
+    let mock = versioned_mock().await;
+    let fleet = fleet_of(2, &mock, &redis, "").await;
+    let before = all_answered(&fleet, "ada").await;
+    redis.command(&["CLIENT", "KILL", "TYPE", "pubsub"]);
+    redis.command(&["CLIENT", "KILL", "TYPE", "normal"]);
+    for user in ["ada", "bob"] {
+        all_answered(&fleet, user).await;
+    }
+    assert_eq!(
+        fleet[0].client.send(create(&fleet[0], "ada")).await.status,
+        200
+    );
+    // Seen through the other sidecar: at once when its connections were already back, else
+    // as soon as they are (within the wait's bound).
+    crate::support::within("the write seen through the other sidecar", async {
+        loop {
+            let versions = all_answered(&fleet, "ada").await;
+            if versions.iter().all(|v| *v > before[0]) {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+    for gw in &fleet {
+        wait_fleet_up(gw, true).await;
+    }
 }
