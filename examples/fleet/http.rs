@@ -19,6 +19,8 @@ pub type HttpClient = Client<HttpConnector, Full<Bytes>>;
 pub const REQUEST_LIMIT: Duration = Duration::from_secs(10);
 
 pub const LIST: &str = "/koodrive/ose/v1/task/list";
+/// Another page of the same list (its own cache key).
+pub const OTHER_PAGE: &str = "/koodrive/ose/v1/task/list?pageSize=1";
 pub const CREATE: &str = "/koodrive/ose/v1/task/create";
 
 pub fn client() -> HttpClient {
