@@ -267,6 +267,9 @@ async fn shared_hit_latency(args: &Args, mock: &Mock, fleet: &Fleet<'_>, client:
     let a = start(&mock.url(), Some(fleet), "ttl = \"60s\"").await;
     let b = start(&mock.url(), Some(fleet), "ttl = \"60s\"").await;
     wait_up(client, &[&a, &b], Duration::from_secs(10)).await;
+    // A page B holds, asked for just before each timed pair: the pair's first request then
+    // finds the machine as warm as its second does, not just back from the pause below.
+    send(client, false, b.addr, LIST, "warm").await;
     // Two cases: a user B has not seen (it reads the user's generation from Redis, then the
     // page: two round trips), and a user B already knows (the page alone: one round trip).
     for known in [false, true] {
@@ -284,6 +287,7 @@ async fn shared_hit_latency(args: &Args, mock: &Mock, fleet: &Fleet<'_>, client:
             send(client, false, a.addr, LIST, &user).await;
             // A stores its page in Redis in the background: give it a moment before B asks.
             tokio::time::sleep(Duration::from_millis(5)).await;
+            send(client, false, b.addr, LIST, "warm").await;
             let Some(one) = send(client, false, b.addr, LIST, &user).await else {
                 continue;
             };
