@@ -90,3 +90,18 @@ pub(crate) async fn wait_keys(redis: &RedisServer, pattern: &str, n: usize) -> V
 pub(crate) async fn metric(gw: &TestGateway, name: &str) -> f64 {
     gw.metrics().await.get(name).copied().unwrap_or(0.0)
 }
+
+/// Waits until the sidecar has handled `n` invalidation hints of `kind` (`user`: a user's
+/// generation moved; `all`: the fleet epoch, a purge) from the fleet's channel: a page read after
+/// that is read as the write or purge left it. Between a write's answer and this, a sidecar may
+/// still serve the page from before the write: that window is the visibility lag
+/// `bench/fleet.sh` measures (under a millisecond on one host).
+pub(crate) async fn wait_hints(gw: &TestGateway, kind: &str, n: f64) {
+    let series = format!(r#"koodrive_gateway_fleet_invalidations_received_total{{kind="{kind}"}}"#);
+    within("the sidecar to handle the invalidation hint", async {
+        while metric(gw, &series).await < n {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await;
+}

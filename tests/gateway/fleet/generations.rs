@@ -4,7 +4,7 @@
 //! every number it had.
 
 use crate::cache::{cache_status, create, version, versioned_mock};
-use crate::fleet::{fleet_of, wait_fleet_up, wait_keys};
+use crate::fleet::{fleet_of, wait_fleet_up, wait_hints, wait_keys};
 use crate::support::redis::{RedisServer, Resp};
 use crate::support::TASK_LIST;
 
@@ -28,6 +28,8 @@ async fn a_write_after_redis_is_flushed_still_invalidates_every_sidecar() {
     let write = fleet[1].client.send(create(&fleet[1], "ada")).await;
     assert_eq!(write.status, 200);
     for gw in &fleet {
+        // Both writes' hints handled (the lag between is bench/fleet.sh's to measure).
+        wait_hints(gw, "user", 2.0).await;
         let page = gw.client.get_with(TASK_LIST, &user).await;
         assert!(
             version(&page) > version(&first),

@@ -4,7 +4,7 @@ use bytes::Bytes;
 use http_body_util::Full;
 
 use crate::cache::{cache_status, version, versioned_mock};
-use crate::fleet::fleet_of;
+use crate::fleet::{fleet_of, wait_hints};
 use crate::support::redis::RedisServer;
 use crate::support::{TestGateway, TASK_LIST};
 
@@ -30,6 +30,10 @@ async fn a_purge_through_one_sidecar_reaches_every_sidecar() {
         }
         purge(&fleet[2], query).await;
         for gw in &fleet {
+            // The purge's hint handled: a bumped epoch for everything, a user's generation
+            // for one user.
+            let kind = if query.is_empty() { "all" } else { "user" };
+            wait_hints(gw, kind, 1.0).await;
             let page = gw.client.get_with(TASK_LIST, &headers).await;
             assert!(
                 version(&page) > seen[0],

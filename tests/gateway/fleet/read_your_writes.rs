@@ -2,13 +2,19 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use tokio::sync::Notify;
 
 use crate::cache::{cache_status, create, page_for, version, versioned_mock};
-use crate::fleet::{fleet_of, wait_keys};
+use crate::fleet::{fleet_of, wait_hints, wait_keys};
 use crate::support::redis::RedisServer;
 use crate::support::{within, Mock, TASK_LIST};
+
+/// How long after a write's answer every sidecar must have its hint, with room for a loaded
+/// machine (a lost hint is noticed within 2 x heartbeat + timeout, 400 ms in these tests; a page
+/// from before the write would otherwise be served for its 60 s TTL).
+const LAG_BOUND: Duration = Duration::from_secs(5);
 
 #[tokio::test]
 async fn a_write_through_a_is_seen_through_b_and_c() {
@@ -33,8 +39,18 @@ async fn a_write_through_a_is_seen_through_b_and_c() {
     // The write's answer comes back after the fleet-wide bump: B and C then miss the old page.
     let write = fleet[0].client.send(create(&fleet[0], "ada")).await;
     assert_eq!(write.status, 200);
+    let answered = Instant::now();
     let before = version(&first);
     for gw in &fleet[1..] {
+        // Synchronized on the hint's handling, not on time; the lag is bounded generously here
+        // (the README's worst case with this config is 400 ms, on a loaded 2-core machine a
+        // hint may queue longer) and measured by bench/fleet.sh.
+        wait_hints(gw, "user", 1.0).await;
+        assert!(
+            answered.elapsed() < LAG_BOUND,
+            "the write's hint reached a sidecar {:?} after its answer",
+            answered.elapsed()
+        );
         let page = gw.client.get_with(TASK_LIST, &user).await;
         assert!(
             version(&page) > before,
@@ -87,6 +103,9 @@ async fn a_fetch_begun_before_a_write_is_never_served_after_it() {
     // write serves it.
     wait_keys(&redis, "koodrive-gateway:page:*", 1).await;
     for gw in &fleet {
+        // Once every sidecar has the write's generation, the early page (stored under the
+        // generation it was asked with) is out of reach everywhere.
+        wait_hints(gw, "user", 1.0).await;
         for _ in 0..2 {
             let page = gw.client.get_with(TASK_LIST, &user).await;
             assert_ne!(
