@@ -65,3 +65,34 @@ upstream_locations() {
         }
 EOF
 }
+
+# Writes a gateway config: token mode (no signature, so nginx can be the upstream), long TTL so
+# the page stays fresh for the whole run.
+# Its fifth argument is upstream.timeout (10s unless given).
+gateway_config() {
+    local file=$1 port=$2 admin=$3 upstream=$4 timeout=${5:-10s}
+    cat >"$file" <<EOF
+[server]
+listen = "127.0.0.1:$port"
+admin_listen = "127.0.0.1:$admin"
+shutdown_grace = "2s"
+# Above the default 512: bench/compare.sh's collapse check opens 1,000 connections at once.
+max_connections = 2048
+
+[upstream]
+url = "$upstream"
+timeout = "$timeout"
+
+[auth]
+mode = "token"
+user_id = "1505084218764547200"
+access_token = "bench-token"
+
+[cache]
+max_bytes = "256MiB"
+ttl = "10m"
+
+[log]
+format = "json"
+EOF
+}

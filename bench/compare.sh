@@ -291,33 +291,6 @@ EOF
     wait_http "http://127.0.0.1:$NGINX_PORT$LIST"
 }
 
-# Writes a gateway config: token mode (no signature, so nginx can be the upstream), long TTL so
-# the page stays fresh for the whole run.
-gateway_config() {
-    local file=$1 port=$2 admin=$3 upstream=$4
-    cat >"$file" <<EOF
-[server]
-listen = "127.0.0.1:$port"
-admin_listen = "127.0.0.1:$admin"
-shutdown_grace = "2s"
-
-[upstream]
-url = "$upstream"
-timeout = "10s"
-
-[auth]
-mode = "token"
-user_id = "1505084218764547200"
-access_token = "bench-token"
-
-[cache]
-max_bytes = "256MiB"
-ttl = "10m"
-
-[log]
-format = "json"
-EOF
-}
 
 # Starts a gateway: name, upstream URL, RUST_LOG level, CPU list (empty: unpinned). Its stdout
 # (the log) goes to a file, as it would to a log collector. Sets GW_PORT and GW_PID.

@@ -90,28 +90,7 @@ wait_http "http://127.0.0.1:$UPSTREAM_PORT$LIST"
 wait_http "http://127.0.0.1:$PASS_PORT$LIST"
 
 GW_PORT=$(port) ADMIN_PORT=$(port)
-cat >"$WORK/gateway.toml" <<EOF
-[server]
-listen = "127.0.0.1:$GW_PORT"
-admin_listen = "127.0.0.1:$ADMIN_PORT"
-shutdown_grace = "2s"
-
-[upstream]
-url = "http://127.0.0.1:$UPSTREAM_PORT"
-timeout = "30s"
-
-[auth]
-mode = "token"
-user_id = "1505084218764547200"
-access_token = "bench-token"
-
-[cache]
-max_bytes = "256MiB"
-ttl = "10m"
-
-[log]
-format = "json"
-EOF
+gateway_config "$WORK/gateway.toml" "$GW_PORT" "$ADMIN_PORT" "http://127.0.0.1:$UPSTREAM_PORT" 30s
 RUST_LOG=warn taskset -c "$SERVER_CPU" "$GATEWAY" --config "$WORK/gateway.toml" \
     >"$WORK/gateway.log" 2>&1 &
 GW_PID=$!
