@@ -30,6 +30,12 @@ pub struct Tiers {
     retention_ms: Arc<AtomicU64>,
     /// How long a fleet-wide fill lock lasts, and so how long others wait on it.
     lock_ttl: Duration,
+    /// The epoch of this sidecar's own generations, used when the fleet's is not to be had
+    /// (no fleet: 0). In fleet mode it is this process's alone (random, top bit set, which no
+    /// clock-seeded fleet epoch reaches), so a page keyed while Redis failed one call, and
+    /// stored in Redis meanwhile, is never another sidecar's hit: another sidecar's local
+    /// counter for the user knows nothing of this one's writes, nor this one of theirs.
+    local_epoch: u64,
 }
 
 impl Tiers {
@@ -39,12 +45,14 @@ impl Tiers {
             fleet: None,
             retention_ms,
             lock_ttl: Duration::ZERO,
+            local_epoch: 0,
         }
     }
 
     pub(super) fn with_fleet(mut self, fleet: Arc<Fleet>, lock_ttl: Duration) -> Tiers {
         self.fleet = Some(fleet);
         self.lock_ttl = lock_ttl;
+        self.local_epoch = fastrand::u64(1 << 63..);
         self
     }
 
@@ -105,9 +113,9 @@ impl Storage for Tiers {
     }
 
     fn generation(&self, user_id: &HeaderValue) -> impl Future<Output = Generation> + Send {
-        // First tier only (no fleet, or fallen back): the local counter, under an epoch no
-        // fleet has (fleet epochs are seeded from the clock).
-        let local = || [0, self.first.local_generation(user_id)];
+        // First tier only (no fleet, or fallen back, or the read failed): the local counter,
+        // under an epoch no fleet has and, in fleet mode, no other sidecar (`local_epoch`).
+        let local = || [self.local_epoch, self.first.local_generation(user_id)];
         // Known at once (no fleet, learned, or fallen back), or read from Redis in a boxed
         // future, so that the common case's future stays small.
         let (known, read): (Option<Generation>, Option<Shared<'_, Option<Generation>>>) =
@@ -130,9 +138,9 @@ impl Storage for Tiers {
                 (Some(generation), _) => generation,
                 (None, Some(read)) => match read.await {
                     Some(generation) => generation,
-                    None => [0, self.first.local_generation(user_id)],
+                    None => [self.local_epoch, self.first.local_generation(user_id)],
                 },
-                (None, None) => [0, self.first.local_generation(user_id)],
+                (None, None) => [self.local_epoch, self.first.local_generation(user_id)],
             }
         }
     }

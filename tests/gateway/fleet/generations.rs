@@ -4,7 +4,7 @@
 //! every number it had.
 
 use crate::cache::{cache_status, create, version, versioned_mock};
-use crate::fleet::{fleet_of, wait_fleet_up, wait_hints, wait_keys};
+use crate::fleet::{fleet_of, metric, wait_fleet_up, wait_hints, wait_keys};
 use crate::support::redis::{RedisServer, Resp};
 use crate::support::TASK_LIST;
 
@@ -70,6 +70,45 @@ async fn a_failover_to_a_server_that_missed_a_write_serves_no_page_from_before_i
             version(&page) > version(&first),
             "a page from before the write came back after the failover: {}",
             cache_status(&page)
+        );
+    }
+}
+
+/// A sidecar whose read of a user's fleet generation fails (here: the counter made the wrong
+/// type, so the read script errs while the rest of Redis works, and fleet mode stays up) keys
+/// that user's pages by its own local counter. Such a page is this sidecar's alone: another
+/// sidecar in the same state, whose local counter knows nothing of the first one's writes, never
+/// gets it from the shared tier.
+#[tokio::test]
+async fn a_page_keyed_by_one_sidecars_own_generation_is_never_anothers_hit() {
+    use sha2::{Digest, Sha256};
+    let redis = RedisServer::start(None);
+    let mock = versioned_mock().await;
+    let fleet = fleet_of(2, &mock, &redis, "").await;
+    let tag = hex::encode(&Sha256::digest(b"ada")[..16]);
+    let counter = format!("koodrive-gateway:{{u:{tag}}}:gen");
+    assert_eq!(
+        redis.command(&["HSET", &counter, "not", "a counter"]),
+        Resp::Int(1)
+    );
+    let user = [("x-user-id", "ada")];
+    let own = fleet[0].client.get_with(TASK_LIST, &user).await;
+    assert_eq!(own.status, 200);
+    // Its page reaches Redis all the same (stored in the background).
+    wait_keys(&redis, "koodrive-gateway:page:*", 1).await;
+    let other = fleet[1].client.get_with(TASK_LIST, &user).await;
+    assert_eq!(other.status, 200);
+    assert!(
+        !cache_status(&other).contains("detail=shared"),
+        "another sidecar's locally keyed page was served: {}",
+        cache_status(&other)
+    );
+    assert_eq!(mock.hits(), 2, "each sidecar fetched its own page");
+    for gw in &fleet {
+        assert_eq!(
+            metric(gw, "koodrive_gateway_fleet_up").await,
+            1.0,
+            "one failed read is not a fallback"
         );
     }
 }
