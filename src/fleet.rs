@@ -304,7 +304,10 @@ impl Fleet {
                 self.sent("user");
                 self.learn_user(*user, user_gen);
             }
-            None => self.remember_pending(Some(*user)),
+            None => {
+                self.remember_pending(Some(*user));
+                self.bump_failed();
+            }
         }
     }
 
@@ -324,8 +327,19 @@ impl Fleet {
                 self.sent("all");
                 self.learn_epoch(epoch);
             }
-            None => self.remember_pending(None),
+            None => {
+                self.remember_pending(None);
+                self.bump_failed();
+            }
         }
+    }
+
+    /// A bump that could not be made leaves the fleet's numbers behind a write (or purge) this
+    /// sidecar answered: even one failure falls back at once, so that this sidecar serves by
+    /// its own counters (bumped already) and the bump is made when fleet mode resumes, with
+    /// the first tier dropped. (Three failures in a row are the rule for other calls.)
+    fn bump_failed(&self) {
+        self.fall_back("a generation bump failed");
     }
 
     fn sent(&self, kind: &'static str) {

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::Notify;
 
 use crate::cache::{cache_status, create, page_for, version, versioned_mock};
-use crate::fleet::{fleet_of, wait_hints, wait_keys};
+use crate::fleet::{fleet_of, wait_fleet_up, wait_hints, wait_keys};
 use crate::support::redis::RedisServer;
 use crate::support::{within, Mock, TASK_LIST};
 
@@ -116,4 +116,44 @@ async fn a_fetch_begun_before_a_write_is_never_served_after_it() {
             );
         }
     }
+}
+
+/// A write whose fleet-wide bump fails (here: the user's counter made the wrong type, while the
+/// rest of Redis works) is still answered, is seen at once through its own sidecar (which falls
+/// back to its own counters), and through the others once the bump is made on resume.
+#[tokio::test]
+async fn a_write_whose_bump_fails_is_seen_at_once_by_its_sidecar_and_by_the_rest_on_resume() {
+    use sha2::{Digest, Sha256};
+    let redis = RedisServer::start(None);
+    let mock = versioned_mock().await;
+    let fleet = fleet_of(2, &mock, &redis, "").await;
+    let user = [("x-user-id", "ada")];
+    let first = fleet[0].client.get_with(TASK_LIST, &user).await;
+    wait_keys(&redis, "koodrive-gateway:page:*", 1).await;
+    let shared = fleet[1].client.get_with(TASK_LIST, &user).await;
+    assert_eq!(version(&shared), version(&first));
+    // Both sidecars know the user's generation; the counter in Redis now cannot be bumped.
+    let tag = hex::encode(&Sha256::digest(b"ada")[..16]);
+    let counter = format!("koodrive-gateway:{{u:{tag}}}:gen");
+    redis.command(&["DEL", &counter]);
+    redis.command(&["HSET", &counter, "not", "a counter"]);
+    let write = fleet[0].client.send(create(&fleet[0], "ada")).await;
+    assert_eq!(write.status, 200);
+    let own = fleet[0].client.get_with(TASK_LIST, &user).await;
+    assert!(
+        version(&own) > version(&first),
+        "the writer's own sidecar served the page from before the write: {}",
+        cache_status(&own)
+    );
+    wait_fleet_up(&fleet[0], false).await;
+    // Redis repaired: the sidecar resumes by making the bump it owes, and the other hears it.
+    redis.command(&["DEL", &counter]);
+    wait_fleet_up(&fleet[0], true).await;
+    wait_hints(&fleet[1], "user", 1.0).await;
+    let other = fleet[1].client.get_with(TASK_LIST, &user).await;
+    assert!(
+        version(&other) > version(&first),
+        "another sidecar served the page from before the write: {}",
+        cache_status(&other)
+    );
 }
