@@ -38,41 +38,21 @@ done
 WORK=$(mktemp -d /tmp/koodrive-callgrind.XXXXXX)
 chmod 755 "$WORK"
 PIDS=()
-cleanup() {
-    local pid
-    for pid in "${PIDS[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
-    for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
-    if [[ -n ${KEEP_WORK:-} ]]; then echo "work dir kept: $WORK"; else rm -rf "$WORK"; fi
-}
-trap cleanup EXIT
-
-port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
 # shellcheck source=bench/common.sh
 source "$REPO/bench/common.sh"
+trap cleanup EXIT
 
 # The page and the POST's body, as bench/compare.sh writes them.
 write_page >/dev/null
 
-UPSTREAM_PORT=$(port)
-mkdir -p "$WORK/nginx"
-{
-    nginx_common "$WORK/nginx"
-    cat <<EOF
-    access_log off;
-    server {
-        listen 127.0.0.1:$UPSTREAM_PORT;
-        root $WORK/www;
-        default_type application/json;
-$(upstream_locations)
-    }
-}
-EOF
-} >"$WORK/nginx/nginx.conf"
+free_port UPSTREAM_PORT
+upstream_nginx_conf "$WORK/nginx" "$UPSTREAM_PORT" "access_log off;"
 nginx -p "$WORK/nginx" -c "$WORK/nginx/nginx.conf" -g 'daemon off; master_process on;' &
 PIDS+=($!)
 wait_http "http://127.0.0.1:$UPSTREAM_PORT$LIST"
 
-GW_PORT=$(port) ADMIN_PORT=$(port)
+free_port GW_PORT
+free_port ADMIN_PORT
 gateway_config "$WORK/gateway.toml" "$GW_PORT" "$ADMIN_PORT" "http://127.0.0.1:$UPSTREAM_PORT" 30s
 RUST_LOG=warn valgrind --tool=callgrind --instr-atstart=no \
     --callgrind-out-file="$WORK/callgrind.out" "$GATEWAY" --config "$WORK/gateway.toml" \

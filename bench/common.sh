@@ -1,6 +1,6 @@
 # bench/common.sh: what bench/compare.sh, bench/callgrind.sh and bench/syscalls.sh all set up,
-# sourced by each after it has set WORK, LIST, FILE_GET, FILE_POST and die. It runs nothing by
-# itself.
+# sourced by each after it has set WORK, PIDS, LIST, FILE_GET, FILE_POST and die. It runs nothing
+# by itself.
 
 # Polls a URL until it answers 2xx, $2 tries a tenth of a second apart (300 unless given: a loaded
 # machine starts a server slowly, and one under valgrind more slowly still).
@@ -95,4 +95,67 @@ ttl = "10m"
 [log]
 format = "json"
 EOF
+}
+
+# The upstream nginx's config in directory $1, listening on 127.0.0.1:$2: the page and the file
+# calls (upstream_locations) from $WORK/www; $3 is its access-log directives.
+upstream_nginx_conf() {
+    local dir=$1 port=$2 logging=$3
+    mkdir -p "$dir"
+    {
+        nginx_common "$dir"
+        cat <<EOF
+    $logging
+    server {
+        listen 127.0.0.1:$port;
+        root $WORK/www;
+        default_type application/json;
+$(upstream_locations)
+    }
+}
+EOF
+    } >"$dir/nginx.conf"
+}
+
+# Every background process is recorded in PIDS and stopped on exit (the caller sets the trap);
+# WORK is removed unless KEEP_WORK is set.
+cleanup() {
+    local pid
+    for pid in "${PIDS[@]}"; do
+        kill -TERM "$pid" 2>/dev/null || true
+    done
+    for pid in "${PIDS[@]}"; do
+        stop_wait "$pid"
+    done
+    if [[ -n ${KEEP_WORK:-} ]]; then
+        echo "work dir kept: $WORK"
+    else
+        rm -rf "$WORK"
+    fi
+}
+
+# Waits at most 5 s for a process to exit, then kills it.
+stop_wait() {
+    local pid=$1 i
+    for ((i = 0; i < 50; i++)); do
+        kill -0 "$pid" 2>/dev/null || return 0
+        sleep 0.1
+    done
+    kill -KILL "$pid" 2>/dev/null || true
+}
+
+# Sets the named variable to a free loopback port: a random start, then the first port nothing
+# answers on and that this script has not handed out yet.
+USED_PORTS=" "
+free_port() {
+    local port=$((20000 + RANDOM % 20000)) i
+    for ((i = 0; i < 200; i++, port++)); do
+        [[ $USED_PORTS == *" $port "* ]] && continue
+        if ! (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
+            USED_PORTS+="$port "
+            printf -v "$1" '%s' "$port"
+            return 0
+        fi
+    done
+    die "no free port found"
 }

@@ -83,33 +83,10 @@ die() { printf 'compare.sh: %s\n' "$*" >&2; exit 1; }
 source "$REPO/bench/common.sh"
 
 # ---------------------------------------------------------------------------------------------
-# Process bookkeeping: every background process is recorded and stopped on exit.
+# Process bookkeeping: every background process is recorded and stopped on exit (cleanup in
+# bench/common.sh).
 
-cleanup() {
-    local pid
-    for pid in "${PIDS[@]}"; do
-        kill -TERM "$pid" 2>/dev/null || true
-    done
-    for pid in "${PIDS[@]}"; do
-        stop_wait "$pid"
-    done
-    if [[ -n ${KEEP_WORK:-} ]]; then
-        echo "work dir kept: $WORK"
-    else
-        rm -rf "$WORK"
-    fi
-}
 trap cleanup EXIT
-
-# Waits at most 5 s for a process to exit, then kills it.
-stop_wait() {
-    local pid=$1 i
-    for ((i = 0; i < 50; i++)); do
-        kill -0 "$pid" 2>/dev/null || return 0
-        sleep 0.1
-    done
-    kill -KILL "$pid" 2>/dev/null || true
-}
 
 # Stops one recorded process now (so that the next server has the core to itself).
 stop() {
@@ -123,21 +100,6 @@ stop() {
     PIDS=("${kept[@]}")
 }
 
-# Sets the named variable to a free loopback port: a random start, then the first port nothing
-# answers on and that this script has not handed out yet.
-USED_PORTS=" "
-free_port() {
-    local port=$((20000 + RANDOM % 20000)) i
-    for ((i = 0; i < 200; i++, port++)); do
-        [[ $USED_PORTS == *" $port "* ]] && continue
-        if ! (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
-            USED_PORTS+="$port "
-            printf -v "$1" '%s' "$port"
-            return 0
-        fi
-    done
-    die "no free port found"
-}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -205,20 +167,8 @@ start_upstream() {
     mkdir -p "$dir"
     free_port UPSTREAM_PORT
     UPSTREAM_LOG=$dir/access.log
-    {
-        nginx_common "$dir"
-        cat <<EOF
-    log_format uri '\$request_uri';
-    access_log $UPSTREAM_LOG uri;
-    server {
-        listen 127.0.0.1:$UPSTREAM_PORT;
-        root $WORK/www;
-        default_type application/json;
-$(upstream_locations)
-    }
-}
-EOF
-    } >"$dir/nginx.conf"
+    upstream_nginx_conf "$dir" "$UPSTREAM_PORT" "log_format uri '\$request_uri';
+    access_log $UPSTREAM_LOG uri;"
     taskset -c "$SERVER_CPU" nginx -p "$dir" -c "$dir/nginx.conf" -g 'daemon off; master_process on;' &
     UPSTREAM_PID=$!
     PIDS+=("$UPSTREAM_PID")

@@ -37,34 +37,15 @@ done
 WORK=$(mktemp -d /tmp/koodrive-syscalls.XXXXXX)
 chmod 755 "$WORK"
 PIDS=()
-cleanup() {
-    local pid
-    for pid in "${PIDS[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
-    for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
-    if [[ -n ${KEEP_WORK:-} ]]; then echo "work dir kept: $WORK"; else rm -rf "$WORK"; fi
-}
-trap cleanup EXIT
-
-port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
 # shellcheck source=bench/common.sh
 source "$REPO/bench/common.sh"
+trap cleanup EXIT
 write_page >/dev/null
 
-UPSTREAM_PORT=$(port) PASS_PORT=$(port)
-mkdir -p "$WORK/upstream" "$WORK/pass"
-{
-    nginx_common "$WORK/upstream"
-    cat <<EOF
-    access_log off;
-    server {
-        listen 127.0.0.1:$UPSTREAM_PORT;
-        root $WORK/www;
-        default_type application/json;
-$(upstream_locations)
-    }
-}
-EOF
-} >"$WORK/upstream/nginx.conf"
+free_port UPSTREAM_PORT
+free_port PASS_PORT
+upstream_nginx_conf "$WORK/upstream" "$UPSTREAM_PORT" "access_log off;"
+mkdir -p "$WORK/pass"
 {
     nginx_common "$WORK/pass"
     cat <<EOF
@@ -89,7 +70,8 @@ done
 wait_http "http://127.0.0.1:$UPSTREAM_PORT$LIST"
 wait_http "http://127.0.0.1:$PASS_PORT$LIST"
 
-GW_PORT=$(port) ADMIN_PORT=$(port)
+free_port GW_PORT
+free_port ADMIN_PORT
 gateway_config "$WORK/gateway.toml" "$GW_PORT" "$ADMIN_PORT" "http://127.0.0.1:$UPSTREAM_PORT" 30s
 RUST_LOG=warn taskset -c "$SERVER_CPU" "$GATEWAY" --config "$WORK/gateway.toml" \
     >"$WORK/gateway.log" 2>&1 &
