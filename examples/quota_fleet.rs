@@ -8,8 +8,8 @@
 //!
 //! Every phase is bounded in time; nothing binds beyond loopback.
 
-use std::net::{SocketAddr, TcpListener};
-use std::process::{Child, Command, Stdio};
+use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -21,6 +21,12 @@ use hyper_util::rt::TokioExecutor;
 use koodrive_gateway::config::Config;
 use koodrive_gateway::gateway::{self, Running};
 use koodrive_mock::{Mock, Reply};
+
+// The fleet bench's redis-server (this bench uses part of it).
+#[allow(dead_code)]
+#[path = "fleet/redis_server.rs"]
+mod redis_server;
+use redis_server::{secret_file, RedisServer};
 
 #[derive(Parser)]
 struct Args {
@@ -43,56 +49,28 @@ type HttpClient = Client<hyper_util::client::legacy::connect::HttpConnector, Emp
 const REQUEST_LIMIT: Duration = Duration::from_secs(10);
 const SIDECARS: usize = 3;
 
-/// `redis-server` on a free loopback port, killed when dropped.
-struct Redis(Child, u16);
-
-impl Redis {
-    fn start() -> Result<Redis, String> {
-        let port = TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .map_err(|e| e.to_string())?
-            .port();
-        let child = Command::new("redis-server")
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-            .args(["--save", "", "--appendonly", "no"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .map_err(|e| format!("redis-server: {e} (apt-get install -y redis-server)"))?;
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            if Instant::now() > deadline {
-                return Err("redis-server did not start".into());
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        Ok(Redis(child, port))
-    }
-
-    fn kill(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
+/// The files the gateways read: the fleet key and the Redis password.
+struct Secrets {
+    key: PathBuf,
+    password: PathBuf,
 }
 
-impl Drop for Redis {
-    fn drop(&mut self) {
-        self.kill();
-    }
-}
-
-fn config(upstream: &str, redis: u16, key: &str, args: &Args) -> Result<Config, String> {
+fn config(upstream: &str, redis: &str, secrets: &Secrets, args: &Args) -> Result<Config, String> {
     let text = format!(
         "[server]\nlisten = \"127.0.0.1:0\"\nadmin_listen = \"127.0.0.1:0\"\n\
          max_in_flight = 100000\n\
          [upstream]\nurl = \"{upstream}\"\n\
          [upstream.rate_limit]\nrps = {}\nburst = {}\nmax_wait = \"300ms\"\n\
          [cache]\nttl = \"600s\"\n\
-         [fleet]\nredis_url = \"redis://127.0.0.1:{redis}\"\nkey_file = \"{key}\"\n\
+         [fleet]\nredis_url = \"{redis}\"\nkey_file = \"{}\"\n\
+         redis_password_file = \"{}\"\n\
          timeout = \"100ms\"\nheartbeat = \"100ms\"\n\
          [auth]\nmode = \"token\"\nuser_id = \"7\"\naccess_token = \"bench\"\n\
          [log]\nformat = \"json\"\nlevel = \"error\"\n",
-        args.rps, args.burst
+        args.rps,
+        args.burst,
+        secrets.key.display(),
+        secrets.password.display()
     );
     Config::parse(&text, []).map_err(|e| e.to_string())
 }
@@ -177,9 +155,11 @@ async fn phase(
 #[tokio::main]
 async fn main() -> Result<(), String> {
     let args = Args::parse();
-    let mut redis = Redis::start()?;
-    let key = std::env::temp_dir().join(format!("kg-bench-fleet-key-{}", std::process::id()));
-    std::fs::write(&key, "a fleet key of thirty-two bytes!").map_err(|e| e.to_string())?;
+    let mut redis = RedisServer::start("bench-password")?;
+    let secrets = Secrets {
+        key: secret_file("quota-key", "a fleet key of thirty-two bytes!"),
+        password: secret_file("quota-password", &redis.password),
+    };
     let arrivals = Arc::new(Mutex::new(Vec::<Instant>::new()));
     let seen = Arc::clone(&arrivals);
     let mock = Mock::start(move |_| {
@@ -191,7 +171,7 @@ async fn main() -> Result<(), String> {
     .await;
     let mut gateways = Vec::new();
     for _ in 0..SIDECARS {
-        let config = config(&mock.url(), redis.1, &key.display().to_string(), &args)?;
+        let config = config(&mock.url(), &redis.url(), &secrets, &args)?;
         gateways.push(gateway::run(config).await.map_err(|e| e.to_string())?);
     }
     // Every sidecar up and registered (a few heartbeats).
@@ -224,7 +204,8 @@ async fn main() -> Result<(), String> {
         1 << 40,
     )
     .await?;
-    let _ = std::fs::remove_file(key);
+    let _ = std::fs::remove_file(&secrets.key);
+    let _ = std::fs::remove_file(&secrets.password);
     drop(mock);
     Ok(())
 }
