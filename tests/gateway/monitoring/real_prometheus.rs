@@ -41,7 +41,22 @@ pub(super) fn firing(alerts: &[Json]) -> BTreeSet<(String, String)> {
 }
 
 /// The panels whose query, as Grafana sends it, has no finite sample: (title, query, result).
-pub(super) async fn panels_without_data(
+/// The panels still without data after up to 20 s of scrapes (none, when all have data).
+pub(super) async fn panels_still_without_data(
+    prometheus: &Prometheus,
+    queries: &[(String, String)],
+) -> Vec<(String, String, Vec<Json>)> {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let empty = panels_without_data(prometheus, queries).await;
+        if empty.is_empty() || Instant::now() >= deadline {
+            return empty;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+async fn panels_without_data(
     prometheus: &Prometheus,
     queries: &[(String, String)],
 ) -> Vec<(String, String, Vec<Json>)> {
@@ -226,14 +241,7 @@ scrape_configs:
     }
 
     // Every panel's query, as Grafana sends it, returns data: at least one finite sample.
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let empty = loop {
-        let empty = panels_without_data(&prometheus, &queries).await;
-        if empty.is_empty() || Instant::now() >= deadline {
-            break empty;
-        }
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    };
+    let empty = panels_still_without_data(&prometheus, &queries).await;
     assert!(empty.is_empty(), "panels without data: {empty:#?}");
     // The dashboard's variables list the pods and namespaces from build_info's labels.
     let pods = prometheus.query("koodrive_gateway_build_info").await;
