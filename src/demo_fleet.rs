@@ -9,7 +9,6 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use koodrive_gateway::config::Config;
 use koodrive_gateway::{gateway, telemetry};
@@ -56,7 +55,7 @@ pub async fn run(path: Option<PathBuf>, size: u16, signals: &mut Signals) -> any
         );
     }
     for running in &fleet {
-        wait_fleet_up(running.admin_addr).await?;
+        wait_fleet_up(running).await?;
     }
     print_banner(&fleet, &redis, mock.addr());
     signals.stop().await;
@@ -122,14 +121,14 @@ fn table<'a>(root: &'a mut toml::Table, name: &str) -> &'a mut toml::Table {
     }
 }
 
-/// 32 bytes from the kernel's CSPRNG: the fleet key of this demo run.
+/// 32 bytes from the system's CSPRNG (through the TLS stack's `ring` provider): the fleet key
+/// of this demo run.
 fn random_bytes() -> anyhow::Result<[u8; 32]> {
     let mut bytes = [0u8; 32];
-    std::io::Read::read_exact(
-        &mut std::fs::File::open("/dev/urandom").context("cannot open /dev/urandom")?,
-        &mut bytes,
-    )
-    .context("cannot read /dev/urandom")?;
+    rustls::crypto::ring::default_provider()
+        .secure_random
+        .fill(&mut bytes)
+        .map_err(|_| anyhow::anyhow!("the system's random source failed"))?;
     Ok(bytes)
 }
 
@@ -223,8 +222,16 @@ impl Redis {
     }
 
     async fn answers(&self) -> bool {
-        let reply = ask(SocketAddr::from(([127, 0, 0, 1], self.port)), b"PING\r\n").await;
-        reply.is_some_and(|reply| reply.starts_with("+PONG"))
+        let ping = async {
+            let client = redis::Client::open(self.url()).ok()?;
+            let mut conn = client.get_multiplexed_async_connection().await.ok()?;
+            redis::cmd("PING")
+                .query_async::<String>(&mut conn)
+                .await
+                .ok()
+        };
+        let reply = tokio::time::timeout(Duration::from_secs(1), ping).await;
+        matches!(reply, Ok(Some(pong)) if pong == "PONG")
     }
 }
 
@@ -245,48 +252,16 @@ fn on_path(program: &str) -> Option<PathBuf> {
         })
 }
 
-/// Waits until a gateway's admin metrics say fleet mode is up, so that the banner's commands
-/// work as printed.
-async fn wait_fleet_up(admin: SocketAddr) -> anyhow::Result<()> {
-    let request = format!("GET /metrics HTTP/1.1\r\nHost: {admin}\r\nConnection: close\r\n\r\n");
+/// Waits until a gateway's fleet mode is up, so that the banner's commands work as printed.
+async fn wait_fleet_up(running: &gateway::Running) -> anyhow::Result<()> {
     let deadline = Instant::now() + START_WAIT;
-    loop {
-        let metrics = ask(admin, request.as_bytes()).await.unwrap_or_default();
-        if metrics
-            .lines()
-            .any(|line| line.trim() == "koodrive_gateway_fleet_up 1")
-        {
-            return Ok(());
-        }
+    while !running.fleet_up() {
         anyhow::ensure!(
             Instant::now() < deadline,
-            "fleet mode did not come up on the gateway with admin {admin}"
+            "fleet mode did not come up on the gateway with admin {}",
+            running.admin_addr
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-}
-
-/// Sends `request` and reads until the peer closes or a second passes; `None` on any failure.
-async fn ask(addr: SocketAddr, request: &[u8]) -> Option<String> {
-    let exchange = async {
-        let mut stream = tokio::net::TcpStream::connect(addr).await.ok()?;
-        stream.write_all(request).await.ok()?;
-        let mut reply = Vec::new();
-        let mut buf = [0u8; 8192];
-        loop {
-            match stream.read(&mut buf).await {
-                Ok(0) | Err(_) => break,
-                Ok(n) => reply.extend_from_slice(&buf[..n]),
-            }
-            // A PING's answer is one line; Redis keeps the connection open.
-            if reply.starts_with(b"+") && reply.ends_with(b"\r\n") {
-                break;
-            }
-        }
-        Some(String::from_utf8_lossy(&reply).into_owned())
-    };
-    tokio::time::timeout(Duration::from_secs(1), exchange)
-        .await
-        .ok()
-        .flatten()
+    Ok(())
 }

@@ -127,6 +127,12 @@ impl Running {
         Ok(())
     }
 
+    /// Whether fleet mode is up: sharing through Redis, not fallen back (false without
+    /// `[fleet]`).
+    pub fn fleet_up(&self) -> bool {
+        self.state.cache.fleet().is_some_and(|fleet| fleet.is_up())
+    }
+
     /// Begins a graceful shutdown; `wait` returns when it is over.
     pub fn shutdown(&self) {
         self.shutdown.send_replace(true);
