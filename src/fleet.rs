@@ -290,8 +290,27 @@ impl Fleet {
     /// When Redis cannot be reached, the bump is remembered and made on resume.
     pub async fn invalidate_user(&self, user: &UserTag) {
         let key = self.names.generation(user);
+        if let Some(user_gen) = self.bump(key, names::user_hint(user), Some(*user)).await {
+            self.learn_user(*user, user_gen);
+        }
+    }
+
+    /// Bumps the fleet epoch: every page of every user, on every sidecar, becomes unreachable.
+    pub async fn purge(&self) {
+        let key = self.names.epoch();
+        if let Some(epoch) = self.bump(key, names::EPOCH_HINT.to_owned(), None).await {
+            self.learn_epoch(epoch);
+        }
+    }
+
+    /// Bumps one counter (a user's, or the epoch for `None`) and publishes `hint` with its new
+    /// number. A bump that cannot be made leaves the fleet's numbers behind a write (or purge)
+    /// this sidecar answered: it is remembered, and even one failure falls back at once, so that
+    /// this sidecar serves by its own counters (bumped already) and the bump is made when fleet
+    /// mode resumes, with the first tier dropped. (Three failures in a row are the rule for
+    /// other calls.)
+    async fn bump(&self, key: String, hint: String, user: Option<UserTag>) -> Option<u64> {
         let channel = self.names.channel();
-        let hint = names::user_hint(user);
         let bumped: Option<u64> = self
             .call("invalidate", |mut conn| async move {
                 scripts::bump(&key, clock_seed(), &channel, &hint)
@@ -300,46 +319,13 @@ impl Fleet {
             })
             .await;
         match bumped {
-            Some(user_gen) => {
-                self.sent("user");
-                self.learn_user(*user, user_gen);
-            }
+            Some(_) => self.sent(if user.is_some() { "user" } else { "all" }),
             None => {
-                self.remember_pending(Some(*user));
-                self.bump_failed();
+                self.remember_pending(user);
+                self.fall_back("a generation bump failed");
             }
         }
-    }
-
-    /// Bumps the fleet epoch: every page of every user, on every sidecar, becomes unreachable.
-    pub async fn purge(&self) {
-        let key = self.names.epoch();
-        let channel = self.names.channel();
-        let bumped: Option<u64> = self
-            .call("invalidate", |mut conn| async move {
-                scripts::bump(&key, clock_seed(), &channel, names::EPOCH_HINT)
-                    .invoke_async(&mut conn)
-                    .await
-            })
-            .await;
-        match bumped {
-            Some(epoch) => {
-                self.sent("all");
-                self.learn_epoch(epoch);
-            }
-            None => {
-                self.remember_pending(None);
-                self.bump_failed();
-            }
-        }
-    }
-
-    /// A bump that could not be made leaves the fleet's numbers behind a write (or purge) this
-    /// sidecar answered: even one failure falls back at once, so that this sidecar serves by
-    /// its own counters (bumped already) and the bump is made when fleet mode resumes, with
-    /// the first tier dropped. (Three failures in a row are the rule for other calls.)
-    fn bump_failed(&self) {
-        self.fall_back("a generation bump failed");
+        bumped
     }
 
     fn sent(&self, kind: &'static str) {
