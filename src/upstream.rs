@@ -1,11 +1,12 @@
-//! The pooled upstream client: HTTP/1.1 keep-alive connections to KooDrive over rustls (with
-//! certificate verification) or plain http, bounded by the connect timeout and by one deadline
-//! that covers the whole exchange, body included.
+//! The upstream client: HTTP/1.1 keep-alive connections to KooDrive over rustls (with
+//! certificate verification) or plain http, from the gateway's own pool ([`pool`]), bounded by
+//! the connect timeout and by one deadline that covers the whole exchange, body included.
 
 mod breaker;
 mod deadline;
 pub mod exchange;
 mod heard;
+mod pool;
 mod series;
 mod waiting;
 
@@ -15,17 +16,15 @@ use std::sync::Arc;
 use std::task::Poll;
 use std::time::Duration;
 
-use http::uri::{PathAndQuery, Scheme};
+use http::uri::PathAndQuery;
 use http::{Method, Request, Response, Uri};
 use http_body::Body as _;
 use hyper_rustls::HttpsConnector;
-use hyper_util::client::legacy::connect::{capture_connection, HttpConnector};
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::{TokioExecutor, TokioTimer};
+use hyper_util::client::legacy::connect::HttpConnector;
 use tokio::time::{Instant, Sleep};
 
-use crate::body::ClientBodyError;
 use crate::body::{self, Body};
+use crate::body::{BoxError, ClientBodyError};
 use crate::config::{ConfigError, UpstreamConfig};
 use crate::error::{ErrorChain, GatewayError};
 use crate::headers;
@@ -33,6 +32,7 @@ use crate::metrics::Metrics;
 use crate::quota::{Ask, Quota};
 use crate::tls::tls_config;
 use breaker::Breaker;
+use pool::{Pool, Returning, SendError};
 use series::Series;
 
 pub use crate::tls::TlsSetupError;
@@ -45,11 +45,7 @@ pub type Spend = (Ask, crate::route::Route);
 type Connector = heard::Listening<HttpsConnector<HttpConnector>>;
 
 pub struct Upstream {
-    client: Client<Connector, Body>,
-    /// Keeps no idle connections: a retry always goes out on a fresh one.
-    fresh: Client<Connector, Body>,
-    scheme: Scheme,
-    authority: http::uri::Authority,
+    pool: Pool,
     timeout: Duration,
     connect_timeout: Duration,
     breaker: Arc<Breaker>,
@@ -73,22 +69,15 @@ impl Upstream {
             .enable_http1()
             .wrap_connector(http);
         let connector = heard::Listening(https, config.connect_timeout);
-        let builder = || {
-            let mut builder = Client::builder(TokioExecutor::new());
-            builder
-                .pool_idle_timeout(config.pool_idle_timeout)
-                // A bounded read buffer per upstream connection (hyper's default grows to about
-                // 400 KiB): part of the worst-case memory (README).
-                .http1_max_buf_size(crate::config::memory::IO_BUFFER)
-                .pool_timer(TokioTimer::new())
-                .timer(TokioTimer::new());
-            builder
-        };
         Ok(Upstream {
-            client: builder().build(connector.clone()),
-            fresh: builder().pool_max_idle_per_host(0).build(connector),
-            scheme: config.scheme.clone(),
-            authority: config.authority.clone(),
+            // A bounded read buffer per upstream connection (hyper's default grows to about
+            // 400 KiB): part of the worst-case memory (README).
+            pool: Pool::new(
+                connector,
+                (config.scheme.clone(), config.authority.clone()),
+                config.pool_idle_timeout,
+                crate::config::memory::IO_BUFFER,
+            ),
             timeout: config.timeout,
             connect_timeout: config.connect_timeout,
             breaker: Arc::new(Breaker::new(
@@ -107,20 +96,15 @@ impl Upstream {
         })
     }
 
-    /// The upstream URI for a client request's path and query.
-    pub fn uri(&self, path_and_query: Option<&PathAndQuery>) -> Result<Uri, GatewayError> {
-        // From the parts already parsed (each clone shares its bytes), not from their text
-        // parsed again.
-        let mut parts = http::uri::Parts::default();
-        parts.scheme = Some(self.scheme.clone());
-        parts.authority = Some(self.authority.clone());
-        parts.path_and_query = Some(
+    /// The upstream URI for a client request's path and query: origin-form, as HTTP/1.1 sends
+    /// it (the connection is KooDrive's, the `Host` header says whose). From the part already
+    /// parsed (its clone shares its bytes), not from its text parsed again.
+    pub fn uri(&self, path_and_query: Option<&PathAndQuery>) -> Uri {
+        Uri::from(
             path_and_query
                 .cloned()
                 .unwrap_or_else(|| PathAndQuery::from_static("/")),
-        );
-        Uri::from_parts(parts)
-            .map_err(|_| GatewayError::BadRequest("request target cannot be forwarded"))
+        )
     }
 
     /// When an exchange that starts now must be over.
@@ -142,15 +126,13 @@ impl Upstream {
             .breaker
             .admit()
             .map_err(|open| GatewayError::CircuitOpen(open.0))?;
-        let mut request = request;
         let replay = replayable(&request).then(|| {
             let mut copy = Request::new(());
             *copy.method_mut() = request.method().clone();
             *copy.uri_mut() = request.uri().clone();
             *copy.version_mut() = request.version();
             *copy.headers_mut() = request.headers().clone();
-            // The connection it goes out on, to ask whether anything came back.
-            (copy, capture_connection(&mut request))
+            copy
         });
         // A body still to come may stall on its sender, the client: watched, to tell whose
         // fault a timeout is. (A bodiless request, the task list's, is never waiting.)
@@ -165,11 +147,9 @@ impl Upstream {
         // One timer for the whole exchange: it bounds the head (both tries), then rides in the
         // body's [`Deadline`].
         let mut sleep = Box::pin(tokio::time::sleep_until(deadline));
-        let mut result = self.attempt(&self.client, request, &mut sleep).await;
+        let mut result = self.attempt(request, false, &mut sleep).await;
         let retry = match (&result, replay) {
-            (Err(Failed::Retryable(_)), Some((copy, captured))) if !heard::anything(&captured) => {
-                Some(copy)
-            }
+            (Err(Failed::Retryable(_)), Some(copy)) => Some(copy),
             _ => None,
         };
         // The retry is a second call to KooDrive: it takes a token of its own, or is not made.
@@ -181,7 +161,7 @@ impl Upstream {
             self.metrics.upstream_retries.inc();
             tracing::debug!("upstream connection failed before any response byte; retrying once on a fresh connection");
             result = self
-                .attempt(&self.fresh, copy.map(|()| body::empty()), &mut sleep)
+                .attempt(copy.map(|()| body::empty()), true, &mut sleep)
                 .await;
         }
         let result = result.map_err(|failed| match failed.into_error() {
@@ -224,18 +204,19 @@ impl Upstream {
         }))
     }
 
-    /// One try; on failure, also whether it may be retried.
+    /// One try, on a pooled connection or (`fresh`) a new one; on failure, also whether it may
+    /// be retried.
     async fn attempt(
         &self,
-        client: &Client<Connector, Body>,
         request: Request<Body>,
+        fresh: bool,
         sleep: &mut Pin<Box<Sleep>>,
-    ) -> Result<Response<hyper::body::Incoming>, Failed> {
-        let mut response = client.request(request);
+    ) -> Result<Response<Returning>, Failed> {
+        let mut response = std::pin::pin!(self.pool.send(request, fresh));
         // As `tokio::time::timeout_at`, on the exchange's own timer: the answer first, then
         // the deadline.
         let answered = std::future::poll_fn(|cx| {
-            if let Poll::Ready(answered) = Pin::new(&mut response).poll(cx) {
+            if let Poll::Ready(answered) = response.as_mut().poll(cx) {
                 return Poll::Ready(Some(answered));
             }
             sleep.as_mut().poll(cx).map(|()| None)
@@ -294,47 +275,51 @@ fn causes<'a>(
 }
 
 /// Connect failures (refused, DNS, TLS) are 502 and retryable; a connect timeout is 504; a
-/// connection closed or reset before the response is 502 and retryable; anything else after the
-/// connection was made (garbage instead of HTTP) is 502.
-/// `connect_timeout` names the bound of a connect that timed out (the only timeout hyper reports:
-/// the exchange's own is kept by the caller).
-fn classify(error: hyper_util::client::legacy::Error, connect_timeout: Duration) -> Failed {
+/// connection closed or reset before any response byte is 502 and retryable; anything else after
+/// the connection was made (garbage instead of HTTP, a reset mid-answer) is 502.
+/// `connect_timeout` names the bound of a connect that timed out (the exchange's own timeout is
+/// kept by the caller).
+fn classify(error: SendError, connect_timeout: Duration) -> Failed {
+    let (error, heard): (BoxError, _) = match error {
+        SendError::Connect(error) => {
+            let timed_out = causes(&*error).any(|e| {
+                e.downcast_ref::<std::io::Error>()
+                    .is_some_and(|io| io.kind() == std::io::ErrorKind::TimedOut)
+                    || e.to_string().contains("timed out")
+            });
+            return match timed_out {
+                true => Failed::Final(GatewayError::UpstreamTimeout(connect_timeout)),
+                false => Failed::Retryable(GatewayError::UpstreamConnect(error)),
+            };
+        }
+        SendError::Exchange { error, heard } => (Box::new(error), heard),
+    };
     // The client's body failed on the way (cut off, or over its limit): the client's fault.
-    let client_body = causes(&error).find_map(|e| e.downcast_ref::<ClientBodyError>());
+    let client_body = causes(&*error).find_map(|e| e.downcast_ref::<ClientBodyError>());
     if let Some(body_error) = client_body {
         return match body_error.over_limit() {
             true => Failed::Final(GatewayError::BodyTooLarge {
                 limit: body_error.limit,
             }),
-            false => Failed::Final(GatewayError::ClientBody(Box::new(error))),
+            false => Failed::Final(GatewayError::ClientBody(error)),
         };
     }
-    let io_kind = |kinds: &[std::io::ErrorKind]| {
-        causes(&error).any(|e| {
-            e.downcast_ref::<std::io::Error>()
-                .is_some_and(|io| kinds.contains(&io.kind()))
-        })
-    };
-    let timed_out = io_kind(&[std::io::ErrorKind::TimedOut])
-        || causes(&error).any(|e| e.to_string().contains("timed out"));
-    if error.is_connect() {
-        if timed_out {
-            return Failed::Final(GatewayError::UpstreamTimeout(connect_timeout));
-        }
-        return Failed::Retryable(GatewayError::UpstreamConnect(Box::new(error)));
-    }
     use std::io::ErrorKind::{BrokenPipe, ConnectionAborted, ConnectionReset, UnexpectedEof};
-    let closed_early = causes(&error).any(|e| {
+    let closed_early = causes(&*error).any(|e| {
         e.downcast_ref::<hyper::Error>()
             .is_some_and(hyper::Error::is_incomplete_message)
-    }) || io_kind(&[
-        ConnectionReset,
-        ConnectionAborted,
-        BrokenPipe,
-        UnexpectedEof,
-    ]);
-    let error = GatewayError::UpstreamProtocol(Box::new(error));
-    match closed_early {
+            || e.downcast_ref::<std::io::Error>().is_some_and(|io| {
+                [
+                    ConnectionReset,
+                    ConnectionAborted,
+                    BrokenPipe,
+                    UnexpectedEof,
+                ]
+                .contains(&io.kind())
+            })
+    });
+    let error = GatewayError::UpstreamProtocol(error);
+    match closed_early && !heard {
         true => Failed::Retryable(error),
         false => Failed::Final(error),
     }

@@ -44,7 +44,7 @@ impl Upstream {
         }
         let (mut parts, body) = Request::new(outbound.body).into_parts();
         parts.method = outbound.method;
-        parts.uri = self.uri(outbound.uri.path_and_query())?;
+        parts.uri = self.uri(outbound.uri.path_and_query());
         parts.version = Version::HTTP_11;
         parts.headers = outbound.headers;
         auth.apply(

@@ -4,8 +4,8 @@
 //! closed or reset mid-head is the same error as one closed before it. So each connection's IO
 //! is wrapped, above TLS (a session ticket is not an answer), to keep one flag: set by a read
 //! that brings bytes, cleared by a write. For a bodiless request the writes are its head, so
-//! after them the flag is "any response byte yet". The flag rides on the connection's
-//! [`Connected`] info, which the caller captures for its request.
+//! after them the flag is "any response byte yet". The pool keeps each connection's flag beside
+//! its request sender.
 
 use std::future::Future;
 use std::io::{self, IoSlice};
@@ -15,26 +15,18 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use http::Uri;
-use hyper_util::client::legacy::connect::{CaptureConnection, Connected, Connection};
 use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 /// A connection's flag: something was read since the last write.
 #[derive(Clone, Default)]
-struct Heard(Arc<AtomicBool>);
+pub struct Heard(Arc<AtomicBool>);
 
-/// Whether the connection `captured` for a request has brought any byte since the request was
-/// written. No connection (the connect failed): nothing heard.
-pub fn anything(captured: &CaptureConnection) -> bool {
-    let connected = captured.connection_metadata();
-    let Some(connected) = connected.as_ref() else {
-        return false;
-    };
-    let mut extras = http::Extensions::new();
-    connected.get_extras(&mut extras);
-    extras
-        .get::<Heard>()
-        .is_some_and(|heard| heard.0.load(Ordering::Relaxed))
+impl Heard {
+    /// Whether the connection has brought any byte since the request was written.
+    pub fn anything(&self) -> bool {
+        self.0.load(Ordering::Relaxed)
+    }
 }
 
 /// A connector whose connections keep a [`Heard`] flag. (hyper's IO traits hand a read a
@@ -131,15 +123,14 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for Watched<T> {
 }
 
 impl<T> Watched<T> {
+    /// The connection's flag, for the pool to keep beside its sender.
+    pub fn heard(&self) -> Heard {
+        self.heard.clone()
+    }
+
     fn wrote(&self, poll: &Poll<io::Result<usize>>) {
         if matches!(poll, Poll::Ready(Ok(n)) if *n > 0) {
             self.heard.0.store(false, Ordering::Relaxed);
         }
-    }
-}
-
-impl<T: Connection> Connection for Watched<T> {
-    fn connected(&self) -> Connected {
-        self.io.connected().extra(self.heard.clone())
     }
 }

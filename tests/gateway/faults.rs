@@ -19,6 +19,7 @@ use crate::support::{config, within, Mock, Reply, TestGateway, TestResponse, TAS
 mod breaker;
 mod client_stalls;
 mod matrix;
+mod pool;
 mod retries;
 
 const TIMEOUT: Duration = Duration::from_secs(1);

@@ -143,10 +143,10 @@ async fn no_secret_reaches_logs_error_bodies_or_metrics_at_trace_level() {
 
     let (status, lines) = process.terminate().await;
     assert!(status.success());
+    // Trace level was on: the upstream pool's trace events are there.
     assert!(
-        lines.len() > 20,
-        "trace level logged little: {}",
-        lines.len()
+        lines.iter().any(|l| l.contains(r#""level":"TRACE""#)),
+        "no trace-level line: {lines:#?}"
     );
     for secret in [app_secret, admin_token, signature.as_str()] {
         for line in &lines {
