@@ -97,12 +97,14 @@ impl Pool {
         fresh: bool,
     ) -> Result<Response<Returning>, SendError> {
         loop {
+            // A connect is rare, and its future (the TCP and TLS connectors', the handshake's)
+            // large: boxed, so that it does not weigh on every exchange's future.
             let (mut conn, reused) = match fresh {
                 false => match self.checkout().await {
                     Some(conn) => (conn, true),
-                    None => (self.connect().await?, false),
+                    None => (Box::pin(self.connect()).await?, false),
                 },
-                true => (self.connect().await?, false),
+                true => (Box::pin(self.connect()).await?, false),
             };
             match conn.sender.try_send_request(request).await {
                 Ok(response) => {
