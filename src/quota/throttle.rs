@@ -8,6 +8,8 @@ use http::HeaderMap;
 
 /// KooDrive's API gateway's throttling error code.
 const APIG_THROTTLE: &[u8] = b"APIG.0308";
+/// The code as a JSON string value, quotes included: what is searched for.
+const APIG_THROTTLE_QUOTED: &[u8] = b"\"APIG.0308\"";
 
 /// How a throttle was seen, as the `reason` label of `upstream_throttles_total`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -33,9 +35,12 @@ impl Throttle {
 pub const APIG_WINDOW: usize = APIG_THROTTLE.len() + 2;
 
 /// Whether a body carries the throttling code as a JSON string value (either error shape).
+/// Every page KooDrive sends is searched, so with `memchr`'s vectorized search (a byte-by-byte
+/// window cost about seven instructions a byte: 15,000 on a 2 KB page).
 pub fn apig_throttle(body: &[u8]) -> bool {
-    body.windows(APIG_THROTTLE.len() + 2)
-        .any(|w| w[0] == b'"' && w[w.len() - 1] == b'"' && &w[1..w.len() - 1] == APIG_THROTTLE)
+    static FINDER: std::sync::LazyLock<memchr::memmem::Finder<'static>> =
+        std::sync::LazyLock::new(|| memchr::memmem::Finder::new(APIG_THROTTLE_QUOTED));
+    FINDER.find(body).is_some()
 }
 
 /// `Retry-After` as a wait from `now`: delay-seconds or an HTTP date (RFC 9110 section 10.2.3);
