@@ -77,10 +77,14 @@ impl Upstream {
             trace_id = trace_id.unwrap_or_default(),
             status = Empty
         );
-        let result = self
-            .send(request, self.deadline(), (ask, route))
-            .instrument(span.clone())
-            .await;
+        // Boxed: the exchange's state (the pool's checkout, hyper's send, the deadline) is
+        // kilobytes, and every future that awaits this one would carry it and be copied whole
+        // each time it moves (bench/RESULTS.md).
+        let result = Box::pin(
+            self.send(request, self.deadline(), (ask, route))
+                .instrument(span.clone()),
+        )
+        .await;
         let elapsed = started.elapsed();
         let current = tracing::Span::current();
         current.record("upstream_ms", elapsed.as_millis() as u64);
