@@ -24,10 +24,8 @@ DURATION=${DURATION:-5s}
 CONNECTIONS=${CONNECTIONS:-64}
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 GATEWAY=${GATEWAY_BIN:-${CARGO_TARGET_DIR:-$REPO/target}/release/koodrive-gateway}
-LIST=/koodrive/ose/v1/task/list
-QUERY="$LIST?pageSize=20&status=2&pageCursor="
-FILE_GET=/koodrive/ose/v1/file/info
-FILE_POST=/koodrive/ose/v1/file/create
+# shellcheck source=bench/common.sh
+source "$REPO/bench/common.sh"
 
 die() { printf 'callgrind.sh: %s\n' "$*" >&2; exit 1; }
 for tool in valgrind callgrind_control callgrind_annotate nginx wrk curl python3; do
@@ -35,21 +33,9 @@ for tool in valgrind callgrind_control callgrind_annotate nginx wrk curl python3
 done
 [[ -x $GATEWAY ]] || die "no gateway at $GATEWAY (cargo build --release --locked)"
 
-WORK=$(mktemp -d /tmp/koodrive-callgrind.XXXXXX)
-chmod 755 "$WORK"
-PIDS=()
-# shellcheck source=bench/common.sh
-source "$REPO/bench/common.sh"
-trap cleanup EXIT
-
 # The page and the POST's body, as bench/compare.sh writes them.
-write_page >/dev/null
-
-free_port UPSTREAM_PORT
-upstream_nginx_conf "$WORK/nginx" "$UPSTREAM_PORT" "access_log off;"
-nginx -p "$WORK/nginx" -c "$WORK/nginx/nginx.conf" -g 'daemon off; master_process on;' &
-PIDS+=($!)
-wait_http "http://127.0.0.1:$UPSTREAM_PORT$LIST"
+bench_work callgrind
+start_upstream "$WORK/nginx"
 
 free_port GW_PORT
 free_port ADMIN_PORT

@@ -1,6 +1,34 @@
-# bench/common.sh: what bench/compare.sh, bench/callgrind.sh and bench/syscalls.sh all set up,
-# sourced by each after it has set WORK, PIDS, LIST, FILE_GET, FILE_POST and die. It runs nothing
-# by itself.
+# bench/common.sh: what bench/compare.sh, bench/callgrind.sh, bench/syscalls.sh and bench/perf.sh
+# all set up, sourced by each (which defines die). It runs nothing by itself.
+
+# The paths the scripts request: the task list (QUERY, its page written by write_page) and a file
+# call's GET and POST (not cached, not normalized).
+LIST=/koodrive/ose/v1/task/list
+QUERY="$LIST?pageSize=20&status=2&pageCursor="
+FILE_GET=/koodrive/ose/v1/file/info
+FILE_POST=/koodrive/ose/v1/file/create
+
+# The script's work directory, /tmp/koodrive-$1.*, readable by nginx's workers; the processes to
+# stop and the directory to remove on exit; the page and the POST's body written into it.
+bench_work() {
+    WORK=$(mktemp -d "/tmp/koodrive-$1.XXXXXX")
+    chmod 755 "$WORK"
+    PIDS=()
+    trap cleanup EXIT
+    write_page >/dev/null
+}
+
+# An nginx upstream serving the page from $WORK/www, in directory $1, pinned to CPU $2 when given;
+# its port in UPSTREAM_PORT, once it answers.
+start_upstream() {
+    local pin=()
+    [[ -n ${2:-} ]] && pin=(taskset -c "$2")
+    free_port UPSTREAM_PORT
+    upstream_nginx_conf "$1" "$UPSTREAM_PORT" "access_log off;"
+    "${pin[@]}" nginx -p "$1" -c "$1/nginx.conf" -g 'daemon off; master_process on;' &
+    PIDS+=($!)
+    wait_http "http://127.0.0.1:$UPSTREAM_PORT$LIST"
+}
 
 # Polls a URL until it answers 2xx, $2 tries a tenth of a second apart (300 unless given: a loaded
 # machine starts a server slowly, and one under valgrind more slowly still).

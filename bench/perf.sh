@@ -21,10 +21,8 @@ DURATION=${DURATION:-5}
 TOP=${TOP:-40}
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 GATEWAY=${GATEWAY_BIN:-${CARGO_TARGET_DIR:-$REPO/target}/release/koodrive-gateway}
-LIST=/koodrive/ose/v1/task/list
-QUERY="$LIST?pageSize=20&status=2&pageCursor="
-FILE_GET=/koodrive/ose/v1/file/info
-FILE_POST=/koodrive/ose/v1/file/create
+# shellcheck source=bench/common.sh
+source "$REPO/bench/common.sh"
 
 die() { printf 'perf.sh: %s\n' "$*" >&2; exit 1; }
 for tool in perf nginx wrk curl taskset; do
@@ -36,19 +34,8 @@ case $KIND in
     *) die "unknown kind $KIND (no-store, no-cache, get)" ;;
 esac
 
-WORK=$(mktemp -d /tmp/koodrive-perf.XXXXXX)
-chmod 755 "$WORK"
-PIDS=()
-# shellcheck source=bench/common.sh
-source "$REPO/bench/common.sh"
-trap cleanup EXIT
-
-write_page >/dev/null
-free_port UPSTREAM_PORT
-upstream_nginx_conf "$WORK/nginx" "$UPSTREAM_PORT" "access_log off;"
-taskset -c 0 nginx -p "$WORK/nginx" -c "$WORK/nginx/nginx.conf" -g 'daemon off; master_process on;' &
-PIDS+=($!)
-wait_http "http://127.0.0.1:$UPSTREAM_PORT$LIST"
+bench_work perf
+start_upstream "$WORK/nginx" 0
 
 free_port GW_PORT
 free_port ADMIN_PORT

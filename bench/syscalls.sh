@@ -23,10 +23,8 @@ SERVER_CPU=${SERVER_CPU:-0}
 WRK_CPU=${WRK_CPU:-1}
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 GATEWAY=${GATEWAY_BIN:-${CARGO_TARGET_DIR:-$REPO/target}/release/koodrive-gateway}
-LIST=/koodrive/ose/v1/task/list
-QUERY="$LIST?pageSize=20&status=2&pageCursor="
-FILE_GET=/koodrive/ose/v1/file/info
-FILE_POST=/koodrive/ose/v1/file/create
+# shellcheck source=bench/common.sh
+source "$REPO/bench/common.sh"
 
 die() { printf 'syscalls.sh: %s\n' "$*" >&2; exit 1; }
 for tool in perf nginx wrk curl python3 taskset; do
@@ -34,13 +32,7 @@ for tool in perf nginx wrk curl python3 taskset; do
 done
 [[ -x $GATEWAY ]] || die "no gateway at $GATEWAY (cargo build --release --locked)"
 
-WORK=$(mktemp -d /tmp/koodrive-syscalls.XXXXXX)
-chmod 755 "$WORK"
-PIDS=()
-# shellcheck source=bench/common.sh
-source "$REPO/bench/common.sh"
-trap cleanup EXIT
-write_page >/dev/null
+bench_work syscalls
 
 free_port UPSTREAM_PORT
 free_port PASS_PORT
