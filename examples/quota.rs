@@ -10,18 +10,17 @@
 //!
 //! Every phase is bounded in time; nothing binds beyond loopback.
 
-use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
 use clap::Parser;
-use http_body_util::{BodyExt, Empty};
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::TokioExecutor;
 use koodrive_gateway::config::Config;
 use koodrive_gateway::gateway::{self, Running};
-use koodrive_mock::{Mock, Reply};
+
+// What this bench shares with the fleet budget's.
+#[allow(dead_code)]
+#[path = "quota/load.rs"]
+mod load;
+use load::{get, misses, recording_koodrive, report};
 
 #[derive(Parser)]
 struct Args {
@@ -41,10 +40,6 @@ struct Args {
     samples: usize,
 }
 
-type HttpClient = Client<hyper_util::client::legacy::connect::HttpConnector, Empty<Bytes>>;
-
-/// No request waits longer than this: the bench never hangs.
-const REQUEST_LIMIT: Duration = Duration::from_secs(10);
 const PAGE: &str = "/koodrive/ose/v1/task/list?pageSize=10";
 
 fn config(upstream: &str, budget: Option<(u32, u32)>) -> Result<Config, String> {
@@ -62,19 +57,6 @@ fn config(upstream: &str, budget: Option<(u32, u32)>) -> Result<Config, String> 
     Config::parse(&text, []).map_err(|e| e.to_string())
 }
 
-async fn get(client: &HttpClient, addr: SocketAddr, path: &str) -> Option<(u16, Duration)> {
-    let started = Instant::now();
-    let uri = format!("http://{addr}{path}").parse().ok()?;
-    let exchange = async {
-        let response = client.get(uri).await.ok()?;
-        let status = response.status().as_u16();
-        response.into_body().collect().await.ok()?;
-        Some(status)
-    };
-    let status = tokio::time::timeout(REQUEST_LIMIT, exchange).await.ok()??;
-    Some((status, started.elapsed()))
-}
-
 fn median(mut values: Vec<Duration>) -> Duration {
     values.sort();
     values.get(values.len() / 2).copied().unwrap_or_default()
@@ -83,15 +65,8 @@ fn median(mut values: Vec<Duration>) -> Duration {
 #[tokio::main]
 async fn main() -> Result<(), String> {
     let args = Args::parse();
-    let arrivals = Arc::new(Mutex::new(Vec::<Instant>::new()));
-    let seen = Arc::clone(&arrivals);
-    let mock = Mock::start(move |_| {
-        if let Ok(mut seen) = seen.lock() {
-            seen.push(Instant::now());
-        }
-        Reply::json(200, r#"{"taskListDtos":[],"code":0,"msg":"Success."}"#)
-    })
-    .await;
+    let (mock, arrivals) =
+        recording_koodrive(r#"{"taskListDtos":[],"code":0,"msg":"Success."}"#).await;
     let url = mock.url();
     let start = |budget| {
         let url = url.clone();
@@ -103,9 +78,7 @@ async fn main() -> Result<(), String> {
     };
     let on: Running = start(Some((args.rps, args.burst))).await?;
     let off: Running = start(None).await?;
-    let mut connector = hyper_util::client::legacy::connect::HttpConnector::new();
-    connector.set_nodelay(true);
-    let client: HttpClient = Client::builder(TokioExecutor::new()).build(connector);
+    let client = load::client();
 
     // 1. Calls per second against the budget.
     println!(
@@ -114,47 +87,10 @@ async fn main() -> Result<(), String> {
     );
     let phase = Instant::now();
     let until = phase + Duration::from_secs(args.seconds);
-    let workers: Vec<_> = (0..args.workers)
-        .map(|w| {
-            let (client, addr) = (client.clone(), on.addr);
-            tokio::spawn(async move {
-                let (mut ok, mut limited, mut n) = (0u64, 0u64, 0u64);
-                while Instant::now() < until {
-                    n += 1;
-                    let path = format!("/koodrive/ose/v1/task/{}", w as u64 * 1_000_000 + n);
-                    match get(&client, addr, &path).await {
-                        Some((200, _)) => ok += 1,
-                        Some((429, _)) => limited += 1,
-                        _ => {}
-                    }
-                }
-                (ok, limited)
-            })
-        })
-        .collect();
-    let (mut ok, mut limited) = (0, 0);
-    for worker in workers {
-        let (o, l) = worker.await.map_err(|e| e.to_string())?;
-        ok += o;
-        limited += l;
-    }
-    let calls: Vec<Instant> = arrivals.lock().map_err(|e| e.to_string())?.clone();
-    for second in 0..args.seconds {
-        let from = phase + Duration::from_secs(second);
-        let to = from + Duration::from_secs(1);
-        let n = calls.iter().filter(|t| **t >= from && **t < to).count();
-        println!(
-            "  second {second}: {n} KooDrive calls (budget {} a second)",
-            args.rps
-        );
-    }
-    let busiest = (0..calls.len())
-        .map(|i| {
-            let end = calls[i] + Duration::from_secs(1);
-            calls[i..].iter().take_while(|t| **t < end).count()
-        })
-        .max()
-        .unwrap_or(0);
+    let clients = (0..args.workers as u64).map(|w| (on.addr, w * 1_000_000));
+    let (ok, limited) = misses(&client, clients, until).await?;
+    let per_second = format!(" (budget {} a second)", args.rps);
+    let busiest = report(&arrivals, phase, args.seconds, &per_second)?;
     println!(
         "  busiest one-second window: {busiest} calls (bound rps + burst = {}); {ok} answered 200, {limited} got 429 GATEWAY_RATE_LIMITED",
         args.rps + args.burst

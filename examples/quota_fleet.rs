@@ -8,19 +8,18 @@
 //!
 //! Every phase is bounded in time; nothing binds beyond loopback.
 
-use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
 use clap::Parser;
-use http_body_util::{BodyExt, Empty};
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::TokioExecutor;
 use koodrive_gateway::config::Config;
 use koodrive_gateway::gateway::{self, Running};
-use koodrive_mock::{Mock, Reply};
+
+// What this bench shares with the single sidecar's.
+#[allow(dead_code)]
+#[path = "quota/load.rs"]
+mod load;
+use load::{misses, recording_koodrive, report, Arrivals, HttpClient};
 
 // The fleet bench's redis-server (this bench uses part of it).
 #[allow(dead_code)]
@@ -43,10 +42,6 @@ struct Args {
     seconds: u64,
 }
 
-type HttpClient = Client<hyper_util::client::legacy::connect::HttpConnector, Empty<Bytes>>;
-
-/// No request waits longer than this: the bench never hangs.
-const REQUEST_LIMIT: Duration = Duration::from_secs(10);
 const SIDECARS: usize = 3;
 
 /// The files the gateways read: the fleet key and the Redis password.
@@ -75,76 +70,28 @@ fn config(upstream: &str, redis: &str, secrets: &Secrets, args: &Args) -> Result
     Config::parse(&text, []).map_err(|e| e.to_string())
 }
 
-async fn get(client: &HttpClient, addr: SocketAddr, path: &str) -> Option<u16> {
-    let uri = format!("http://{addr}{path}").parse().ok()?;
-    let exchange = async {
-        let response = client.get(uri).await.ok()?;
-        let status = response.status().as_u16();
-        response.into_body().collect().await.ok()?;
-        Some(status)
-    };
-    tokio::time::timeout(REQUEST_LIMIT, exchange).await.ok()?
-}
-
 /// Distinct misses from `--workers` clients on each sidecar for `--seconds`; prints the calls
 /// KooDrive saw in each second and the busiest window.
 async fn phase(
     name: &str,
     gateways: &[Running],
     client: &HttpClient,
-    arrivals: &Mutex<Vec<Instant>>,
+    arrivals: &Arrivals,
     args: &Args,
     first_id: u64,
 ) -> Result<(), String> {
     arrivals.lock().map_err(|e| e.to_string())?.clear();
     let started = Instant::now();
     let until = started + Duration::from_secs(args.seconds);
-    let mut workers = Vec::new();
-    for (s, running) in gateways.iter().enumerate() {
-        for w in 0..args.workers {
-            let (client, addr) = (client.clone(), running.addr);
+    let clients = gateways.iter().enumerate().flat_map(|(s, running)| {
+        (0..args.workers).map(move |w| {
             let base = first_id + (s * args.workers + w) as u64 * 1_000_000;
-            workers.push(tokio::spawn(async move {
-                let (mut ok, mut limited, mut n) = (0u64, 0u64, 0u64);
-                while Instant::now() < until {
-                    n += 1;
-                    match get(
-                        &client,
-                        addr,
-                        &format!("/koodrive/ose/v1/task/{}", base + n),
-                    )
-                    .await
-                    {
-                        Some(200) => ok += 1,
-                        Some(429) => limited += 1,
-                        _ => {}
-                    }
-                }
-                (ok, limited)
-            }));
-        }
-    }
-    let (mut ok, mut limited) = (0, 0);
-    for worker in workers {
-        let (o, l) = worker.await.map_err(|e| e.to_string())?;
-        ok += o;
-        limited += l;
-    }
-    let calls = arrivals.lock().map_err(|e| e.to_string())?.clone();
-    println!("{name}:");
-    for second in 0..args.seconds {
-        let from = started + Duration::from_secs(second);
-        let to = from + Duration::from_secs(1);
-        let n = calls.iter().filter(|t| **t >= from && **t < to).count();
-        println!("  second {second}: {n} KooDrive calls");
-    }
-    let busiest = (0..calls.len())
-        .map(|i| {
-            let end = calls[i] + Duration::from_secs(1);
-            calls[i..].iter().take_while(|t| **t < end).count()
+            (running.addr, base)
         })
-        .max()
-        .unwrap_or(0);
+    });
+    let (ok, limited) = misses(client, clients, until).await?;
+    println!("{name}:");
+    let busiest = report(arrivals, started, args.seconds, "")?;
     println!(
         "  busiest one-second window: {busiest} calls (fleet bound rps + burst = {}); {ok} answered 200, {limited} got 429",
         args.rps + args.burst
@@ -160,15 +107,7 @@ async fn main() -> Result<(), String> {
         key: secret_file("quota-key", "a fleet key of thirty-two bytes!"),
         password: secret_file("quota-password", &redis.password),
     };
-    let arrivals = Arc::new(Mutex::new(Vec::<Instant>::new()));
-    let seen = Arc::clone(&arrivals);
-    let mock = Mock::start(move |_| {
-        if let Ok(mut seen) = seen.lock() {
-            seen.push(Instant::now());
-        }
-        Reply::json(200, r#"{"code":0,"msg":"Success."}"#)
-    })
-    .await;
+    let (mock, arrivals) = recording_koodrive(r#"{"code":0,"msg":"Success."}"#).await;
     let mut gateways = Vec::new();
     for _ in 0..SIDECARS {
         let config = config(&mock.url(), &redis.url(), &secrets, &args)?;
@@ -176,9 +115,7 @@ async fn main() -> Result<(), String> {
     }
     // Every sidecar up and registered (a few heartbeats).
     tokio::time::sleep(Duration::from_millis(1500)).await;
-    let mut connector = hyper_util::client::legacy::connect::HttpConnector::new();
-    connector.set_nodelay(true);
-    let client: HttpClient = Client::builder(TokioExecutor::new()).build(connector);
+    let client = load::client();
     println!(
         "fleet budget: rps={} burst={} (max_wait 300ms), {SIDECARS} sidecars x {} clients",
         args.rps, args.burst, args.workers
