@@ -2,7 +2,7 @@
 //! share a real `redis-server`: every fleet panel's query returns data while the fleet works, and
 //! the Redis alerts stay quiet, then fire for both sidecars when Redis is killed.
 
-use super::real_prometheus::{firing, panels_still_without_data, rules_with_short_for};
+use super::real_prometheus::{firing, panels_still_without_data, scraping};
 use super::*;
 use crate::cache::create;
 use crate::fleet::{fleet_of, wait_fleet_up, wait_keys};
@@ -22,31 +22,11 @@ async fn fleet_panels_and_redis_alerts_work_on_a_real_prometheus() {
     let mut redis = RedisServer::start(None);
     let mock = Mock::ok().await;
     let fleet = fleet_of(2, &mock, &redis, "").await;
-    let config = format!(
-        r#"
-global:
-  scrape_interval: 1s
-  scrape_timeout: 1s
-  evaluation_interval: 1s
-rule_files: [alerts.yaml]
-scrape_configs:
-  - job_name: koodrive-gateway
-    static_configs:
-      - targets: ["{}"]
-        labels: {{namespace: test, pod: {}}}
-      - targets: ["{}"]
-        labels: {{namespace: test, pod: {}}}
-"#,
-        fleet[0].running().admin_addr,
-        PODS[0],
-        fleet[1].running().admin_addr,
-        PODS[1],
-    );
-    let prometheus = Prometheus::start(&config, &[("alerts.yaml", rules_with_short_for())]).await;
-    let scraped = prometheus
-        .wait_for(r#"count(up{job="koodrive-gateway"} == 1) == 2"#)
-        .await;
-    assert!(scraped, "both gateways scraped:\n{}", prometheus.log());
+    let prometheus = scraping(&[
+        (fleet[0].running().admin_addr, PODS[0]),
+        (fleet[1].running().admin_addr, PODS[1]),
+    ])
+    .await;
 
     // A page fetched through A, found in the shared tier by B; a write through A invalidates
     // it on B (sent by A, received by B); B's next list looks in Redis again.

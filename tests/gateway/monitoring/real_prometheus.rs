@@ -3,6 +3,33 @@
 
 use super::*;
 
+/// A Prometheus scraping each `(admin listener, pod)` every second, labelled as the Kubernetes
+/// scrape set-up labels each pod, and evaluating the shipped alerts with their `for:` cut short;
+/// returned once it has scraped every gateway.
+pub(super) async fn scraping(gateways: &[(std::net::SocketAddr, &str)]) -> Prometheus {
+    let targets: String = gateways
+        .iter()
+        .map(|(addr, pod)| {
+            format!(
+                "      - targets: [\"{addr}\"]\n        labels: {{namespace: test, pod: {pod}}}\n"
+            )
+        })
+        .collect();
+    let config = format!(
+        "global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\n  evaluation_interval: 1s\n\
+         rule_files: [alerts.yaml]\n\
+         scrape_configs:\n  - job_name: koodrive-gateway\n    static_configs:\n{targets}"
+    );
+    let prometheus = Prometheus::start(&config, &[("alerts.yaml", rules_with_short_for())]).await;
+    let every = format!(
+        r#"count(up{{job="koodrive-gateway"}} == 1) == {}"#,
+        gateways.len()
+    );
+    let scraped = prometheus.wait_for(&every).await;
+    assert!(scraped, "every gateway scraped:\n{}", prometheus.log());
+    prometheus
+}
+
 /// The alert rules as the test's Prometheus loads them: every `for:` cut to 1s (the real
 /// durations are covered by `promtool test rules`), expressions unchanged.
 pub(super) fn rules_with_short_for() -> String {
@@ -92,30 +119,11 @@ async fn dashboard_queries_and_outage_alerts_work_on_a_real_prometheus() {
     // Two sidecars: one driven, one idle (its series exist, at 0, from the start).
     let driven = TestGateway::for_mock_url(&koodrive.url(), overlay).await;
     let idle = TestGateway::for_mock_url(&koodrive.url(), overlay).await;
-    let config = format!(
-        r#"
-global:
-  scrape_interval: 1s
-  scrape_timeout: 1s
-  evaluation_interval: 1s
-rule_files: [alerts.yaml]
-scrape_configs:
-  - job_name: koodrive-gateway
-    static_configs:
-      # The labels the Kubernetes scrape set-up gives each pod.
-      - targets: ["{}"]
-        labels: {{namespace: test, pod: gateway-0}}
-      - targets: ["{}"]
-        labels: {{namespace: test, pod: gateway-1}}
-"#,
-        driven.running().admin_addr,
-        idle.running().admin_addr
-    );
-    let prometheus = Prometheus::start(&config, &[("alerts.yaml", rules_with_short_for())]).await;
-    let scraped = prometheus
-        .wait_for(r#"count(up{job="koodrive-gateway"} == 1) == 2"#)
-        .await;
-    assert!(scraped, "both gateways scraped:\n{}", prometheus.log());
+    let prometheus = scraping(&[
+        (driven.running().admin_addr, "gateway-0"),
+        (idle.running().admin_addr, "gateway-1"),
+    ])
+    .await;
 
     // Healthy KooDrive: a write, five misses, fifteen hits, a bad query.
     let write = driven
