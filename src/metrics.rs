@@ -179,7 +179,7 @@ const METHODS: usize = 8;
 
 /// `requests_total`'s series, each resolved on its first use, and `request_duration_seconds`'s,
 /// resolved at the start: a request counts itself through an index, where the families would
-/// hash its labels (SipHash over four of them) under their lock, about 900 instructions a request.
+/// hash its labels (SipHash over four of them) under their lock on every request.
 /// The handles share their values with the families, which export them.
 struct Resolved {
     /// By route (in the order of [`Route::ALL`]), method, status class and cache label.

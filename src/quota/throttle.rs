@@ -35,8 +35,8 @@ impl Throttle {
 pub const APIG_WINDOW: usize = APIG_THROTTLE.len() + 2;
 
 /// Whether a body carries the throttling code as a JSON string value (either error shape).
-/// Every page KooDrive sends is searched, so with `memchr`'s vectorized search (a byte-by-byte
-/// window cost about seven instructions a byte: 15,000 on a 2 KB page).
+/// Every page KooDrive sends is searched, so with `memchr`'s vectorized search: a byte-by-byte
+/// window would cost every forwarded page several instructions a byte.
 pub fn apig_throttle(body: &[u8]) -> bool {
     static FINDER: std::sync::LazyLock<memchr::memmem::Finder<'static>> =
         std::sync::LazyLock::new(|| memchr::memmem::Finder::new(APIG_THROTTLE_QUOTED));
