@@ -1,5 +1,5 @@
-# bench/common.sh: what bench/compare.sh, bench/callgrind.sh, bench/syscalls.sh and bench/perf.sh
-# all set up, sourced by each (which defines die). It runs nothing by itself.
+# bench/common.sh: what bench/compare.sh, bench/callgrind.sh, bench/syscalls.sh, bench/perf.sh and
+# bench/cpu.sh all set up, sourced by each (which defines die). It runs nothing by itself.
 
 # The paths the scripts request: the task list (QUERY, its page written by write_page) and a file
 # call's GET and POST (not cached, not normalized).
@@ -139,6 +139,30 @@ upstream_nginx_conf() {
         root $WORK/www;
         default_type application/json;
 $(upstream_locations)
+    }
+}
+EOF
+    } >"$dir/nginx.conf"
+}
+
+# An nginx proxy_pass with no cache in directory $1, listening on 127.0.0.1:$2, in front of the
+# upstream on port $3 with keep-alive connections: the front the gateway's forwarded path is
+# measured against.
+pass_nginx_conf() {
+    local dir=$1 port=$2 upstream=$3
+    mkdir -p "$dir"
+    {
+        nginx_common "$dir"
+        cat <<EOF
+    access_log off;
+    upstream koodrive { server 127.0.0.1:$upstream; keepalive 1024; }
+    server {
+        listen 127.0.0.1:$port;
+        location / {
+            proxy_pass http://koodrive;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+        }
     }
 }
 EOF

@@ -30,7 +30,9 @@
 #      both ways) through both. Each at CONNECTIONS (req/s, ratio gateway/nginx) and at one
 #      connection (the p50 each adds over the upstream's own, measured in the same round). The
 #      upstream nginx is pinned to SERVER_CPU too, so a forwarded request's whole cost is on
-#      that core, as for nginx.
+#      that core, as for nginx. The same rounds measure a forwarding floor
+#      (examples/forward_floor.rs): hyper's server and client with nothing between them, the
+#      file GET through it; what a forwarded request costs at best with hyper and tokio here.
 #   3. collapsing: 1,000 concurrent identical misses (examples/burst.rs) and how many reached the
 #      upstream.
 #   4. memory: VmRSS of a fresh gateway before and after caching 10,000 distinct ~2 KB pages.
@@ -62,6 +64,7 @@ export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$REPO/target}
 GATEWAY=${GATEWAY_BIN:-$CARGO_TARGET_DIR/release/koodrive-gateway}
 BURST_BIN=$CARGO_TARGET_DIR/release/examples/burst
 FLOOR_BIN=$CARGO_TARGET_DIR/release/examples/floor
+FORWARD_FLOOR_BIN=$CARGO_TARGET_DIR/release/examples/forward_floor
 STALLS_BIN=$CARGO_TARGET_DIR/release/examples/stalls
 LIST=/koodrive/ose/v1/task/list
 # The query every hit benchmark asks for (same path and query for nginx and the gateway).
@@ -143,7 +146,7 @@ build() {
     if [[ -z ${GATEWAY_BIN:-} ]]; then
         (cd "$REPO" && cargo build --release --locked --quiet)
     fi
-    (cd "$REPO" && cargo build --release --locked --quiet --example burst --example floor --example stalls)
+    (cd "$REPO" && cargo build --release --locked --quiet --example burst --example floor --example forward_floor --example stalls)
     echo "gateway: $GATEWAY"
     echo "nginx:   $(nginx -v 2>&1)"
     echo "wrk:     $(wrk -v 2>&1 | head -1 || true)"
@@ -370,9 +373,11 @@ FORWARD_PAIRS=(
     "task list no-cache vs cache_bypass|gw-nocache|nginx-bypass"
     "file GET vs proxy_pass|gw-get|nginx-get"
     "file POST vs proxy_pass|gw-post|nginx-post"
+    "floor: bare hyper, file GET vs proxy_pass|floor-get|nginx-get"
 )
 # The upstream's own p50 at one connection, per pair's request: what both add to.
-declare -A UPSTREAM_OF=([gw-nostore]=up-list [gw-nocache]=up-list [gw-get]=up-get [gw-post]=up-post)
+declare -A UPSTREAM_OF=([gw-nostore]=up-list [gw-nocache]=up-list [gw-get]=up-get [gw-post]=up-post
+    [floor-get]=up-get)
 # Per forwarded run, its added p50 (us, over the upstream's in the same round) round by round;
 # per pair, the req/s ratio round by round.
 declare -A ADDED_US FORWARD_RATIOS
@@ -432,8 +437,18 @@ bench_hits() {
     local -A pid=([nginx]=$nginx_pid [gateway-warn]=$warn_pid [gateway-info]=$info_pid [floor]=$floor_pid)
     local -A send=()
     local order=(nginx gateway-warn gateway-info floor) i name warn_p99 pair gw ngx
+    local forward_floor_pid=""
     if [[ $FORWARDED == 1 ]]; then
         check_forwarded "$warn_port"
+        # The forwarding floor (examples/forward_floor.rs): hyper's server and client with
+        # nothing between them, in front of the same upstream.
+        local forward_floor_port
+        free_port forward_floor_port
+        taskset -c "$SERVER_CPU" "$FORWARD_FLOOR_BIN" --listen "127.0.0.1:$forward_floor_port" \
+            --upstream "127.0.0.1:$UPSTREAM_PORT" &
+        forward_floor_pid=$!
+        PIDS+=("$forward_floor_pid")
+        wait_http "http://127.0.0.1:$forward_floor_port$FILE_QUERY"
         url+=(
             [gw-nostore]="http://127.0.0.1:$warn_port$HIT_QUERY"
             [nginx-pass]="http://127.0.0.1:$NGINX_PASS_PORT$HIT_QUERY"
@@ -443,6 +458,7 @@ bench_hits() {
             [nginx-get]="http://127.0.0.1:$NGINX_PASS_PORT$FILE_QUERY"
             [gw-post]="http://127.0.0.1:$warn_port$FILE_POST"
             [nginx-post]="http://127.0.0.1:$NGINX_PASS_PORT$FILE_POST"
+            [floor-get]="http://127.0.0.1:$forward_floor_port$FILE_QUERY"
             [up-list]="http://127.0.0.1:$UPSTREAM_PORT$HIT_QUERY"
             [up-get]="http://127.0.0.1:$UPSTREAM_PORT$FILE_QUERY"
             [up-post]="http://127.0.0.1:$UPSTREAM_PORT$FILE_POST"
@@ -450,13 +466,13 @@ bench_hits() {
         pid+=([gw-nostore]=$warn_pid [gw-nocache]=$warn_pid [gw-get]=$warn_pid [gw-post]=$warn_pid
             [nginx-pass]=$nginx_pid [nginx-bypass]=$nginx_pid [nginx-get]=$nginx_pid
             [nginx-post]=$nginx_pid [up-list]=$UPSTREAM_PID [up-get]=$UPSTREAM_PID
-            [up-post]=$UPSTREAM_PID)
+            [up-post]=$UPSTREAM_PID [floor-get]=$forward_floor_pid)
         send+=([gw-nostore]=no-store [gw-nocache]=no-cache [gw-post]=post [nginx-post]=post
             [up-post]=post)
         # At CONNECTIONS, then one connection each (the upstream's own included).
         order+=(gw-nostore nginx-pass gw-nocache nginx-bypass gw-get nginx-get gw-post nginx-post
-            gw-nostore-c1 nginx-pass-c1 gw-nocache-c1 nginx-bypass-c1 gw-get-c1 nginx-get-c1
-            gw-post-c1 nginx-post-c1 up-list-c1 up-get-c1 up-post-c1)
+            floor-get gw-nostore-c1 nginx-pass-c1 gw-nocache-c1 nginx-bypass-c1 gw-get-c1
+            nginx-get-c1 gw-post-c1 nginx-post-c1 floor-get-c1 up-list-c1 up-get-c1 up-post-c1)
     fi
     local run base
     for ((round = 1; round <= ROUNDS; round++)); do
@@ -491,6 +507,7 @@ bench_hits() {
     stop "$warn_pid"
     stop "$info_pid"
     stop "$floor_pid"
+    [[ -z $forward_floor_pid ]] || stop "$forward_floor_pid"
 }
 
 # BURST identical misses at once against a fresh gateway whose upstream answers after 200 ms

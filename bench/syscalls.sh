@@ -37,23 +37,7 @@ bench_work syscalls
 free_port UPSTREAM_PORT
 free_port PASS_PORT
 upstream_nginx_conf "$WORK/upstream" "$UPSTREAM_PORT" "access_log off;"
-mkdir -p "$WORK/pass"
-{
-    nginx_common "$WORK/pass"
-    cat <<EOF
-    access_log off;
-    upstream koodrive { server 127.0.0.1:$UPSTREAM_PORT; keepalive 1024; }
-    server {
-        listen 127.0.0.1:$PASS_PORT;
-        location / {
-            proxy_pass http://koodrive;
-            proxy_http_version 1.1;
-            proxy_set_header Connection "";
-        }
-    }
-}
-EOF
-} >"$WORK/pass/nginx.conf"
+pass_nginx_conf "$WORK/pass" "$PASS_PORT" "$UPSTREAM_PORT"
 for name in upstream pass; do
     taskset -c "$SERVER_CPU" nginx -p "$WORK/$name" -c "$WORK/$name/nginx.conf" \
         -g 'daemon off; master_process on;' &
