@@ -494,10 +494,14 @@ bench_hits() {
         ROUND_RATIOS+=("$(awk -v g="${LAST[gateway-warn]}" -v n="${LAST[nginx]}" 'BEGIN {printf "%.2f", g / n}')")
         ROUND_P99S+=("$warn_p99")
         [[ $FORWARDED == 1 ]] || continue
+        local -A added_this_round=()
         for pair in "${FORWARD_PAIRS[@]}"; do
             IFS='|' read -r _ gw ngx <<<"$pair"
             FORWARD_RATIOS[$gw]+="$(awk -v g="${LAST[$gw]}" -v n="${LAST[$ngx]}" 'BEGIN {printf "%.2f", g / n}') "
             for run in "$gw" "$ngx"; do
+                # nginx's file GET is in two pairs: one figure a round.
+                [[ -z ${added_this_round[$run]:-} ]] || continue
+                added_this_round[$run]=1
                 ADDED_US[$run]+="$(awk -v p="${LAST_P50[$run-c1]}" -v u="${LAST_P50[${UPSTREAM_OF[$gw]}-c1]}" 'BEGIN {printf "%.0f", (p - u) * 1000}') "
             done
         done

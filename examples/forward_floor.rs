@@ -77,7 +77,17 @@ async fn forward(
     idle: Idle,
     upstream: SocketAddr,
 ) -> Result<Response<Returning>, BoxError> {
-    let pooled = idle.lock().unwrap_or_else(PoisonError::into_inner).pop();
+    // A connection the upstream closed while it sat idle (nginx's keepalive_timeout between
+    // rounds) has ended its task: passed over. Any other is ready, or about to be.
+    let mut pooled = None;
+    loop {
+        let popped = idle.lock().unwrap_or_else(PoisonError::into_inner).pop();
+        let Some(mut sender) = popped else { break };
+        if sender.ready().await.is_ok() {
+            pooled = Some(sender);
+            break;
+        }
+    }
     let mut sender = match pooled {
         Some(sender) => sender,
         None => {
