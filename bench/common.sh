@@ -125,6 +125,19 @@ format = "json"
 EOF
 }
 
+# The gateway at $GATEWAY (RUST_LOG=warn, so no access log) in front of the upstream on
+# UPSTREAM_PORT, pinned to CPU $1, its log in $WORK/gateway.log; sets GW_PORT, ADMIN_PORT and
+# GW_PID once it is ready.
+start_pinned_gateway() {
+    free_port GW_PORT
+    free_port ADMIN_PORT
+    gateway_config "$WORK/gateway.toml" "$GW_PORT" "$ADMIN_PORT" "http://127.0.0.1:$UPSTREAM_PORT" 30s
+    RUST_LOG=warn taskset -c "$1" "$GATEWAY" --config "$WORK/gateway.toml" >"$WORK/gateway.log" 2>&1 &
+    GW_PID=$!
+    PIDS+=("$GW_PID")
+    wait_http "http://127.0.0.1:$ADMIN_PORT/readyz"
+}
+
 # The upstream nginx's config in directory $1, listening on 127.0.0.1:$2: the page and the file
 # calls (upstream_locations) from $WORK/www; $3 is its access-log directives.
 upstream_nginx_conf() {

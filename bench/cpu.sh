@@ -51,14 +51,7 @@ PASS_MASTER=$!
 PIDS+=("$PASS_MASTER")
 wait_http "http://127.0.0.1:$PASS_PORT$LIST"
 
-free_port GW_PORT
-free_port ADMIN_PORT
-gateway_config "$WORK/gateway.toml" "$GW_PORT" "$ADMIN_PORT" "http://127.0.0.1:$UPSTREAM_PORT" 30s
-RUST_LOG=warn taskset -c "$SERVER_CPU" "$GATEWAY" --config "$WORK/gateway.toml" \
-    >"$WORK/gateway.log" 2>&1 &
-GW_PID=$!
-PIDS+=("$GW_PID")
-wait_http "http://127.0.0.1:$ADMIN_PORT/readyz"
+start_pinned_gateway "$SERVER_CPU"
 
 free_port FLOOR_PORT
 taskset -c "$SERVER_CPU" "$FORWARD_FLOOR" --listen "127.0.0.1:$FLOOR_PORT" \

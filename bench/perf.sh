@@ -37,13 +37,7 @@ esac
 bench_work perf
 start_upstream "$WORK/nginx" 0
 
-free_port GW_PORT
-free_port ADMIN_PORT
-gateway_config "$WORK/gateway.toml" "$GW_PORT" "$ADMIN_PORT" "http://127.0.0.1:$UPSTREAM_PORT" 30s
-RUST_LOG=warn taskset -c 0 "$GATEWAY" --config "$WORK/gateway.toml" >"$WORK/gateway.log" 2>&1 &
-GW_PID=$!
-PIDS+=("$GW_PID")
-wait_http "http://127.0.0.1:$ADMIN_PORT/readyz" 60
+start_pinned_gateway 0
 
 URL="http://127.0.0.1:$GW_PORT$QUERY" extra=(-H "Cache-Control: $KIND")
 if [[ $KIND == get ]]; then

@@ -25,7 +25,9 @@ use http_body_util::Full;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
 use koodrive_gateway::coalesce::Coalesced;
-use tokio::net::TcpListener;
+
+#[path = "floors/accept.rs"]
+mod accept;
 
 #[derive(Debug, Parser)]
 struct Cli {
@@ -61,30 +63,18 @@ fn main() -> anyhow::Result<()> {
         }
     }
     let body = Bytes::from(std::fs::read(&cli.body_file)?);
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
-    runtime.block_on(async {
-        let listener = TcpListener::bind(cli.listen).await?;
-        let lifetime = tokio::time::sleep(Duration::from_secs(cli.lifetime_secs));
-        tokio::pin!(lifetime);
-        loop {
-            let stream = tokio::select! {
-                () = &mut lifetime => return Ok(()),
-                accepted = listener.accept() => accepted?.0,
-            };
-            stream.set_nodelay(true)?;
-            let (headers, body) = (headers.clone(), body.clone());
-            let service = service_fn(move |_request| {
-                let mut response = Response::new(Full::new(body.clone()));
-                *response.headers_mut() = headers.clone();
-                async move { Ok::<_, Infallible>(response) }
-            });
-            tokio::spawn(async move {
-                let _ = hyper::server::conn::http1::Builder::new()
-                    .serve_connection(TokioIo::new(Coalesced::new(stream)), service)
-                    .await;
-            });
-        }
+    let lifetime = Duration::from_secs(cli.lifetime_secs);
+    accept::run(cli.listen, lifetime, |stream| {
+        let (headers, body) = (headers.clone(), body.clone());
+        let service = service_fn(move |_request| {
+            let mut response = Response::new(Full::new(body.clone()));
+            *response.headers_mut() = headers.clone();
+            async move { Ok::<_, Infallible>(response) }
+        });
+        tokio::spawn(async move {
+            let _ = hyper::server::conn::http1::Builder::new()
+                .serve_connection(TokioIo::new(Coalesced::new(stream)), service)
+                .await;
+        });
     })
 }

@@ -28,7 +28,10 @@ use hyper::client::conn::http1::SendRequest;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
 use koodrive_gateway::coalesce::Coalesced;
-use tokio::net::{TcpListener, TcpStream};
+
+#[path = "floors/accept.rs"]
+mod accept;
+use tokio::net::TcpStream;
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -48,27 +51,13 @@ type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
     let idle: Idle = Arc::default();
-    runtime.block_on(async {
-        let listener = TcpListener::bind(cli.listen).await?;
-        let lifetime = tokio::time::sleep(Duration::from_secs(cli.lifetime_secs));
-        tokio::pin!(lifetime);
-        loop {
-            let stream = tokio::select! {
-                () = &mut lifetime => return Ok(()),
-                accepted = listener.accept() => accepted?.0,
-            };
-            stream.set_nodelay(true)?;
-            let (idle, upstream) = (idle.clone(), cli.upstream);
-            let service = service_fn(move |request| forward(request, idle.clone(), upstream));
-            let stream = TokioIo::new(Coalesced::new(stream));
-            tokio::spawn(
-                hyper::server::conn::http1::Builder::new().serve_connection(stream, service),
-            );
-        }
+    let lifetime = Duration::from_secs(cli.lifetime_secs);
+    accept::run(cli.listen, lifetime, |stream| {
+        let (idle, upstream) = (idle.clone(), cli.upstream);
+        let service = service_fn(move |request| forward(request, idle.clone(), upstream));
+        let stream = TokioIo::new(Coalesced::new(stream));
+        tokio::spawn(hyper::server::conn::http1::Builder::new().serve_connection(stream, service));
     })
 }
 
