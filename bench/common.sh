@@ -65,6 +65,18 @@ EOF
     echo "page: $(wc -c <"$page") bytes, $i tasks"
 }
 
+# A request of kind $1 (no-store: the task list with Cache-Control: no-store; get, post: a file
+# call) through the front on port $2: sets URL, and EXTRA to wrk's arguments for it.
+request_of() {
+    URL="http://127.0.0.1:$2$QUERY" EXTRA=()
+    case $1 in
+        no-store) EXTRA=(-H "Cache-Control: no-store") ;;
+        get) URL="http://127.0.0.1:$2$FILE_GET?fileId=1486254586942472064" ;;
+        post) URL="http://127.0.0.1:$2$FILE_POST" EXTRA=(-s "$WORK/post.lua") ;;
+        *) die "unknown kind $1 (no-store, get, post)" ;;
+    esac
+}
+
 # The head of an nginx.conf whose files live in directory $1, up to the http block's settings.
 nginx_common() {
     cat <<EOF

@@ -70,12 +70,8 @@ ticks() { awk '{print $14, $15}' "/proc/$1/stat"; }
 # One front, one run: its name, pid and port.
 measure() {
     local name=$1 pid=$2 port=$3 url extra=() u0 s0 u1 s1 requests rps
-    url="http://127.0.0.1:$port$QUERY"
-    case $KIND in
-        no-store) extra=(-H "Cache-Control: no-store") ;;
-        get) url="http://127.0.0.1:$port$FILE_GET?fileId=1486254586942472064" ;;
-        post) url="http://127.0.0.1:$port$FILE_POST" extra=(-s "$WORK/post.lua") ;;
-    esac
+    request_of "$KIND" "$port"
+    url=$URL extra=("${EXTRA[@]}")
     # Warm-up: upstream connections open.
     taskset -c "$WRK_CPU" wrk -t1 -c64 -d1s "${extra[@]}" "$url" >/dev/null
     read -r u0 s0 < <(ticks "$pid")

@@ -61,13 +61,8 @@ ctxt() {
 # Measures one front: name, pid, port.
 measure() {
     local name=$1 pid=$2 port=$3 url extra=() before after requests trace
-    url="http://127.0.0.1:$port$QUERY"
-    case $KIND in
-        no-store) extra=(-H "Cache-Control: no-store") ;;
-        get) url="http://127.0.0.1:$port$FILE_GET?fileId=1486254586942472064" ;;
-        post) url="http://127.0.0.1:$port$FILE_POST" extra=(-s "$WORK/post.lua") ;;
-        *) die "unknown kind $KIND (no-store, get, post)" ;;
-    esac
+    request_of "$KIND" "$port"
+    url=$URL extra=("${EXTRA[@]}")
     # Warm-up: upstream connections open.
     taskset -c "$WRK_CPU" wrk -t1 -c"$CONNECTIONS" -d1s "${extra[@]}" "$url" >/dev/null
     trace=$WORK/$name.trace
