@@ -1,4 +1,4 @@
-//! The forwarding floor for `bench/compare.sh` and `bench/split.sh`: a bare hyper HTTP/1 proxy
+//! The forwarding floor for `bench/compare.sh` and `bench/cpu.sh`: a bare hyper HTTP/1 proxy
 //! on tokio's single-threaded runtime that passes every request to one upstream over hyper's own
 //! keep-alive client connections (`hyper::client::conn::http1`, kept last in, first out, given
 //! back when the answer's body ends) and passes the answer back untouched. No routing, no
@@ -28,10 +28,10 @@ use hyper::client::conn::http1::SendRequest;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
 use koodrive_gateway::coalesce::Coalesced;
+use tokio::net::TcpStream;
 
 #[path = "floors/accept.rs"]
 mod accept;
-use tokio::net::TcpStream;
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
