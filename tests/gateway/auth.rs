@@ -2,13 +2,12 @@
 
 use std::time::Duration;
 
-use bytes::Bytes;
-use http::Method;
-use http_body_util::Full;
 use koodrive_gateway::auth::sign;
 
 use crate::demo::demo_mock;
-use crate::support::{within, Mock, Recorded, TestGateway, APP_ID, APP_SECRET, TASK_LIST, USER_ID};
+use crate::support::{
+    within, Mock, Recorded, TestGateway, APP_ID, APP_SECRET, TASK_CREATE, TASK_LIST, USER_ID,
+};
 
 /// Recomputes the signature over what the upstream received, as KooDrive does.
 fn verify_signature(seen: &Recorded) {
@@ -53,12 +52,10 @@ async fn app_signature_headers_are_injected_and_verify() {
     let path = format!("{TASK_LIST}?taskType=0&status=2&status=1&pageSize=10&pageCursor=");
     assert_eq!(gw.client.get(&path).await.status, 200);
     let body = r#"{"taskName":"t1","taskType":0}"#;
-    let post = gw
-        .client
-        .request(Method::POST, "/koodrive/ose/v1/task/create")
-        .body(Full::new(Bytes::from(body)))
-        .unwrap();
-    assert_eq!(gw.client.send(post).await.status, 200);
+    assert_eq!(
+        gw.client.post_with(TASK_CREATE, &[], body).await.status,
+        200
+    );
     let odd_path = gw
         .client
         .get("/koodrive/ose/v1/task/dstUserInfo/a%20b%E4%BD%A0?q=%2F+x")

@@ -8,7 +8,9 @@ use http_body_util::{BodyExt, Full};
 use tokio::io::AsyncWriteExt;
 
 use crate::support::mock::ChannelBody;
-use crate::support::{within, Mock, Reply, TestGateway, TestResponse, PATIENCE, TASK_LIST};
+use crate::support::{
+    within, Mock, Reply, TestGateway, TestResponse, PATIENCE, TASK_CREATE, TASK_LIST,
+};
 
 fn assert_gateway_error(response: &TestResponse, status: u16, code: &str) {
     assert_eq!(response.status, status, "{}", response.text());
@@ -126,13 +128,8 @@ async fn a_signed_body_over_the_limit_is_413_and_never_sent() {
     let mock = Mock::ok().await;
     let gw = TestGateway::for_mock(&mock, "[upstream]\nmax_signed_body = \"1KiB\"").await;
     let big = Bytes::from(vec![b'a'; 2048]);
-    let with_length = gw
-        .client
-        .request(Method::POST, "/koodrive/ose/v1/task/create")
-        .body(Full::new(big.clone()))
-        .unwrap();
     assert_gateway_error(
-        &gw.client.send(with_length).await,
+        &gw.client.post_with(TASK_CREATE, &[], big.clone()).await,
         413,
         "GATEWAY_BODY_TOO_LARGE",
     );
@@ -157,13 +154,10 @@ async fn a_streamed_body_over_the_limit_is_413_and_not_counted_against_koodrive(
         access_token = "t"
     "#;
     let gw = TestGateway::for_mock(&mock, overlay).await;
-    let with_length = gw
-        .client
-        .request(Method::POST, "/koodrive/ose/v1/task/create")
-        .body(Full::new(Bytes::from(vec![b'a'; 2048])))
-        .unwrap();
     assert_gateway_error(
-        &gw.client.send(with_length).await,
+        &gw.client
+            .post_with(TASK_CREATE, &[], vec![b'a'; 2048])
+            .await,
         413,
         "GATEWAY_BODY_TOO_LARGE",
     );
@@ -175,12 +169,10 @@ async fn a_streamed_body_over_the_limit_is_413_and_not_counted_against_koodrive(
         "KooDrive never got the whole body"
     );
     // Within the bound, streamed bodies go through, and the breaker did not open.
-    let small = gw
-        .client
-        .request(Method::POST, "/koodrive/ose/v1/task/create")
-        .body(Full::new(Bytes::from_static(b"{}")))
-        .unwrap();
-    assert_eq!(gw.client.send(small).await.status, 200);
+    assert_eq!(
+        gw.client.post_with(TASK_CREATE, &[], "{}").await.status,
+        200
+    );
     assert_eq!(mock.last().body, "{}");
 }
 

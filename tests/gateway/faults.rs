@@ -14,7 +14,9 @@ use tokio::sync::Notify;
 use crate::support::client::Client;
 use crate::support::faults::{Fault, FaultServer, HEALTHY_PAGE};
 use crate::support::mock::ChannelBody;
-use crate::support::{config, within, Mock, Reply, TestGateway, TestResponse, TASK_LIST};
+use crate::support::{
+    config, within, Mock, Reply, TestGateway, TestResponse, TASK_CREATE, TASK_LIST,
+};
 
 mod breaker;
 mod client_stalls;

@@ -7,7 +7,7 @@ use http::Method;
 use http_body_util::{BodyExt, Full};
 use tokio::sync::Notify;
 
-use crate::support::{within, Client, Mock, Reply, TestGateway};
+use crate::support::{within, Client, Mock, Reply, TestGateway, TASK_CREATE};
 
 const TOKEN_MODE: &str = r#"
     [auth]
@@ -47,13 +47,13 @@ async fn app_signature_mode_forwards_the_signed_body_whole() {
     let mock = Mock::ok().await;
     let gw = TestGateway::for_mock(&mock, "").await;
     let body = r#"{"taskName":"t1","taskType":0}"#;
-    let request = gw
-        .client
-        .request(Method::POST, "/koodrive/ose/v1/task/create")
-        .header("content-type", "application/json")
-        .body(Full::new(Bytes::from(body)))
-        .unwrap();
-    assert_eq!(gw.client.send(request).await.status, 200);
+    assert_eq!(
+        gw.client
+            .post_with(TASK_CREATE, &[("content-type", "application/json")], body)
+            .await
+            .status,
+        200
+    );
     let seen = mock.last();
     assert_eq!(seen.body, body);
     assert_eq!(seen.header("content-length"), Some("30"));

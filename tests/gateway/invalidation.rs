@@ -78,33 +78,31 @@ async fn admin_purge_refuses_malformed_encoding_naming_the_parameter() {
 async fn admin_refuses_a_repeated_authorization_as_the_proxy_does() {
     let mock = Mock::ok().await;
     let gw = TestGateway::for_mock(&mock, "[admin]\ntoken = \"adm1n\"\n").await;
-    let request = gw
+    let both = [
+        ("authorization", "Bearer adm1n"),
+        ("authorization", "Bearer other"),
+    ];
+    let refused = gw
         .admin
-        .request(Method::POST, "/cache/purge")
-        .header("authorization", "Bearer adm1n")
-        .header("authorization", "Bearer other")
-        .body(Full::default())
-        .unwrap();
-    let refused = gw.admin.send(request).await;
+        .post_with("/cache/purge", &both, Bytes::new())
+        .await;
     assert_eq!(refused.status, 400);
     assert_eq!(refused.json()["code"], "GATEWAY_BAD_REQUEST");
     // The proxy listener's rule, for comparison.
-    let request = gw
-        .client
-        .request(Method::GET, TASK_LIST)
-        .header("authorization", "Bearer a")
-        .header("authorization", "Bearer b")
-        .body(Full::default())
-        .unwrap();
-    assert_eq!(gw.client.send(request).await.status, 400);
+    let both = [("authorization", "Bearer a"), ("authorization", "Bearer b")];
+    assert_eq!(gw.client.get_with(TASK_LIST, &both).await.status, 400);
     // One is enough.
-    let request = gw
-        .admin
-        .request(Method::POST, "/cache/purge")
-        .header("authorization", "Bearer adm1n")
-        .body(Full::default())
-        .unwrap();
-    assert_eq!(gw.admin.send(request).await.status, 200);
+    assert_eq!(
+        gw.admin
+            .post_with(
+                "/cache/purge",
+                &[("authorization", "Bearer adm1n")],
+                Bytes::new()
+            )
+            .await
+            .status,
+        200
+    );
 }
 
 #[tokio::test]
@@ -168,13 +166,18 @@ async fn a_write_to_a_loosely_written_task_path_invalidates_too() {
         "/koodrive/ose/v1/%74ask/create",
     ] {
         let before = version(&gw.client.get_with(TASK_LIST, &a).await);
-        let write = gw
-            .client
-            .request(Method::POST, path)
-            .header("x-user-id", "1001")
-            .body(Full::new(Bytes::from(r#"{"taskName":"t","taskType":0}"#)))
-            .unwrap();
-        assert_eq!(gw.client.send(write).await.status, 200, "{path}");
+        assert_eq!(
+            gw.client
+                .post_with(
+                    path,
+                    &[("x-user-id", "1001")],
+                    r#"{"taskName":"t","taskType":0}"#
+                )
+                .await
+                .status,
+            200,
+            "{path}"
+        );
         assert_eq!(mock.last().uri.path(), path, "forwarded as written");
         let after = gw.client.get_with(TASK_LIST, &a).await;
         assert!(cache_status(&after).contains("fwd=miss"), "{path}");
@@ -248,17 +251,15 @@ async fn admin_purges_everything_or_one_user_behind_the_admin_token() {
         ("Bearer", 401),
     ] {
         gw.client.get_with(TASK_LIST, &a).await;
-        let request = gw
+        let purged = gw
             .admin
-            .request(Method::POST, "/cache/purge?user_id=0")
-            .header("authorization", authorization)
-            .body(Full::default())
-            .unwrap();
-        assert_eq!(
-            gw.admin.send(request).await.status,
-            status,
-            "{authorization}"
-        );
+            .post_with(
+                "/cache/purge?user_id=0",
+                &[("authorization", authorization)],
+                Bytes::new(),
+            )
+            .await;
+        assert_eq!(purged.status, status, "{authorization}");
     }
     // A known endpoint with the wrong method is a 405 naming the methods it takes.
     for (method, path, allow) in [

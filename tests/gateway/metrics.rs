@@ -5,12 +5,10 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::Bytes;
 use http::Method;
-use http_body_util::Full;
 use tokio::sync::Notify;
 
-use crate::support::{within, Mock, Reply, TestGateway, TASK_LIST};
+use crate::support::{within, Mock, Reply, TestGateway, TASK_CREATE, TASK_LIST};
 
 fn value(metrics: &HashMap<String, f64>, key: &str) -> f64 {
     metrics.get(key).copied().unwrap_or(0.0)
@@ -63,13 +61,13 @@ async fn metrics_count_known_traffic() {
     gw.client.get(&format!("{TASK_LIST}?bad")).await;
     // Another user's write invalidates theirs; KooDrive then fails: a stale page for status=2,
     // a 502 for a new key.
-    let write = gw
-        .client
-        .request(Method::POST, "/koodrive/ose/v1/task/create")
-        .header("x-user-id", "77")
-        .body(Full::new(Bytes::from("{}")))
-        .unwrap();
-    assert_eq!(gw.client.send(write).await.status, 200);
+    assert_eq!(
+        gw.client
+            .post_with(TASK_CREATE, &[("x-user-id", "77")], "{}")
+            .await
+            .status,
+        200
+    );
     tokio::time::sleep(Duration::from_millis(400)).await;
     mode.store(1, Ordering::SeqCst);
     assert_eq!(

@@ -9,16 +9,13 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
-use http::Method;
-use http_body_util::Full;
 use serde_json::Value as Json;
 use serde_yaml::Value as Yaml;
 
 use crate::support::faults::{Fault, FaultServer};
 use crate::support::packages;
 use crate::support::prometheus::Prometheus;
-use crate::support::{Mock, TestGateway, TASK_LIST};
+use crate::support::{Mock, TestGateway, TASK_CREATE, TASK_LIST};
 
 mod fleet_prometheus;
 mod kubernetes;

@@ -6,10 +6,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use http::Method;
-use http_body_util::Full;
 
-use crate::support::{within, Mock, Reply, TestGateway, TestResponse, TASK_LIST};
+use crate::support::{within, Mock, Reply, TestGateway, TestResponse, TASK_CREATE, TASK_LIST};
 
 const TASK: &str = "/koodrive/ose/v1/task/";
 
@@ -140,14 +138,12 @@ async fn a_write_during_saturation_by_reads_is_sent_within_the_bound() {
         }
     })
     .await;
-    let write = gw
-        .client
-        .request(Method::POST, "/koodrive/ose/v1/task/create")
-        .header("content-type", "application/json")
-        .body(Full::new(Bytes::from_static(b"{\"taskName\":\"w\"}")))
-        .unwrap();
+    let json = [("content-type", "application/json")];
     let started = Instant::now();
-    let answer = gw.client.send(write).await;
+    let answer = gw
+        .client
+        .post_with(TASK_CREATE, &json, r#"{"taskName":"w"}"#)
+        .await;
     let took = started.elapsed();
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     assert_eq!(answer.status, 200, "{}", answer.text());
@@ -250,12 +246,7 @@ async fn a_koodrive_429_starts_a_cooldown_for_its_retry_after() {
     let refused = gw.client.get(&format!("{TASK}10")).await;
     assert_rate_limited(&refused);
     assert!(refused.header("retry-after").parse::<u64>().unwrap() <= 2);
-    let write = gw
-        .client
-        .request(Method::POST, "/koodrive/ose/v1/task/create")
-        .body(Full::default())
-        .unwrap();
-    assert_rate_limited(&gw.client.send(write).await);
+    assert_rate_limited(&gw.client.post_with(TASK_CREATE, &[], Bytes::new()).await);
     assert_eq!(
         mock.hits(),
         hits,

@@ -26,6 +26,8 @@ pub const USER_ID: &str = "1505084218764547200";
 pub const APP_ID: &str = "test-app";
 pub const APP_SECRET: &str = "test-app-secret";
 pub const TASK_LIST: &str = "/koodrive/ose/v1/task/list";
+/// A task write: the path the tests POST to.
+pub const TASK_CREATE: &str = "/koodrive/ose/v1/task/create";
 
 pub async fn within<F: Future>(what: &str, future: F) -> F::Output {
     match tokio::time::timeout(PATIENCE, future).await {

@@ -4,11 +4,7 @@
 
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
-use http::Method;
-use http_body_util::Full;
-
-use crate::support::{config, Mock, TestGateway, TASK_LIST};
+use crate::support::{config, Mock, TestGateway, TASK_CREATE, TASK_LIST};
 
 const POLL: &str = "/koodrive/ose/v1/task/1486254586942472064";
 
@@ -63,13 +59,13 @@ async fn a_poll_is_a_hit_until_its_users_task_write() {
         assert!(hit.header("cache-status").contains("hit"), "{path}");
     }
     assert_eq!(mock.hits(), 2);
-    let write = gw
-        .client
-        .request(Method::POST, "/koodrive/ose/v1/task/create")
-        .header("content-type", "application/json")
-        .body(Full::new(Bytes::from_static(b"{}")))
-        .unwrap();
-    assert_eq!(gw.client.send(write).await.status, 200);
+    assert_eq!(
+        gw.client
+            .post_with(TASK_CREATE, &[("content-type", "application/json")], "{}")
+            .await
+            .status,
+        200
+    );
     for path in [POLL, result] {
         let after = gw.client.get(path).await;
         assert!(after.header("cache-status").contains("fwd=miss"), "{path}");

@@ -51,12 +51,10 @@ async fn a_client_stalling_its_upload_gets_408_and_does_not_open_the_breaker() {
     assert_eq!(gw.metrics().await["koodrive_gateway_breaker_open"], 0.0);
 
     // A whole body sent and KooDrive slow to answer: KooDrive's timeout, as ever.
-    let whole = gw
+    let slow = gw
         .client
-        .request(Method::POST, "/koodrive/ose/v1/task/slow")
-        .body(Full::new(Bytes::from_static(b"{}")))
-        .unwrap();
-    let slow = gw.client.send(whole).await;
+        .post_with("/koodrive/ose/v1/task/slow", &[], "{}")
+        .await;
     assert_eq!(slow.json()["code"], "GATEWAY_UPSTREAM_TIMEOUT");
     assert_eq!(gw.metrics().await["koodrive_gateway_breaker_open"], 1.0);
 }

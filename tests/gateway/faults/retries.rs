@@ -30,12 +30,10 @@ async fn a_get_reset_after_part_of_the_head_is_not_retried() {
 async fn a_post_is_never_retried() {
     let server = FaultServer::start(Fault::ResetBeforeHeaders).await;
     let gw = TestGateway::for_mock_url(&server.url(), "").await;
-    let post = gw
-        .client
-        .request(Method::POST, "/koodrive/ose/v1/task/create")
-        .body(Full::new(Bytes::from("{}")))
-        .unwrap();
-    assert_eq!(gw.client.send(post).await.status, 502);
+    assert_eq!(
+        gw.client.post_with(TASK_CREATE, &[], "{}").await.status,
+        502
+    );
     assert_eq!(server.hits(), 1);
     // A GET with the same fault: retried once, then the error.
     assert_eq!(gw.client.get("/koodrive/ose/v1/task/1").await.status, 502);

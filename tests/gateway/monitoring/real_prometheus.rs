@@ -126,12 +126,14 @@ async fn dashboard_queries_and_outage_alerts_work_on_a_real_prometheus() {
     .await;
 
     // Healthy KooDrive: a write, five misses, fifteen hits, a bad query.
-    let write = driven
-        .client
-        .request(Method::POST, "/koodrive/ose/v1/task/create")
-        .body(Full::new(Bytes::from(r#"{"taskName":"t","taskType":0}"#)))
-        .unwrap();
-    assert_eq!(driven.client.send(write).await.status, 200);
+    assert_eq!(
+        driven
+            .client
+            .post_with(TASK_CREATE, &[], r#"{"taskName":"t","taskType":0}"#)
+            .await
+            .status,
+        200
+    );
     for page in 1..=5 {
         for _ in 0..4 {
             let answer = driven

@@ -94,12 +94,13 @@ async fn cache_gauges_say_what_the_cache_holds() {
         }
     })
     .await;
-    let purge = gw
-        .admin
-        .request(Method::POST, "/cache/purge")
-        .body(Full::new(Bytes::new()))
-        .unwrap();
-    assert_eq!(gw.admin.send(purge).await.status, 200);
+    assert_eq!(
+        gw.admin
+            .post_with("/cache/purge", &[], Bytes::new())
+            .await
+            .status,
+        200
+    );
     let after = gw.metrics().await;
     let (entries, bytes) = (
         sum(&after, "koodrive_gateway_cache_entries", &[]),

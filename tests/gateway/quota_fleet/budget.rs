@@ -6,14 +6,12 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use http::Method;
-use http_body_util::Full;
 
 use super::{misses, rate_limit, wait_metric, TASK};
 use crate::fleet::{fleet_of, metric};
 use crate::quota::{busiest_second, timed_mock};
 use crate::support::redis::RedisServer;
-use crate::support::{within, Mock};
+use crate::support::{within, Mock, TASK_CREATE};
 
 #[tokio::test]
 async fn a_burst_of_thousands_of_misses_across_three_sidecars_stays_within_the_fleet_budget() {
@@ -98,14 +96,15 @@ async fn a_write_during_fleet_wide_saturation_is_sent_within_the_bound() {
         })
         .await;
     }
-    let write = fleet[1]
-        .client
-        .request(Method::POST, "/koodrive/ose/v1/task/create")
-        .header("content-type", "application/json")
-        .body(Full::new(Bytes::from_static(b"{\"taskName\":\"w\"}")))
-        .unwrap();
     let started = Instant::now();
-    let answer = fleet[1].client.send(write).await;
+    let answer = fleet[1]
+        .client
+        .post_with(
+            TASK_CREATE,
+            &[("content-type", "application/json")],
+            Bytes::from_static(b"{\"taskName\":\"w\"}"),
+        )
+        .await;
     let took = started.elapsed();
     stop.store(true, Ordering::Relaxed);
     assert_eq!(answer.status, 200, "{}", answer.text());

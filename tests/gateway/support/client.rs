@@ -75,11 +75,20 @@ impl Client {
     }
 
     pub async fn get_with(&self, path: &str, headers: &[(&str, &str)]) -> TestResponse {
-        let mut builder = self.request(Method::GET, path);
-        for (name, value) in headers {
-            builder = builder.header(*name, *value);
-        }
+        let builder = with_headers(self.request(Method::GET, path), headers);
         self.send(builder.body(Full::default()).unwrap()).await
+    }
+
+    /// A POST of a whole body (a task write, a purge), with its `Content-Length`.
+    pub async fn post_with(
+        &self,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: impl Into<Bytes>,
+    ) -> TestResponse {
+        let builder = with_headers(self.request(Method::POST, path), headers);
+        self.send(builder.body(Full::new(body.into())).unwrap())
+            .await
     }
 
     pub async fn send(&self, request: Request<Full<Bytes>>) -> TestResponse {
@@ -105,4 +114,15 @@ impl Client {
             .await
             .unwrap()
     }
+}
+
+/// The headers in order; a name given twice is sent twice.
+fn with_headers(
+    mut builder: http::request::Builder,
+    headers: &[(&str, &str)],
+) -> http::request::Builder {
+    for (name, value) in headers {
+        builder = builder.header(*name, *value);
+    }
+    builder
 }
