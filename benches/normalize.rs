@@ -44,28 +44,21 @@ fn small_page() -> Vec<u8> {
 }
 
 fn bench(c: &mut Criterion) {
-    let body = page();
     let rule = Rule::task_list();
-    assert!(matches!(
-        normalize_body(&rule, &body),
-        Outcome::Normalized { mismatches: 0, .. }
-    ));
     let mut group = c.benchmark_group("normalize");
-    group.throughput(Throughput::Bytes(body.len() as u64));
-    group.bench_function("task_list_page_100", |b| {
-        b.iter(|| normalize_body(black_box(&rule), black_box(&body)))
-    });
-    group.finish();
-    let small = small_page();
-    assert!(matches!(
-        normalize_body(&rule, &small),
-        Outcome::Normalized { mismatches: 0, .. }
-    ));
-    let mut group = c.benchmark_group("normalize");
-    group.throughput(Throughput::Bytes(small.len() as u64));
-    group.bench_function("task_list_page_15_small", |b| {
-        b.iter(|| normalize_body(black_box(&rule), black_box(&small)))
-    });
+    for (name, body) in [
+        ("task_list_page_100", page()),
+        ("task_list_page_15_small", small_page()),
+    ] {
+        assert!(matches!(
+            normalize_body(&rule, &body),
+            Outcome::Normalized { mismatches: 0, .. }
+        ));
+        group.throughput(Throughput::Bytes(body.len() as u64));
+        group.bench_function(name, |b| {
+            b.iter(|| normalize_body(black_box(&rule), black_box(&body)))
+        });
+    }
     group.finish();
 }
 
