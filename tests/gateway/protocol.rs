@@ -12,7 +12,7 @@ use hyper_util::rt::TokioExecutor;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
-use crate::support::faults::read_head;
+use crate::support::faults::{read_head, read_head_into};
 use crate::support::{exchange, status_line, within, Mock, Reply, TestGateway, TASK_LIST};
 
 mod bodies;
@@ -45,14 +45,8 @@ impl RawUpstream {
                     let mut buf = Vec::new();
                     let mut chunk = [0u8; 8192];
                     loop {
-                        let end = loop {
-                            if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-                                break i + 4;
-                            }
-                            match stream.read(&mut chunk).await {
-                                Ok(0) | Err(_) => return,
-                                Ok(n) => buf.extend_from_slice(&chunk[..n]),
-                            }
+                        let Some(end) = read_head_into(&mut stream, &mut buf).await else {
+                            return;
                         };
                         let head = String::from_utf8_lossy(&buf[..end]).into_owned();
                         let length: usize = head

@@ -105,15 +105,24 @@ impl Drop for FaultServer {
 
 /// Reads a request head off a raw upstream's connection; false when the connection ended first.
 pub async fn read_head(stream: &mut TcpStream) -> bool {
-    let mut head = Vec::new();
+    read_head_into(stream, &mut Vec::new()).await.is_some()
+}
+
+/// Reads from a keep-alive connection into `buffered` (which may already hold bytes read past
+/// the previous request) until it holds a whole request head; returns the head's length, blank
+/// line included, with whatever came after it left in `buffered`. `None` when the connection
+/// ended first.
+pub async fn read_head_into(stream: &mut TcpStream, buffered: &mut Vec<u8>) -> Option<usize> {
     let mut buf = [0u8; 4096];
-    while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+    loop {
+        if let Some(end) = buffered.windows(4).position(|w| w == b"\r\n\r\n") {
+            return Some(end + 4);
+        }
         match stream.read(&mut buf).await {
-            Ok(0) | Err(_) => return false,
-            Ok(n) => head.extend_from_slice(&buf[..n]),
+            Ok(0) | Err(_) => return None,
+            Ok(n) => buffered.extend_from_slice(&buf[..n]),
         }
     }
-    true
 }
 
 #[allow(deprecated)]

@@ -4,9 +4,11 @@
 
 use std::time::Instant;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
+
+use crate::support::faults::read_head_into;
 
 use super::*;
 
@@ -40,19 +42,10 @@ async fn keep_alive_upstream(close_after_answer: bool) -> (String, mpsc::Unbound
 
 async fn serve(mut stream: TcpStream, tx: mpsc::UnboundedSender<Seen>, close_after_answer: bool) {
     let mut buffered = Vec::new();
-    let mut buf = [0u8; 4096];
     loop {
-        let end = loop {
-            if let Some(end) = buffered.windows(4).position(|w| w == b"\r\n\r\n") {
-                break end + 4;
-            }
-            match stream.read(&mut buf).await {
-                Ok(0) | Err(_) => {
-                    let _ = tx.send(Seen::Closed(Instant::now()));
-                    return;
-                }
-                Ok(n) => buffered.extend_from_slice(&buf[..n]),
-            }
+        let Some(end) = read_head_into(&mut stream, &mut buffered).await else {
+            let _ = tx.send(Seen::Closed(Instant::now()));
+            return;
         };
         let head = String::from_utf8_lossy(&buffered[..end]).into_owned();
         buffered.drain(..end);
