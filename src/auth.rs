@@ -35,6 +35,10 @@ pub struct Identity {
 /// anything else a caller sent (a `Cookie`, an `X_User_Id`, `Accept-Language`, ...).
 pub const KEYED_HEADERS: [HeaderName; 4] = [X_USER_ID, AUTHORIZATION, LANGUAGE, X_DATE];
 
+/// How many headers [`Auth::apply`] may add: `X-User-Id`, `language`, `Host`, `X-Date` and
+/// `Authorization`.
+pub const ADDED_HEADERS: usize = 5;
+
 #[derive(Debug)]
 pub struct Auth {
     mode: AuthMode,
@@ -137,15 +141,20 @@ impl Auth {
             headers.remove(AUTHORIZATION);
             headers.remove(X_USER_ID);
         }
-        if !headers.contains_key(X_USER_ID) {
-            headers.insert(X_USER_ID, self.user_id.clone());
-        }
-        if !headers.contains_key(LANGUAGE) {
-            headers.insert(LANGUAGE, self.language.clone());
-        }
+        // Room for what is added below at once, rather than grown into.
+        headers.reserve(ADDED_HEADERS);
+        headers
+            .entry(X_USER_ID)
+            .or_insert_with(|| self.user_id.clone());
+        headers
+            .entry(LANGUAGE)
+            .or_insert_with(|| self.language.clone());
         headers.insert(HOST, host.clone());
         let client_signed = headers.contains_key(AUTHORIZATION);
-        if !client_signed || !headers.contains_key(X_DATE) {
+        if client_signed {
+            // The client's own date, if it sent one, stays beside its own signature.
+            headers.entry(X_DATE).or_insert_with(|| self.x_date(now));
+        } else {
             headers.insert(X_DATE, self.x_date(now));
         }
         if client_signed {

@@ -103,8 +103,26 @@ impl Ask {
     }
 }
 
-/// A take in progress (the fleet's asks Redis).
-pub type Taking<'a> = std::pin::Pin<Box<dyn Future<Output = Result<u32, Duration>> + Send + 'a>>;
+/// A take: answered at once (the local bucket, nothing allocated), or in progress (the fleet's
+/// asks Redis).
+pub enum Taking<'a> {
+    Now(Result<u32, Duration>),
+    Later(std::pin::Pin<Box<dyn Future<Output = Result<u32, Duration>> + Send + 'a>>),
+}
+
+impl Future for Taking<'_> {
+    type Output = Result<u32, Duration>;
+
+    fn poll(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Self::Output> {
+        match self.get_mut() {
+            Taking::Now(taken) => std::task::Poll::Ready(*taken),
+            Taking::Later(taking) => taking.as_mut().poll(cx),
+        }
+    }
+}
 
 /// The seam between the request path and where the bucket and the cooldown live.
 pub trait Budget: Send + Sync {

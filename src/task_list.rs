@@ -12,7 +12,7 @@ use http::request::Parts;
 use http::{HeaderMap, HeaderValue, Method};
 use tracing::Instrument;
 
-use crate::auth::KEYED_HEADERS;
+use crate::auth::{ADDED_HEADERS, KEYED_HEADERS};
 use crate::body;
 use crate::cache::lock::{Fill, Role};
 use crate::cache::outcome::AGES;
@@ -207,7 +207,10 @@ fn serve_miss<'a>(
         }
         match result {
             Ok(fetched) => {
-                let mut response = fetched.page.to_response();
+                // Moved out when this request holds the only reference (a page nobody else
+                // waits for: no-store, no-cache, a flight of one), copied otherwise.
+                let page = Arc::try_unwrap(fetched).map_or_else(|f| f.page.clone(), |f| f.page);
+                let mut response = page.into_response();
                 set_cache_status(response.headers_mut(), outcome);
                 Ok((response, outcome))
             }
@@ -296,7 +299,8 @@ fn fetcher(
     // caller's validators or range (a 304 or a 206 the others never asked for; nginx and Varnish
     // drop these from a cache fill too) nor a cookie or a look-alike of an identity header
     // reaches KooDrive.
-    let mut headers = HeaderMap::with_capacity(KEYED_HEADERS.len() + 2);
+    // Sized for the credentials too, added when it is sent.
+    let mut headers = HeaderMap::with_capacity(KEYED_HEADERS.len() + 2 + ADDED_HEADERS);
     for name in KEYED_HEADERS.iter().chain([&X_TRACEID]) {
         if let Some(value) = parts.headers.get(name) {
             headers.insert(name.clone(), value.clone());

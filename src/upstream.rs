@@ -107,9 +107,9 @@ impl Upstream {
         )
     }
 
-    /// When an exchange that starts now must be over.
-    pub fn deadline(&self) -> Instant {
-        Instant::now() + self.timeout
+    /// When an exchange that started at `started` must be over.
+    pub fn deadline_from(&self, started: Instant) -> Instant {
+        started + self.timeout
     }
 
     /// Sends a request through the circuit breaker. A bodiless GET or HEAD that failed to

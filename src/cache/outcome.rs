@@ -6,7 +6,7 @@ use std::sync::OnceLock;
 
 use http::{HeaderValue, StatusCode};
 
-use crate::cache::policy::CACHE_NAME;
+use crate::cache::policy::{cache_name, CACHE_NAME};
 use crate::metrics::{Metrics, ReasonLabels};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -57,6 +57,13 @@ impl PassReason {
     }
 }
 
+/// A `Cache-Status` value that never changes, made at compile time.
+macro_rules! fixed {
+    ($rest:literal) => {
+        Some(HeaderValue::from_static(concat!(cache_name!(), $rest)))
+    };
+}
+
 impl CacheOutcome {
     /// The bounded label of the access log's `cache` field and of the request metrics.
     pub fn label(self) -> &'static str {
@@ -94,15 +101,19 @@ impl CacheOutcome {
             CacheOutcome::StaleRateLimited { ttl } => {
                 format!("{CACHE_NAME}; fwd=miss; ttl={ttl}; detail=rate-limited")
             }
-            CacheOutcome::Miss { stored: true } => format!("{CACHE_NAME}; fwd=miss; stored"),
-            CacheOutcome::Miss { stored: false } => format!("{CACHE_NAME}; fwd=miss"),
-            CacheOutcome::Collapsed => format!("{CACHE_NAME}; fwd=miss; collapsed"),
-            CacheOutcome::Refresh { stored: true } => format!("{CACHE_NAME}; fwd=request; stored"),
+            // The rest never change: made at compile time, not formatted for each request.
+            CacheOutcome::Miss { stored: true } => return fixed!("; fwd=miss; stored"),
+            CacheOutcome::Miss { stored: false } => return fixed!("; fwd=miss"),
+            CacheOutcome::Collapsed => return fixed!("; fwd=miss; collapsed"),
+            CacheOutcome::Refresh { stored: true } => return fixed!("; fwd=request; stored"),
             CacheOutcome::Refresh { stored: false } | CacheOutcome::Bypass => {
-                format!("{CACHE_NAME}; fwd=request")
+                return fixed!("; fwd=request")
             }
-            CacheOutcome::Pass(reason) => {
-                format!("{CACHE_NAME}; fwd=bypass; detail={}", reason.as_str())
+            CacheOutcome::Pass(PassReason::TooLarge) => {
+                return fixed!("; fwd=bypass; detail=too-large")
+            }
+            CacheOutcome::Pass(PassReason::Private) => {
+                return fixed!("; fwd=bypass; detail=private")
             }
         };
         Some(text_value(text))

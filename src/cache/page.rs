@@ -24,14 +24,15 @@ pub struct Page {
 impl Page {
     /// The page as a response. A page's `Content-Length`, when it has one, is its body's length
     /// (normalization and storing set it); one is added when it is missing.
-    pub fn to_response(&self) -> Response<Body> {
-        let mut response = Response::new(body::full(self.body.clone()));
+    pub fn into_response(self) -> Response<Body> {
+        let len = self.body.len();
+        let mut response = Response::new(body::full(self.body));
         *response.status_mut() = self.status;
-        *response.headers_mut() = self.headers.clone();
-        if !self.headers.contains_key(header::CONTENT_LENGTH) {
+        *response.headers_mut() = self.headers;
+        if !response.headers().contains_key(header::CONTENT_LENGTH) {
             response
                 .headers_mut()
-                .insert(header::CONTENT_LENGTH, HeaderValue::from(self.body.len()));
+                .insert(header::CONTENT_LENGTH, HeaderValue::from(len));
         }
         response
     }

@@ -1,6 +1,7 @@
 //! Cache policy as pure functions: what the client asked for, what may be stored, when a page is
 //! fresh or stale, what counts as KooDrive failing, and the `Cache-Status` text (RFC 9211).
 
+use std::borrow::Cow;
 use std::time::Duration;
 
 use http::header::{CACHE_CONTROL, PRAGMA, SET_COOKIE, VARY};
@@ -22,13 +23,21 @@ pub enum Directive {
     NoStore,
 }
 
-fn directives(headers: &HeaderMap) -> impl Iterator<Item = String> + '_ {
+/// Each `Cache-Control` directive, lowercase and without spaces: as it came when it already is
+/// (the usual case, nothing allocated), a copy otherwise.
+fn directives(headers: &HeaderMap) -> impl Iterator<Item = Cow<'_, str>> + '_ {
     headers
         .get_all(CACHE_CONTROL)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
-        .map(|d| d.trim().to_ascii_lowercase().replace(' ', ""))
+        .map(|d| {
+            let d = d.trim();
+            match d.bytes().any(|b| b == b' ' || b.is_ascii_uppercase()) {
+                false => Cow::Borrowed(d),
+                true => Cow::Owned(d.to_ascii_lowercase().replace(' ', "")),
+            }
+        })
 }
 
 /// The seconds of a `max-age` directive: delta-seconds (`0`, `00`), also in the quoted form
@@ -49,7 +58,7 @@ fn max_age(directive: &str) -> Option<u64> {
 pub fn client_directive(headers: &HeaderMap) -> Directive {
     let mut directive = Directive::Normal;
     for d in directives(headers) {
-        match d.as_str() {
+        match &*d {
             "no-store" => return Directive::NoStore,
             "no-cache" => directive = Directive::Refresh,
             _ if max_age(&d) == Some(0) => directive = Directive::Refresh,
@@ -183,7 +192,15 @@ pub fn ttl_seconds(age: Duration, config: Windows) -> i64 {
     left.floor() as i64
 }
 
-pub const CACHE_NAME: &str = "koodrive-gateway";
+/// The cache's name in `Cache-Status`, as a literal for the values made at compile time.
+macro_rules! cache_name {
+    () => {
+        "koodrive-gateway"
+    };
+}
+pub(crate) use cache_name;
+
+pub const CACHE_NAME: &str = cache_name!();
 
 #[cfg(test)]
 mod tests;

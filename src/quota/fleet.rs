@@ -124,7 +124,7 @@ impl FleetBudget {
 
 impl Budget for FleetBudget {
     fn take(&self, priority: Priority) -> Taking<'_> {
-        Box::pin(self.take_shared(priority))
+        Taking::Later(Box::pin(self.take_shared(priority)))
     }
 
     fn cool_down(&self, length: Duration) {

@@ -69,7 +69,7 @@ impl LocalBudget {
 
 impl Budget for LocalBudget {
     fn take(&self, _: Priority) -> Taking<'_> {
-        Box::pin(std::future::ready(self.take_now()))
+        Taking::Now(self.take_now())
     }
 
     fn cool_down(&self, length: Duration) {
@@ -82,6 +82,10 @@ impl Budget for LocalBudget {
 
     fn cooling(&self) -> Option<Duration> {
         let until = self.cool_until_ms.load(Ordering::Acquire);
+        // Never cooled down: no clock read.
+        if until == 0 {
+            return None;
+        }
         let now = self.now_ms();
         (until > now).then(|| Duration::from_millis(until - now))
     }

@@ -2,8 +2,6 @@
 //! covers exactly what is sent), the `upstream` span, the upstream metrics, and the answer's
 //! hop-by-hop headers stripped. Retries and the breaker are [`Upstream::send`]'s.
 
-use std::time::Instant;
-
 use http::{header, HeaderMap, Method, Request, Response, Uri, Version};
 use tracing::{field::Empty, Instrument};
 
@@ -66,7 +64,9 @@ impl Upstream {
         (ask, route): super::Spend,
         request: Request<Body>,
     ) -> Result<Response<Body>, GatewayError> {
-        let started = Instant::now();
+        // One clock read for the deadline (tokio's clock) and the upstream latency.
+        let now = tokio::time::Instant::now();
+        let started = now.into_std();
         // The JSON log shows an event's innermost span: this one carries the trace id too.
         let trace_id = request
             .headers()
@@ -81,7 +81,7 @@ impl Upstream {
         // kilobytes, and every future that awaits this one would carry it and be copied whole
         // each time it moves (bench/RESULTS.md).
         let result = Box::pin(
-            self.send(request, self.deadline(), (ask, route))
+            self.send(request, self.deadline_from(now), (ask, route))
                 .instrument(span.clone()),
         )
         .await;

@@ -41,6 +41,11 @@ fn client_directives() {
         ),
         (vec![("pragma", "no-cache")], Directive::Refresh),
         (vec![("cache-control", "no-store")], Directive::NoStore),
+        (vec![("cache-control", "No-Store")], Directive::NoStore),
+        (
+            vec![("cache-control", "no-store ,max-age=5")],
+            Directive::NoStore,
+        ),
         (
             vec![("cache-control", "no-cache, no-store")],
             Directive::NoStore,
