@@ -2,7 +2,9 @@
 # bench/cpu.sh: the CPU a forwarded request costs each front, split into user space and the
 # kernel, from the front process's own utime and stime (/proc/PID/stat) over one wrk run: the
 # gateway, nginx proxy_pass, and the forwarding floor (examples/forward_floor.rs: hyper's server
-# and client with nothing between them). It PRINTS figures and asserts nothing.
+# and client with nothing between them). NGINX_HEADERS=1 adds a fourth front, nginx proxy_pass
+# doing the gateway's header work as well (NGINX_GATEWAY_HEADERS in bench/common.sh): a
+# reference for what that work costs nginx. It PRINTS figures and asserts nothing.
 #
 #   bench/cpu.sh get                  # an ordinary GET (a file call: streamed, not normalized)
 #   bench/cpu.sh no-store             # task list, Cache-Control: no-store (forwarded, normalized)
@@ -50,6 +52,15 @@ taskset -c "$SERVER_CPU" nginx -p "$WORK/pass" -c "$WORK/pass/nginx.conf" \
 PASS_MASTER=$!
 PIDS+=("$PASS_MASTER")
 wait_http "http://127.0.0.1:$PASS_PORT$LIST"
+if [[ -n ${NGINX_HEADERS:-} ]]; then
+    free_port HDR_PORT
+    pass_nginx_conf "$WORK/headers" "$HDR_PORT" "$UPSTREAM_PORT" "$NGINX_GATEWAY_HEADERS"
+    taskset -c "$SERVER_CPU" nginx -p "$WORK/headers" -c "$WORK/headers/nginx.conf" \
+        -g 'daemon off; master_process on;' &
+    HDR_MASTER=$!
+    PIDS+=("$HDR_MASTER")
+    wait_http "http://127.0.0.1:$HDR_PORT$LIST"
+fi
 
 start_pinned_gateway "$SERVER_CPU"
 
@@ -63,6 +74,10 @@ wait_http "http://127.0.0.1:$FLOOR_PORT$LIST"
 # nginx's worker serves the connections, not its master.
 PASS_WORKER=$(pgrep -P "$PASS_MASTER" | head -1)
 [[ -n $PASS_WORKER ]] || die "no nginx worker under $PASS_MASTER"
+if [[ -n ${NGINX_HEADERS:-} ]]; then
+    HDR_WORKER=$(pgrep -P "$HDR_MASTER" | head -1)
+    [[ -n $HDR_WORKER ]] || die "no nginx worker under $HDR_MASTER"
+fi
 
 # User and system clock ticks a process has used so far.
 ticks() { awk '{print $14, $15}' "/proc/$1/stat"; }
@@ -93,5 +108,8 @@ for ((round = 1; round <= ROUNDS; round++)); do
     echo "round $round of $ROUNDS"
     measure gateway "$GW_PID" "$GW_PORT"
     measure nginx "$PASS_WORKER" "$PASS_PORT"
+    if [[ -n ${NGINX_HEADERS:-} ]]; then
+        measure nginx+hdr "$HDR_WORKER" "$HDR_PORT"
+    fi
     measure floor "$FLOOR_PID" "$FLOOR_PORT"
 done
