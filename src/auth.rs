@@ -150,16 +150,12 @@ impl Auth {
             .entry(LANGUAGE)
             .or_insert_with(|| self.language.clone());
         headers.insert(HOST, host.clone());
-        let client_signed = headers.contains_key(AUTHORIZATION);
-        if client_signed {
+        if headers.contains_key(AUTHORIZATION) {
             // The client's own date, if it sent one, stays beside its own signature.
             headers.entry(X_DATE).or_insert_with(|| self.x_date(now));
-        } else {
-            headers.insert(X_DATE, self.x_date(now));
-        }
-        if client_signed {
             return Ok(());
         }
+        headers.insert(X_DATE, self.x_date(now));
         let secret = self.secret.get();
         let authorization = match self.mode {
             // The same value for every request while the token is the same: made once.

@@ -108,17 +108,32 @@ pub fn only_chunked(headers: &HeaderMap) -> bool {
     }
 }
 
+/// Which of `names` a map holds, from one pass over its few names rather than a hashed lookup
+/// each (most messages hold none of them).
+pub fn present<const N: usize>(headers: &HeaderMap, names: &[HeaderName; N]) -> [bool; N] {
+    let mut present = [false; N];
+    for name in headers.keys() {
+        if let Some(at) = names.iter().position(|n| n == name) {
+            present[at] = true;
+        }
+    }
+    present
+}
+
+/// Removes those of `names` the map holds (see [`present`]).
+pub fn remove_present<const N: usize>(headers: &mut HeaderMap, names: &[HeaderName; N]) {
+    let present = present(headers, names);
+    for (name, _) in names.iter().zip(present).filter(|(_, here)| *here) {
+        headers.remove(name);
+    }
+}
+
 /// Removes the hop-by-hop headers, including every header the `Connection` header names.
 pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
     // One pass over the few names says which of the fixed list are present; most messages carry
     // none. Only those present are removed (KooDrive's usual `Connection: keep-alive` is one
     // removal, not nine hashed ones).
-    let mut present = [false; HOP_BY_HOP_COUNT];
-    for name in headers.keys() {
-        if let Some(at) = HOP_BY_HOP.iter().position(|hop| hop == name) {
-            present[at] = true;
-        }
-    }
+    let present = present(headers, &HOP_BY_HOP);
     if !present.contains(&true) {
         return;
     }

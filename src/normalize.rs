@@ -148,16 +148,14 @@ pub fn is_json(headers: &http::HeaderMap) -> bool {
 pub fn is_json_content_type(value: &str) -> bool {
     // Found byte by byte: the values are a few dozen bytes, too short for a searcher to pay.
     let find = |text: &str, byte: u8| text.bytes().position(|b| b == byte);
-    let essence = match find(value, b';') {
-        Some(at) => &value[..at],
-        None => value,
-    }
-    .trim();
+    let essence = find(value, b';').map_or(value, |at| &value[..at]).trim();
     let Some(slash) = find(essence, b'/') else {
         return false;
     };
-    let (kind, subtype) = (&essence[..slash], &essence[slash + 1..]);
-    let (kind, subtype) = (kind.trim_end(), subtype.trim_start());
+    let (kind, subtype) = (
+        essence[..slash].trim_end(),
+        essence[slash + 1..].trim_start(),
+    );
     let plus_json = subtype.len() > 5 && {
         let (name, suffix) = subtype.split_at(subtype.len() - 5);
         suffix.eq_ignore_ascii_case("+json") && !name.contains(['/', ' '])

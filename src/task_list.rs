@@ -20,7 +20,7 @@ use crate::cache::policy::{self, Directive, Freshness};
 use crate::cache::{CacheOutcome, Entry, Key, Page, PassReason, TaskListQuery};
 use crate::config::routes::Windows;
 use crate::error::GatewayError;
-use crate::headers::{CACHE_STATUS, X_TRACEID};
+use crate::headers::{self, CACHE_STATUS, X_TRACEID};
 use crate::observe;
 use crate::quota::Ask;
 use crate::respond;
@@ -128,12 +128,7 @@ const BODY_ONLY: [HeaderName; 4] = [CONTENT_LENGTH, CONTENT_TYPE, CONTENT_ENCODI
 /// a body, which is never sent (Varnish drops a GET's body too).
 fn bound_upstream(headers: &mut HeaderMap, trace_id: &HeaderValue) {
     headers.insert(X_TRACEID, trace_id.clone());
-    // A GET rarely carries any: one pass over its few names, and a hashed removal only for
-    // those present.
-    let present = BODY_ONLY.map(|body_only| headers.keys().any(|name| *name == body_only));
-    for (name, _) in BODY_ONLY.into_iter().zip(present).filter(|(_, here)| *here) {
-        headers.remove(name);
-    }
+    headers::remove_present(headers, &BODY_ONLY);
 }
 
 /// A task-list request the cache could not answer by itself; `stored` is a page too old to serve
