@@ -10,6 +10,8 @@
 #   bench/callgrind.sh get            # an ordinary GET (a file call: streamed, not normalized)
 #   bench/callgrind.sh post           # an ordinary POST (the same, with a small JSON body)
 #   DURATION=5s CONNECTIONS=64 KEEP_WORK=1 bench/callgrind.sh no-store
+#   FRONT=floor bench/callgrind.sh get          # the forwarding floor instead of the gateway
+#   FRONT=floor-headers bench/callgrind.sh get  # the floor with --headers (see forward_floor.rs)
 #
 # The gateway (release build, RUST_LOG=warn) runs under valgrind with instrumentation off; after
 # three warm-up requests it is switched on for one wrk run (DURATION, CONNECTIONS), then off,
@@ -24,6 +26,8 @@ DURATION=${DURATION:-5s}
 CONNECTIONS=${CONNECTIONS:-64}
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 GATEWAY=${GATEWAY_BIN:-${CARGO_TARGET_DIR:-$REPO/target}/release/koodrive-gateway}
+FORWARD_FLOOR=${CARGO_TARGET_DIR:-$REPO/target}/release/examples/forward_floor
+FRONT=${FRONT:-gateway}
 # shellcheck source=bench/common.sh
 source "$REPO/bench/common.sh"
 
@@ -31,7 +35,17 @@ die() { printf 'callgrind.sh: %s\n' "$*" >&2; exit 1; }
 for tool in valgrind callgrind_control callgrind_annotate nginx wrk curl python3; do
     command -v "$tool" >/dev/null || die "$tool is missing (apt-get install -y valgrind nginx wrk curl python3)"
 done
-[[ -x $GATEWAY ]] || die "no gateway at $GATEWAY (cargo build --release --locked)"
+case $FRONT in
+    gateway)
+        [[ -x $GATEWAY ]] || die "no gateway at $GATEWAY (cargo build --release --locked)"
+        ;;
+    floor | floor-headers)
+        [[ -x $FORWARD_FLOOR ]] ||
+            die "no forwarding floor at $FORWARD_FLOOR (cargo build --release --locked --example forward_floor)"
+        [[ $KIND == get || $KIND == post ]] || die "the floor forwards only: get or post, not $KIND"
+        ;;
+    *) die "unknown FRONT $FRONT (gateway, floor, floor-headers)" ;;
+esac
 
 # The page and the POST's body, as bench/compare.sh writes them.
 bench_work callgrind
@@ -39,13 +53,20 @@ start_upstream "$WORK/nginx"
 
 free_port GW_PORT
 free_port ADMIN_PORT
-gateway_config "$WORK/gateway.toml" "$GW_PORT" "$ADMIN_PORT" "http://127.0.0.1:$UPSTREAM_PORT" 30s
+if [[ $FRONT == gateway ]]; then
+    gateway_config "$WORK/gateway.toml" "$GW_PORT" "$ADMIN_PORT" "http://127.0.0.1:$UPSTREAM_PORT" 30s
+    command=("$GATEWAY" --config "$WORK/gateway.toml")
+    ready="http://127.0.0.1:$ADMIN_PORT/readyz"
+else
+    command=("$FORWARD_FLOOR" --listen "127.0.0.1:$GW_PORT" --upstream "127.0.0.1:$UPSTREAM_PORT")
+    [[ $FRONT == floor ]] || command+=(--headers)
+    ready="http://127.0.0.1:$GW_PORT$FILE_GET?fileId=1486254586942472064"
+fi
 RUST_LOG=warn valgrind --tool=callgrind --instr-atstart=no \
-    --callgrind-out-file="$WORK/callgrind.out" "$GATEWAY" --config "$WORK/gateway.toml" \
-    >"$WORK/gateway.log" 2>&1 &
+    --callgrind-out-file="$WORK/callgrind.out" "${command[@]}" >"$WORK/gateway.log" 2>&1 &
 GW_PID=$!
 PIDS+=("$GW_PID")
-wait_http "http://127.0.0.1:$ADMIN_PORT/readyz" 600
+wait_http "$ready" 600
 
 URL="http://127.0.0.1:$GW_PORT$QUERY" extra=()
 case $KIND in
@@ -74,7 +95,7 @@ requests=$(awk '/requests in/ {print $1}' "$WORK/wrk.txt")
 grep -e 'Non-2xx' -e 'Socket errors' "$WORK/wrk.txt" || true
 out=$(ls "$WORK"/callgrind.out* | head -1)
 total=$(callgrind_annotate "$out" 2>/dev/null | awk '/PROGRAM TOTALS/ && !seen {gsub(",", "", $1); print $1; seen = 1}')
-echo "kind: $KIND; wrk -c$CONNECTIONS -d$DURATION: $requests requests under callgrind"
+echo "front: $FRONT; kind: $KIND; wrk -c$CONNECTIONS -d$DURATION: $requests requests under callgrind"
 echo "instructions per request: $((total / requests))"
 echo
 echo "inclusive instructions per request, largest first (functions over 0.5%):"

@@ -209,6 +209,18 @@ NGINX_GATEWAY_HEADERS='proxy_set_header Host koodrive.example;
             add_header X-Traceid $request_id always;'
 
 
+# Dies unless the forwarding floor on port $1, started with --headers, did its header work: a
+# made X-Traceid on the answer, the one a client sent when it sent one.
+check_floor_headers() {
+    local headers
+    headers=$(curl -fsS -D - -o /dev/null "http://127.0.0.1:$1$FILE_GET?fileId=1486254586942472064")
+    grep -Eqi '^x-traceid: [0-9A-Za-z]{58}'$'\r''?$' <<<"$headers" ||
+        die "the floor on $1 made no trace id: $headers"
+    headers=$(curl -fsS -D - -o /dev/null -H 'X-Traceid: bench-check' \
+        "http://127.0.0.1:$1$FILE_GET?fileId=1486254586942472064")
+    grep -qi '^x-traceid: bench-check' <<<"$headers" || die "the floor on $1 lost the client's trace id: $headers"
+}
+
 # Every background process is recorded in PIDS and stopped on exit (the caller sets the trap);
 # WORK is removed unless KEEP_WORK is set.
 cleanup() {
@@ -237,10 +249,15 @@ stop_wait() {
 }
 
 # Sets the named variable to a free loopback port: a random start, then the first port nothing
-# answers on and that this script has not handed out yet.
+# answers on and that this script has not handed out yet. Chosen below the kernel's ephemeral
+# range (ip_local_port_range, 32768 up here): a port in it can be nobody's listener yet still be
+# the local end of an open connection (a front's to the upstream), and binding it fails.
 USED_PORTS=" "
 free_port() {
-    local port=$((20000 + RANDOM % 20000)) i
+    local low=32768 port i
+    read -r low _ </proc/sys/net/ipv4/ip_local_port_range 2>/dev/null || true
+    ((low > 2048)) || die "the ephemeral port range starts at $low: no room below it for a listener"
+    port=$((1024 + RANDOM % (low - 1024 - 200)))
     for ((i = 0; i < 200; i++, port++)); do
         [[ $USED_PORTS == *" $port "* ]] && continue
         if ! (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then

@@ -33,6 +33,9 @@
 #      that core, as for nginx. The same rounds measure a forwarding floor
 #      (examples/forward_floor.rs): hyper's server and client with nothing between them, the
 #      file GET through it; what a forwarded request costs at best with hyper and tokio here.
+#      And the same floor with --headers ("floor+hdr"): only the header work no KooDrive gateway
+#      can leave out (the trace id up and back, the authentication headers, hop-by-hop
+#      stripping), done with the gateway's own functions.
 #   3. collapsing: 1,000 concurrent identical misses (examples/burst.rs) and how many reached the
 #      upstream.
 #   4. memory: VmRSS of a fresh gateway before and after caching 10,000 distinct ~2 KB pages.
@@ -374,10 +377,11 @@ FORWARD_PAIRS=(
     "file GET vs proxy_pass|gw-get|nginx-get"
     "file POST vs proxy_pass|gw-post|nginx-post"
     "floor: bare hyper, file GET vs proxy_pass|floor-get|nginx-get"
+    "floor+hdr: file GET vs proxy_pass|floor-hdr-get|nginx-get"
 )
 # The upstream's own p50 at one connection, per pair's request: what both add to.
 declare -A UPSTREAM_OF=([gw-nostore]=up-list [gw-nocache]=up-list [gw-get]=up-get [gw-post]=up-post
-    [floor-get]=up-get)
+    [floor-get]=up-get [floor-hdr-get]=up-get)
 # Per forwarded run, its added p50 (us, over the upstream's in the same round) round by round;
 # per pair, the req/s ratio round by round.
 declare -A ADDED_US FORWARD_RATIOS
@@ -437,7 +441,7 @@ bench_hits() {
     local -A pid=([nginx]=$nginx_pid [gateway-warn]=$warn_pid [gateway-info]=$info_pid [floor]=$floor_pid)
     local -A send=()
     local order=(nginx gateway-warn gateway-info floor) i name warn_p99 pair gw ngx
-    local forward_floor_pid=""
+    local forward_floor_pid="" floor_hdr_pid=""
     if [[ $FORWARDED == 1 ]]; then
         check_forwarded "$warn_port"
         # The forwarding floor (examples/forward_floor.rs): hyper's server and client with
@@ -449,6 +453,16 @@ bench_hits() {
         forward_floor_pid=$!
         PIDS+=("$forward_floor_pid")
         wait_http "http://127.0.0.1:$forward_floor_port$FILE_QUERY"
+        # The same floor doing the header work no KooDrive gateway can leave out (--headers:
+        # the trace id up and back, the authentication headers, hop-by-hop stripping).
+        local floor_hdr_port
+        free_port floor_hdr_port
+        taskset -c "$SERVER_CPU" "$FORWARD_FLOOR_BIN" --listen "127.0.0.1:$floor_hdr_port" \
+            --upstream "127.0.0.1:$UPSTREAM_PORT" --headers &
+        floor_hdr_pid=$!
+        PIDS+=("$floor_hdr_pid")
+        wait_http "http://127.0.0.1:$floor_hdr_port$FILE_QUERY"
+        check_floor_headers "$floor_hdr_port"
         url+=(
             [gw-nostore]="http://127.0.0.1:$warn_port$HIT_QUERY"
             [nginx-pass]="http://127.0.0.1:$NGINX_PASS_PORT$HIT_QUERY"
@@ -459,6 +473,7 @@ bench_hits() {
             [gw-post]="http://127.0.0.1:$warn_port$FILE_POST"
             [nginx-post]="http://127.0.0.1:$NGINX_PASS_PORT$FILE_POST"
             [floor-get]="http://127.0.0.1:$forward_floor_port$FILE_QUERY"
+            [floor-hdr-get]="http://127.0.0.1:$floor_hdr_port$FILE_QUERY"
             [up-list]="http://127.0.0.1:$UPSTREAM_PORT$HIT_QUERY"
             [up-get]="http://127.0.0.1:$UPSTREAM_PORT$FILE_QUERY"
             [up-post]="http://127.0.0.1:$UPSTREAM_PORT$FILE_POST"
@@ -466,13 +481,15 @@ bench_hits() {
         pid+=([gw-nostore]=$warn_pid [gw-nocache]=$warn_pid [gw-get]=$warn_pid [gw-post]=$warn_pid
             [nginx-pass]=$nginx_pid [nginx-bypass]=$nginx_pid [nginx-get]=$nginx_pid
             [nginx-post]=$nginx_pid [up-list]=$UPSTREAM_PID [up-get]=$UPSTREAM_PID
-            [up-post]=$UPSTREAM_PID [floor-get]=$forward_floor_pid)
+            [up-post]=$UPSTREAM_PID [floor-get]=$forward_floor_pid
+            [floor-hdr-get]=$floor_hdr_pid)
         send+=([gw-nostore]=no-store [gw-nocache]=no-cache [gw-post]=post [nginx-post]=post
             [up-post]=post)
         # At CONNECTIONS, then one connection each (the upstream's own included).
         order+=(gw-nostore nginx-pass gw-nocache nginx-bypass gw-get nginx-get gw-post nginx-post
-            floor-get gw-nostore-c1 nginx-pass-c1 gw-nocache-c1 nginx-bypass-c1 gw-get-c1
-            nginx-get-c1 gw-post-c1 nginx-post-c1 floor-get-c1 up-list-c1 up-get-c1 up-post-c1)
+            floor-get floor-hdr-get gw-nostore-c1 nginx-pass-c1 gw-nocache-c1 nginx-bypass-c1
+            gw-get-c1 nginx-get-c1 gw-post-c1 nginx-post-c1 floor-get-c1 floor-hdr-get-c1 up-list-c1
+            up-get-c1 up-post-c1)
     fi
     local run base
     for ((round = 1; round <= ROUNDS; round++)); do
@@ -512,6 +529,7 @@ bench_hits() {
     stop "$info_pid"
     stop "$floor_pid"
     [[ -z $forward_floor_pid ]] || stop "$forward_floor_pid"
+    [[ -z $floor_hdr_pid ]] || stop "$floor_hdr_pid"
 }
 
 # BURST identical misses at once against a fresh gateway whose upstream answers after 200 ms

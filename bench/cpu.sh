@@ -2,9 +2,10 @@
 # bench/cpu.sh: the CPU a forwarded request costs each front, split into user space and the
 # kernel, from the front process's own utime and stime (/proc/PID/stat) over one wrk run: the
 # gateway, nginx proxy_pass, and the forwarding floor (examples/forward_floor.rs: hyper's server
-# and client with nothing between them). NGINX_HEADERS=1 adds a fourth front, nginx proxy_pass
-# doing the gateway's header work as well (NGINX_GATEWAY_HEADERS in bench/common.sh): a
-# reference for what that work costs nginx. It PRINTS figures and asserts nothing.
+# and client with nothing between them). NGINX_HEADERS=1 adds two fronts doing the header work no
+# KooDrive gateway can leave out (trace id up and back, the authentication headers, hop-by-hop
+# stripping): nginx proxy_pass with NGINX_GATEWAY_HEADERS (bench/common.sh) and the floor with
+# --headers. A reference for what that work costs each. It PRINTS figures and asserts nothing.
 #
 #   bench/cpu.sh get                  # an ordinary GET (a file call: streamed, not normalized)
 #   bench/cpu.sh no-store             # task list, Cache-Control: no-store (forwarded, normalized)
@@ -70,6 +71,15 @@ taskset -c "$SERVER_CPU" "$FORWARD_FLOOR" --listen "127.0.0.1:$FLOOR_PORT" \
 FLOOR_PID=$!
 PIDS+=("$FLOOR_PID")
 wait_http "http://127.0.0.1:$FLOOR_PORT$LIST"
+if [[ -n ${NGINX_HEADERS:-} ]]; then
+    free_port FLOOR_HDR_PORT
+    taskset -c "$SERVER_CPU" "$FORWARD_FLOOR" --listen "127.0.0.1:$FLOOR_HDR_PORT" \
+        --upstream "127.0.0.1:$UPSTREAM_PORT" --lifetime-secs 3600 --headers &
+    FLOOR_HDR_PID=$!
+    PIDS+=("$FLOOR_HDR_PID")
+    wait_http "http://127.0.0.1:$FLOOR_HDR_PORT$LIST"
+    check_floor_headers "$FLOOR_HDR_PORT"
+fi
 
 # nginx's worker serves the connections, not its master.
 PASS_WORKER=$(pgrep -P "$PASS_MASTER" | head -1)
@@ -98,7 +108,7 @@ measure() {
     awk -v n="$requests" -v u=$((u1 - u0)) -v s=$((s1 - s0)) -v hz="$TICK" -v name="$name" -v rps="$rps" '
         BEGIN {
             us = 1e6 / hz / n
-            printf "  %-8s %7d req/s   user %5.2f us   kernel %5.2f us   total %5.2f us per request\n",
+            printf "  %-9s %7d req/s   user %5.2f us   kernel %5.2f us   total %5.2f us per request\n",
                 name, rps, u * us, s * us, (u + s) * us
         }'
 }
@@ -112,4 +122,7 @@ for ((round = 1; round <= ROUNDS; round++)); do
         measure nginx+hdr "$HDR_WORKER" "$HDR_PORT"
     fi
     measure floor "$FLOOR_PID" "$FLOOR_PORT"
+    if [[ -n ${NGINX_HEADERS:-} ]]; then
+        measure floor+hdr "$FLOOR_HDR_PID" "$FLOOR_HDR_PORT"
+    fi
 done

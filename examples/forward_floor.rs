@@ -12,6 +12,12 @@
 //!
 //! Client connections are written the gateway's way (`koodrive_gateway::coalesce`). The server
 //! exits by itself after `--lifetime-secs`.
+//!
+//! `--headers` adds the header work no KooDrive gateway can leave out, done with the gateway's
+//! own functions: hop-by-hop headers stripped both ways, the client's `X-Traceid` taken or one
+//! made and sent up and back, and the token-mode authentication headers (`Host`, `X-User-Id`,
+//! `language`, `X-Date` made once a second, `Authorization`). It is what nginx's
+//! `NGINX_GATEWAY_HEADERS` front (`bench/common.sh`) does, so the two compare like for like.
 
 use std::net::SocketAddr;
 use std::pin::Pin;
@@ -44,6 +50,9 @@ struct Cli {
     upstream: SocketAddr,
     #[arg(long, default_value_t = 900)]
     lifetime_secs: u64,
+    /// Do the header work every KooDrive gateway must do (see the module's comment).
+    #[arg(long)]
+    headers: bool,
 }
 
 type Idle = Arc<Mutex<Vec<SendRequest<Incoming>>>>;
@@ -54,18 +63,20 @@ fn main() -> anyhow::Result<()> {
     let idle: Idle = Arc::default();
     let lifetime = Duration::from_secs(cli.lifetime_secs);
     accept::run(cli.listen, lifetime, |stream| {
-        let (idle, upstream) = (idle.clone(), cli.upstream);
-        let service = service_fn(move |request| forward(request, idle.clone(), upstream));
+        let (idle, upstream, headers) = (idle.clone(), cli.upstream, cli.headers);
+        let service = service_fn(move |request| forward(request, idle.clone(), upstream, headers));
         let stream = TokioIo::new(Coalesced::new(stream));
         tokio::spawn(hyper::server::conn::http1::Builder::new().serve_connection(stream, service));
     })
 }
 
 async fn forward(
-    request: Request<Incoming>,
+    mut request: Request<Incoming>,
     idle: Idle,
     upstream: SocketAddr,
+    headers: bool,
 ) -> Result<Response<Returning>, BoxError> {
+    let trace = headers.then(|| required::upstream(request.headers_mut()));
     // A connection the upstream closed while it sat idle (nginx's keepalive_timeout between
     // rounds) has ended its task: passed over. Any other is ready, or about to be.
     let mut pooled = None;
@@ -88,8 +99,69 @@ async fn forward(
             sender
         }
     };
-    let response = sender.send_request(request).await?;
+    let mut response = sender.send_request(request).await?;
+    if let Some(trace) = trace {
+        required::downstream(response.headers_mut(), trace);
+    }
     Ok(response.map(|body| Returning::new(body, sender, idle)))
+}
+
+/// The header work every KooDrive gateway must do, with the gateway's own functions.
+mod required {
+    use std::cell::RefCell;
+    use std::time::{SystemTime, UNIX_EPOCH};
+
+    use http::header::{AUTHORIZATION, HOST};
+    use http::{HeaderMap, HeaderValue};
+    use koodrive_gateway::headers::{self, LANGUAGE, X_DATE, X_TRACEID, X_USER_ID};
+    use koodrive_gateway::{auth, trace_id};
+    use time::OffsetDateTime;
+
+    thread_local! {
+        /// `X-Date` for the current second, as the gateway (and nginx's `$time_iso8601`) keep it.
+        static DATE: RefCell<(u64, HeaderValue)> =
+            const { RefCell::new((u64::MAX, HeaderValue::from_static(""))) };
+    }
+
+    fn x_date() -> HeaderValue {
+        let second = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |since| since.as_secs());
+        DATE.with_borrow_mut(|(made, value)| {
+            if *made != second {
+                *value = auth::x_date(OffsetDateTime::now_utc());
+                *made = second;
+            }
+            value.clone()
+        })
+    }
+
+    /// The request's trace id (the client's, or a new one), after its headers are made ready to
+    /// go upstream.
+    pub fn upstream(request: &mut HeaderMap) -> HeaderValue {
+        let trace = trace_id::from_headers(request).unwrap_or_else(|_| trace_id::generate());
+        headers::strip_hop_by_hop(request);
+        request.reserve(6);
+        request.insert(HOST, HeaderValue::from_static("koodrive.example"));
+        request.insert(X_TRACEID, trace.clone());
+        request
+            .entry(X_USER_ID)
+            .or_insert(HeaderValue::from_static("1505084218764547200"));
+        request
+            .entry(LANGUAGE)
+            .or_insert(HeaderValue::from_static("en_US"));
+        request.insert(X_DATE, x_date());
+        let mut authorization = HeaderValue::from_static("Bearer bench-token");
+        authorization.set_sensitive(true);
+        request.insert(AUTHORIZATION, authorization);
+        trace
+    }
+
+    /// The answer's headers made ready to go back, with the request's trace id.
+    pub fn downstream(answer: &mut HeaderMap, trace: HeaderValue) {
+        headers::strip_hop_by_hop(answer);
+        answer.insert(X_TRACEID, trace);
+    }
 }
 
 /// An answer's body that gives its connection back to the pool when it ends.
