@@ -26,25 +26,10 @@ SECONDS_EACH=${SECONDS_EACH:-5}
 TTL_MS=${TTL_MS:-1000}
 FAULT_SECONDS=${FAULT_SECONDS:-3}
 LIMIT=${LIMIT:-300}
-PROFILE=${PROFILE:-release}
 
-REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-cd "$REPO"
-export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$REPO/target}
-case $PROFILE in
-release) DIR=release ;;
-dev) DIR=debug ;;
-*) echo "PROFILE must be release or dev" >&2; exit 2 ;;
-esac
-if ! command -v redis-server >/dev/null; then
-    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
-        apt-get update -qq && apt-get install -y -qq redis-server >/dev/null
-    fi
-    command -v redis-server >/dev/null || {
-        echo "bench/fleet.sh needs redis-server: apt-get install -y redis-server (as root)" >&2
-        exit 1
-    }
-fi
+# shellcheck source=bench/examples.sh
+source "$(dirname "${BASH_SOURCE[0]}")/examples.sh"
+need_redis_server bench/fleet.sh
 cargo build --locked --profile "$PROFILE" --example fleet
 echo "profile: $PROFILE; $(nproc) cores; load average: $(cut -d' ' -f1-3 /proc/loadavg); $(redis-server --version | cut -d' ' -f1-3)"
 timeout --signal=TERM --kill-after=5 "$LIMIT" "$CARGO_TARGET_DIR/$DIR/examples/fleet" \

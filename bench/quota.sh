@@ -13,6 +13,9 @@
 #   RPS=20 BURST=5 SECONDS_EACH=3 bench/quota.sh
 #   PROFILE=dev bench/quota.sh              # the debug build (quicker to build, slower to run)
 #
+# FLEET=1 needs redis-server on PATH (this script installs it from Debian's packages when missing
+# and it runs as root).
+#
 # Bounded: the whole run is killed after LIMIT seconds (default 300); every request has its own
 # 10 s limit inside.
 set -euo pipefail
@@ -23,27 +26,17 @@ WORKERS=${WORKERS:-32}
 SECONDS_EACH=${SECONDS_EACH:-5}
 SAMPLES=${SAMPLES:-15}
 LIMIT=${LIMIT:-300}
-PROFILE=${PROFILE:-release}
 FLEET=${FLEET:-1}
 FLEET_WORKERS=${FLEET_WORKERS:-16}
 
-REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-cd "$REPO"
-export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$REPO/target}
-case $PROFILE in
-release) DIR=release ;;
-dev) DIR=debug ;;
-*) echo "PROFILE must be release or dev" >&2; exit 2 ;;
-esac
+# shellcheck source=bench/examples.sh
+source "$(dirname "${BASH_SOURCE[0]}")/examples.sh"
+[ "$FLEET" != 1 ] || need_redis_server "bench/quota.sh (FLEET=1; FLEET=0 runs without it)"
 cargo build --locked --profile "$PROFILE" --example quota --example quota_fleet
 echo "profile: $PROFILE; $(nproc) cores; load average: $(cut -d' ' -f1-3 /proc/loadavg)"
 timeout --signal=TERM --kill-after=5 "$LIMIT" "$CARGO_TARGET_DIR/$DIR/examples/quota" \
     --rps "$RPS" --burst "$BURST" --workers "$WORKERS" --seconds "$SECONDS_EACH" --samples "$SAMPLES"
 if [ "$FLEET" = 1 ]; then
-    command -v redis-server >/dev/null || {
-        echo "redis-server is missing: apt-get install -y redis-server (or FLEET=0)" >&2
-        exit 2
-    }
     timeout --signal=TERM --kill-after=5 "$LIMIT" "$CARGO_TARGET_DIR/$DIR/examples/quota_fleet" \
         --rps "$RPS" --burst "$BURST" --workers "$FLEET_WORKERS" --seconds "$SECONDS_EACH"
 fi
