@@ -14,9 +14,9 @@
 //! exits by itself after `--lifetime-secs`.
 //!
 //! `--headers` adds the header work no KooDrive gateway can leave out, done with the gateway's
-//! own functions: hop-by-hop headers stripped both ways, the client's `X-Traceid` taken or one
-//! made and sent up and back, and the token-mode authentication headers (`Host`, `X-User-Id`,
-//! `language`, `X-Date` made once a second, `Authorization`). It is what nginx's
+//! own code: hop-by-hop headers stripped both ways, the client's `X-Traceid` taken or one made
+//! and sent up and back, and the gateway's authenticator (`Auth::apply`) in token mode (`Host`,
+//! `X-User-Id`, `language`, `X-Date`, `Authorization`). It is what nginx's
 //! `NGINX_GATEWAY_HEADERS` front (`bench/common.sh`) does, so the two compare like for like.
 
 use std::net::SocketAddr;
@@ -33,6 +33,7 @@ use hyper::body::Incoming;
 use hyper::client::conn::http1::SendRequest;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
+use koodrive_gateway::auth::Auth;
 use koodrive_gateway::coalesce::Coalesced;
 use tokio::net::TcpStream;
 
@@ -62,21 +63,30 @@ fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let idle: Idle = Arc::default();
     let lifetime = Duration::from_secs(cli.lifetime_secs);
+    // Made once and kept for the process's life, as the gateway keeps its own.
+    let auth: Option<&'static Auth> = match cli.headers {
+        true => Some(Box::leak(Box::new(required::auth()?))),
+        false => None,
+    };
     accept::run(cli.listen, lifetime, |stream| {
-        let (idle, upstream, headers) = (idle.clone(), cli.upstream, cli.headers);
-        let service = service_fn(move |request| forward(request, idle.clone(), upstream, headers));
+        let (idle, upstream) = (idle.clone(), cli.upstream);
+        let service = service_fn(move |request| forward(request, idle.clone(), upstream, auth));
         let stream = TokioIo::new(Coalesced::new(stream));
         tokio::spawn(hyper::server::conn::http1::Builder::new().serve_connection(stream, service));
     })
 }
 
 async fn forward(
-    mut request: Request<Incoming>,
+    request: Request<Incoming>,
     idle: Idle,
     upstream: SocketAddr,
-    headers: bool,
+    auth: Option<&'static Auth>,
 ) -> Result<Response<Returning>, BoxError> {
-    let trace = headers.then(|| required::upstream(request.headers_mut()));
+    let (mut head, body) = request.into_parts();
+    let trace = auth
+        .map(|auth| required::upstream(auth, &mut head))
+        .transpose()?;
+    let request = Request::from_parts(head, body);
     // A connection the upstream closed while it sat idle (nginx's keepalive_timeout between
     // rounds) has ended its task: passed over. Any other is ready, or about to be.
     let mut pooled = None;
@@ -106,55 +116,51 @@ async fn forward(
     Ok(response.map(|body| Returning::new(body, sender, idle)))
 }
 
-/// The header work every KooDrive gateway must do, with the gateway's own functions.
+/// The header work every KooDrive gateway must do, with the gateway's own code: its trace-id
+/// rule, hop-by-hop stripping and authenticator.
 mod required {
-    use std::cell::RefCell;
-    use std::time::{SystemTime, UNIX_EPOCH};
+    use std::time::Duration;
 
-    use http::header::{AUTHORIZATION, HOST};
+    use http::request::Parts;
     use http::{HeaderMap, HeaderValue};
-    use koodrive_gateway::headers::{self, LANGUAGE, X_DATE, X_TRACEID, X_USER_ID};
-    use koodrive_gateway::{auth, trace_id};
+    use koodrive_gateway::auth::Auth;
+    use koodrive_gateway::config::{AuthConfig, AuthMode, SecretSource};
+    use koodrive_gateway::error::GatewayError;
+    use koodrive_gateway::headers::{self, X_TRACEID};
+    use koodrive_gateway::metrics::Metrics;
+    use koodrive_gateway::secret::Secret;
+    use koodrive_gateway::trace_id;
     use time::OffsetDateTime;
 
-    thread_local! {
-        /// `X-Date` for the current second, as the gateway (and nginx's `$time_iso8601`) keep it.
-        static DATE: RefCell<(u64, HeaderValue)> =
-            const { RefCell::new((u64::MAX, HeaderValue::from_static(""))) };
+    const HOST: HeaderValue = HeaderValue::from_static("koodrive.example");
+
+    /// The gateway's authenticator in token mode, set as the bench's nginx front sets the same
+    /// headers (`NGINX_GATEWAY_HEADERS` in `bench/common.sh`).
+    pub fn auth() -> anyhow::Result<Auth> {
+        let config = AuthConfig {
+            mode: AuthMode::Token,
+            user_id: HeaderValue::from_static("1505084218764547200"),
+            app_id: String::new(),
+            secret: SecretSource::Inline(Secret::new("bench-token")?),
+            file_poll_interval: Duration::from_secs(1),
+            language: HeaderValue::from_static("en_US"),
+            override_client: false,
+        };
+        let runtime = tokio::runtime::Builder::new_current_thread().build()?;
+        runtime
+            .block_on(Auth::new(&config, &Metrics::new()))
+            .map_err(anyhow::Error::msg)
     }
 
-    fn x_date() -> HeaderValue {
-        let second = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |since| since.as_secs());
-        DATE.with_borrow_mut(|(made, value)| {
-            if *made != second {
-                *value = auth::x_date(OffsetDateTime::now_utc());
-                *made = second;
-            }
-            value.clone()
-        })
-    }
-
-    /// The request's trace id (the client's, or a new one), after its headers are made ready to
-    /// go upstream.
-    pub fn upstream(request: &mut HeaderMap) -> HeaderValue {
-        let trace = trace_id::from_headers(request).unwrap_or_else(|_| trace_id::generate());
-        headers::strip_hop_by_hop(request);
-        request.reserve(6);
-        request.insert(HOST, HeaderValue::from_static("koodrive.example"));
-        request.insert(X_TRACEID, trace.clone());
-        request
-            .entry(X_USER_ID)
-            .or_insert(HeaderValue::from_static("1505084218764547200"));
-        request
-            .entry(LANGUAGE)
-            .or_insert(HeaderValue::from_static("en_US"));
-        request.insert(X_DATE, x_date());
-        let mut authorization = HeaderValue::from_static("Bearer bench-token");
-        authorization.set_sensitive(true);
-        request.insert(AUTHORIZATION, authorization);
-        trace
+    /// The request's trace id (the client's, or a new one), after its head is made ready to go
+    /// upstream.
+    pub fn upstream(auth: &Auth, head: &mut Parts) -> Result<HeaderValue, GatewayError> {
+        let trace = trace_id::from_headers(&head.headers).unwrap_or_else(|_| trace_id::generate());
+        headers::strip_hop_by_hop(&mut head.headers);
+        head.headers.insert(X_TRACEID, trace.clone());
+        let now = OffsetDateTime::now_utc();
+        auth.apply(&head.method, &head.uri, &mut head.headers, &HOST, None, now)?;
+        Ok(trace)
     }
 
     /// The answer's headers made ready to go back, with the request's trace id.
@@ -164,7 +170,9 @@ mod required {
     }
 }
 
-/// An answer's body that gives its connection back to the pool when it ends.
+/// An answer's body that gives its connection back to the pool when it ends: the idea of the
+/// gateway's `upstream::pool`, without its bookkeeping (idle timeouts, the "anything heard"
+/// flag), which the floor is there to leave out.
 struct Returning {
     body: Incoming,
     back: Option<(SendRequest<Incoming>, Idle)>,
